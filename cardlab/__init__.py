@@ -1,0 +1,1 @@
+"""cardlab command line and pipelines."""

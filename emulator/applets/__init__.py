@@ -1,0 +1,1 @@
+"""Built-in applications (load files) of the emulated card."""

@@ -1,0 +1,1 @@
+"""GlobalPlatform card manager (GP Card Spec 2.3 and Amendment D)."""

@@ -131,7 +131,7 @@ class Command:
 def parse(raw: bytes) -> Command:
     """Parse a command APDU (ISO 7816-4 §5.2, table 3).
 
-    >>> parse(bytes.fromhex("00A4040007A000000151000000")).case
+    >>> parse(bytes.fromhex("00A4040008A000000151000000")).case
     3
     >>> parse(bytes.fromhex("00B0000000")).ne
     256

@@ -1,0 +1,39 @@
+# cardlab — `make demo` runs the main job, `make test` runs every test.
+# Works as root on a fresh Debian machine with Python 3.11: installs the Debian
+# packages it needs when they are missing, then a virtualenv in .venv.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEBS   := pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config
+
+.PHONY: demo test deps debs venv bench clean
+
+demo: deps
+	$(BIN)/cardlab demo
+
+test: deps
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench: deps
+	$(BIN)/python benchmarks/bench_inprocess.py
+	$(BIN)/python benchmarks/bench_vpcd.py
+
+deps: debs $(VENV)/.installed
+
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .hypothesis

@@ -1,0 +1,209 @@
+"""``cardlab`` command line: one subcommand group per part (``cardlab card …``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from emulator import Card
+from emulator.gp.lifecycle import CardLife
+from emulator.image import ImageError
+
+from .display import split_response, sw_text, tlv_lines
+
+DIVERSIFICATION = ("emv", "visa2", "kdf3")
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def _hex_arg(value: str, what: str, lengths: Sequence[int] | None = None) -> bytes:
+    try:
+        raw = bytes.fromhex(value.replace(" ", ""))
+    except ValueError as exc:
+        raise UsageError(f"{what}: not hex") from exc
+    if lengths is not None and len(raw) not in lengths:
+        raise UsageError(f"{what}: expected {' or '.join(str(n) for n in lengths)} bytes, got {len(raw)}")
+    return raw
+
+
+def _card_keys(args: argparse.Namespace, kdd: bytes) -> tuple[bytes, bytes, bytes] | None:
+    if args.keys and args.kmc:
+        raise UsageError("--keys and --kmc exclude each other")
+    if args.keys:
+        parts = args.keys.split(":")
+        if len(parts) != 3:
+            raise UsageError("--keys: expected ENC:MAC:DEK")
+        enc, mac, dek = (_hex_arg(p, "--keys", (16, 24, 32)) for p in parts)
+        if not len(enc) == len(mac) == len(dek):
+            raise UsageError("--keys: the three keys must have the same length")
+        return enc, mac, dek
+    if args.kmc:
+        from cardspec.keys import diversify
+
+        master = _hex_arg(args.kmc, "--kmc", (16, 24, 32))
+        return diversify(args.diversification, master, kdd)
+    return None
+
+
+def cmd_card_new(args: argparse.Namespace, out: Console) -> int:
+    from emulator.gp.manager import new_card_state
+
+    kdd = _hex_arg(args.kdd, "--kdd", (10,)) if args.kdd else os.urandom(10)
+    keys = _card_keys(args, kdd)
+    state = new_card_state(
+        isd_aid=_hex_arg(args.isd_aid, "--isd-aid", range(5, 17)),
+        keys=keys,
+        kvn=int(args.kvn, 16),
+        kdd=kdd,
+        scp_i=int(args.scp_i, 16),
+        sequence_counter=args.sequence_counter,
+        lifecycle=CardLife[args.lifecycle],
+    )
+    card = Card(state)
+    card.save(args.image)
+    out.print(f"created {args.image}: ISD {state.isd_aid.hex().upper()}, KDD {kdd.hex().upper()}, "
+              f"key set {args.kvn.upper()}, life cycle {args.lifecycle}")
+    return 0
+
+
+def cmd_card_send(args: argparse.Namespace, out: Console) -> int:
+    card = Card.load(args.image)
+    card.on_commit = lambda c: c.save(args.image)
+    card.power_on()
+    worst = 0
+    for text in args.apdus:
+        command = _hex_arg(text, "APDU")
+        resp = card.transmit(command)
+        data, sw = split_response(resp)
+        out.print(f"[bold]>>[/bold] {command.hex().upper()}")
+        out.print(f"[bold]<<[/bold] {data.hex().upper()} [cyan]{sw:04X}[/cyan] ({sw_text(sw)})")
+        for line in tlv_lines(data):
+            out.print("     " + line)
+        if sw != 0x9000 and sw >> 8 not in (0x61, 0x63):
+            worst = 1
+    card.save(args.image)
+    return worst
+
+
+def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
+    from emulator.gp.lifecycle import app_state_name
+    from emulator.registry import applet_class
+
+    card = Card.load(args.image)
+    st = card.state
+    out.print(f"[bold]Card[/bold] {args.image}")
+    out.print(f"  life cycle      {CardLife(st.lifecycle).name} ({st.lifecycle:02X})")
+    out.print(f"  ISD AID         {st.isd_aid.hex().upper()}")
+    out.print(f"  KDD             {st.kdd.hex().upper()}")
+    out.print(f"  SCP03 i         {st.scp_i:02X}   next sequence counter {st.sequence_counter}")
+    keys = Table(title="Keys (check values only)")
+    for col in ("KVN", "KID", "type", "length", "KCV"):
+        keys.add_column(col)
+    for k in st.keys:
+        keys.add_row(f"{k.kvn:02X}", f"{k.kid:02X}", k.kind, str(len(k.value)), k.kcv().hex().upper())
+    out.print(keys)
+    reg = Table(title="Registry")
+    for col in ("kind", "AID", "life cycle", "privileges / modules", "application"):
+        reg.add_column(col)
+    for lf in st.load_files:
+        reg.add_row("load file", lf.aid.hex().upper(), "LOADED" if lf.lifecycle == 1 else f"{lf.lifecycle:02X}",
+                    " ".join(m.hex().upper() for m in lf.modules), "")
+    for rec in st.instances:
+        try:
+            klass = applet_class(rec.module_aid)
+            name, specific = klass.NAME, klass.SPECIFIC_STATES
+        except Exception:  # noqa: BLE001 - an unknown module still gets listed
+            name, specific = "?", {}
+        life = CardLife(rec.lifecycle).name if rec.aid == st.isd_aid else app_state_name(rec.lifecycle, specific)
+        reg.add_row("instance", rec.aid.hex().upper(), life, rec.privileges.hex().upper(), name)
+    out.print(reg)
+    out.print("[bold]Files[/bold]")
+    for line in card.fs.describe():
+        out.print("  " + line)
+    return 0
+
+
+def cmd_card_serve(args: argparse.Namespace, out: Console) -> int:
+    if not args.vpcd:
+        raise UsageError("serve needs a transport: --vpcd")
+    from emulator.transports import vpcd
+
+    Card.load(args.image)  # fail early on a bad image
+    vpcd.run(args.image, args.host, args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, out: Console) -> int:
+    from .demo import run_demo
+
+    return run_demo(out, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cardlab", description="Emulate, personalize and certify chip cards.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    groups = p.add_subparsers(dest="group", required=True)
+
+    card = groups.add_parser("card", help="the emulated card").add_subparsers(dest="command", required=True)
+    new = card.add_parser("new", help="create a blank card image")
+    new.add_argument("image")
+    new.add_argument("--isd-aid", default="A000000151000000")
+    new.add_argument("--keys", metavar="ENC:MAC:DEK", help="static AES keys in hex")
+    new.add_argument("--kmc", metavar="HEX", help="master key, diversified by the KDD")
+    new.add_argument("--diversification", choices=DIVERSIFICATION, default="kdf3")
+    new.add_argument("--kvn", default="30", help="key version number (hex)")
+    new.add_argument("--kdd", help="key diversification data, 10 bytes hex (default: random)")
+    new.add_argument("--scp-i", default="70", help="SCP03 i parameter: 00, 10 or 70 (hex)")
+    new.add_argument("--sequence-counter", type=int, default=0,
+                     help="value the next INITIALIZE UPDATE uses and reports")
+    new.add_argument("--lifecycle", choices=("OP_READY", "INITIALIZED", "SECURED"), default="OP_READY")
+    new.set_defaults(func=cmd_card_new)
+
+    send = card.add_parser("send", help="send raw APDUs to an image and print decoded responses")
+    send.add_argument("image")
+    send.add_argument("apdus", nargs="+", metavar="HEX")
+    send.set_defaults(func=cmd_card_send)
+
+    show = card.add_parser("show", help="print life cycle, registry, files, keys (KCVs) and counters")
+    show.add_argument("image")
+    show.set_defaults(func=cmd_card_show)
+
+    serve = card.add_parser("serve", help="serve the card image to PC/SC programs through pcscd")
+    serve.add_argument("image")
+    serve.add_argument("--vpcd", action="store_true", help="connect to pcscd's vpcd driver")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=35963)
+    serve.set_defaults(func=cmd_card_serve)
+
+    demo = groups.add_parser("demo", help="run the main job on built-in defaults")
+    demo.add_argument("--out", type=Path, help="keep every artefact in this directory")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = Console(highlight=False)
+    try:
+        return int(args.func(args, out))
+    except UsageError as exc:
+        print(f"cardlab: {exc}", file=sys.stderr)
+        return 2
+    except (ImageError, FileNotFoundError) as exc:
+        print(f"cardlab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,6 +37,14 @@ log = logging.getLogger(__name__)
 #: interindustry CLA codes channels up to 19)
 MAX_CHANNEL = 8
 
+#: CLA values the card accepts (ISO 7816-4 §5.4.1, GP Card Spec 2.3 §11.1.4):
+#: 00-1F first interindustry, 40-7F further interindustry, 80-8F GP first
+#: proprietary, C0-CF and E0-EF GP further proprietary (plain / secured).
+_CLASS_OK = [
+    c <= 0x1F or 0x40 <= c <= 0x7F or 0x80 <= c <= 0x8F or 0xC0 <= c <= 0xCF or 0xE0 <= c <= 0xEF
+    for c in range(256)
+]
+
 
 @dataclass
 class Channel:
@@ -172,7 +180,7 @@ class Card:
     def _transmit(self, raw: bytes) -> bytes:
         cmd = apdu.parse(raw)
         cla = cmd.cla
-        if not (cla & 0xE0 in (0x00, 0x80) or cla & 0xC0 in (0x40, 0xC0)) or cla & 0xE0 == 0xA0:
+        if not _CLASS_OK[cla]:
             raise StatusError(SW.CLA_NOT_SUPPORTED)
         if cmd.chained:
             raise StatusError(SW.CHAINING_NOT_SUPPORTED)

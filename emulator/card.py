@@ -328,8 +328,8 @@ class Card:
             if cmd.cla & 0x0C:
                 raise StatusError(SW.SECURE_MESSAGING_NOT_SUPPORTED)
             channel.session = None
-            session, data = CardSession.initialize_update(self, cmd)
-            channel.session = session
+            new_session, data = CardSession.initialize_update(self, cmd)
+            channel.session = new_session
             return data
         session = channel.session
         if session is None or session.authenticated:

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 GROUP = "cardlab"
 DEFAULT_GROUPS = frozenset({"SCard$DefaultReaders", GROUP})
 
+#: SCARD_E_NO_SMARTCARD, the hresult pyscard's NoCardException carries
+_NO_SMARTCARD = 0x8010000C
+
 _lock = threading.RLock()
 _readers: dict[str, EmulatedReader] = {}
 _registered = False
@@ -65,7 +68,7 @@ class _Slot:
 
     def power_on(self) -> bytes:
         if self.card is None:
-            raise NoCardException("no card in the emulated reader")
+            raise NoCardException("no card in the emulated reader", _NO_SMARTCARD)
         with self.lock:
             self.atr = self.card.power_on()
         return self.atr
@@ -83,7 +86,7 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
 
     def connect(self, protocol: int | None = None, mode: int | None = None, disposition: int | None = None) -> None:
         if self._slot.card is None:
-            raise NoCardException("no card in the emulated reader")
+            raise NoCardException("no card in the emulated reader", _NO_SMARTCARD)
         super().connect(protocol, mode, disposition)
         if self._slot.atr is None:  # first connection after insertion powers the card
             self._slot.power_on()
@@ -95,7 +98,7 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
         from smartcard.scard import SCARD_LEAVE_CARD
 
         if self._slot.card is None:
-            raise NoCardException("no card in the emulated reader")
+            raise NoCardException("no card in the emulated reader", _NO_SMARTCARD)
         super().reconnect(protocol, mode, disposition)
         # pyscard's default disposition for reconnect is a reset
         if disposition != SCARD_LEAVE_CARD or self._slot.atr is None:

@@ -298,10 +298,16 @@ class Card:
                 raise StatusError(SW.WRONG_LENGTH)
             from .registry import find_selectable
 
-            after = channel.selected if cmd.p2 & 0x03 == 0x02 else None
-            aid = find_selectable(self, cmd.data, after)
-            if aid is not None:
-                return self._select_applet(ctx, cmd, aid)
+            following = cmd.p2 & 0x03 == 0x02
+            # registry applications come before file-system DFs: "next" after a
+            # DF (nothing selected in the registry) stays in the file system
+            found = (
+                None
+                if following and channel.selected is None
+                else find_selectable(self, cmd.data, channel.selected if following else None)
+            )
+            if found is not None:
+                return self._select_applet(ctx, cmd, found)
         # the file system answers (by FID, path, or DF name), or 6A82
         self.fs.check_select(ctx, cmd)
         self._deselect(ctx, channel)

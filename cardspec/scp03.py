@@ -488,7 +488,12 @@ class HostSession:
         return dek_encrypt(self.keys.dek, data)
 
     def encrypt_key(self, key: bytes) -> bytes:
-        """A key component block for PUT KEY (GP Card Spec §11.8.2.3): the key
-        encrypted under the DEK; a key that is not a whole number of blocks is
-        zero-padded (the key length field of PUT KEY gives its length)."""
-        return self.dek_encrypt(key + bytes(-len(key) % BLOCK))
+        """A key component block for PUT KEY (GP Card Spec 2.3 §11.8.2.3,
+        tables 11-70/11-71): a whole number of blocks is encrypted as it is;
+        otherwise the clear length (one byte) precedes the zero-padded,
+        encrypted value."""
+        if len(key) % BLOCK == 0:
+            return self.dek_encrypt(key)
+        if len(key) > 0x7F:
+            raise ValueError("key component too long")
+        return bytes((len(key),)) + self.dek_encrypt(key + bytes(-len(key) % BLOCK))

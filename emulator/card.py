@@ -209,10 +209,12 @@ class Card:
             session = None
         ctx = Context(self, channel, session.level if session is not None else 0)
         data = self._dispatch(ctx, cmd)
+        # a handler may answer data with a warning (e.g. GET STATUS 6310)
+        sw = int(ctx.notes.get("sw", SW.OK))
         session = channel.session
         if session is not None and session.authenticated and cmd.secure_messaging:
-            return session.wrap(data, SW.OK) + b"\x90\x00"
-        return apdu.response(data)
+            return session.wrap(data, sw) + sw.to_bytes(2, "big")
+        return apdu.response(data, sw)
 
     def _dispatch(self, ctx: Context, cmd: Command) -> bytes:
         lifecycle.gate_card_command(self.state.lifecycle, cmd, ctx.channel.selected == self.state.isd_aid)

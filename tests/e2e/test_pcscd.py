@@ -95,7 +95,10 @@ def test_server_waits_for_pcscd_then_survives_restart(pcscd: Pcscd, card_image: 
             pcscd.start()
 
 
-def test_scp03_session(card_server: CardServer) -> None:
+@pytest.mark.parametrize("level", [0x03, 0x33], ids=["C-MAC+C-DEC", "level-33"])
+def test_scp03_session(card_server: CardServer, card_image: Path, level: int) -> None:
+    """An SCP03 session opened and used through pcscd: the same answers as the
+    in-process card gives to the same host session (fixed host challenge)."""
     scp03 = pytest.importorskip("cardspec.scp03")
     pytest.importorskip("emulator.gp.scp03")  # the card side
     conn = connect_reader()
@@ -103,9 +106,34 @@ def test_scp03_session(card_server: CardServer) -> None:
         assert transmit(conn, SELECT_ISD)[-2:] == b"\x90\x00"
         keys = scp03.StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
         session = scp03.HostSession(lambda apdu: transmit(conn, apdu), keys)
-        session.open(0x33)
-        # GET STATUS of the ISD under C-MAC + C-DEC + R-MAC + R-ENC
+        session.open(level, host_challenge=bytes(8))
+        # GET STATUS of the ISD
         response = session.send(bytes.fromhex("80F28002024F0000"))
         assert response[-2:] in (b"\x90\x00", b"\x63\x10")
+        local = Card.load(card_image)
+        local.power_on()
+        local.transmit(SELECT_ISD)
+        twin = scp03.HostSession(local.transmit, keys)
+        twin.open(level, host_challenge=bytes(8))
+        assert twin.send(bytes.fromhex("80F28002024F0000")) == response
+    finally:
+        close(conn)
+
+
+def test_image_saved_as_the_card_changes(card_server: CardServer, card_image: Path) -> None:
+    """A persistent change (the SCP03 sequence counter, bumped by INITIALIZE
+    UPDATE) reaches the image file while the server keeps running."""
+    pytest.importorskip("emulator.gp.scp03")
+    before = Card.load(card_image).state.sequence_counter
+    conn = connect_reader()
+    try:
+        assert transmit(conn, SELECT_ISD)[-2:] == b"\x90\x00"
+        assert transmit(conn, bytes.fromhex("8050300008") + bytes(8) + b"\x00")[-2:] == b"\x90\x00"
+        wait_for(
+            "the image to be saved",
+            lambda: Card.load(card_image).state.sequence_counter == before + 1,
+            timeout=5,
+        )
+        assert card_server.proc.poll() is None
     finally:
         close(conn)

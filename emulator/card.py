@@ -188,7 +188,8 @@ class Card:
         if channel is None:
             raise StatusError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
         session = channel.session
-        if cmd.secure_messaging:
+        secured = cmd.secure_messaging  # unwrap() clears the SM bit of cmd
+        if secured:
             # only GP SCP03 wrapping (CLA b3, GP Amendment D §6.2.4) is supported
             if session is None or (cla & 0x80 == 0 and cla & 0x40 == 0 and cla & 0x08):
                 raise StatusError(SW.SECURE_MESSAGING_NOT_SUPPORTED)
@@ -212,7 +213,7 @@ class Card:
         # a handler may answer data with a warning (e.g. GET STATUS 6310)
         sw = int(ctx.notes.get("sw", SW.OK))
         session = channel.session
-        if session is not None and session.authenticated and cmd.secure_messaging:
+        if session is not None and session.authenticated and secured:
             return session.wrap(data, sw) + sw.to_bytes(2, "big")
         return apdu.response(data, sw)
 

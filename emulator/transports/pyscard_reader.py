@@ -20,8 +20,9 @@ Without a running pcscd, pyscard's PC/SC factory raises; by default
 True
 >>> conn = reader.createConnection()
 >>> conn.connect()
->>> conn.transmit([0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00])
-([], 144, 0)
+>>> data, sw1, sw2 = conn.transmit([0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00])
+>>> f"{sw1:02X}{sw2:02X}"
+'9000'
 >>> conn.disconnect()
 >>> remove("doctest card")
 """

@@ -63,9 +63,10 @@ def test_pyscard_observers_and_error_checking_still_run(card: Card) -> None:
     conn = insert(card, name=NAME).createConnection()
     conn.addObserver(Recorder())
     conn.connect()
-    conn.transmit(SELECT_ISD)
+    data, sw1, sw2 = conn.transmit(SELECT_ISD)
     assert [t for t, _ in events] == ["connect", "command", "response"]
-    assert events[2][1] == [[], 0x90, 0x00]
+    assert events[1][1][0] == SELECT_ISD
+    assert events[2][1] == [data, 0x90, 0x00]
     chain: list[Any] = []
     chain = [ErrorCheckingChain(chain, ISO7816_4ErrorChecker())]
     conn.setErrorCheckingChain(chain)

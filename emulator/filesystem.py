@@ -15,8 +15,8 @@ UPDATE / WRITE BINARY (B0, D6, D0), READ / UPDATE / APPEND RECORD (B2, DC, E2),
 VERIFY (20), CHANGE REFERENCE DATA (24), RESET RETRY COUNTER (2C) and, from
 ISO 7816-9, CREATE FILE (E0) and DELETE FILE (E4).
 
-FCP written and accepted (ISO 7816-4 §7.4.3, table 12)
--------------------------------------------------------
+FCP written and accepted (ISO 7816-4 §7.4.3)
+--------------------------------------------
 ``80`` data size (transparent EF: file size; record EF: record length ×
 number of records, emitted only), ``82`` file descriptor (FDB, data coding
 byte, and for record EFs a 2-byte maximum record length and a 1-byte number of
@@ -35,8 +35,8 @@ number of records; record EFs are created empty and grow with APPEND RECORD
 §7.3.1). Record lengths are 1..255, numbers of records 1..254, transparent
 sizes 0..32767 (15-bit offsets).
 
-Access conditions (tag 8C, compact format, ISO 7816-4 §7.4.3 tables 16-18)
----------------------------------------------------------------------------
+Access conditions (tag 8C, compact format, ISO 7816-4 §7.4.3)
+--------------------------------------------------------------
 The first byte is the access mode (AM) byte, followed by one security
 condition (SC) byte for each AM bit set, from b7 down to b1:
 
@@ -88,7 +88,7 @@ from .apdu import SW, Command, StatusError
 if TYPE_CHECKING:
     from .applet import Context
 
-# -- file descriptor bytes (ISO 7816-4 §7.4.5, table 14) --------------------------
+# -- file descriptor bytes (ISO 7816-4 §7.4.5) --------------------------
 FDB_DF = 0x38
 FDB_TRANSPARENT = 0x01
 FDB_LINEAR_FIXED = 0x02
@@ -96,7 +96,7 @@ FDB_LINEAR_VARIABLE = 0x04
 FDB_CYCLIC = 0x06
 RECORD_FDBS = frozenset({FDB_LINEAR_FIXED, FDB_LINEAR_VARIABLE, FDB_CYCLIC})
 EF_FDBS = RECORD_FDBS | {FDB_TRANSPARENT}
-#: data coding byte: write OR, data unit of one byte (§7.4.5, table 15)
+#: data coding byte: write OR, data unit of one byte (§7.4.5)
 DEFAULT_DCB = 0x41
 
 MF_FID = 0x3F00
@@ -105,7 +105,7 @@ MAX_RECORD_LENGTH = 255
 MAX_RECORDS = 254
 LCSI_OPERATIONAL = 0x05
 
-# -- access modes (AM bits of the compact format, §7.4.3 tables 16/17) -------------
+# -- access modes (AM bits of the compact format, §7.4.3) -------------
 READ = 0x01
 UPDATE = 0x02
 WRITE = 0x04
@@ -113,7 +113,7 @@ DELETE_CHILD = 0x01
 CREATE_EF = 0x02
 CREATE_DF = 0x04
 
-# -- security condition bytes (§7.4.3 table 18) -----------------------------------
+# -- security condition bytes (§7.4.3) -----------------------------------
 ALWAYS = 0x00
 NEVER = 0xFF
 SC_ALL = 0x80
@@ -171,7 +171,7 @@ def parse_acl(value: bytes) -> dict[int, int]:
 
 
 def condition_met(ctx: Context, sc: int) -> bool:
-    """Evaluate one SC byte for this command (§7.4.3 table 18)."""
+    """Evaluate one SC byte for this command (§7.4.3)."""
     if sc == ALWAYS:
         return True
     if sc == NEVER:
@@ -186,7 +186,7 @@ def condition_met(ctx: Context, sc: int) -> bool:
 
 # -- FCP, declaratively --------------------------------------------------------------
 
-#: tags accepted in a CREATE FILE FCP but not kept (§7.4.3 table 12)
+#: tags accepted in a CREATE FILE FCP but not kept (§7.4.3)
 IGNORED_FCP_TAGS = frozenset({0x81, 0x85, 0xA5})
 KNOWN_FCP_TAGS = frozenset({0x80, 0x82, 0x83, 0x84, 0x88, 0x8A, 0x8C}) | IGNORED_FCP_TAGS
 
@@ -491,7 +491,7 @@ class FileSystem:
             tlv.encode(0x61, tlv.encode_all([(0x4F, DEMO_DF_NAME), (0x50, b"cardlab demo")]))
         )
         mf.add(ef_dir)
-        info = tlv.encode(0x46, b"cardlab emulator")  # pre-issuing data (§12.2.2? see ISO 7816-4 EF.ATR)
+        info = tlv.encode(0x46, b"cardlab emulator")  # pre-issuing data (interindustry tag 46, ISO 7816-4 EF.ATR/INFO)
         ef_atr = EF(FileSpec(0x2F01, FDB_TRANSPARENT, size=len(info), sfi=1,
                              acl=compact_acl({READ: ALWAYS, UPDATE: NEVER, WRITE: NEVER})),
                     data=bytearray(info))
@@ -648,7 +648,7 @@ class FileSystem:
         return matches[0]
 
     def answer(self, node: Node, p2: int) -> bytes:
-        """SELECT response by P2 b4b3 (§11.1.1 table 63): FCI, FCP, FMD or nothing."""
+        """SELECT response by P2 b4b3 (§11.1.1): FCI, FCP, FMD or nothing."""
         kind = p2 & 0x0C
         if kind == 0x0C:
             return b""
@@ -724,7 +724,7 @@ class FileSystem:
         if end > ef.spec.size:
             raise StatusError(SW.NOT_ENOUGH_MEMORY, "data runs past the end of the file")
         new = cmd.data
-        behaviour = ef.spec.dcb & 0x60  # data coding byte b7b6 (§7.4.5 table 15)
+        behaviour = ef.spec.dcb & 0x60  # data coding byte b7b6 (§7.4.5)
         if mode == WRITE and behaviour == 0x40:
             new = bytes(a | b for a, b in zip(ef.data[offset:end], new, strict=True))
         elif mode == WRITE and behaviour == 0x60:
@@ -758,7 +758,7 @@ class FileSystem:
 
     @staticmethod
     def _record_number(cur: FsCursor, ef: EF, cmd: Command) -> int:
-        """Record number from P1 and P2 b3-b1 (§11.3.2 table 71): 100 = record P1
+        """Record number from P1 and P2 b3-b1 (§11.3.2): 100 = record P1
         (P1=00: the current record); with P1=00, 000 first, 001 last, 010 next,
         011 previous."""
         how = cmd.p2 & 0x07

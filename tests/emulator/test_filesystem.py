@@ -626,9 +626,10 @@ FILE_INS = [0xA4, 0xB0, 0xD0, 0xD6, 0xB2, 0xDC, 0xE2, 0xE0, 0xE4, 0x20, 0x24, 0x
         st.tuples(
             st.sampled_from([0x00, 0x01, 0x04, 0x0C, 0x40]),
             st.sampled_from(FILE_INS),
-            st.integers(0, 255),
-            st.integers(0, 255),
-            st.binary(max_size=40),
+            st.sampled_from([0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x09, 0x81, 0x82, 0xFF]) | st.integers(0, 255),
+            st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C]) | st.integers(0, 255),
+            st.sampled_from([b"", b"\x50\x00", b"\x50\x03", b"\x3f\x00", b"\x50\x00\x50\x05", b"1234\xff\xff\xff\xff"])
+            | st.binary(max_size=40),
             st.none() | st.integers(1, 256),
         ),
         min_size=1,

@@ -137,3 +137,17 @@ def test_image_saved_as_the_card_changes(card_server: CardServer, card_image: Pa
         assert card_server.proc.poll() is None
     finally:
         close(conn)
+
+
+def test_cli_serve(pcscd: Pcscd, card_image: Path, tmp_path: Path) -> None:
+    """``cardlab card serve IMAGE --vpcd`` serves the card and stops on SIGTERM."""
+    pytest.importorskip("cardlab.cli")
+    server = CardServer(card_image, tmp_path / "cli.log", cli=True)
+    try:
+        conn = connect_reader()
+        try:
+            assert transmit(conn, SELECT_ISD)[-2:] == b"\x90\x00"
+        finally:
+            close(conn)
+    finally:
+        assert server.stop() == 0, server.log()

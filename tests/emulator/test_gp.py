@@ -4,6 +4,9 @@ with real SCP03 sessions (cardspec.scp03.HostSession)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from cardspec import tlv
 from cardspec.keys import kcv
@@ -607,3 +610,105 @@ def test_loyalty_perso_data_errors(gp: GP) -> None:
     assert gp.send(apdu("80E28800", tlv.encode_dgi(0x0103, b"x")))[1] == 0x6A80
     assert gp.send(apdu("80E28800", tlv.encode_dgi(0x0102, h("00000001"))))[1] == 0x6A80  # no holder
     assert gp.card.state.instance(APP).lifecycle == 0x07  # type: ignore[union-attr]
+
+
+# -- life cycles against a model (hypothesis) ----------------------------------------
+
+#: GP §5.1.1 figure 5-1, written out again independently of emulator.gp.lifecycle
+CARD_MODEL = {
+    0x01: {0x07, 0x0F, 0xFF},
+    0x07: {0x0F, 0xFF},
+    0x0F: {0x7F, 0xFF},
+    0x7F: {0x0F, 0xFF},
+    0xFF: set(),
+}
+APPS = [APP + b"\x01", APP + b"\x02"]
+
+
+class LifeCycles(RuleBasedStateMachine):
+    @initialize()
+    def setup(self) -> None:
+        self.card = Card.create()
+        assert self.card.transmit(h("0070000001")) == h("01 9000")
+        self.gp = GP(self.card)
+        assert self.gp.install(aid=APPS[0]) == 0x9000
+        assert self.gp.install(0x04, aid=APPS[1]) == 0x9000
+        self.card_state = 0x01
+        self.apps = {APPS[0]: 0x07, APPS[1]: 0x03}
+
+    @rule(to=st.sampled_from([0x01, 0x07, 0x0F, 0x7F, 0xFF, 0x33]))
+    def set_card(self, to: int) -> None:
+        status = set_status(self.gp, 0x80, to)
+        if self.card_state == 0xFF:
+            assert status == 0x6A81
+        elif to not in CARD_MODEL:
+            assert status == 0x6A80
+        elif to in CARD_MODEL[self.card_state]:
+            assert status == 0x9000
+            self.card_state = to
+        else:
+            assert status == 0x6985
+
+    @rule(aid=st.sampled_from(APPS), p2=st.sampled_from([0x00, 0x80, 0x0F, 0x07, 0x03]))
+    def set_app(self, aid: bytes, p2: int) -> None:
+        status = set_status(self.gp, 0x40, p2, aid)
+        cur = self.apps[aid]
+        locked = bool(cur & 0x80)
+        new: int | None = None
+        if p2 == 0x80:
+            new = None if locked else cur | 0x80
+        elif p2 == 0x00:
+            new = cur & 0x7F if locked else None
+        elif p2 == 0x0F:
+            new = 0x0F if (cur == 0x8F or cur == 0x07) else None
+        if self.card_state == 0xFF:
+            assert status == 0x6A81
+        elif p2 in (0x07, 0x03):
+            assert status == 0x6A80
+        elif new is None:
+            assert status == 0x6985
+        else:
+            assert status == 0x9000
+            self.apps[aid] = new
+
+    @rule(aid=st.sampled_from(APPS))
+    def make_selectable(self, aid: bytes) -> None:
+        ms = lv(b"") + lv(b"") + lv(aid) + lv(b"") + lv(b"") + b"\x00"
+        status = self.gp.send(apdu("80E60800", ms, le=True))[1]
+        if self.card_state == 0xFF:
+            assert status == 0x6A81
+        elif self.card_state == 0x7F or self.apps[aid] != 0x03:
+            assert status == 0x6985
+        else:
+            assert status == 0x9000
+            self.apps[aid] = 0x07
+
+    @rule(aid=st.sampled_from(APPS))
+    def select(self, aid: bytes) -> None:
+        status = sw(self.card.transmit(h("01A40400") + lv(aid)))
+        cur = self.apps[aid]
+        if self.card_state in (0xFF, 0x7F) or cur & 0x80:
+            assert status == 0x6A81
+        elif cur == 0x03:
+            assert status == 0x6A82
+        else:
+            assert status == 0x9000
+
+    @rule()
+    def select_isd(self) -> None:
+        status = sw(self.card.transmit(h("01A40400") + lv(ISD)))
+        assert status == (0x6A81 if self.card_state == 0xFF else 0x9000)
+
+    @invariant()
+    def registry_matches(self) -> None:
+        if not hasattr(self, "card"):
+            return
+        state = self.card.state
+        assert state.lifecycle == self.card_state
+        assert state.instance(ISD).lifecycle == self.card_state  # type: ignore[union-attr]
+        for aid, lc in self.apps.items():
+            assert state.instance(aid).lifecycle == lc  # type: ignore[union-attr]
+
+
+LifeCycles.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+TestLifeCycles = LifeCycles.TestCase

@@ -127,9 +127,40 @@ def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
         reg.add_row("instance", rec.aid.hex().upper(), life, rec.privileges.hex().upper(), name)
     out.print(reg)
     out.print("[bold]Files[/bold]")
-    for line in card.fs.describe():
+    for line in _describe_files(card):
         out.print("  " + line)
     return 0
+
+
+def _describe_files(card: Card) -> list[str]:
+    """The file tree, one line a file: FID, structure, size, SFI, name."""
+    from emulator import filesystem as fsm
+
+    kinds = {fsm.FDB_DF: "DF", fsm.FDB_TRANSPARENT: "transparent", fsm.FDB_LINEAR_FIXED: "linear fixed",
+             fsm.FDB_LINEAR_VARIABLE: "linear variable", fsm.FDB_CYCLIC: "cyclic"}
+    lines: list[str] = []
+
+    def visit(node: fsm.Node, depth: int) -> None:
+        spec = node.spec
+        parts = [f"{'  ' * depth}{spec.fid:04X}", kinds.get(spec.fdb, f"FDB {spec.fdb:02X}")]
+        if isinstance(node, fsm.EF):
+            if spec.is_record:
+                parts.append(f"{len(node.records)}/{spec.max_records} records of {spec.rec_len}")
+            else:
+                parts.append(f"{spec.size} bytes")
+            if spec.sfi is not None:
+                parts.append(f"SFI {spec.sfi}")
+        if spec.name:
+            parts.append(f"name {spec.name.hex().upper()}")
+        lines.append("  ".join(parts))
+        if isinstance(node, fsm.DF):
+            for child in node.children:
+                visit(child, depth + 1)
+
+    visit(card.fs.root, 0)
+    pin = card.fs.pin
+    lines.append(f"card PIN: {pin.tries}/{pin.max_tries} tries left")
+    return lines
 
 
 def cmd_card_serve(args: argparse.Namespace, out: Console) -> int:

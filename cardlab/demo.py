@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cardspec import tlv
@@ -34,6 +35,11 @@ def _lv(b: bytes) -> bytes:
     return bytes([len(b)]) + b
 
 
+def _hex_chunks(data: bytes, width: int = 32) -> list[str]:
+    """Hex in lines of ``width`` bytes (at least one, possibly empty, line)."""
+    return [data[i : i + width].hex().upper() for i in range(0, len(data), width)] or [""]
+
+
 class Session:
     """Sends named commands, through SCP03 once it is open, and prints them."""
 
@@ -48,17 +54,22 @@ class Session:
 
     def send(self, name: str, apdu: bytes, expect: int = 0x9000, *, decode: bool = True) -> bytes:
         self.step += 1
-        self.out.print(f"\n[bold]{self.step:2}. {name}[/bold]")
-        self.out.print(f"    >> {apdu.hex().upper()}")
+        self.out.print(f"\n[bold]{self.step:2}. {escape(name)}[/bold]")
+        for chunk in _hex_chunks(apdu):
+            self.out.print(f"    >> {chunk}")
         if self.scp is not None:
             wrapped = self.scp.wrap(apdu)
-            self.out.print(f"    >> {wrapped.hex().upper()}  [dim](wrapped)[/dim]")
+            for chunk in _hex_chunks(wrapped):
+                self.out.print(f"    => {chunk}")
             resp = self.scp.unwrap(self.card.transmit(wrapped))
         else:
             resp = self.card.transmit(apdu)
         data, sw = split_response(resp)
         colour = "green" if sw == expect else "red"
-        self.out.print(f"    << {data.hex().upper()} [{colour}]{sw:04X}[/{colour}] {sw_text(sw)}")
+        chunks = _hex_chunks(data)
+        for chunk in chunks[:-1]:
+            self.out.print(f"    << {chunk}")
+        self.out.print(f"    << {chunks[-1]} [{colour}]{sw:04X}[/{colour}] {sw_text(sw)}")
         if decode:
             for line in tlv_lines(data)[:24]:
                 self.out.print("       " + line)
@@ -110,10 +121,11 @@ def run_demo(out: Console, keep: Path | None = None) -> int:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         image = keep / "card.json"
-        card.on_commit = lambda c: c.save(image)  # type: ignore[arg-type]
+        card.on_commit = lambda c: c.save(keep / "card.json")
         card.save(image)
     atr = card.power_on()
     out.print(f"ATR {atr.hex().upper()}   card life cycle {CardLife(state.lifecycle).name}")
+    out.print("[dim]>> command   => the same command wrapped by SCP03   << response data and status word[/dim]")
     s = Session(card, out)
     try:
         s.send("SELECT the Issuer Security Domain", bytes.fromhex("00A4040008") + state.isd_aid + b"\x00")
@@ -131,10 +143,11 @@ def run_demo(out: Console, keep: Path | None = None) -> int:
 
         found = {
             "ISD": _get_status(s, 0x80, "— Issuer Security Domain"),
-            "application": _get_status(s, 0x40, "— applications and security domains"),
             "load file": _get_status(s, 0x10, "— load files and their modules"),
         }
         out.print(_registry_table(found, card))
+        s.send("GET STATUS — applications: none installed yet",
+               bytes.fromhex("80F24002024F0000"), 0x6A88)
 
         params = tlv.encode(0xC9, bytes.fromhex("00002710"))  # loyalty: balance ceiling 10000
         install = (_lv(LOYALTY_LOAD_FILE) + _lv(LOYALTY_MODULE) + _lv(LOYALTY_INSTANCE) + _lv(b"\x00")

@@ -15,7 +15,7 @@ load file.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from cardspec import tlv
 
@@ -33,7 +33,7 @@ class LoyaltyApplet(Applet):
     NAME = "Loyalty points"
     LOAD_FILE_AID = bytes.fromhex("A0000006474C59")
     MODULE_AID = bytes.fromhex("A0000006474C5901")
-    SPECIFIC_STATES = {PERSONALIZED: "PERSONALIZED"}
+    SPECIFIC_STATES: ClassVar[dict[int, str]] = {PERSONALIZED: "PERSONALIZED"}
 
     # -- persistence --------------------------------------------------------
     def load(self, state: dict[str, Any]) -> None:
@@ -66,9 +66,7 @@ class LoyaltyApplet(Applet):
         except tlv.TlvError as exc:
             raise StatusError(SW.WRONG_DATA, "malformed DGI") from exc
         for dgi, value in dgis:
-            if dgi == DGI_HOLDER and 1 <= len(value) <= 16:
-                self._perso[dgi] = value
-            elif dgi == DGI_BALANCE and len(value) == 4:
+            if (dgi == DGI_HOLDER and 1 <= len(value) <= 16) or (dgi == DGI_BALANCE and len(value) == 4):
                 self._perso[dgi] = value
             else:
                 raise StatusError(SW.WRONG_DATA, f"unexpected DGI {dgi:04X}")

@@ -168,7 +168,7 @@ class IssuerSecurityDomain(Applet):
         if cmd.p2 & 0x0C == 0x0C:  # no response data requested
             return b""
         state = ctx.card.state
-        a5 = gpdata.card_recognition_data(state.scp_i) + tlv.encode(0x9F65, b"\xFF")
+        a5 = gpdata.card_recognition_data(state.scp_i) + tlv.encode(0x9F65, b"\xff")
         return tlv.encode(0x6F, tlv.encode(0x84, state.isd_aid) + tlv.encode(0xA5, a5))
 
     # -- GET DATA (§11.3) -----------------------------------------------------
@@ -232,7 +232,9 @@ class IssuerSecurityDomain(Applet):
             new = lifecycle.card_transition(state.lifecycle, cmd.p2)
             isd = state.instance(state.isd_aid)
             assert isd is not None
-            need = {CardLife.CARD_LOCKED: PRIV_CARD_LOCK, CardLife.TERMINATED: PRIV_CARD_TERMINATE}.get(new, 0)
+            need = {CardLife.CARD_LOCKED: PRIV_CARD_LOCK, CardLife.TERMINATED: PRIV_CARD_TERMINATE}.get(
+                new, 0
+            )
             if need and not isd.privileges[0] & need:
                 raise StatusError(SW.SECURITY_STATUS_NOT_SATISFIED, "ISD lacks the privilege")
             state.lifecycle = int(new)
@@ -284,7 +286,9 @@ class IssuerSecurityDomain(Applet):
             raise StatusError(SW.INCORRECT_P1P2)
         kind = cmd.p1 & 0x7F  # b8: more INSTALL commands follow
         if kind & 0x02 or kind in (0x10, 0x40):
-            raise StatusError(SW.FUNCTION_NOT_SUPPORTED, "load files are built in; no load/extradition/update")
+            raise StatusError(
+                SW.FUNCTION_NOT_SUPPORTED, "load files are built in; no load/extradition/update"
+            )
         if kind not in (0x04, 0x08, 0x0C, 0x20):
             raise StatusError(SW.INCORRECT_P1P2)
         self._not_locked(ctx.card.state)
@@ -357,7 +361,11 @@ class IssuerSecurityDomain(Applet):
         rec = state.instance(_aid(aid))
         if rec is None:
             raise StatusError(SW.REFERENCED_DATA_NOT_FOUND, "no such application")
-        if rec.aid == state.isd_aid or lifecycle.app_is_locked(rec.lifecycle) or rec.lifecycle == AppLife.INSTALLED:
+        if (
+            rec.aid == state.isd_aid
+            or lifecycle.app_is_locked(rec.lifecycle)
+            or rec.lifecycle == AppLife.INSTALLED
+        ):
             raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "application cannot be personalized")
         ctx.channel.perso_target = rec.aid
         self.work(ctx).next_block = 0
@@ -546,7 +554,11 @@ class IssuerSecurityDomain(Applet):
         ``isd_data`` (66 card data, 5A EID...). BF3E with a 5C tag list reads
         objects back (SGP.22 style retrieval, used by pySim)."""
         try:
-            objects = [(d, v) for d, v in tlv.parse_dgis(data)] if dgi else [(t.tag, t.value) for t in tlv.parse(data)]
+            objects = (
+                [(d, v) for d, v in tlv.parse_dgis(data)]
+                if dgi
+                else [(t.tag, t.value) for t in tlv.parse(data)]
+            )
         except tlv.TlvError as exc:
             raise StatusError(SW.WRONG_DATA, "malformed STORE DATA") from exc
         out = b""
@@ -555,7 +567,9 @@ class IssuerSecurityDomain(Applet):
                 wanted = tlv.find(value, 0x5C)
                 if wanted is None:
                     raise StatusError(SW.WRONG_DATA, "BF3E without a tag list")
-                found = [(t, state.isd_data[t]) for t in gpstatus._tag_list(wanted.value) if t in state.isd_data]
+                found = [
+                    (t, state.isd_data[t]) for t in gpstatus.tag_list(wanted.value) if t in state.isd_data
+                ]
                 out += tlv.encode(0xBF3E, tlv.encode_all(found))
             elif tag in (0x9F7F, 0xE0, 0x67, 0xC1):
                 raise StatusError(SW.WRONG_DATA, f"data object {tag:04X} is not writable")
@@ -605,5 +619,7 @@ def new_card_state(
         state.isd_data[0x5A] = eid
     for klass in builtin_applets():
         state.load_files.append(LoadFileRecord(klass.LOAD_FILE_AID, [klass.MODULE_AID]))
-    state.instances.append(InstanceRecord(isd_aid, ISD_LOAD_FILE_AID, ISD_MODULE_AID, ISD_PRIVILEGES, lifecycle))
+    state.instances.append(
+        InstanceRecord(isd_aid, ISD_LOAD_FILE_AID, ISD_MODULE_AID, ISD_PRIVILEGES, lifecycle)
+    )
     return state

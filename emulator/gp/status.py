@@ -44,11 +44,11 @@ class Query:
         for item in items[1:]:
             if item.tag != 0x5C or tags is not None:
                 raise StatusError(SW.WRONG_DATA, "unsupported search criteria")
-            tags = _tag_list(item.value)
+            tags = tag_list(item.value)
         return cls(items[0].value, tags)
 
 
-def _tag_list(data: bytes) -> tuple[int, ...]:
+def tag_list(data: bytes) -> tuple[int, ...]:
     """Concatenated BER tags (the value of 5C)."""
     out: list[int] = []
     i = 0

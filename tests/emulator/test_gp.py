@@ -48,8 +48,9 @@ def apdu(header: str, data: bytes = b"", le: bool = False) -> bytes:
     return out
 
 
-def install_data(aid: bytes = APP, privs: bytes = b"\x00", params: bytes = h("C900"), lf: bytes = LF,
-                 mod: bytes = MOD) -> bytes:
+def install_data(
+    aid: bytes = APP, privs: bytes = b"\x00", params: bytes = h("C900"), lf: bytes = LF, mod: bytes = MOD
+) -> bytes:
     return lv(lf) + lv(mod) + lv(aid) + lv(privs) + lv(params) + b"\x00"
 
 
@@ -73,6 +74,9 @@ class GP:
     def install(self, p1: int = 0x0C, **kw: bytes) -> int:
         return self.send(apdu(f"80E6{p1:02X}00", install_data(**kw), le=True))[1]
 
+    def install_kw(self, kw: dict[str, bytes]) -> int:
+        return self.install(0x0C, **kw)
+
     def status(self, p1: int, p2: int = 0x02, data: bytes = h("4F00")) -> tuple[bytes, int]:
         return self.send(apdu(f"80F2{p1:02X}{p2:02X}", data, le=True))
 
@@ -94,7 +98,7 @@ def test_select_isd_fci() -> None:
     assert tlv.find(fci.value, 0x84).value == ISD  # type: ignore[union-attr]
     a5 = tlv.find(fci.value, 0xA5)
     assert a5 is not None and tlv.find(a5.value, 0x73) is not None
-    assert tlv.find(a5.value, 0x9F65).value == b"\xFF"  # type: ignore[union-attr]
+    assert tlv.find(a5.value, 0x9F65).value == b"\xff"  # type: ignore[union-attr]
     # P2=0C: no response data
     assert card.transmit(h("00A4040C08A000000151000000")) == h("9000")
 
@@ -224,7 +228,7 @@ def test_install_params_reach_the_application(gp: GP) -> None:
     ],
 )
 def test_install_errors(gp: GP, kw: dict[str, bytes], expected: int) -> None:
-    assert gp.install(**kw) == expected
+    assert gp.install_kw(kw) == expected
     assert gp.card.state.instance(kw.get("aid", APP)) is None or kw.get("aid") == ISD
 
 
@@ -461,7 +465,7 @@ def test_put_key_new_key_set() -> None:
     assert {(k.kvn, k.kid) for k in gp.card.state.keys} >= {(0x31, 1), (0x31, 2), (0x31, 3)}
     info = gp.card.transmit(h("80CA00E000"))
     assert h("C00401318810") in info
-    GP(gp.card, keys=StaticKeys(*NEW, kvn=0x31))  # the new set opens a session
+    GP(gp.card, keys=StaticKeys(NEW[0], NEW[1], NEW[2], 0x31))  # the new set opens a session
 
 
 def test_put_key_replace_set_in_use() -> None:
@@ -470,7 +474,7 @@ def test_put_key_replace_set_in_use() -> None:
     assert gp.ok(apdu("80D83081", data, le=True))[0] == 0x30
     # the session keeps working after its own key set was replaced
     assert gp.ok(h("80F28002024F0000"))
-    gp2 = GP(gp.card, keys=StaticKeys(*NEW, kvn=0x30))
+    gp2 = GP(gp.card, keys=StaticKeys(NEW[0], NEW[1], NEW[2], 0x30))
     assert gp2.ok(h("80CA00E000"))
     with pytest.raises(ScpError):
         GP(gp.card)  # the old keys are gone
@@ -719,14 +723,20 @@ def test_reference_set_b_sequence() -> None:
     answers pySim's exact wrapped commands, the STORE DATA response and its
     R-MAC byte for byte."""
     keys = StaticKeys(
-        h("000102030405060708090A0B0C0D0E0F"), h("101112131415161718191A1B1C1D1E1F"),
-        h("202122232425262728292A2B2C2D2E2F"), 0x30,
+        h("000102030405060708090A0B0C0D0E0F"),
+        h("101112131415161718191A1B1C1D1E1F"),
+        h("202122232425262728292A2B2C2D2E2F"),
+        0x30,
     )
     aid = h("A0000005591010FFFFFFFF8900000100")
-    card = Card(new_card_state(
-        isd_aid=aid, keys=(keys.enc, keys.mac, keys.dek), sequence_counter=2,
-        eid=h("89882119900000000000000000000005"),
-    ))
+    card = Card(
+        new_card_state(
+            isd_aid=aid,
+            keys=(keys.enc, keys.mac, keys.dek),
+            sequence_counter=2,
+            eid=h("89882119900000000000000000000005"),
+        )
+    )
     sent: list[bytes] = []
 
     def transmit(raw: bytes) -> bytes:

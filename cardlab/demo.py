@@ -156,31 +156,47 @@ def run_demo(out: Console, keep: Path | None = None) -> int:
                bytes([0x80, 0xE6, 0x0C, 0x00, len(install)]) + install + b"\x00")
         s.send("INSTALL [for personalization] the loyalty instance",
                _install_for_perso(LOYALTY_INSTANCE))
-        holder = tlv.encode_dgi(0x0101, b"CARDLAB DEMO MEMBER 0001")
-        s.send("STORE DATA (DGI 0101 holder, last block)", bytes([0x80, 0xE2, 0x88, 0x00, len(holder)]) + holder)
+        perso = tlv.encode_dgi(0x0101, b"MEMBER-0001") + tlv.encode_dgi(0x0102, (500).to_bytes(4, "big"))
+        s.send("STORE DATA: DGI 0101 holder id, DGI 0102 opening balance (last block)",
+               bytes([0x80, 0xE2, 0x88, 0x00, len(perso)]) + perso)
         found["application"] = _get_status(s, 0x40, "— the new instance is PERSONALIZED")
         out.print(_registry_table({"application": found["application"]}, card))
+
+        s.scp = None  # selecting another application ends the session (GP §10.2)
+        s.send("SELECT the loyalty instance",
+               bytes([0x00, 0xA4, 0x04, 0x00, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE + b"\x00")
+        s.send("CREDIT 250 points", bytes.fromhex("8030000004000000FA00"))
+        s.send("DEBIT 100 points", bytes.fromhex("803200000400000064" "00"))
+        s.send("DEBIT more than the balance is refused", bytes.fromhex("80320000040000FFFF00"), 0x6985)
+        balance = s.send("GET BALANCE", bytes.fromhex("8034000000"), decode=False)
+        out.print(f"    balance {int.from_bytes(balance[:4], 'big')} points for {balance[4:].decode(errors='replace')}")
+        s.send("SELECT the Issuer Security Domain", bytes.fromhex("00A4040008") + state.isd_aid + b"\x00",
+               decode=False)
+        scp = HostSession(s.raw, keys)
+        scp.open(0x33)
+        s.scp = scp
 
         s.send("SET STATUS card → INITIALIZED", bytes.fromhex("80F0800700"))
         s.send("SET STATUS card → SECURED", bytes.fromhex("80F0800F00"))
         s.send("SET STATUS card → OP_READY is not a legal transition", bytes.fromhex("80F0800100"), 0x6985)
         s.send("SET STATUS lock the loyalty instance",
-               bytes([0x80, 0xF0, 0x40, 0x8F, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE)
+               bytes([0x80, 0xF0, 0x40, 0x80, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE)
         s.scp = None
         s.send("SELECT the locked instance is refused",
                bytes([0x00, 0xA4, 0x04, 0x00, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE + b"\x00", 0x6A81)
-        s.send("SELECT the Issuer Security Domain again", bytes.fromhex("00A4040008") + state.isd_aid + b"\x00")
+        s.send("SELECT the Issuer Security Domain again", bytes.fromhex("00A4040008") + state.isd_aid + b"\x00",
+               decode=False)
         scp = HostSession(s.raw, keys)
         scp.open(0x33)
         s.scp = scp
         s.send("SET STATUS unlock the loyalty instance",
-               bytes([0x80, 0xF0, 0x40, 0x0F, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE)
+               bytes([0x80, 0xF0, 0x40, 0x00, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE)
         s.send("SET STATUS card → CARD_LOCKED", bytes.fromhex("80F0807F00"))
         s.scp = None
         s.send("SELECT an application on a locked card is refused",
                bytes([0x00, 0xA4, 0x04, 0x00, len(LOYALTY_INSTANCE)]) + LOYALTY_INSTANCE + b"\x00", 0x6A81)
         s.send("SELECT the Issuer Security Domain (still allowed)",
-               bytes.fromhex("00A4040008") + state.isd_aid + b"\x00")
+               bytes.fromhex("00A4040008") + state.isd_aid + b"\x00", decode=False)
         scp = HostSession(s.raw, keys)
         scp.open(0x33)
         s.scp = scp

@@ -59,11 +59,11 @@ def tlv_lines(data: bytes, indent: int = 0) -> list[str]:
     for item in items:
         pad = "  " * indent
         if item.constructed:
-            lines.append(f"{pad}{item.tag:X}")
+            lines.append(f"{pad}{item.tag:02X}")
             sub = tlv_lines(item.value, indent + 1)
             lines.extend(sub or [f"{pad}  {item.value.hex().upper()}"])
         else:
-            lines.append(f"{pad}{item.tag:X} = {item.value.hex().upper()}")
+            lines.append(f"{pad}{item.tag:02X} = {item.value.hex().upper()}")
     return lines
 
 

@@ -9,7 +9,7 @@
 >>> len(cplc(1))
 42
 >>> card_recognition_data(0x70)[:2].hex()
-'7323'
+'732e'
 """
 
 from __future__ import annotations

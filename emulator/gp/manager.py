@@ -69,6 +69,9 @@ class _Work:
     status: tuple[int, int, bytes, list[bytes]] | None = None  # P1, format, data, rest
     next_block: int = 0
     buffer: bytearray = field(default_factory=bytearray)
+    #: static DEK of the session that ``dek_session`` is (see static_dek)
+    dek: bytes | None = field(default=None, repr=False)
+    dek_session: object = None
 
 
 def _lv_fields(data: bytes, count: int) -> list[bytes]:
@@ -140,23 +143,46 @@ class IssuerSecurityDomain(Applet):
     def deselect(self, ctx: Context) -> None:
         self._work.pop(ctx.channel.number, None)
 
-    @staticmethod
-    def static_dek(ctx: Context) -> bytes:
+    def static_dek(self, ctx: Context) -> bytes:
         """The static DEK of the key set that opened the session (Amendment D
         §7.2.2: sensitive data is encrypted with it, AES-CBC, ICV zero).
 
-        Uses the session's own copy (``dek``) or key version (``kvn``) when the
-        session records them; else the first key set, as INITIALIZE UPDATE
-        with P1=00 chooses it."""
+        The session's own ``dek`` or ``kvn`` is used when it records them;
+        otherwise the key set is recognised by re-deriving the session keys
+        from the session's challenges. The answer is kept for the session, so
+        that replacing its key set (PUT KEY) does not break it (§11.8.2.1)."""
+        from cardspec.scp03 import derive_session_keys
+
         session = ctx.channel.session
+        if session is None:
+            raise StatusError(SW.SECURITY_STATUS_NOT_SATISFIED, "secure channel required")
+        work = self.work(ctx)
+        if work.dek is not None and work.dek_session is session:
+            return work.dek
         value = getattr(session, "dek", None)
-        if isinstance(value, bytes):
-            return value
-        kvn = getattr(session, "kvn", None)
-        for key in ctx.card.state.keys:
-            if key.kid == 3 and key.kind == "AES" and (kvn is None or key.kvn == kvn):
-                return key.value
-        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no DEK for this session")
+        if not isinstance(value, bytes):
+            keys = ctx.card.state.keys
+            kvn = getattr(session, "kvn", None)
+            versions = [kvn] if isinstance(kvn, int) else sorted({k.kvn for k in keys})
+            for version in versions:
+                found = {k.kid: k.value for k in keys if k.kvn == version and k.kind == "AES"}
+                if not {1, 2, 3} <= found.keys():
+                    continue
+                if kvn is None:
+                    try:
+                        derived = derive_session_keys(
+                            found[1], found[2], session.host_challenge, session.card_challenge
+                        )
+                    except ValueError:
+                        continue
+                    if derived != session.keys:
+                        continue
+                value = found[3]
+                break
+        if not isinstance(value, bytes):
+            raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no DEK for this session")
+        work.dek, work.dek_session = value, session
+        return value
 
     @staticmethod
     def _not_locked(state: CardState) -> None:

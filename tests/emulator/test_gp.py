@@ -758,3 +758,20 @@ def test_reference_set_b_sequence() -> None:
         ("84F280020A4F00E91443F6DCE6B8ED00", 0x9000),
     ]:
         assert sw(card.transmit(h(raw))) == status, raw
+
+
+def test_put_key_uses_the_dek_of_the_session_key_set() -> None:
+    gp = GP(level=0x03)
+    data = b"\x31" + b"".join(key_block(k) for k in NEW)
+    gp.ok(apdu("80D80081", data, le=True))
+    # a session on key set 31: sensitive data is under DEK 31, not the first set's
+    gp31 = GP(gp.card, level=0x03, keys=StaticKeys(NEW[0], NEW[1], NEW[2], 0x31))
+    newer = [bytes([0xA0 + n]) * 16 for n in range(3)]
+    replace = b"\x31" + b"".join(key_block(k, dek=NEW[2]) for k in newer)
+    assert gp31.ok(apdu("80D83181", replace, le=True))[0] == 0x31
+    # still the same session: its DEK is still the one it opened with
+    again = b"\x32" + key_block(bytes(16), dek=NEW[2])
+    assert gp31.ok(apdu("80D80001", again, le=True))[0] == 0x32
+    enc = dek_encrypt(NEW[2], pad80(h("4203010203")))
+    assert gp31.send(apdu("80E2F000", enc))[1] == 0x9000
+    assert gp.card.state.iin == h("010203")

@@ -75,6 +75,10 @@ class Applet:
     #: (GP Card Spec 2.3 §5.3.1: b4..b7 of the state byte are application specific).
     SPECIFIC_STATES: ClassVar[dict[int, str]] = {}
     COMMANDS: ClassVar[dict[tuple[int, int], Callable[..., bytes]]] = {}
+    #: (CLA class, INS) of commands whose secure messaging the application
+    #: checks itself (e.g. EMV issuer scripts); outside a GP session the card
+    #: passes them through instead of answering 6882.
+    OWN_SECURE_MESSAGING: ClassVar[frozenset[tuple[int, int]]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -189,7 +189,10 @@ class Card:
             raise StatusError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
         session = channel.session
         secured = cmd.secure_messaging  # unwrap() clears the SM bit of cmd
-        if secured:
+        if secured and session is None and self._applet_secures(channel, cmd):
+            # the application checks its own secure messaging (EMV issuer scripts)
+            secured = False
+        elif secured:
             # only GP SCP03 wrapping (CLA b3, GP Amendment D §6.2.4) is supported
             if session is None or (cla & 0x80 == 0 and cla & 0x40 == 0 and cla & 0x08):
                 raise StatusError(SW.SECURE_MESSAGING_NOT_SUPPORTED)
@@ -216,6 +219,10 @@ class Card:
         if session is not None and session.authenticated and secured:
             return session.wrap(data, sw) + sw.to_bytes(2, "big")
         return apdu.response(data, sw)
+
+    def _applet_secures(self, channel: Channel, cmd: Command) -> bool:
+        applet = self.applets.get(channel.selected) if channel.selected is not None else None
+        return applet is not None and (cmd.cla & 0x80, cmd.ins) in applet.OWN_SECURE_MESSAGING
 
     def _dispatch(self, ctx: Context, cmd: Command) -> bytes:
         lifecycle.gate_card_command(self.state.lifecycle, cmd, ctx.channel.selected == self.state.isd_aid)

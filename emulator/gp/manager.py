@@ -69,9 +69,6 @@ class _Work:
     status: tuple[int, int, bytes, list[bytes]] | None = None  # P1, format, data, rest
     next_block: int = 0
     buffer: bytearray = field(default_factory=bytearray)
-    #: static DEK of the session that ``dek_session`` is (see static_dek)
-    dek: bytes | None = field(default=None, repr=False)
-    dek_session: object = None
 
 
 def _lv_fields(data: bytes, count: int) -> list[bytes]:
@@ -145,44 +142,15 @@ class IssuerSecurityDomain(Applet):
 
     def static_dek(self, ctx: Context) -> bytes:
         """The static DEK of the key set that opened the session (Amendment D
-        §7.2.2: sensitive data is encrypted with it, AES-CBC, ICV zero).
-
-        The session's own ``dek`` or ``kvn`` is used when it records them;
-        otherwise the key set is recognised by re-deriving the session keys
-        from the session's challenges. The answer is kept for the session, so
-        that replacing its key set (PUT KEY) does not break it (§11.8.2.1)."""
-        from cardspec.scp03 import derive_session_keys
-
+        §7.2.2: sensitive data is encrypted with it, AES-CBC, ICV zero). The
+        session keeps it, so replacing its key set (PUT KEY) does not break
+        it (§11.8.2.1)."""
         session = ctx.channel.session
-        if session is None:
+        if session is None or not session.authenticated:
             raise StatusError(SW.SECURITY_STATUS_NOT_SATISFIED, "secure channel required")
-        work = self.work(ctx)
-        if work.dek is not None and work.dek_session is session:
-            return work.dek
-        value = getattr(session, "dek", None)
-        if not isinstance(value, bytes):
-            keys = ctx.card.state.keys
-            kvn = getattr(session, "kvn", None)
-            versions = [kvn] if isinstance(kvn, int) else sorted({k.kvn for k in keys})
-            for version in versions:
-                found = {k.kid: k.value for k in keys if k.kvn == version and k.kind == "AES"}
-                if not {1, 2, 3} <= found.keys():
-                    continue
-                if kvn is None:
-                    try:
-                        derived = derive_session_keys(
-                            found[1], found[2], session.host_challenge, session.card_challenge
-                        )
-                    except ValueError:
-                        continue
-                    if derived != session.keys:
-                        continue
-                value = found[3]
-                break
-        if not isinstance(value, bytes):
-            raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no DEK for this session")
-        work.dek, work.dek_session = value, session
-        return value
+        if session.dek is None:
+            raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "the session's key set has no DEK")
+        return session.dek
 
     @staticmethod
     def _not_locked(state: CardState) -> None:

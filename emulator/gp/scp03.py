@@ -41,26 +41,40 @@ log = logging.getLogger(__name__)
 KID_ENC, KID_MAC, KID_DEK = 1, 2, 3
 
 
-def find_key_set(keys: list[KeyEntry], kvn: int) -> tuple[int, bytes, bytes] | None:
-    """The AES key set (kvn, ENC, MAC) for key version ``kvn``; 0 = the first
-    key set on the card (GP Card Spec §11.11.2.1 / Amendment D §7.1.1.2)."""
+def find_key_set(keys: list[KeyEntry], kvn: int) -> tuple[int, bytes, bytes, bytes | None] | None:
+    """The AES key set (kvn, ENC, MAC, DEK or None) for key version ``kvn``;
+    0 = the first key set on the card (GP Card Spec §11.11.2.1 / Amendment D
+    §7.1.1.2)."""
     versions: list[int] = []
     for entry in keys:
         if entry.kvn not in versions:
             versions.append(entry.kvn)
     for version in versions if kvn == 0 else [kvn]:
         found = {e.kid: e for e in keys if e.kvn == version and e.kind == "AES"}
-        enc, mac = found.get(KID_ENC), found.get(KID_MAC)
+        enc, mac, dek = found.get(KID_ENC), found.get(KID_MAC), found.get(KID_DEK)
         if enc is not None and mac is not None:
-            return version, enc.value, mac.value
+            return version, enc.value, mac.value, dek.value if dek is not None else None
     return None
 
 
 class CardSession:
     """One SCP03 secure channel session on one logical channel."""
 
-    def __init__(self, *, keys: SessionKeys, i: int, host_challenge: bytes, card_challenge: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        keys: SessionKeys,
+        i: int,
+        host_challenge: bytes,
+        card_challenge: bytes,
+        kvn: int = 0,
+        dek: bytes | None = None,
+    ) -> None:
         self.keys = keys
+        #: key version that opened the session and its static DEK, kept for the
+        #: whole session even if PUT KEY replaces that key set (GP §11.8.2.1)
+        self.kvn = kvn
+        self.dek = dek
         self.i = i
         self.mac_length = 16 if i & I_S16 else 8
         self.host_challenge = host_challenge
@@ -97,7 +111,7 @@ class CardSession:
         key_set = find_key_set(state.keys, cmd.p1)
         if key_set is None:
             raise StatusError(SW.REFERENCED_DATA_NOT_FOUND, f"no SCP03 key set {cmd.p1:02X}")
-        kvn, enc, mac = key_set
+        kvn, enc, mac, dek = key_set
         host_challenge = cmd.data
         counter = b""
         if i & I_PSEUDO_RANDOM:
@@ -114,7 +128,9 @@ class CardSession:
             card_challenge = card.random(n)
         keys = scp03.derive_session_keys(enc, mac, host_challenge, card_challenge)
         cryptogram = scp03.card_cryptogram(keys.mac, host_challenge, card_challenge, n)
-        session = cls(keys=keys, i=i, host_challenge=host_challenge, card_challenge=card_challenge)
+        session = cls(
+            keys=keys, i=i, host_challenge=host_challenge, card_challenge=card_challenge, kvn=kvn, dek=dek
+        )
         data = state.kdd + bytes((kvn, 0x03, i)) + card_challenge + cryptogram + counter
         return session, data
 

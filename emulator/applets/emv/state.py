@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _hex(b: bytes) -> str:
+    return b.hex().upper()
+
+
 @dataclass
 class RsaCrtKey:
     """An RSA private key in CRT form (CPS DGIs 8201–8205 / 8101–8105)."""
@@ -130,7 +134,7 @@ class EmvData:
     log: list[bytes] = field(default_factory=list)  # newest first (cyclic, EMV Book 3 Annex D)
 
     def dump(self) -> dict[str, Any]:
-        h = lambda b: b.hex().upper()  # noqa: E731
+        h = _hex
         r = self.risk
         return {
             "fci_proprietary": h(self.fci_proprietary),

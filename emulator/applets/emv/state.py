@@ -98,6 +98,8 @@ class Transaction:
     script_failed: bool = False
     amount: int = 0  # 9F02 of the first GENERATE AC
     cdol1_data: bytes = b""
+    pdol_data: bytes = b""  # value of 83 in GET PROCESSING OPTIONS (hashed by CDA, EMV Book 2 §6.6.1)
+    dda_performed: bool = False  # INTERNAL AUTHENTICATE answered (EMV Book 2 §6.5)
 
 
 @dataclass

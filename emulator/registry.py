@@ -18,10 +18,13 @@ if TYPE_CHECKING:
 
 def builtin_applets() -> list[type[Applet]]:
     """Every application class the card's ROM holds."""
+    from .applets.emv.applet import EmvApplet
     from .applets.loyalty import LoyaltyApplet
+    from .applets.pse import PpseApplet, PseApplet
     from .gp.manager import IssuerSecurityDomain
 
-    return [IssuerSecurityDomain, LoyaltyApplet]
+    # PSE and PPSE are two modules of one load file (GP §5.3)
+    return [IssuerSecurityDomain, LoyaltyApplet, EmvApplet, PseApplet, PpseApplet]
 
 
 def applet_class(module_aid: bytes) -> type[Applet]:

@@ -612,7 +612,11 @@ def new_card_state(
     if eid is not None:
         state.isd_data[0x5A] = eid
     for klass in builtin_applets():
-        state.load_files.append(LoadFileRecord(klass.LOAD_FILE_AID, [klass.MODULE_AID]))
+        lf = state.load_file(klass.LOAD_FILE_AID)
+        if lf is None:  # a load file may hold several modules (GP §5.3)
+            state.load_files.append(LoadFileRecord(klass.LOAD_FILE_AID, [klass.MODULE_AID]))
+        else:
+            lf.modules.append(klass.MODULE_AID)
     state.instances.append(
         InstanceRecord(isd_aid, ISD_LOAD_FILE_AID, ISD_MODULE_AID, ISD_PRIVILEGES, lifecycle)
     )

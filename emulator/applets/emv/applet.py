@@ -24,7 +24,8 @@ class EmvApplet(Applet):
     NAME = "EMV payment"
     LOAD_FILE_AID = bytes.fromhex("A0000006474D56")
     MODULE_AID = bytes.fromhex("A0000006474D5601")
-    SPECIFIC_STATES = {PERSONALIZED: "PERSONALIZED"}
+    SPECIFIC_STATES: ClassVar[dict[int, str]] = {PERSONALIZED: "PERSONALIZED"}
+    PERSONALIZED_STATE: ClassVar[int] = PERSONALIZED
     #: commands that carry EMV secure messaging (issuer scripts, EMV Book 2 §9)
     #: rather than GP SCP03: the card lets these through without a GP session.
     OWN_SECURE_MESSAGING: ClassVar[frozenset[tuple[int, int]]] = frozenset(
@@ -35,6 +36,10 @@ class EmvApplet(Applet):
     def load(self, state: dict[str, Any]) -> None:
         self.data = EmvData.load(state)
         self.tx = Transaction()
+        #: RSA CRT components and key check values of a personalization in
+        #: progress, until their DGI set is complete (transient: a
+        #: personalization runs within one SCP03 session, lost at power-off)
+        self.perso_parts: dict[int, bytes] = {}
 
     def dump(self) -> dict[str, Any]:
         return self.data.dump()

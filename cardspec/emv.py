@@ -36,34 +36,34 @@ from Crypto.Cipher import DES
 
 __all__ = [
     "BLOCK",
-    "adjust_parity",
-    "tdes_ecb_encrypt",
-    "tdes_ecb_decrypt",
-    "tdes_cbc_encrypt",
-    "tdes_cbc_decrypt",
-    "pad_method1",
-    "pad_method2",
-    "unpad_method2",
-    "retail_mac",
-    "kcv",
-    "icc_mk_option_a",
-    "icc_mk_option_b",
-    "common_session_key",
     "ac_session_key_common",
-    "mastercard_session_key",
-    "visa_sm_session_key",
+    "adjust_parity",
     "arpc_method1",
     "arpc_method2",
-    "script_mac",
-    "verify_script_mac",
-    "encipher_visa",
+    "common_session_key",
+    "decipher_cbc",
     "decipher_visa",
     "encipher_cbc",
-    "decipher_cbc",
-    "plaintext_pin_block",
+    "encipher_visa",
+    "icc_mk_option_a",
+    "icc_mk_option_b",
+    "kcv",
+    "mastercard_session_key",
+    "pad_method1",
+    "pad_method2",
     "parse_plaintext_pin_block",
-    "vis_pin_block",
     "parse_vis_pin_block",
+    "plaintext_pin_block",
+    "retail_mac",
+    "script_mac",
+    "tdes_cbc_decrypt",
+    "tdes_cbc_encrypt",
+    "tdes_ecb_decrypt",
+    "tdes_ecb_encrypt",
+    "unpad_method2",
+    "verify_script_mac",
+    "vis_pin_block",
+    "visa_sm_session_key",
 ]
 
 BLOCK = 8
@@ -85,7 +85,7 @@ def adjust_parity(key: bytes) -> bytes:
     >>> adjust_parity(bytes.fromhex("0001FEFF")).hex().upper()
     '0101FEFE'
     """
-    return bytes(b ^ (1 - bin(b).count("1") % 2) for b in key)
+    return bytes(b ^ (1 - b.bit_count() % 2) for b in key)
 
 
 def _des3(key: bytes) -> tuple[object, object, object]:

@@ -37,7 +37,7 @@ from typing import Literal
 
 from cardspec import emv
 
-__all__ = ["CvrFacts", "CvnProfile", "profile", "PROFILES", "AC_TAGS"]
+__all__ = ["AC_TAGS", "PROFILES", "CvnProfile", "CvrFacts", "profile"]
 
 
 @dataclass
@@ -260,7 +260,9 @@ class CvnProfile:
         )
         return bytes((b1, b2, b3, b4, b5, 0x00))  # byte 6: additional check table bits, RFU
 
-    def issuer_application_data(self, cvr: bytes, dki: int, counters: dict[str, int], *, idd: bytes = b"") -> bytes:
+    def issuer_application_data(
+        self, cvr: bytes, dki: int, counters: dict[str, int], *, idd: bytes = b""
+    ) -> bytes:
         """Issuer Application Data (9F10) of this CVN.
 
         Visa (VIS 1.5 IAD formats 0/1/3): ``06 ‖ DKI ‖ CVN ‖ CVR(4)``, then when
@@ -379,11 +381,15 @@ class CvnProfile:
             return emv.vis_pin_block(mk_ac, pin, current_pin)
         return emv.plaintext_pin_block(pin)
 
-    def encipher_pin_data(self, key: bytes, pin: str, *, mk_ac: bytes, current_pin: str | None = None) -> bytes:
+    def encipher_pin_data(
+        self, key: bytes, pin: str, *, mk_ac: bytes, current_pin: str | None = None
+    ) -> bytes:
         """Issuer side of PIN CHANGE/UNBLOCK: the enciphered PIN data (for tests and the terminal helper)."""
         return self.encipher_data(key, self.pin_block_for(pin, mk_ac=mk_ac, current_pin=current_pin))
 
-    def decipher_pin_data(self, key: bytes, enc: bytes, *, mk_ac: bytes, current_pin: str | None = None) -> str:
+    def decipher_pin_data(
+        self, key: bytes, enc: bytes, *, mk_ac: bytes, current_pin: str | None = None
+    ) -> str:
         """Card side of PIN CHANGE/UNBLOCK with a new PIN: the new PIN digits.
 
         ``key`` is :meth:`script_enc_key`; ``mk_ac`` the ICC MK-AC (the VIS PIN
@@ -404,19 +410,49 @@ PROFILES: dict[int, CvnProfile] = {
     p.cvn: p
     for p in (
         CvnProfile(
-            cvn=0x0A, name="Visa CVN 10", scheme="visa", mk_option="A", cvr_length=4,
-            ac_key="mk", ac_padding=1, ac_suffix="cvr", arpc_key="mk", arpc_method=1,
-            sm_key="visa", sm_cipher="visa", pin_block="vis",
+            cvn=0x0A,
+            name="Visa CVN 10",
+            scheme="visa",
+            mk_option="A",
+            cvr_length=4,
+            ac_key="mk",
+            ac_padding=1,
+            ac_suffix="cvr",
+            arpc_key="mk",
+            arpc_method=1,
+            sm_key="visa",
+            sm_cipher="visa",
+            pin_block="vis",
         ),
         CvnProfile(
-            cvn=0x12, name="Visa CVN 18", scheme="visa", mk_option="B", cvr_length=4,
-            ac_key="common", ac_padding=2, ac_suffix="iad", arpc_key="common", arpc_method=2,
-            sm_key="visa", sm_cipher="visa", pin_block="vis",
+            cvn=0x12,
+            name="Visa CVN 18",
+            scheme="visa",
+            mk_option="B",
+            cvr_length=4,
+            ac_key="common",
+            ac_padding=2,
+            ac_suffix="iad",
+            arpc_key="common",
+            arpc_method=2,
+            sm_key="visa",
+            sm_cipher="visa",
+            pin_block="vis",
         ),
         CvnProfile(
-            cvn=0x10, name="Mastercard CVN 16", scheme="mastercard", mk_option="A", cvr_length=6,
-            ac_key="mastercard", ac_padding=2, ac_suffix="cvr", arpc_key="mk", arpc_method=1,
-            sm_key="common", sm_cipher="cbc", pin_block="iso2",
+            cvn=0x10,
+            name="Mastercard CVN 16",
+            scheme="mastercard",
+            mk_option="A",
+            cvr_length=6,
+            ac_key="mastercard",
+            ac_padding=2,
+            ac_suffix="cvr",
+            arpc_key="mk",
+            arpc_method=1,
+            sm_key="common",
+            sm_cipher="cbc",
+            pin_block="iso2",
         ),
     )
 }

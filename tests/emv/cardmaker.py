@@ -153,7 +153,7 @@ class Profile:
     pin_try_limit: int = 3
     cvn: int = 0x12
     oda: str = "CDA"  # "SDA", "DDA", "CDA" or "" (none)
-    aid: bytes = bytes.fromhex("A0000000031010")
+    aid: bytes = bytes.fromhex("F0000000011010")  # test RID F000000001 (the test CA's)
     label: str = "CARDLAB DEBIT"
     priority: int = 1
     pdol: bytes = bytes.fromhex("9F1A02")  # b"" for no PDOL

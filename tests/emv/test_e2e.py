@@ -331,5 +331,8 @@ def test_transaction_log_entries() -> None:
     # 9F02 ‖ 5F2A ‖ 9A ‖ 9C ‖ 9F36 ‖ 9F27 of the online transaction (ATC 2, TC)
     assert sw == 0x9000
     assert rec == f.term.values[0x9F02] + b"\x09\x78" + bytes.fromhex("250601") + b"\x00" + b"\x00\x02" + b"\x40"
+    # an entry per GENERATE AC (issue 3): the ARQC of ATC 2, then the offline TC of ATC 1
     rec, sw = f.term.send(bytes.fromhex("00B2025C00"))
+    assert sw == 0x9000 and rec[-3:] == b"\x00\x02\x80"
+    rec, sw = f.term.send(bytes.fromhex("00B2035C00"))
     assert sw == 0x9000 and rec[-3:] == b"\x00\x01\x40"

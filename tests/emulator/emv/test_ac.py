@@ -1,0 +1,282 @@
+"""GENERATE AC: cryptograms against pyemv, card risk management (downgrade,
+never upgrade), counters, ARPC method 2 in the second GENERATE AC, CDA, log."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from ackit import ADA_ONLINE, CDOL1, CVNS, Host, IssuerProfile, cdol1, make_card, split  # type: ignore[import-not-found]
+from emvkit import h, lv, rsa_key  # type: ignore[import-not-found]
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cardspec import tlv
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+
+AAC, TC, ARQC = 0x00, 0x40, 0x80
+RANK = {AAC: 0, ARQC: 1, TC: 2}
+
+
+def setup(**kw: object) -> Host:
+    profile = IssuerProfile(**kw)
+    return Host(make_card(profile), profile)
+
+
+def cid(r: dict[int, bytes]) -> int:
+    return r[0x9F27][0]
+
+
+@pytest.mark.parametrize("cvn", CVNS)
+def test_offline_approval_tc_counts_offline(cvn: int) -> None:
+    host = setup(cvn=cvn)
+    host.begin()
+    r = host.first(TC, cdol1(amount=1500))  # the cryptogram is checked against pyemv
+    assert cid(r) == TC and r[0x9F36] == h("0001")
+    d = host.app.data
+    assert (d.consecutive_offline, d.cumulative_offline) == (1, 1500)
+    # another currency does not add to the cumulative amount
+    host.begin()
+    assert cid(host.first(TC, cdol1(amount=700, currency=h("0840")))) == TC
+    assert (d.consecutive_offline, d.cumulative_offline) == (2, 1500)
+
+
+@pytest.mark.parametrize("cvn", (0x0A, 0x10))
+def test_online_external_authenticate_then_tc(cvn: int) -> None:
+    host = setup(cvn=cvn)
+    host.begin()
+    host.first(TC)
+    host.begin()
+    r = host.first(ARQC, cdol1(amount=5000))
+    assert cid(r) == ARQC and host.app.data.online_not_completed
+    assert host.term.send(h("00820000") + lv(host.arpc1()))[1] == 0x9000
+    assert host.term.send(h("00820000") + lv(host.arpc1()))[1] == 0x6985  # only once
+    r2 = host.second(TC, b"00" + cdol1(amount=5000), cdol1(amount=5000))
+    assert cid(r2) == TC
+    d = host.app.data
+    assert d.last_online_atc == 2 and d.consecutive_offline == 0 and d.cumulative_offline == 0
+    assert not d.online_not_completed and not d.issuer_auth_failed
+    assert host.gen_ac(TC, b"00" + cdol1())[1] == 0x6985  # no third GENERATE AC
+
+
+def test_wrong_arpc_6300_sets_flag_and_next_transaction_goes_online() -> None:
+    host = setup(cvn=0x0A, ada=ADA_ONLINE | 0x8000, lcol=5, ucol=9)
+    host.app.data.last_online_atc = 1  # not a new card
+    host.begin()
+    host.first(ARQC)
+    bad = bytearray(host.arpc1())
+    bad[0] ^= 0xFF
+    assert host.term.send(h("00820000") + lv(bytes(bad)))[1] == 0x6300
+    assert host.app.data.issuer_auth_failed
+    r = host.second(TC, b"00" + cdol1())
+    assert r[0x9F27] == bytes([AAC | 0x08 | 0x03])  # declined: issuer authentication failed (advice)
+    host.begin()
+    r = host.first(TC)
+    assert cid(r) & 0xC0 == ARQC
+    assert r[0x9F10][5] & 0x08  # Visa CVR byte 3 b4: issuer authentication failure on last online
+
+
+def test_arpc_method2_in_second_generate_ac() -> None:
+    cdol2 = h("8A02 9108 9F0206 9F0306 9F1A02 9505 5F2A02 9A03 9C01 9F3704")
+    host = setup(cvn=0x12, cdol2=cdol2, auth_required=True)
+    host.begin()
+    host.first(ARQC)
+    assert host.term.send(h("00820000") + lv(host.arpc2()))[1] == 0x9000  # method 2 data also accepted here
+    assert cid(host.second(TC, b"00" + bytes(8) + cdol1())) == TC  # 91 of zeros: nothing to check again
+    host2 = setup(cvn=0x12, cdol2=cdol2, auth_required=True)
+    host2.begin()
+    host2.first(ARQC)
+    r = host2.second(TC, b"00" + host2.arpc2() + cdol1())
+    assert cid(r) == TC and host2.app.tx.issuer_auth_ok and host2.app.data.last_online_atc == 1
+    # a wrong ARPC: issuer authentication is required, so the card declines
+    host3 = setup(cvn=0x12, cdol2=cdol2, auth_required=True)
+    host3.begin()
+    host3.first(ARQC)
+    r = host3.second(TC, b"00" + bytes(4) + h("00820000") + cdol1())
+    assert cid(r) & 0xC0 == AAC and host3.app.data.issuer_auth_failed
+
+
+@pytest.mark.parametrize("cvn", CVNS)
+def test_decline_aac(cvn: int) -> None:
+    host = setup(cvn=cvn)
+    host.begin()
+    r = host.first(AAC)
+    assert cid(r) == AAC
+    assert host.app.data.consecutive_offline == 0
+    assert host.gen_ac(TC, b"00" + cdol1())[1] == 0x6985  # no second after AAC
+
+
+def test_consecutive_limit_goes_online_and_unable_online_upper_limit_declines() -> None:
+    host = setup(cvn=0x12, lcol=1, ucol=2)
+    host.begin()
+    assert cid(host.first(TC)) == TC
+    host.begin()
+    r = host.first(TC)
+    assert cid(r) == ARQC and r[0x9F10][5] & 0x20  # CVR: exceeded velocity checking counters
+    # terminal unable to go online (Y3): below the upper limit → TC
+    r = host.second(TC, b"Y3" + cdol1())
+    assert cid(r) == TC and host.app.data.consecutive_offline == 2
+    host.begin()
+    host.first(TC)
+    r = host.second(TC, b"Y3" + cdol1())
+    assert cid(r) == AAC and r[0x9F10][4] & 0x01  # CVR byte 2 b1: unable to go online
+
+
+def test_cumulative_amount_goes_online() -> None:
+    host = setup(cvn=0x0A, lower_amount=2000, upper_amount=5000, lcol=9, ucol=9)
+    host.begin()
+    assert cid(host.first(TC, cdol1(amount=1500))) == TC
+    host.begin()
+    assert cid(host.first(TC, cdol1(amount=600))) == ARQC
+
+
+def test_refusals() -> None:
+    host = setup()
+    _, sw = host.term.select(host.profile.aid)
+    assert host.gen_ac(TC, cdol1())[1] == 0x6985  # before GPO
+    host.begin()
+    assert host.gen_ac(TC, cdol1()[:-1])[1] == 0x6700
+    assert host.gen_ac(0xC0, cdol1())[1] == 0x6A86
+    assert host.gen_ac(TC | 0x20, cdol1())[1] == 0x6A86
+    assert host.term.send(h("00820000") + lv(bytes(10)))[1] == 0x6985  # no ARQC yet
+    assert cid(host.first(TC)) == TC
+    assert host.gen_ac(TC, b"00" + cdol1())[1] == 0x6985  # second after a TC
+
+
+def test_atc_limit() -> None:
+    host = setup(max_atc=2)
+    host.begin()
+    host.first(TC)
+    host.begin()
+    host.first(AAC)
+    host.term.select(host.profile.aid)
+    assert host.term.gpo()[1] == 0x6985  # the ATC never wraps: the application stops
+    host.app.tx.gpo_done = True
+    host.app.data.atc = 3  # even if a GPO slipped through, GENERATE AC refuses
+    assert host.gen_ac(TC, cdol1())[1] == 0x6985
+
+
+def test_online_not_completed_flag() -> None:
+    host = setup(cvn=0x12, ada=ADA_ONLINE, lcol=5, ucol=9)
+    host.app.data.last_online_atc = 1
+    host.begin()
+    host.first(ARQC)  # the terminal never sends the second GENERATE AC
+    host.begin()
+    r = host.first(TC)
+    assert cid(r) == ARQC and r[0x9F10][5] & 0x80  # CVR: last online transaction not completed
+
+
+def test_format_1() -> None:
+    host = setup(cvn=0x10, response_format=1)
+    host.begin()
+    resp, sw = host.term.send(h("80AE4000") + lv(cdol1()) + b"\x00")
+    assert sw == 0x9000 and resp[0] == 0x80
+    host.check_ac(split_format1(resp), split(cdol1(), CDOL1))
+
+
+def split_format1(resp: bytes) -> dict[int, bytes]:
+    v = tlv.parse(resp)[0].value
+    return {0x9F27: v[:1], 0x9F36: v[1:3], 0x9F26: v[3:11], 0x9F10: v[11:]}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    requested=st.sampled_from([AAC, TC, ARQC]),
+    blocked=st.booleans(),
+    consecutive=st.integers(0, 6),
+    new_card=st.booleans(),
+    pin_exceeded=st.booleans(),
+    ada=st.sampled_from([0, ADA_ONLINE, 0x0800]),
+    second=st.sampled_from([AAC, TC, ARQC]),
+    arc=st.sampled_from([b"00", b"Y3", b"Z3"]),
+)
+def test_never_upgrades(
+    requested: int, blocked: bool, consecutive: int, new_card: bool, pin_exceeded: bool, ada: int, second: int,
+    arc: bytes,
+) -> None:
+    host = _shared_host()
+    d = host.app.data
+    d.blocked = False
+    host.begin()
+    d.blocked, d.consecutive_offline, d.cumulative_offline = blocked, consecutive, 0
+    d.last_online_atc = 0 if new_card else 1
+    d.pin_try_counter = 0 if pin_exceeded else 3
+    d.risk.default_action = ada.to_bytes(2, "big")
+    r = host.first(requested)
+    got = cid(r) & 0xC0
+    assert RANK[got] <= RANK[requested]
+    if blocked or (pin_exceeded and ada == 0x0800):
+        assert got == AAC
+    if consecutive >= 2 or (new_card and ada == ADA_ONLINE):
+        assert got != TC
+    if got == ARQC:
+        r2 = host.second(second, arc + cdol1())
+        assert RANK[cid(r2) & 0xC0] <= RANK[TC if second == TC else AAC]
+        assert cid(r2) & 0xC0 != ARQC
+    d.blocked = False
+
+
+_HOST: list[Host] = []
+
+
+def _shared_host() -> Host:
+    if not _HOST:
+        _HOST.append(setup(cvn=0x12, lcol=2, ucol=4, max_atc=0xFFFF))
+    return _HOST[0]
+
+
+def test_cda_signature_verified_with_rsa() -> None:
+    host = setup(cvn=0x12)
+    host.begin()
+    pdol_data = h("01020304 0250")
+    data = cdol1(un=h("CAFEBABE"))
+    resp, sw = host.term.send(h("80AE5000") + lv(data) + b"\x00")  # TC with CDA
+    assert sw == 0x9000
+    items = tlv.parse(tlv.parse(resp)[0].value)
+    tags = [t.tag for t in items]
+    assert tags == [0x9F27, 0x9F36, 0x9F4B, 0x9F10]
+    values = {t.tag: t.value for t in items}
+    pub = rsa_key(0).public_key().public_numbers()
+    n_len = (pub.n.bit_length() + 7) // 8
+    rec = pow(int.from_bytes(values[0x9F4B], "big"), pub.e, pub.n).to_bytes(n_len, "big")
+    assert rec[:3] == h("6A0501") and rec[-1] == 0xBC
+    ldd = rec[3]
+    dyn = rec[4 : 4 + ldd]
+    assert hashlib.sha1(rec[1:-21] + h("CAFEBABE")).digest() == rec[-21:-1]
+    ldn = dyn[0]
+    cid_, ac, digest = dyn[1 + ldn], dyn[2 + ldn : 10 + ldn], dyn[10 + ldn : 30 + ldn]
+    assert cid_ == values[0x9F27][0] == TC
+    assert ac == host.expected_ac(split(data, CDOL1), values[0x9F36], values[0x9F10])
+    tlvs = b"".join(t.encode() for t in items if t.tag != 0x9F4B)
+    assert digest == hashlib.sha1(pdol_data + data + tlvs).digest()
+
+
+def test_cda_not_for_aac() -> None:
+    host = setup(cvn=0x12)
+    host.begin()
+    r, sw = host.gen_ac(AAC | 0x10, cdol1())
+    assert sw == 0x9000 and 0x9F4B not in r and 0x9F26 in r
+
+
+def test_transaction_log_cyclic_and_readable() -> None:
+    host = setup(cvn=0x12, log=(0x0B, 2), lcol=5, ucol=9)
+    for amount in (100, 200, 300):
+        host.begin()
+        host.first(TC, cdol1(amount=amount))
+    rec1, sw = host.term.read_record(0x0B, 1)
+    assert sw == 0x9000
+    assert rec1 == h("000000000300") + h("261121") + h("0003") + h("40")
+    rec2, _ = host.term.read_record(0x0B, 2)
+    assert rec2[:6] == h("000000000200")
+    assert host.term.read_record(0x0B, 3)[1] == 0x6A83
+    assert host.term.get_data(0x9F4F)[0] == tlv.encode(0x9F4F, h("9F02069A039F36029F2701"))
+
+
+def test_counters_persist_before_answer() -> None:
+    saved: list[dict[str, object]] = []
+    host = setup()
+    host.card.on_commit = lambda card: saved.append(dict(card.state.instance(host.profile.aid).state))  # type: ignore[union-attr]
+    host.begin()
+    host.first(TC, cdol1(amount=1200))
+    assert saved[-1]["consecutive_offline"] == 1 and saved[-1]["cumulative_offline"] == 1200

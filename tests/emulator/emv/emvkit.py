@@ -151,6 +151,8 @@ class Personalizer:
 
     def __init__(self, card: Card) -> None:
         self.card = card
+        isd = card.state.isd_aid
+        assert status(card.transmit(bytes((0x00, 0xA4, 0x04, 0x00)) + lv(isd) + b"\x00")) == 0x9000
         self.session = HostSession(card.transmit, KEYS)
         self.session.open(0x33)
         self.block = 0

@@ -11,6 +11,7 @@ built, so the image the card saves never gives a second try
 from __future__ import annotations
 
 import hashlib
+import hmac
 from typing import TYPE_CHECKING
 
 from cardspec import tlv
@@ -235,8 +236,6 @@ def _decipher_pin(key: RsaCrtKey, enciphered: bytes, challenge: bytes | None) ->
 
 
 def _same(a: bytes, b: bytes) -> bool:
-    import hmac
-
     return hmac.compare_digest(a, b)
 
 
@@ -269,7 +268,7 @@ def sign_dynamic_data(app: EmvApplet, icc_dynamic_data: bytes, terminal_data: by
     if ldd > n - 25:
         raise StatusError(SW.UNKNOWN, "ICC dynamic data too long for the key")
     body = bytes((0x05, 0x01, ldd)) + icc_dynamic_data + b"\xbb" * (n - ldd - 25)
-    digest = hashlib.sha1(body + terminal_data).digest()  # noqa: S324 - EMV Book 2 Annex B3
+    digest = hashlib.sha1(body + terminal_data).digest()
     message = int.from_bytes(b"\x6a" + body + digest + b"\xbc", "big")
     if message >= key.modulus:
         raise StatusError(SW.UNKNOWN, "message representative out of range")

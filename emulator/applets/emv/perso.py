@@ -237,12 +237,7 @@ def valid_pin_block(block: bytes) -> bool:
         return False
     digits = block.hex().upper()
     n = int(digits[1], 16)
-    return (
-        digits[0] == "2"
-        and 4 <= n <= 12
-        and digits[2 : 2 + n].isdigit()
-        and set(digits[2 + n :]) <= {"F"}
-    )
+    return digits[0] == "2" and 4 <= n <= 12 and digits[2 : 2 + n].isdigit() and set(digits[2 + n :]) <= {"F"}
 
 
 def _assemble_key(work: _Work, dgis: range) -> None:
@@ -270,7 +265,10 @@ def _check_master_keys(app: EmvApplet, work: _Work) -> None:
     data, kcvs = work.data, work.parts.get(DGI_KCV)
     if kcvs is None or DGI_MASTER_KEYS not in data.received:
         return
-    if all(kcv("DES", key) == kcvs[3 * i : 3 * i + 3] for i, key in enumerate((data.mk_ac, data.mk_smi, data.mk_smc))):
+    if all(
+        kcv("DES", key) == kcvs[3 * i : 3 * i + 3]
+        for i, key in enumerate((data.mk_ac, data.mk_smi, data.mk_smc))
+    ):
         return
     for live in (app.data, data):
         live.mk_ac = live.mk_smi = live.mk_smc = b""
@@ -288,8 +286,20 @@ def risk_parameters(value: bytes) -> RiskParameters:
         raise _bad("DGI 0D01 is not BER-TLV") from exc
     r = RiskParameters()
     lengths = {
-        0xDF01: 1, 0xDF02: 1, 0x9F14: 1, 0x9F23: 1, 0xDF11: 6, 0xDF12: 6, 0x9F42: 2, 0xDF17: 1,
-        0x9F52: 2, 0xDF13: 1, 0xDF14: 1, 0xDF15: 2, 0xDF16: 1, 0x9F4D: 2,
+        0xDF01: 1,
+        0xDF02: 1,
+        0x9F14: 1,
+        0x9F23: 1,
+        0xDF11: 6,
+        0xDF12: 6,
+        0x9F42: 2,
+        0xDF17: 1,
+        0x9F52: 2,
+        0xDF13: 1,
+        0xDF14: 1,
+        0xDF15: 2,
+        0xDF16: 1,
+        0x9F4D: 2,
     }
     for item in items:
         tag, v = item.tag, item.value
@@ -362,9 +372,9 @@ def _complete(work: _Work) -> None:
             if (sfi, rec) not in data.records:
                 raise _bad(f"record {sfi}/{rec} named by the AFL is missing")
     cvms = cvm_codes(data)
-    if cvms & (OFFLINE_PLAIN_PIN_CVMS | OFFLINE_ENCIPHERED_PIN_CVMS):
-        if not data.pin_block or DGI_PIN_TRY not in data.received:
-            raise _bad("offline PIN in the CVM list without DGIs 8010 and 9010")
+    offline_pin = cvms & (OFFLINE_PLAIN_PIN_CVMS | OFFLINE_ENCIPHERED_PIN_CVMS)
+    if offline_pin and (not data.pin_block or DGI_PIN_TRY not in data.received):
+        raise _bad("offline PIN in the CVM list without DGIs 8010 and 9010")
     if data.aip[0] & (AIP_DDA | AIP_CDA) and data.icc_key is None:
         raise _bad("DDA/CDA in the AIP without the ICC private key")
     if cvms & OFFLINE_ENCIPHERED_PIN_CVMS and data.pin_key is None and data.icc_key is None:

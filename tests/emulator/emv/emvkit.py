@@ -106,7 +106,11 @@ class Profile:
         )
         r2 = tlv.encode_all([(0x9F47, h("010001")), (0x9F49, h("9F3704"))])
         r3 = tlv.encode_all([(0x5F20, b"CARDHOLDER/TEST"), (0x9F08, h("0096"))])
-        return [(0x0101, tlv.encode(0x70, r1)), (0x0102, tlv.encode(0x70, r2)), (0x0201, tlv.encode(0x70, r3))]
+        return [
+            (0x0101, tlv.encode(0x70, r1)),
+            (0x0102, tlv.encode(0x70, r2)),
+            (0x0201, tlv.encode(0x70, r3)),
+        ]
 
     def risk(self) -> bytes:
         return tlv.encode_all(
@@ -160,8 +164,13 @@ class Personalizer:
     def send(self, raw: bytes) -> int:
         return status(self.session.send(raw))
 
-    def install(self, aid: bytes, module: bytes = EmvApplet.MODULE_AID, lf: bytes = EmvApplet.LOAD_FILE_AID,
-                params: bytes = b"") -> int:
+    def install(
+        self,
+        aid: bytes,
+        module: bytes = EmvApplet.MODULE_AID,
+        lf: bytes = EmvApplet.LOAD_FILE_AID,
+        params: bytes = b"",
+    ) -> int:
         data = lv(lf) + lv(module) + lv(aid) + lv(b"\x00") + lv(tlv.encode(0xC9, params)) + b"\x00"
         return self.send(h("80E60C00") + lv(data) + b"\x00")
 

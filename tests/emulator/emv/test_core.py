@@ -228,7 +228,9 @@ def test_verify_to_blocking(card: Card, term: Terminal) -> None:
     assert app(card).tx.pin_try_limit_exceeded and not app(card).tx.pin_verified
 
 
-@pytest.mark.parametrize("raw", ["00200080 08 2412345FFFFFFFFF", "00200080 04 24123400", "00200081 08 241234FFFFFFFFFF"])
+@pytest.mark.parametrize(
+    "raw", ["00200080 08 2412345FFFFFFFFF", "00200080 04 24123400", "00200081 08 241234FFFFFFFFFF"]
+)
 def test_verify_malformed_costs_no_try(card: Card, term: Terminal, raw: str) -> None:
     term.select(AID_CREDIT)
     assert term.send(raw)[1] in (0x6A80, 0x6A86)

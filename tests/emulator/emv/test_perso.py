@@ -159,9 +159,7 @@ def test_inconsistent_rsa_key_refused() -> None:
 def test_rsa_key_against_public_exponent() -> None:
     """9F47 in the records must invert the CRT exponents."""
     profile = Profile()
-    dgis = [
-        (d, v.replace(h("9F4703010001"), h("9F470103")) if d == 0x0102 else v) for d, v in profile.dgis()
-    ]
+    dgis = [(d, v.replace(h("9F4703010001"), h("9F470103")) if d == 0x0102 else v) for d, v in profile.dgis()]
     _, perso = started()
     assert perso.store_all(dgis) == 0x6A80
 

@@ -118,7 +118,8 @@ def test_empty_directory() -> None:
 
 def test_pse_spreads_entries_over_records() -> None:
     profiles = [
-        Profile(aid=AID_CREDIT[:-1] + bytes([i]), label=b"CARDLAB PAYMENT %d" % i, priority=i) for i in range(1, 7)
+        Profile(aid=AID_CREDIT[:-1] + bytes([i]), label=b"CARDLAB PAYMENT %d" % i, priority=i)
+        for i in range(1, 7)
     ]
     card, _ = card_with(*profiles)
     records = pse_records(Terminal(card))

@@ -64,7 +64,7 @@ def main() -> None:
 
     profile = Profile(cvn=0x12, oda="DDA", icc_bits=1024, pdol=bytes.fromhex("9F1A02"))
     card, (cd,) = make_card(profile)
-    transmit = card.transmit  # type: ignore[attr-defined]
+    transmit = card.transmit
     select = apdu("00A40400", profile.aid)
     gpo = apdu("80A80000", bytes.fromhex("83020250"))
     values = {0x9F02: bytes.fromhex("000000001000"), 0x9F1A: b"\x02\x50", 0x5F2A: b"\x09\x78",

@@ -22,12 +22,16 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from Crypto.Cipher import DES3
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cardspec import tlv
 from cardspec.scp03 import HostSession, StaticKeys, pad80
+
+if TYPE_CHECKING:
+    from emulator import Card
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 
@@ -397,18 +401,18 @@ def _ok(resp: bytes, what: str) -> bytes:
     return resp[:-2]
 
 
-def emv_classes() -> dict[str, type]:
+def emv_classes() -> dict[str, Any]:
     """The EMV application class and, when they exist, the PSE / PPSE classes."""
     from emulator.applets.emv.applet import EmvApplet
 
-    out: dict[str, type] = {"emv": EmvApplet}
+    out: dict[str, Any] = {"emv": EmvApplet}
     try:
-        from emulator.applets import pse  # type: ignore[attr-defined]
+        from emulator.applets import pse
     except ImportError:
         return out
     for name in dir(pse):
         klass = getattr(pse, name)
-        if isinstance(klass, type) and getattr(klass, "MODULE_AID", b""):
+        if isinstance(klass, type) and getattr(klass, "MODULE_AID", None):
             if "PPSE" in name.upper() or "PROXIMITY" in name.upper():
                 out["ppse"] = klass
             elif "PSE" in name.upper() or "DIRECTORY" in name.upper():
@@ -416,7 +420,7 @@ def emv_classes() -> dict[str, type]:
     return out
 
 
-def _install(hs: HostSession, klass: type, aid: bytes) -> bytes:
+def _install(hs: HostSession, klass: Any, aid: bytes) -> bytes:
     data = _lv(klass.LOAD_FILE_AID) + _lv(klass.MODULE_AID) + _lv(aid) + _lv(b"\x00") + _lv(bytes.fromhex("C900")) + b"\x00"
     return hs.send(_apdu("80E60C00", data))
 
@@ -471,7 +475,7 @@ def personalize(card: object, data: CardData | list[tuple[int, bytes]], aid: byt
         _ok(hs.send(_apdu(f"80E2{p1:02X}{i:02X}", body)), f"STORE DATA block {i}")
 
 
-def make_card(*profiles: Profile) -> tuple[object, list[CardData]]:
+def make_card(*profiles: Profile) -> tuple[Card, list[CardData]]:
     """A new emulated card with one personalized EMV instance per profile."""
     from emulator import Card
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyemv import cvn as pyemv_cvn
 
@@ -184,7 +185,8 @@ class Terminal:
     def pse(self) -> list[tuple[bytes, bytes, int]]:
         data = self.ok(self.case4("00A40400", b"1PAY.SYS.DDF01"), "SELECT PSE")
         sfi = flatten(data)[0x88][0]
-        entries, rec = [], 1
+        entries: list[tuple[bytes, bytes, int]] = []
+        rec = 1
         while True:
             body, sw = self.send(bytes((0x00, 0xB2, rec, (sfi << 3) | 4, 0)))
             if sw == 0x6A83:
@@ -365,7 +367,7 @@ class Issuer:
     script_count: int = 0
 
     def __post_init__(self) -> None:
-        self.crypto = PYEMV[self.cvn](self.imk_ac, self.imk_smi, self.imk_smc, self.pan, self.psn)
+        self.crypto: Any = PYEMV[self.cvn](self.imk_ac, self.imk_smi, self.imk_smc, self.pan, self.psn)
 
     def cvr_input(self, iad: bytes) -> bytes:
         """What of 9F10 the cryptogram covers: VIS CVR (IAD bytes 4–7, with its
@@ -375,18 +377,18 @@ class Issuer:
 
     def expected_ac(self, dol_values: dict[int, bytes], aip: bytes, resp: dict[int, bytes]) -> bytes:
         v = dol_values
-        return self.crypto.generate_ac(
+        return bytes(self.crypto.generate_ac(
             v[0x9F02], v[0x9F03], v[0x9F1A], v[0x95], v[0x5F2A], v[0x9A], v[0x9C], v[0x9F37],
             aip, resp[0x9F36], self.cvr_input(resp[0x9F10]),
-        )
+        ))
 
     def arpc(self, arqc: bytes, atc: bytes, approve: bool = True) -> bytes:
         """Issuer authentication data (91): method 1 ARPC ‖ ARC, method 2 ARPC ‖ CSU."""
         if self.cvn == 0x12:
             csu = bytes.fromhex("00800000" if approve else "00000000")
-            return self.crypto.generate_arpc(arqc, atc, csu) + csu
+            return bytes(self.crypto.generate_arpc(arqc, atc, csu)) + csu
         arc = b"00" if approve else b"05"
-        return self.crypto.generate_arpc(arqc, arc) + arc
+        return bytes(self.crypto.generate_arpc(arqc, arc)) + arc
 
     def _sm_ac(self, ac: bytes) -> bytes:
         """Mastercard: the AC + n for the n-th script command of a transaction (pyemv)."""
@@ -397,11 +399,11 @@ class Issuer:
     def script(self, ins: int, ac: bytes, atc: bytes, p1: int = 0, p2: int = 0, data: bytes = b"") -> bytes:
         """A secured script command: CLA 84, data ‖ 8-byte MAC (pyemv generate_command_mac)."""
         header = bytes((0x84, ins, p1, p2, len(data) + 8))
-        mac = self.crypto.generate_command_mac(header, self._sm_ac(ac), atc, data)
+        mac: bytes = self.crypto.generate_command_mac(header, self._sm_ac(ac), atc, data)
         self.script_count += 1
         return header + data + mac
 
     def pin_change(self, new_pin: str, ac: bytes, atc: bytes) -> bytes:
-        cmd = self.crypto.generate_pin_change_command(new_pin, self._sm_ac(ac), atc)
+        cmd: bytes = self.crypto.generate_pin_change_command(new_pin, self._sm_ac(ac), atc)
         self.script_count += 1
         return cmd

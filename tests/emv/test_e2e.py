@@ -34,7 +34,7 @@ class Flow:
     @classmethod
     def new(cls, **kw: object) -> Flow:
         card, (cd,) = make_card(Profile(**kw))  # type: ignore[arg-type]
-        return cls(card, cd)  # type: ignore[arg-type]
+        return cls(card, cd)
 
     def start(self) -> None:
         self.issuer.script_count = 0

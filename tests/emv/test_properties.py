@@ -24,8 +24,8 @@ SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthChe
 @lru_cache(maxsize=1)
 def template() -> tuple[CardState, CardData]:
     card, (cd,) = make_card(PROFILE)
-    card.sync_state()  # type: ignore[attr-defined]
-    return card.state, cd  # type: ignore[attr-defined]
+    card.sync_state()
+    return card.state, cd
 
 
 def fresh() -> tuple[Card, CardData]:

@@ -390,7 +390,10 @@ def _answer(
     kind = cid & TYPE_MASK
     cda = bool(cmd.p1 & P1_CDA) and kind != AAC and bool(d.aip[:1] and d.aip[0] & AIP_CDA)
     facts.cda_performed = cda
-    prof = cvn.profile(d.risk.cvn)
+    try:
+        prof = cvn.profile(d.risk.cvn)
+    except KeyError:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "unsupported cryptogram version") from None
     atc = d.atc.to_bytes(2, "big")
     cvr = prof.encode_cvr(facts)
     iad = prof.issuer_application_data(cvr, d.risk.dki, _iad_counters(app))
@@ -429,15 +432,17 @@ def _log(app: EmvApplet, values: Mapping[int, bytes], cid: int, ac: bytes, iad: 
     d = app.data
     source: dict[int, bytes] = dict(d.data_objects)
     source.update(values)
-    source.update({
-        0x9F36: d.atc.to_bytes(2, "big"),
-        0x9F27: bytes([cid]),
-        0x9F26: ac,
-        0x9F10: iad,
-        0x82: d.aip,
-        0x9F13: d.last_online_atc.to_bytes(2, "big"),
-        0x9F17: bytes([d.pin_try_counter]),
-    })
+    source.update(
+        {
+            0x9F36: d.atc.to_bytes(2, "big"),
+            0x9F27: bytes([cid]),
+            0x9F26: ac,
+            0x9F10: iad,
+            0x82: d.aip,
+            0x9F13: d.last_online_atc.to_bytes(2, "big"),
+            0x9F17: bytes([d.pin_try_counter]),
+        }
+    )
     entry = build_dol(parse_dol(r.log_format), source)
     d.log.insert(0, entry)  # core.read_record serves the log SFI from here: newest = record 1
     del d.log[r.log_records :]

@@ -47,12 +47,19 @@ def _online(app: EmvApplet) -> bytes:
     return tx.arqc
 
 
+def _profile(app: EmvApplet) -> cvn.CvnProfile:
+    try:
+        return cvn.profile(app.data.risk.cvn)
+    except KeyError:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "unsupported cryptogram version") from None
+
+
 def authenticate(app: EmvApplet, issuer_data: bytes) -> bool:
     """Check Issuer Authentication Data (Book 2 §8.2) once per transaction;
     record the outcome (transaction and persistent flag) before returning."""
     d, tx = app.data, app.tx
     arqc = _online(app)
-    prof = cvn.profile(d.risk.cvn)
+    prof = _profile(app)
     un = tx.unpredictable_number
     ok = False
     if d.risk.arpc_method == 1 and len(issuer_data) >= 10:
@@ -60,7 +67,9 @@ def authenticate(app: EmvApplet, issuer_data: bytes) -> bool:
         ok = prof.check_arpc(d.mk_ac, d.atc, un, arqc, issuer_data[:8], arc=issuer_data[8:10])
     elif d.risk.arpc_method == 2 and 8 <= len(issuer_data) <= 16:
         # Book 2 §8.2.2: ARPC (4) ‖ CSU (4) ‖ proprietary authentication data (0-8)
-        ok = prof.check_arpc(d.mk_ac, d.atc, un, arqc, issuer_data[:4], csu=issuer_data[4:8], prop=issuer_data[8:])
+        ok = prof.check_arpc(
+            d.mk_ac, d.atc, un, arqc, issuer_data[:4], csu=issuer_data[4:8], prop=issuer_data[8:]
+        )
     tx.issuer_auth_performed = True
     tx.issuer_auth_ok = ok
     d.issuer_auth_failed = not ok  # cleared only by a later successful issuer authentication
@@ -98,12 +107,12 @@ def _script(app: EmvApplet, cmd: Command) -> bytes:
     if not cmd.cla & 0x0C:
         _failed(app)
         raise StatusError(SW.SECURITY_STATUS_NOT_SATISFIED, "secure messaging required")
-    if len(cmd.data) < MAC_LENGTH:
+    if not MAC_LENGTH <= len(cmd.data) <= 0xFF:
         _failed(app)
-        raise StatusError(SW.SM_DATA_OBJECTS_MISSING)
+        raise StatusError(SW.SM_DATA_OBJECTS_MISSING if len(cmd.data) < MAC_LENGTH else SW.WRONG_LENGTH)
     body, mac = cmd.data[:-MAC_LENGTH], cmd.data[-MAC_LENGTH:]
     header = bytes([cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data)])
-    prof = cvn.profile(d.risk.cvn)
+    prof = _profile(app)
     position = tx.scripts_run
     tx.scripts_run += 1
     mac_arqc = script_arqc(prof, arqc, position)
@@ -209,7 +218,7 @@ def pin_change_unblock(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
         else:
             if not body:
                 raise StatusError(SW.WRONG_LENGTH)
-            prof = cvn.profile(d.risk.cvn)
+            prof = _profile(app)
             arqc = script_arqc(prof, _online(app), app.tx.scripts_run - 1)
             key = prof.script_enc_key(d.mk_smc, d.atc, arqc)
             try:

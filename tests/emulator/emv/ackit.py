@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyemv
-from emvkit import Personalizer, Profile, Terminal, h, lv, new_card  # type: ignore[import-not-found]
+from emvkit import Personalizer, Profile, Terminal, h, lv, new_card
 
 from cardspec import tlv
 from cardspec.keys import kcv
@@ -32,7 +32,7 @@ def oracle(cvn: int) -> Any:
 
 
 @dataclass
-class IssuerProfile(Profile):  # type: ignore[misc]
+class IssuerProfile(Profile):
     cvn: int = 0x12
     aip: bytes = h("3D00")  # emvkit's AIP plus issuer authentication (b3)
     lcol: int = 2
@@ -103,7 +103,9 @@ def make_card(profile: IssuerProfile, *, secured: bool = True) -> Card:
     return card
 
 
-def cdol1(amount: int = 1000, un: bytes = h("11223344"), currency: bytes = h("0978"), tvr: bytes = bytes(5)) -> bytes:
+def cdol1(
+    amount: int = 1000, un: bytes = h("11223344"), currency: bytes = h("0978"), tvr: bytes = bytes(5)
+) -> bytes:
     return h(f"{amount:012d}") + bytes(6) + h("0250") + tvr + currency + h("261121") + b"\x00" + un
 
 

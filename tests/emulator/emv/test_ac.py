@@ -4,10 +4,11 @@ never upgrade), counters, ARPC method 2 in the second GENERATE AC, CDA, log."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
-from ackit import ADA_ONLINE, CDOL1, CVNS, Host, IssuerProfile, cdol1, make_card, split  # type: ignore[import-not-found]
-from emvkit import h, lv, rsa_key  # type: ignore[import-not-found]
+from ackit import ADA_ONLINE, CDOL1, CVNS, Host, IssuerProfile, cdol1, make_card, split
+from emvkit import h, lv, rsa_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ AAC, TC, ARQC = 0x00, 0x40, 0x80
 RANK = {AAC: 0, ARQC: 1, TC: 2}
 
 
-def setup(**kw: object) -> Host:
+def setup(**kw: Any) -> Host:
     profile = IssuerProfile(**kw)
     return Host(make_card(profile), profile)
 
@@ -133,7 +134,7 @@ def test_cumulative_amount_goes_online() -> None:
 
 def test_refusals() -> None:
     host = setup()
-    _, sw = host.term.select(host.profile.aid)
+    assert host.term.select(host.profile.aid)[1] == 0x9000
     assert host.gen_ac(TC, cdol1())[1] == 0x6985  # before GPO
     host.begin()
     assert host.gen_ac(TC, cdol1()[:-1])[1] == 0x6700
@@ -192,7 +193,13 @@ def split_format1(resp: bytes) -> dict[int, bytes]:
     arc=st.sampled_from([b"00", b"Y3", b"Z3"]),
 )
 def test_never_upgrades(
-    requested: int, blocked: bool, consecutive: int, new_card: bool, pin_exceeded: bool, ada: int, second: int,
+    requested: int,
+    blocked: bool,
+    consecutive: int,
+    new_card: bool,
+    pin_exceeded: bool,
+    ada: int,
+    second: int,
     arc: bytes,
 ) -> None:
     host = _shared_host()
@@ -280,3 +287,43 @@ def test_counters_persist_before_answer() -> None:
     host.begin()
     host.first(TC, cdol1(amount=1200))
     assert saved[-1]["consecutive_offline"] == 1 and saved[-1]["cumulative_offline"] == 1200
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0x80, 0x84, 0x00, 0x04]),
+            st.sampled_from([0xAE, 0x82, 0x1E, 0x18, 0x16, 0x24, 0xDA, 0xDC, 0xA8]),
+            st.integers(0, 255),
+            st.integers(0, 255),
+            st.binary(max_size=40),
+        ),
+        max_size=8,
+    )
+)
+def test_random_transaction_commands_answer_a_status_word(
+    cmds: list[tuple[int, int, int, int, bytes]],
+) -> None:
+    host = _shared_host()
+    host.app.data.blocked = False
+    host.begin()
+    for cla, ins, p1, p2, data in cmds:
+        if ins == 0xAE and data and len(data) < 29:
+            data = cdol1()[: len(data)] if p1 & 1 else cdol1()
+        apdu = bytes((cla, ins, p1, p2)) + (lv(data) if data else b"")
+        resp = host.card.transmit(apdu)
+        assert len(resp) >= 2 and resp[-2] in (
+            0x90,
+            0x61,
+            0x62,
+            0x63,
+            0x67,
+            0x68,
+            0x69,
+            0x6A,
+            0x6B,
+            0x6D,
+            0x6E,
+        )
+    host.app.data.blocked = False

@@ -4,9 +4,11 @@ RECORD; a bad MAC changes nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from ackit import CVNS, Host, IssuerProfile, cdol1, make_card  # type: ignore[import-not-found]
-from emvkit import PIN, h  # type: ignore[import-not-found]
+from ackit import CVNS, Host, IssuerProfile, cdol1, make_card
+from emvkit import PIN, h
 
 from cardspec import tlv
 
@@ -16,7 +18,7 @@ TC, ARQC = 0x40, 0x80
 BLOCK, UNBLOCK, CARD_BLOCK = h("841E0000"), h("84180000"), h("84160000")
 
 
-def online(cvn: int = 0x12, **kw: object) -> Host:
+def online(cvn: int = 0x12, **kw: Any) -> Host:
     profile = IssuerProfile(cvn=cvn, **kw)
     host = Host(make_card(profile), profile)
     host.begin()
@@ -60,8 +62,8 @@ def test_bad_mac_6988_changes_nothing(cvn: int) -> None:
     assert host.script(h("04DA9F14"), b"\x09", bad_mac=True) == 0x6988
     assert host.script(BLOCK, bad_mac=True) == 0x6988
     after = host.app.data.dump()
-    assert after["flags"]["script_failed"] and not after["flags"]["blocked"]  # type: ignore[index]
-    after["flags"]["script_failed"] = False  # type: ignore[index]
+    assert after["flags"]["script_failed"] and not after["flags"]["blocked"]
+    after["flags"]["script_failed"] = False
     assert after == before
     assert host.term.send(h("841E000004") + bytes(4))[1] == 0x6987  # cardlab MACs are 8 bytes
 

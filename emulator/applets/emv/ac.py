@@ -94,7 +94,11 @@ class Ada(IntFlag):
 
 
 def parse_dol(dol: bytes) -> list[tuple[int, int]]:
-    """Tag and length pairs of a DOL (Book 3 §5.4)."""
+    """Tag and length pairs of a DOL (Book 3 §5.4).
+
+    >>> [(hex(t), n) for t, n in parse_dol(bytes.fromhex("9F02069A03"))]
+    [('0x9f02', 6), ('0x9a', 3)]
+    """
     out: list[tuple[int, int]] = []
     i = 0
     while i < len(dol):
@@ -126,7 +130,11 @@ def split_dol(dol: list[tuple[int, int]], data: bytes) -> dict[int, bytes]:
 
 def build_dol(dol: list[tuple[int, int]], values: Mapping[int, bytes]) -> bytes:
     """Concatenate values for a DOL; absent elements are zeros; lengths are
-    adjusted as Book 3 §5.4 says (numeric: left, others: right)."""
+    adjusted as Book 3 §5.4 says (numeric: left, others: right).
+
+    >>> build_dol([(0x9F02, 6), (0x9F27, 1), (0x9F10, 2)], {0x9F02: b"\x01", 0x9F10: b"ABC"}).hex()
+    '000000000001004142'
+    """
     out = bytearray()
     for tag, length in dol:
         v = values.get(tag, b"")

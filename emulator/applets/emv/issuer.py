@@ -196,7 +196,11 @@ def card_block(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     def act(body: bytes) -> None:
         _no_data(body)
         state = ctx.card.state
-        state.lifecycle = lifecycle.card_transition(state.lifecycle, lifecycle.CardLife.CARD_LOCKED)
+        new = lifecycle.card_transition(state.lifecycle, lifecycle.CardLife.CARD_LOCKED)
+        state.lifecycle = int(new)
+        isd = state.instance(state.isd_aid)
+        if isd is not None:
+            isd.lifecycle = int(new)  # the ISD's entry mirrors the card (GP §5.1), as SET STATUS does
         ctx.card.mark_dirty()
 
     return _run(app, cmd, act)

@@ -303,6 +303,11 @@ def _first(app: EmvApplet, ctx: Context, cmd: Command, requested: int, values: d
         tx.arqc = answer.ac
         d.online_not_completed = True
         d.script_failed = False  # the flag describes the last online transaction: this one now
+    elif d.blocked and requested == ARQC:
+        # a blocked application declines, but the terminal goes online with the
+        # AAC and the issuer may answer with scripts (APPLICATION UNBLOCK) whose
+        # session keys and MACs use that AAC (VIS 1.5 application blocking)
+        tx.arqc = answer.ac
     _log(app, values, cid, answer.ac, answer.iad)
     app.mark_dirty()
     return answer.data

@@ -40,11 +40,22 @@ PROTECTED_TAGS = frozenset({0x9F36, 0x9F13, 0x9F17, 0x9F4F, 0x9F4D, 0xDF01, 0xDF
 
 
 def _online(app: EmvApplet) -> bytes:
-    """The ARQC of this transaction's first GENERATE AC, or 6985."""
+    """The cryptogram the script session keys use, or 6985: this transaction's
+    ARQC, or — for a blocked application, which answers an online request with
+    an AAC — that AAC, so that the issuer can still unblock it (ac.py)."""
     tx = app.tx
-    if tx.arqc is None or tx.first_cid is None or tx.first_cid & 0xC0 != ARQC:
-        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no ARQC in this transaction")
+    if tx.arqc is None or tx.first_cid is None:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no online request in this transaction")
     return tx.arqc
+
+
+def _arqc(app: EmvApplet) -> bytes:
+    """Issuer authentication needs a real ARQC from the first GENERATE AC."""
+    arqc = _online(app)
+    first = app.tx.first_cid
+    if first is None or first & 0xC0 != ARQC:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no ARQC in this transaction")
+    return arqc
 
 
 def _profile(app: EmvApplet) -> cvn.CvnProfile:
@@ -58,7 +69,7 @@ def authenticate(app: EmvApplet, issuer_data: bytes) -> bool:
     """Check Issuer Authentication Data (Book 2 §8.2) once per transaction;
     record the outcome (transaction and persistent flag) before returning."""
     d, tx = app.data, app.tx
-    arqc = _online(app)
+    arqc = _arqc(app)
     prof = _profile(app)
     un = tx.unpredictable_number
     ok = False

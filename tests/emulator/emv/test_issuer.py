@@ -157,3 +157,17 @@ def test_external_authenticate_refusals() -> None:
     host.second(AAC := 0x00, b"Z3" + cdol1())
     assert host.term.send(h("008200000A") + host.arpc1())[1] == 0x6985  # after the second GENERATE AC
     del AAC
+
+
+@pytest.mark.parametrize("cvn", CVNS)
+def test_blocked_application_unblocked_with_scripts_over_its_aac(cvn: int) -> None:
+    profile = IssuerProfile(cvn=cvn)
+    host = Host(make_card(profile), profile)
+    host.begin()
+    host.app.data.blocked = True  # as if blocked by an earlier script (core may refuse GPO when blocked)
+    r = host.first(ARQC)
+    assert r[0x9F27][0] & 0xC0 == 0x00  # only AAC from a blocked application
+    host.arqc, host.atc = r[0x9F26], r[0x9F36]
+    assert host.term.send(h("008200000A") + bytes(10))[1] == 0x6985  # no issuer authentication on an AAC
+    assert host.script(UNBLOCK) == 0x9000
+    assert not host.app.data.blocked

@@ -220,12 +220,12 @@ def adjust_parity(key: bytes) -> bytes:
     >>> adjust_parity(bytes.fromhex("0000FEFF")).hex().upper()
     '0101FEFE'
     """
-    return bytes((b & 0xFE) | ((bin(b >> 1).count("1") + 1) & 1) for b in key)
+    return bytes((b & 0xFE) | (((b >> 1).bit_count() + 1) & 1) for b in key)
 
 
 def des_kcv(key: bytes) -> bytes:
     """3DES check value: 3DES-ECB(key, 00×8)[:3]."""
-    return bytes(DES3.new(_des3_key(key), DES3.MODE_ECB).encrypt(bytes(8))[:3])
+    return _des3_ecb_encrypt(key, bytes(8))[:3]
 
 
 def aes_kcv(key: bytes) -> bytes:
@@ -430,7 +430,9 @@ class KeyStore(abc.ABC):
             raise ValueError(f"unknown diversification scheme {scheme!r} (EMV, VISA2 or KDF3)")
         wanted: KeyType = "AES" if scheme == "KDF3" else "DES3"
         if info.type != wanted:
-            raise KeyUsageError(f"key {kmc_name!r} is an {info.type} key; {scheme} diversification needs {wanted}")
+            raise KeyUsageError(
+                f"key {kmc_name!r} is an {info.type} key; {scheme} diversification needs {wanted}"
+            )
         if len(kdd) != 10:
             raise ValueError(f"key diversification data is 10 bytes, not {len(kdd)}")
         enc, mac, dek = self._diversify(kmc_name, scheme, kdd)
@@ -637,7 +639,9 @@ class SoftwareKeyStore(KeyStore):
 
     # -- files
 
-    def to_json(self, passphrase: str | None = None, *, scrypt_n: int = 2**15, note: str = "") -> dict[str, Any]:
+    def to_json(
+        self, passphrase: str | None = None, *, scrypt_n: int = 2**15, note: str = ""
+    ) -> dict[str, Any]:
         """The key store file's content. With ``passphrase`` every key value is
         encrypted; without it the store must be ``test_only``."""
         if passphrase is None and not self.test_only:
@@ -680,7 +684,9 @@ class SoftwareKeyStore(KeyStore):
         doc.update({k: v for k, v in self.extra.items() if k not in doc})
         return doc
 
-    def save(self, path: str | Path, passphrase: str | None = None, *, scrypt_n: int = 2**15, note: str = "") -> None:
+    def save(
+        self, path: str | Path, passphrase: str | None = None, *, scrypt_n: int = 2**15, note: str = ""
+    ) -> None:
         """Write the key store file (atomically: temp file + rename)."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
@@ -688,7 +694,9 @@ class SoftwareKeyStore(KeyStore):
         os.replace(tmp, path)
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], passphrase: str | None = None, *, source: str = "key store") -> SoftwareKeyStore:
+    def from_json(
+        cls, doc: Mapping[str, Any], passphrase: str | None = None, *, source: str = "key store"
+    ) -> SoftwareKeyStore:
         """Load from a parsed key store file; ``source`` names it in errors."""
         if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
             raise KeyStoreFormatError(f"{source}: not a {FORMAT} version {FORMAT_VERSION} file")
@@ -704,7 +712,9 @@ class SoftwareKeyStore(KeyStore):
             )
         aead = _open_kdf(doc, passphrase, source) if any("encrypted" in kd for kd in keys.values()) else None
         store = cls(test_only=test_only)
-        store.extra = {k: v for k, v in doc.items() if k not in ("format", "version", "test_only", "kdf", "keys")}
+        store.extra = {
+            k: v for k, v in doc.items() if k not in ("format", "version", "test_only", "kdf", "keys")
+        }
         for name, kd in keys.items():
             store._load_entry(name, kd, aead, source)
         return store
@@ -715,7 +725,9 @@ class SoftwareKeyStore(KeyStore):
         try:
             doc = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
-            raise KeyStoreFormatError(f"key store {str(path)!r}: cannot read it ({type(exc).__name__})") from None
+            raise KeyStoreFormatError(
+                f"key store {str(path)!r}: cannot read it ({type(exc).__name__})"
+            ) from None
         return cls.from_json(doc, passphrase, source=f"key store {str(path)!r}")
 
     def _load_entry(self, name: str, kd: Any, aead: AESGCM | None, source: str) -> None:
@@ -736,7 +748,9 @@ class SoftwareKeyStore(KeyStore):
             else:
                 raise KeyStoreFormatError(f"{where}: no value")
         except InvalidTag:
-            raise KeyStoreFormatError(f"{where}: value or metadata tampered with (authentication failed)") from None
+            raise KeyStoreFormatError(
+                f"{where}: value or metadata tampered with (authentication failed)"
+            ) from None
         except (ValueError, TypeError):
             raise KeyStoreFormatError(f"{where}: value is not hex") from None
         try:

@@ -8,7 +8,8 @@ operation                   token mechanism
 ==========================  ===================================================
 ICC master key (Option A/B) ``C_DeriveKey(CKM_DES3_ECB_ENCRYPT_DATA, Y ‖ Y⊕FF)``
                             → a session key (SoftHSM2 gives it odd parity), its
-                            ``CKA_CHECK_VALUE``, then ``C_WrapKey(CKM_AES_CBC,
+                            check value (``C_Encrypt(CKM_DES3_ECB, 00×8)``),
+                            then ``C_WrapKey(CKM_AES_CBC,
                             IV 0)`` under the KEK; the session key is destroyed
 GP EMV / VISA2 card keys    ``C_Encrypt(CKM_DES3_ECB)`` of the GP template
 GP KDF3 card keys           ``C_Sign(CKM_AES_CMAC)`` of the KDF3 blocks
@@ -33,11 +34,12 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import pkcs11
-from pkcs11 import Attribute, KeyType as P11KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import PKCS11Error
+from pkcs11 import Attribute, Mechanism, ObjectClass
+from pkcs11 import KeyType as P11KeyType
+from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn
 
 from cardspec.keys import KEY_TYPES as GP_KEY_TYPES
 from personalizer.keys import (
@@ -76,9 +78,14 @@ class Pkcs11KeyStore(KeyStore):
         """Log in to token ``token_label`` of PKCS#11 ``library``."""
         try:
             token = pkcs11.lib(library).get_token(token_label=token_label)
-            session = token.open(rw=True, user_pin=pin)
+            try:
+                session = token.open(rw=True, user_pin=pin)
+            except UserAlreadyLoggedIn:  # login is per process: another session of ours did it
+                session = token.open(rw=True)
         except PKCS11Error as exc:
-            raise KeyStoreError(f"PKCS#11 token {token_label!r}: cannot open it ({type(exc).__name__})") from None
+            raise KeyStoreError(
+                f"PKCS#11 token {token_label!r}: cannot open it ({type(exc).__name__})"
+            ) from None
         return cls(session)
 
     @property
@@ -90,7 +97,7 @@ class Pkcs11KeyStore(KeyStore):
         """Close the session."""
         self._session.close()
 
-    def __enter__(self) -> Pkcs11KeyStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -104,7 +111,7 @@ class Pkcs11KeyStore(KeyStore):
         """Re-read the token's cardlab keys (after importing keys)."""
         infos: dict[str, KeyInfo] = {}
         for cls in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY):
-            for obj in self._session.get_objects({Attribute.CLASS: cls}):
+            for obj in list(self._session.get_objects({Attribute.CLASS: cls})):  # no C_Encrypt while finding
                 ident = bytes(obj[Attribute.ID])
                 if not ident.startswith(ID_PREFIX):
                     continue
@@ -117,14 +124,16 @@ class Pkcs11KeyStore(KeyStore):
 
     def _read_info(self, obj: Any, name: str, usage: Usage) -> KeyInfo:
         if obj[Attribute.CLASS] == ObjectClass.PRIVATE_KEY:
-            return KeyInfo(name, "RSA", usage, int.from_bytes(obj[Attribute.MODULUS], "big").bit_length(), None)
+            return KeyInfo(
+                name, "RSA", usage, int.from_bytes(obj[Attribute.MODULUS], "big").bit_length(), None
+            )
         p11type = obj[Attribute.KEY_TYPE]
-        length = int(obj[Attribute.VALUE_LEN])
         key_type: KeyType
-        if p11type in (P11KeyType.DES2, P11KeyType.DES3):
+        if p11type in (P11KeyType.DES2, P11KeyType.DES3):  # no CKA_VALUE_LEN for DES keys
             key_type, kcv = "DES3", bytes(obj[Attribute.CHECK_VALUE])[:3]
+            length = 16 if p11type == P11KeyType.DES2 else 24
         elif p11type == P11KeyType.AES:
-            key_type = "AES"
+            key_type, length = "AES", int(obj[Attribute.VALUE_LEN])
             kcv = bytes(obj.encrypt(b"\x01" * 16, mechanism=Mechanism.AES_ECB))[:3]
         else:
             raise KeyStoreError(f"token key {name!r}: unsupported key type {p11type!r}")
@@ -167,7 +176,7 @@ class Pkcs11KeyStore(KeyStore):
                     Attribute.TOKEN: False,
                     Attribute.SENSITIVE: True,
                     Attribute.EXTRACTABLE: True,
-                    Attribute.ENCRYPT: False,
+                    Attribute.ENCRYPT: True,  # for its check value only; the object lives for this call
                     Attribute.DECRYPT: False,
                     Attribute.WRAP: False,
                     Attribute.UNWRAP: False,
@@ -181,7 +190,8 @@ class Pkcs11KeyStore(KeyStore):
         finally:
             del buffer
         try:
-            kcv = bytes(icc_mk[Attribute.CHECK_VALUE])[:3]
+            # SoftHSM2's CKA_CHECK_VALUE of a derived DES key is not 3DES(key, 00×8): compute it
+            kcv = bytes(icc_mk.encrypt(bytes(8), mechanism=Mechanism.DES3_ECB))[:3]
             value = kek_obj.wrap_key(icc_mk, mechanism=Mechanism.AES_CBC, mechanism_param=bytes(16))
         except PKCS11Error as exc:
             raise self._token_error(kek_name, "wrapping the ICC master key", exc) from None
@@ -223,7 +233,8 @@ class Pkcs11KeyStore(KeyStore):
             raise KeyStoreError(f"key {name!r} is an {info.type} key, not an RSA key")
         key = self._key(name)
         return RsaPublicKey(
-            int.from_bytes(key[Attribute.MODULUS], "big"), int.from_bytes(key[Attribute.PUBLIC_EXPONENT], "big")
+            int.from_bytes(key[Attribute.MODULUS], "big"),
+            int.from_bytes(key[Attribute.PUBLIC_EXPONENT], "big"),
         )
 
     def _crypt(self, kek_name: str, data: bytes, iv: bytes, encrypt: bool) -> bytes:
@@ -251,7 +262,9 @@ def _capabilities(usage: str, key_type: KeyType) -> dict[Attribute, bool]:
         caps[Attribute.ENCRYPT] = True  # DES3 templates; AES: the GP check value
         caps[Attribute.SIGN] = key_type == "AES"  # CMAC for KDF3
     elif usage == "KEK":
-        caps.update(dict.fromkeys((Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP), True))
+        caps.update(
+            dict.fromkeys((Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP), True)
+        )
     return caps
 
 
@@ -283,7 +296,11 @@ def import_keystore_into_token(
                 _import_rsa(session, soft_store, name, common)
             else:
                 value = soft_store.clear_value(name)
-                p11type = P11KeyType.AES if info.type == "AES" else (P11KeyType.DES2 if len(value) == 16 else P11KeyType.DES3)
+                p11type = (
+                    P11KeyType.AES
+                    if info.type == "AES"
+                    else (P11KeyType.DES2 if len(value) == 16 else P11KeyType.DES3)
+                )
                 session.create_object(
                     {
                         Attribute.CLASS: ObjectClass.SECRET_KEY,
@@ -294,13 +311,17 @@ def import_keystore_into_token(
                     }
                 )
         except PKCS11Error as exc:
-            raise KeyStoreError(f"importing key {name!r} into the token failed ({type(exc).__name__})") from None
+            raise KeyStoreError(
+                f"importing key {name!r} into the token failed ({type(exc).__name__})"
+            ) from None
     if isinstance(token, Pkcs11KeyStore):
         token.refresh()
     return chosen
 
 
-def _import_rsa(session: pkcs11.Session, soft_store: SoftwareKeyStore, name: str, common: dict[Attribute, Any]) -> None:
+def _import_rsa(
+    session: pkcs11.Session, soft_store: SoftwareKeyStore, name: str, common: dict[Attribute, Any]
+) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

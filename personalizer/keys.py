@@ -49,7 +49,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Self
 
 from Crypto.Cipher import AES, DES3
 from cryptography.exceptions import InvalidTag
@@ -362,6 +363,17 @@ class KeyStore(abc.ABC):
     def info(self, name: str) -> KeyInfo:
         """Type, usage, length and check value of key ``name``
         (:class:`KeyNotFoundError` if there is none)."""
+
+    def close(self) -> None:
+        """Release the back end (a token session); no-op for files."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()
@@ -810,3 +822,39 @@ def _check_usage(name: str, key_type: KeyType, usage: str) -> None:
         raise KeyStoreError(
             f"key {name!r}: usage {usage} needs a key of type {' or '.join(USAGE_TYPES[usage])}, not {key_type}"
         )
+
+
+# --------------------------------------------------------------------------- opening by name
+
+PASSPHRASE_ENV = "CARDLAB_KEYSTORE_PASSPHRASE"
+PIN_ENV = "CARDLAB_PKCS11_PIN"
+
+
+def open_keystore(spec: str, passphrase: str | None = None) -> KeyStore:
+    """Open the key store a command line names (``--keys K``):
+
+    * a path: a software key store file; the passphrase is ``passphrase`` or
+      the environment variable ``CARDLAB_KEYSTORE_PASSPHRASE``;
+    * ``pkcs11:token=LABEL[;pin-env=VAR][;module=PATH]``: a PKCS#11 token; the
+      PIN is read from the environment variable VAR (default
+      ``CARDLAB_PKCS11_PIN``), never from the command line.
+    """
+    if spec.startswith("pkcs11:"):
+        from personalizer.keystore_pkcs11 import DEFAULT_LIBRARY, Pkcs11KeyStore
+
+        fields: dict[str, str] = {}
+        for part in spec[len("pkcs11:") :].split(";"):
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("token", "pin-env", "module"):
+                raise KeyStoreError(f"key store {spec!r}: expected token=, pin-env= or module=, not {part!r}")
+            fields[key] = value
+        if "token" not in fields:
+            raise KeyStoreError(f"key store {spec!r}: no token=LABEL")
+        pin_env = fields.get("pin-env", PIN_ENV)
+        pin = os.environ.get(pin_env)
+        if pin is None:
+            raise KeyStoreError(f"key store {spec!r}: the PIN is read from ${pin_env}, which is not set")
+        return Pkcs11KeyStore.open(fields["token"], pin, fields.get("module", DEFAULT_LIBRARY))
+    return SoftwareKeyStore.load(
+        spec, passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+    )

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterable, Iterator
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pkcs11
 from pkcs11 import Attribute, Mechanism, ObjectClass
@@ -96,14 +95,6 @@ class Pkcs11KeyStore(KeyStore):
     def close(self) -> None:
         """Close the session."""
         self._session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- discovery
 

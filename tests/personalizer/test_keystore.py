@@ -472,3 +472,24 @@ def test_token_refuses_what_the_software_store_refuses(token: KeyStore) -> None:
         token.kcv("NOPE")
     with pytest.raises(KeyUsageError, match="'KMC-3DES' is an DES3 key; KDF3"):
         token.diversify_card_keys("KMC-3DES", "KDF3", KDD)
+
+
+def test_open_keystore_by_name(
+    soft: SoftwareKeyStore, token: KeyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from personalizer.keys import open_keystore
+
+    assert open_keystore(str(KEYSTORE)).names() == soft.names()
+    prod = SoftwareKeyStore.from_json(soft.to_json())
+    prod.test_only = False
+    prod.save(tmp_path / "prod.json", "pw", scrypt_n=FAST_SCRYPT)
+    monkeypatch.setenv("CARDLAB_KEYSTORE_PASSPHRASE", "pw")
+    assert open_keystore(str(tmp_path / "prod.json")).kcv("KEK") == soft.kcv("KEK")
+    monkeypatch.setenv("MY_PIN", "1234")
+    with open_keystore("pkcs11:token=cardlab-test;pin-env=MY_PIN") as other:
+        assert other.kcv("IMK-AC") == soft.kcv("IMK-AC")
+    monkeypatch.delenv("CARDLAB_PKCS11_PIN", raising=False)
+    with pytest.raises(KeyStoreError, match=r"PIN is read from \$CARDLAB_PKCS11_PIN, which is not set"):
+        open_keystore("pkcs11:token=cardlab-test")
+    with pytest.raises(KeyStoreError, match="expected token="):
+        open_keystore("pkcs11:slot=1")

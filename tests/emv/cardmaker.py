@@ -128,7 +128,7 @@ class RsaKey:
 
 
 @lru_cache(maxsize=1)
-def test_ca() -> tuple[bytes, int, RsaKey, RsaKey]:
+def load_test_ca() -> tuple[bytes, int, RsaKey, RsaKey]:
     """(RID, CA public key index, CA key, issuer key) from vectors/test-ca.json."""
     doc = json.loads((VECTORS / "test-ca.json").read_text())
     ca = doc["ca"]
@@ -259,7 +259,7 @@ def static_data(records: dict[tuple[int, int], bytes], afl: bytes, aip: bytes) -
 
 def issuer_certificate(p: Profile) -> tuple[bytes, bytes]:
     """(90, 92) per Book 2 §5.3 Table 13, signed by the test CA."""
-    _rid, _index, ca, iss = test_ca()
+    _rid, _index, ca, iss = load_test_ca()
     room = ca.size - 36
     modulus = iss.modulus
     leftmost, remainder = modulus[:room], modulus[room:]
@@ -277,7 +277,7 @@ def issuer_certificate(p: Profile) -> tuple[bytes, bytes]:
 
 def icc_certificate(p: Profile, icc: RsaKey, sda_data: bytes) -> tuple[bytes, bytes]:
     """(9F46, 9F48) per Book 2 §6.4 Table 14, signed by the test issuer key."""
-    iss = test_ca()[3]
+    iss = load_test_ca()[3]
     room = iss.size - 42
     modulus = icc.modulus
     leftmost, remainder = modulus[:room], modulus[room:]
@@ -292,7 +292,7 @@ def icc_certificate(p: Profile, icc: RsaKey, sda_data: bytes) -> tuple[bytes, by
 
 def signed_static_data(sda_data: bytes, dac: bytes = b"\xDA\xC1") -> bytes:
     """93 per Book 2 §5.4 Table 7, signed by the test issuer key."""
-    iss = test_ca()[3]
+    iss = load_test_ca()[3]
     body = b"\x03\x01" + dac + b"\xBB" * (iss.size - 26)
     digest = hashlib.sha1(body + sda_data).digest()
     return iss.sign(b"\x6A" + body + digest + b"\xBC")
@@ -309,7 +309,7 @@ def build(p: Profile) -> CardData:
     mk = p.mk()
     aip = aip_for(p.oda)
     icc = icc_keypair(p.icc_bits, p.icc_slot) if p.uses_rsa else None
-    _rid, ca_index, _ca, iss = test_ca()
+    _rid, ca_index, _ca, iss = load_test_ca()
     records: dict[tuple[int, int], bytes] = {}
     records[(1, 1)] = e(0x70, e(0x57, track2(p)) + e(0x5F20, p.name.encode()) + e(0x9F1F, b"0000"))
     records[(2, 1)] = e(
@@ -318,7 +318,7 @@ def build(p: Profile) -> CardData:
         + e(0x5F24, bytes.fromhex(p.expiry)) + e(0x5F25, bytes.fromhex(p.effective))
         + e(0x5F34, bytes.fromhex(p.psn)) + e(0x5F28, _bcd(826, 2)) + e(0x5F30, bytes.fromhex("0201"))
         + e(0x9F07, bytes.fromhex("FF00")) + e(0x9F08, bytes.fromhex("0096" if p.cvn != 0x10 else "0002"))
-        + e(0x9F42, i2b(p.currency, 2)) + e(0x9F44, b"\x02")
+        + e(0x9F42, _bcd(p.currency, 2)) + e(0x9F44, b"\x02")
         + e(0x8E, cvm_list(p))
         + e(0x9F0D, bytes.fromhex("F040AC8000")) + e(0x9F0E, bytes.fromhex("0010000000"))
         + e(0x9F0F, bytes.fromhex("F040AC9800")),
@@ -353,14 +353,14 @@ def build(p: Profile) -> CardData:
         e(0xDF01, bytes((p.cvn,))) + e(0xDF02, bytes((p.dki,)))
         + e(0x9F14, bytes((p.lcol,))) + e(0x9F23, bytes((p.ucol,)))
         + e(0xDF11, _bcd(p.lower_cumulative, 6)) + e(0xDF12, _bcd(p.upper_cumulative, 6))
-        + e(0x9F42, i2b(p.currency, 2)) + e(0xDF17, b"\x02") + e(0x9F52, p.default_action)
+        + e(0x9F42, _bcd(p.currency, 2)) + e(0xDF17, b"\x02") + e(0x9F52, p.default_action)
         + e(0xDF13, b"\x01" if p.issuer_auth_required else b"\x00")
         + e(0xDF14, bytes((p.method,))) + e(0xDF15, i2b(p.max_atc, 2))
         + e(0xDF16, bytes((p.response_format,)))
     )
     if p.log:
         risk += e(0x9F4D, bytes((LOG_SFI, p.log_records))) + e(0x9F4F, LOG_FORMAT)
-    objects = e(0x5F28, _bcd(826, 2)) + e(0x9F42, i2b(p.currency, 2))
+    objects = e(0x5F28, _bcd(826, 2)) + e(0x9F42, _bcd(p.currency, 2))
     if p.log:
         objects += e(0x9F4F, LOG_FORMAT)
     dgis: list[tuple[int, bytes]] = [(0x0100 * sfi + rec, body) for (sfi, rec), body in sorted(records.items())]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cardmaker import LOG_FORMAT, IMK_AC, IMK_SMC, IMK_SMI, CardData, Profile, make_card, test_ca
+from cardmaker import LOG_FORMAT, IMK_AC, IMK_SMC, IMK_SMI, CardData, Profile, make_card, load_test_ca
 from terminal import CID_AAC, CID_ARQC, CID_TC, CardError, Issuer, Terminal
 
 from emulator import Card
@@ -18,7 +18,7 @@ OFFLINE = dict(lcol=3, ucol=5, lower_cumulative=50_000, upper_cumulative=100_000
 
 
 def ca_keys() -> dict[tuple[bytes, int], tuple[int, int]]:
-    rid, index, ca, _ = test_ca()
+    rid, index, ca, _ = load_test_ca()
     return {(rid, index): (ca.n, ca.e)}
 
 

@@ -77,8 +77,10 @@ def get_processing_options(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     if cmd.p1 or cmd.p2:
         raise StatusError(SW.INCORRECT_P1P2)
     require_personalized(app)
-    if app.data.blocked or app.tx.gpo_done:
-        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "application blocked or GPO already done")
+    # a blocked application still transacts, but GENERATE AC answers only AAC
+    # (ac.py), so that an issuer script can unblock it (EMV Book 3 §6.5.8, VIS)
+    if app.tx.gpo_done:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "GPO already done in this transaction")
     try:
         items = tlv.parse(cmd.data)
     except tlv.TlvError as exc:

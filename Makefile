@@ -19,6 +19,7 @@ test: deps
 bench: deps
 	$(BIN)/python benchmarks/bench_inprocess.py
 	$(BIN)/python benchmarks/bench_vpcd.py
+	$(BIN)/python benchmarks/bench_emv.py
 
 deps: debs $(VENV)/.installed
 

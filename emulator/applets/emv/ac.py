@@ -41,6 +41,7 @@ from cardspec import tlv
 
 from ...apdu import SW, Command, StatusError
 from . import core, cvn
+from .perso import record_tag
 from .cvn import CvrFacts
 
 if TYPE_CHECKING:
@@ -146,18 +147,6 @@ def build_dol(dol: list[tuple[int, int]], values: Mapping[int, bytes]) -> bytes:
     return bytes(out)
 
 
-def find_record_tag(app: EmvApplet, tag: int) -> bytes | None:
-    """A data object from the personalized records (e.g. CDOL1 8C, CDOL2 8D)."""
-    for key in sorted(app.data.records):
-        try:
-            hit = tlv.find(app.data.records[key], tag)
-        except tlv.TlvError:
-            continue
-        if hit is not None:
-            return hit.value
-    return None
-
-
 def _bcd_int(value: bytes) -> int:
     digits = value.hex()
     return int(digits) if digits.isdigit() else 0
@@ -260,7 +249,7 @@ def generate_ac(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "second GENERATE AC without an ARQC")
     if d.atc > d.risk.max_atc or d.atc == 0:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "ATC exhausted")
-    dol_value = find_record_tag(app, 0x8D if second else 0x8C)
+    dol_value = record_tag(app.data, 0x8D if second else 0x8C)
     if dol_value is None:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no CDOL")
     dol = parse_dol(dol_value)
@@ -274,7 +263,7 @@ def generate_ac(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 
 
 def _cdol1_values(app: EmvApplet) -> dict[int, bytes]:
-    dol_value = find_record_tag(app, 0x8C)
+    dol_value = record_tag(app.data, 0x8C)
     return split_dol(parse_dol(dol_value or b""), app.tx.cdol1_data)
 
 

@@ -306,5 +306,6 @@ def update_record(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
         if len(items) != 1 or items[0].tag != 0x70 or items[0].encode() != record:
             raise StatusError(SW.WRONG_DATA, "not a record template")
         d.records[key] = record
+        d.tag_cache.clear()
 
     return _run(app, cmd, act)

@@ -383,12 +383,23 @@ def _complete(work: _Work) -> None:
 
 
 def record_tag(data: EmvData, tag: int) -> bytes | None:
-    """Value of ``tag`` in the personalized records (the first one found)."""
+    """Value of ``tag`` in the personalized records (the first one found).
+    Once personalized, answers are cached in ``data.tag_cache`` (GENERATE AC
+    looks up CDOL1/CDOL2 in every transaction)."""
+    if data.personalized and tag in data.tag_cache:
+        return data.tag_cache[tag]
+    value = None
     for _key, record in sorted(data.records.items()):
-        found = tlv.find(record, tag)
+        try:
+            found = tlv.find(record, tag)
+        except tlv.TlvError:
+            continue
         if found is not None:
-            return found.value
-    return None
+            value = found.value
+            break
+    if data.personalized:
+        data.tag_cache[tag] = value
+    return value
 
 
 def cvm_codes(data: EmvData) -> set[int]:

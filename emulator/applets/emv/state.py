@@ -134,6 +134,9 @@ class EmvData:
     script_failed: bool = False  # on the last online transaction
     blocked: bool = False  # APPLICATION BLOCK
     log: list[bytes] = field(default_factory=list)  # newest first (cyclic, EMV Book 3 Annex D)
+    #: record data objects looked up since personalization (not saved; cleared
+    #: by whatever changes a record after personalization)
+    tag_cache: dict[int, bytes | None] = field(default_factory=dict, compare=False, repr=False)
 
     def dump(self) -> dict[str, Any]:
         h = _hex

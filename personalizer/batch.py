@@ -1,0 +1,168 @@
+"""The prepared batch: what data preparation hands to the perso engine.
+
+A batch is a directory::
+
+    BATCH/
+      manifest.json     format, counts, SHA-256 of the inputs and of cards.jsonl,
+                        transport key name and check value, profile/script names
+      profile.yaml      copy of the issuer profile used
+      script.yaml       copy of the perso script to run (optional)
+      cards.jsonl       one CardPersoData per accepted record (JSON, one line each)
+      rejected.jsonl    one Rejection per rejected record
+      jobs.sqlite       the engine's job database (created by ``perso run``)
+
+Secrets (ICC master keys, PIN block, RSA private key parts, and the station data
+that holds the full PAN) are :class:`Sealed`: encrypted under the batch
+transport key (a key-store key, AES-CBC with zero ICV over ISO 9797-1 method 2
+padding), never clear at rest. Only the engine opens them, to re-encrypt them
+under the card's DEK.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "cardlab-batch"
+VERSION = 1
+
+
+def _h(b: bytes) -> str:
+    return b.hex().upper()
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A value encrypted under the batch transport key."""
+
+    kek: str  # key-store name of the transport key
+    kek_kcv: bytes  # its check value, so a wrong key is caught before use
+    ciphertext: bytes
+
+    def to_json(self) -> dict[str, str]:
+        return {"kek": self.kek, "kcv": _h(self.kek_kcv), "ct": _h(self.ciphertext)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, str]) -> Sealed:
+        return cls(d["kek"], bytes.fromhex(d["kcv"]), bytes.fromhex(d["ct"]))
+
+
+@dataclass(frozen=True)
+class AppPersoData:
+    """Everything one application instance on the card receives."""
+
+    aid: bytes
+    load_file: bytes
+    module: bytes
+    privileges: bytes
+    install_params: bytes
+    #: DGIs in the order they are stored; clear ones as bytes, secret ones sealed
+    dgis: tuple[tuple[int, bytes | Sealed], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "aid": _h(self.aid),
+            "load_file": _h(self.load_file),
+            "module": _h(self.module),
+            "privileges": _h(self.privileges),
+            "install_params": _h(self.install_params),
+            "dgis": [
+                {"dgi": f"{d:04X}", **({"sealed": v.to_json()} if isinstance(v, Sealed) else {"value": _h(v)})}
+                for d, v in self.dgis
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AppPersoData:
+        dgis: list[tuple[int, bytes | Sealed]] = []
+        for item in d["dgis"]:
+            dgi = int(item["dgi"], 16)
+            dgis.append((dgi, Sealed.from_json(item["sealed"]) if "sealed" in item else bytes.fromhex(item["value"])))
+        return cls(
+            bytes.fromhex(d["aid"]),
+            bytes.fromhex(d["load_file"]),
+            bytes.fromhex(d["module"]),
+            bytes.fromhex(d["privileges"]),
+            bytes.fromhex(d["install_params"]),
+            tuple(dgis),
+        )
+
+
+@dataclass(frozen=True)
+class CardPersoData:
+    """One card's prepared data (one line of cards.jsonl)."""
+
+    card_id: str  # stable id in the batch, e.g. "000042"
+    record_index: int  # 1-based position of the source record
+    pan_masked: str  # first 6 and last 4 digits only
+    apps: tuple[AppPersoData, ...] = ()
+    #: non-secret values scripts may use as ${card.fields.NAME} (e.g. name, expiry)
+    fields: dict[str, str] = field(default_factory=dict)
+    #: sealed JSON for the other stations: embossing/print lines and magnetic tracks
+    stations: Sealed | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "card_id": self.card_id,
+            "record_index": self.record_index,
+            "pan_masked": self.pan_masked,
+            "apps": [a.to_json() for a in self.apps],
+            "fields": dict(self.fields),
+            "stations": self.stations.to_json() if self.stations else None,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CardPersoData:
+        return cls(
+            d["card_id"],
+            int(d["record_index"]),
+            d["pan_masked"],
+            tuple(AppPersoData.from_json(a) for a in d["apps"]),
+            dict(d.get("fields") or {}),
+            Sealed.from_json(d["stations"]) if d.get("stations") else None,
+        )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A source record data preparation refused (one line of rejected.jsonl)."""
+
+    record_index: int
+    record_id: str  # masked PAN or "line N"
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record_index": self.record_index, "record_id": self.record_id, "field": self.field,
+                "message": self.message}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Rejection:
+        return cls(int(d["record_index"]), d["record_id"], d["field"], d["message"])
+
+
+def iter_cards(batch: Path) -> Iterator[CardPersoData]:
+    with (batch / "cards.jsonl").open() as fh:
+        for line in fh:
+            if line.strip():
+                yield CardPersoData.from_json(json.loads(line))
+
+
+def iter_rejections(batch: Path) -> Iterator[Rejection]:
+    path = batch / "rejected.jsonl"
+    if not path.exists():
+        return
+    with path.open() as fh:
+        for line in fh:
+            if line.strip():
+                yield Rejection.from_json(json.loads(line))
+
+
+def read_manifest(batch: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((batch / "manifest.json").read_text())
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{batch}: not a cardlab batch")
+    return doc

@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=35963)
     serve.set_defaults(func=cmd_card_serve)
 
+    from personalizer.cli import register as register_perso
+
+    register_perso(groups)
+
     demo = groups.add_parser("demo", help="run the main job on built-in defaults")
     demo.add_argument("--out", type=Path, help="keep every artefact in this directory")
     demo.set_defaults(func=cmd_demo)

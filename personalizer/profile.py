@@ -22,11 +22,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import yaml
 
 __all__ = [
+    "TAGS",
     "Application",
     "CvmList",
     "CvmRule",
@@ -40,7 +41,6 @@ __all__ = [
     "ProfileError",
     "RecordLayout",
     "RiskManagement",
-    "TAGS",
     "TagInfo",
     "encode_dol",
     "load_profile",
@@ -256,7 +256,9 @@ class CvmRule:
     next_on_fail: bool  # b7: apply the succeeding rule if this one fails
 
     def encode(self) -> bytes:
-        return bytes((CVM_METHODS[self.method] | (0x40 if self.next_on_fail else 0), CVM_CONDITIONS[self.condition]))
+        return bytes(
+            (CVM_METHODS[self.method] | (0x40 if self.next_on_fail else 0), CVM_CONDITIONS[self.condition])
+        )
 
 
 @dataclass(frozen=True)
@@ -474,7 +476,6 @@ class Profile:
 
 # --------------------------------------------------------------------------- parsing helpers
 
-_T = TypeVar("_T")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})*$")
 _DOL_ITEM = re.compile(r"^\s*([0-9A-Fa-f]{2,4})\s*[:/ ]\s*(\d{1,3})\s*$")
@@ -661,8 +662,11 @@ class _Checker:
                 continue
             info = TAGS[tag]
             if info.source not in ("terminal", "card") and not allow_profile:
-                self.err(ip, f"tag {_fmt_tag(tag)} ({info.name}) is card data from the {info.source}; "
-                         "a DOL asks the terminal for data")
+                self.err(
+                    ip,
+                    f"tag {_fmt_tag(tag)} ({info.name}) is card data from the {info.source}; "
+                    "a DOL asks the terminal for data",
+                )
             if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 255:
                 self.err(ip, f"length {length!r} of {_fmt_tag(tag)} is not 1..255")
                 continue
@@ -680,8 +684,14 @@ class _Checker:
 def _kind(v: object) -> str:
     if v is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", bool: "a boolean",
-            float: "a number"}.get(type(v), type(v).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        bool: "a boolean",
+        float: "a number",
+    }.get(type(v), type(v).__name__)
 
 
 def _join(path: str, key: str) -> str:
@@ -741,7 +751,9 @@ def _card(ck: _Checker, raw: object) -> GpDetails:
     return GpDetails(isd, kmc, div, kv, lc)
 
 
-def _records(ck: _Checker, m: Mapping[str, Any], p: str, extra: Mapping[int, bytes]) -> tuple[RecordLayout, ...]:
+def _records(
+    ck: _Checker, m: Mapping[str, Any], p: str, extra: Mapping[int, bytes]
+) -> tuple[RecordLayout, ...]:
     out: list[RecordLayout] = []
     seen_place: dict[tuple[int, int], str] = {}
     seen_tag: dict[int, str] = {}
@@ -777,8 +789,11 @@ def _records(ck: _Checker, m: Mapping[str, Any], p: str, extra: Mapping[int, byt
                     continue
                 info = TAGS[tag]
                 if (info.source not in _RECORD_SOURCES or tag in _NOT_IN_RECORDS) and tag not in extra:
-                    ck.err(tp, f"tag {_fmt_tag(tag)} ({info.name}) is not record data "
-                           f"(it comes from the {info.source})")
+                    ck.err(
+                        tp,
+                        f"tag {_fmt_tag(tag)} ({info.name}) is not record data "
+                        f"(it comes from the {info.source})",
+                    )
                     continue
                 if tag in seen_tag:
                     ck.err(tp, f"tag {_fmt_tag(tag)} is already placed at {seen_tag[tag]}")
@@ -852,7 +867,9 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
     if m.get("issuer_code_table_index") is not None:
         cti = ck.integer(m, "issuer_code_table_index", p, 1, 10)
     elif preferred is not None:
-        ck.err(f"{p}.issuer_code_table_index", "missing: needed with preferred_name (ISO/IEC 8859 part 1..10)")
+        ck.err(
+            f"{p}.issuer_code_table_index", "missing: needed with preferred_name (ISO/IEC 8859 part 1..10)"
+        )
     priority = ck.integer(m, "priority", p, 0, 0xFF, default=1)
     if priority & 0x70:
         ck.err(f"{p}.priority", f"{priority:#04x} sets RFU bits b7..b5 (b8: ask cardholder, b4..b1: order)")
@@ -879,8 +896,12 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
     if cdol1:
         missing = [t for t in _CDOL1_REQUIRED if t not in cdol1_tags]
         if missing:
-            ck.err(f"{p}.cdol1", "lacks " + ", ".join(f"{_fmt_tag(t)} ({TAGS[t].name})" for t in missing)
-                   + " that the application cryptogram covers")
+            ck.err(
+                f"{p}.cdol1",
+                "lacks "
+                + ", ".join(f"{_fmt_tag(t)} ({TAGS[t].name})" for t in missing)
+                + " that the application cryptogram covers",
+            )
 
     # ODA method
     oda_raw = m.get("oda", "none")
@@ -896,8 +917,10 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
                 ck.err(f"{p}.oda", "'none' cannot be combined with other methods")
             continue
         if up not in ODA_METHODS:
-            ck.err(f"{p}.oda" + (f"[{i}]" if not isinstance(oda_raw, str) else ""),
-                   f"{o!r} is not one of SDA, DDA, CDA, none")
+            ck.err(
+                f"{p}.oda" + (f"[{i}]" if not isinstance(oda_raw, str) else ""),
+                f"{o!r} is not one of SDA, DDA, CDA, none",
+            )
         elif up in oda:
             ck.err(f"{p}.oda", f"{up} listed twice")
         else:
@@ -913,8 +936,11 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
     if m.get("aip") is not None and len(aip) == 2:
         for bit, meth in ((0x40, "SDA"), (0x20, "DDA"), (0x01, "CDA")):
             if bool(aip[0] & bit) != (meth in oda_t):
-                ck.err(f"{p}.aip", f"{aip.hex().upper()} {'announces' if aip[0] & bit else 'lacks'} {meth} "
-                       f"but oda is {', '.join(oda_t) or 'none'} (derived AIP would be {derived.hex().upper()})")
+                ck.err(
+                    f"{p}.aip",
+                    f"{aip.hex().upper()} {'announces' if aip[0] & bit else 'lacks'} {meth} "
+                    f"but oda is {', '.join(oda_t) or 'none'} (derived AIP would be {derived.hex().upper()})",
+                )
         if bool(aip[0] & 0x10) != (cvm is not None):
             ck.err(f"{p}.aip", "cardholder verification bit (b5) disagrees with the presence of cvm_list")
 
@@ -954,7 +980,10 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
     if risk.ucol < risk.lcol:
         ck.err(f"{rp}.ucol", f"{risk.ucol} is below lcol {risk.lcol}")
     if risk.upper_cumulative < risk.lower_cumulative:
-        ck.err(f"{rp}.upper_cumulative", f"{risk.upper_cumulative} is below lower_cumulative {risk.lower_cumulative}")
+        ck.err(
+            f"{rp}.upper_cumulative",
+            f"{risk.upper_cumulative} is below lower_cumulative {risk.lower_cumulative}",
+        )
     if risk.issuer_auth_required and not issuer_auth:
         ck.err(f"{rp}.issuer_auth_required", "true, but issuer_authentication is false (AIP b3)")
 
@@ -1105,8 +1134,11 @@ def _cross_check(ck: _Checker, app: Application, p: str) -> None:
     for t in (0x93, 0x9F46):
         holder = placed.get(t)
         if holder is not None and holder.oda:
-            ck.err(afl, f"SFI {holder.sfi} record {holder.number} is signed (oda: true) but holds {_fmt_tag(t)}, "
-                   "which is computed over the signed records")
+            ck.err(
+                afl,
+                f"SFI {holder.sfi} record {holder.number} is signed (oda: true) but holds {_fmt_tag(t)}, "
+                "which is computed over the signed records",
+            )
     if "DDA" in app.oda:
         if not app.ddol:
             ck.err(f"{p}.ddol", "missing: DDA needs a DDOL (9F49) with 9F37")
@@ -1114,8 +1146,10 @@ def _cross_check(ck: _Checker, app: Application, p: str) -> None:
             ck.err(f"{p}.ddol", "lacks 9F37 (Unpredictable Number), required by DDA")
     if app.cvm_list is not None and app.cvm_list.enciphered_pin and not dynamic:
         ck.err(f"{p}.cvm_list", "an offline enciphered PIN rule needs an ICC key (oda DDA or CDA)")
-    if app.cvm_list is not None and app.cvm_list.amount_x and not any(
-        r.condition in ("under_x", "over_x") for r in app.cvm_list.rules
+    if (
+        app.cvm_list is not None
+        and app.cvm_list.amount_x
+        and not any(r.condition in ("under_x", "over_x") for r in app.cvm_list.rules)
     ):
         ck.err(f"{p}.cvm_list.amount_x", "set, but no rule uses under_x/over_x")
     # log SFI must not collide with the AFL files
@@ -1146,7 +1180,9 @@ def parse_profile(document: object, source: str = "<profile>") -> Profile:
     seen_name: dict[str, int] = {}
     for i, app in enumerate(apps):
         if app.aid and app.aid in seen_aid:
-            ck.err(f"applications[{i}].aid", f"{app.aid.hex().upper()} is also applications[{seen_aid[app.aid]}]")
+            ck.err(
+                f"applications[{i}].aid", f"{app.aid.hex().upper()} is also applications[{seen_aid[app.aid]}]"
+            )
         seen_aid.setdefault(app.aid, i)
         if app.name and app.name in seen_name:
             ck.err(f"applications[{i}].name", f"{app.name!r} is also applications[{seen_name[app.name]}]")

@@ -194,9 +194,7 @@ def _text(raw: Mapping[str, object], key: str) -> str | None:
     return s or None
 
 
-def validate(
-    raw: Mapping[str, object], *, today: date, index: int = 1, line: int = 1
-) -> Record | Rejected:
+def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: int = 1) -> Record | Rejected:
     """Check one record given as field → value (strings; JSON numbers accepted for digits).
 
     Returns a :class:`Record` or a :class:`Rejected` listing every problem.
@@ -257,8 +255,15 @@ def validate(
         bad = next((c for c in name if not _NAME_CHARS.fullmatch(c)), None)
         if bad is not None:
             hint = " (uppercase only)" if bad.isalpha() and bad.upper() != bad else ""
-            problems.append(("name", f"character {bad!r} at position {name.index(bad) + 1} is not allowed "
-                                     f"(A-Z, space and . , - / '){hint}"))
+            problems.append(
+                (
+                    "name",
+                    (
+                        f"character {bad!r} at position {name.index(bad) + 1} is not allowed "
+                        f"(A-Z, space and . , - / '){hint}"
+                    ),
+                )
+            )
         elif not 2 <= len(name) <= 26:
             problems.append(("name", f"{len(name)} characters, expected 2-26"))
 
@@ -284,8 +289,12 @@ def validate(
         elif pan is not None and pan.isdigit():
             room = _TRACK2_MAX - len(pan) - 8  # '=' + YYMM + service code
             if len(disc) > room:
-                problems.append(("discretionary", f"{len(disc)} digits; with a {len(pan)}-digit PAN "
-                                                  f"track 2 holds at most {room}"))
+                problems.append(
+                    (
+                        "discretionary",
+                        f"{len(disc)} digits; with a {len(pan)}-digit PAN track 2 holds at most {room}",
+                    )
+                )
 
     rid = mask_pan(pan) if pan else f"line {line}"
     if problems:

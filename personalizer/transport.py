@@ -94,7 +94,9 @@ def fingerprint(key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def load_private_key(path: str | Path, password: bytes | None = None) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+def load_private_key(
+    path: str | Path, password: bytes | None = None
+) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     """An RSA or Ed25519 private key from a PEM file."""
     key = serialization.load_pem_private_key(Path(path).read_bytes(), password)
     if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
@@ -250,7 +252,9 @@ def sealed_name(path: str | Path) -> str:
     return name if isinstance(name, str) else ""
 
 
-def _verify_file(path: Path, recipient_key: rsa.RSAPrivateKey, verify_key: SignerPublicKey) -> tuple[bytes, dict[str, object]]:
+def _verify_file(
+    path: Path, recipient_key: rsa.RSAPrivateKey, verify_key: SignerPublicKey
+) -> tuple[bytes, dict[str, object]]:
     with open(path, "rb") as f:
         raw, header = _read_header(f)
         if header.get("recipient") != fingerprint(recipient_key.public_key()):
@@ -259,7 +263,9 @@ def _verify_file(path: Path, recipient_key: rsa.RSAPrivateKey, verify_key: Signe
             raise TransportError(f"{path.name}: signed by another key than the verification key given")
         expected = "RSA-PSS-SHA256" if isinstance(verify_key, rsa.RSAPublicKey) else "Ed25519"
         if header.get("signature") != expected:
-            raise TransportError(f"{path.name}: signature algorithm {header.get('signature')!r}, expected {expected}")
+            raise TransportError(
+                f"{path.name}: signature algorithm {header.get('signature')!r}, expected {expected}"
+            )
         h = hashlib.sha256(MAGIC + struct.pack(">I", len(raw)) + raw)
         for _, frame, _ in _frames(f):
             h.update(frame)
@@ -270,7 +276,9 @@ def _verify_file(path: Path, recipient_key: rsa.RSAPrivateKey, verify_key: Signe
         try:
             _verify(verify_key, signature, h.digest())
         except InvalidSignature:
-            raise TransportError(f"{path.name}: signature does not verify (file altered or not signed by this key)") from None
+            raise TransportError(
+                f"{path.name}: signature does not verify (file altered or not signed by this key)"
+            ) from None
     return raw, header
 
 
@@ -302,5 +310,7 @@ def open_sealed(
             try:
                 plain = aes.decrypt(_nonce(prefix, index, flags), ct, aad)
             except InvalidTag:
-                raise TransportError(f"{p.name}: chunk {index} fails authentication (changed while reading?)") from None
+                raise TransportError(
+                    f"{p.name}: chunk {index} fails authentication (changed while reading?)"
+                ) from None
             yield plain

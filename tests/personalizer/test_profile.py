@@ -48,9 +48,9 @@ def test_visa_sample_two_applications_sda_dda() -> None:
     # AIP derived (Book 3 Annex C1): SDA 40 | DDA 20 | CVM 10 | TRM 08 | IA 04
     assert credit.aip == bytes.fromhex("7C00")
     # AFL: SFI 1 rec 1; SFI 2 recs 1-2 both signed; SFI 3 recs 1-4
-    assert credit.afl() == bytes.fromhex("08010100" "10010202" "18010400")
+    assert credit.afl() == bytes.fromhex("080101001001020218010400")
     # signed record after an unsigned one in the same SFI starts a new AFL entry
-    assert debit.afl() == bytes.fromhex("08010100" "08020201" "10010401")
+    assert debit.afl() == bytes.fromhex("080101000802020110010401")
     assert [(r.sfi, r.number) for r in credit.oda_records()] == [(2, 1), (2, 2)]
     assert credit.records[0].dgi == 0x0101
     assert credit.icc_key is not None and credit.icc_key.exponent == 3
@@ -129,19 +129,34 @@ def test_all_problems_reported_at_once() -> None:
         (lambda a: a.pop("ddol"), "applications[0].ddol: missing: DDA needs a DDOL"),
         (lambda a: a.update(ddol="9F02:6"), "applications[0].ddol: lacks 9F37"),
         (lambda a: a.update(cdol1="9F02:6 9F37:4"), "applications[0].cdol1: lacks 9F03"),
-        (lambda a: a.update(cdol1=a["cdol1"].replace("9F37:4", "9F37:8")), "9F37 (Unpredictable Number) is 4 bytes, not 8"),
+        (
+            lambda a: a.update(cdol1=a["cdol1"].replace("9F37:4", "9F37:8")),
+            "9F37 (Unpredictable Number) is 4 bytes, not 8",
+        ),
         (lambda a: a.update(pdol="5A:8"), "applications[0].pdol[0]: tag 5A (Application PAN) is card data"),
         (lambda a: a["afl"][1]["records"][0]["data"].remove("5A"), "applications[0].afl: no record holds 5A"),
         (lambda a: a["afl"][2]["records"][2]["data"].remove("93"), "SDA needs 93"),
-        (lambda a: a["afl"][2]["records"][3].update(oda=True), "holds 9F46, which is computed over the signed records"),
+        (
+            lambda a: a["afl"][2]["records"][3].update(oda=True),
+            "holds 9F46, which is computed over the signed records",
+        ),
         (lambda a: a["afl"][0]["records"][0]["data"].append("9F37"), "afl[0].records[0].data[3]: tag 9F37"),
-        (lambda a: a["afl"][0]["records"][0]["data"].append("5F24"), "tag 5F24 is already placed at applications[0].afl[0].records[0].data[3]"),
+        (
+            lambda a: a["afl"][0]["records"][0]["data"].append("5F24"),
+            "tag 5F24 is already placed at applications[0].afl[0].records[0].data[3]",
+        ),
         (lambda a: a["afl"][1]["records"][1].update(number=1), "SFI 2 record 1 is already defined"),
         (lambda a: a.update(aip="1C00"), "applications[0].aip: 1C00 lacks SDA"),
-        (lambda a: a.update(oda="none"), "a record holds 93 (Signed Static Application Data) but oda is none"),
+        (
+            lambda a: a.update(oda="none"),
+            "a record holds 93 (Signed Static Application Data) but oda is none",
+        ),
         (lambda a: a["keys"].pop("imk_smi"), "applications[0].keys.imk_smi: missing"),
         (lambda a: a["keys"].pop("ca_index"), "applications[0].keys.ca_index: missing"),
-        (lambda a: a.update(log={"sfi": 2, "records": 5, "format": "9A:3"}), "applications[0].log.sfi: 2 is out of range 11..30"),
+        (
+            lambda a: a.update(log={"sfi": 2, "records": 5, "format": "9A:3"}),
+            "applications[0].log.sfi: 2 is out of range 11..30",
+        ),
         (lambda a: a.update(risk={"lcol": 9, "ucol": 3}), "applications[0].risk.ucol: 3 is below lcol 9"),
         (lambda a: a.update(risk={"frobnicate": 1}), "applications[0].risk.frobnicate: unknown field"),
         (lambda a: a.update(icc_key={"size": 1024, "exponent": 17}), "applications[0].icc_key.exponent: 17"),
@@ -178,7 +193,7 @@ def test_two_applications_need_distinct_aids_and_priorities() -> None:
 def test_top_level_problems(tmp_path: Path) -> None:
     assert any(p.startswith("applications: missing") for p in problems_of({"profile": "x", "card": {}}))
     assert any("card.kmc: missing" in p for p in problems_of({"profile": "x", "card": {}}))
-    assert problems_of([1, 2]) [0].startswith("(top): expected a mapping")
+    assert problems_of([1, 2])[0].startswith("(top): expected a mapping")
     bad = tmp_path / "bad.yaml"
     bad.write_text("profile: [unclosed\n")
     with pytest.raises(ProfileError, match=r"\(yaml\)"):

@@ -192,7 +192,11 @@ def test_duplicates_and_column_count(tmp_path: Path) -> None:
     )
     out = list(read_records(p, today=TODAY))
     assert [type(r).__name__ for r in out] == ["Record", "Rejected", "Rejected", "Record"]
-    assert isinstance(out[1], Rejected) and out[1].field == "record" and "6 columns, the header has 5" in out[1].message
+    assert (
+        isinstance(out[1], Rejected)
+        and out[1].field == "record"
+        and "6 columns, the header has 5" in out[1].message
+    )
     dup = out[2]
     assert isinstance(dup, Rejected) and dup.field == "pan+psn" and dup.line == 5
     assert "duplicate of line 2" in dup.message and dup.record_id == "476173******0119"
@@ -238,8 +242,9 @@ def _luhn_complete(body: str) -> str:
 def _peak_reading(path: Path, n: int, duplicates: bool = True) -> int:
     with open(path, "w") as f:
         f.write("pan,psn,expiry,name,pin\n")
-        for i in range(n):
-            f.write(f"{_luhn_complete(f'476173{i:09d}')},00,2030-01,CARDHOLDER/NUMBER,1234\n")
+        f.writelines(
+            f"{_luhn_complete(f'476173{i:09d}')},00,2030-01,CARDHOLDER/NUMBER,1234\n" for i in range(n)
+        )
     tracemalloc.start()
     count = 0
     for r in read_records(path, today=TODAY, duplicates=duplicates):
@@ -255,7 +260,9 @@ def test_reading_stays_flat_in_memory(tmp_path: Path) -> None:
     small = _peak_reading(tmp_path / "small.csv", 1_000, duplicates=False)
     big = _peak_reading(tmp_path / "big.csv", 8_000, duplicates=False)
     assert big < small * 1.2 + 10_000, (small, big)
-    assert big < 400_000, big  # the file is ~420 kB; this is the fixed cost of one 64 kB chunk and the parsers
+    assert big < 400_000, (
+        big
+    )  # the file is ~420 kB; this is the fixed cost of one 64 kB chunk and the parsers
 
 
 def test_duplicate_table_is_compact(tmp_path: Path) -> None:
@@ -287,13 +294,21 @@ def valid_records(draw: st.DrawFn) -> dict[str, str]:
         "pin": draw(st.text("0123456789", min_size=4, max_size=12)),
     }
     if draw(st.booleans()):
-        eff = YearMonth(draw(st.integers(2000, exp.year - 1)), draw(st.integers(1, 12))) if exp.year > 2000 else None
+        eff = (
+            YearMonth(draw(st.integers(2000, exp.year - 1)), draw(st.integers(1, 12)))
+            if exp.year > 2000
+            else None
+        )
         if eff is not None:
             rec["effective"] = str(eff)
     if draw(st.booleans()):
-        rec["service_code"] = draw(st.sampled_from("125679")) + draw(st.text("0123456789", min_size=2, max_size=2))
+        rec["service_code"] = draw(st.sampled_from("125679")) + draw(
+            st.text("0123456789", min_size=2, max_size=2)
+        )
     if draw(st.booleans()):
-        rec["language"] = "".join(draw(st.lists(st.sampled_from(["en", "fr", "de", "es"]), min_size=1, max_size=4)))
+        rec["language"] = "".join(
+            draw(st.lists(st.sampled_from(["en", "fr", "de", "es"]), min_size=1, max_size=4))
+        )
     if draw(st.booleans()):
         room = 37 - len(pan) - 8
         rec["discretionary"] = draw(st.text("0123456789", min_size=1, max_size=room))
@@ -337,7 +352,10 @@ def test_any_single_field_corruption_is_named(rec: dict[str, str], field: str, d
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(valid_records(), st.booleans()), min_size=1, max_size=12), st.sampled_from(["csv", "jsonl"]))
+@given(
+    st.lists(st.tuples(valid_records(), st.booleans()), min_size=1, max_size=12),
+    st.sampled_from(["csv", "jsonl"]),
+)
 def test_malformed_records_do_not_stop_the_stream(
     tmp_path: Path, rows: list[tuple[dict[str, str], bool]], fmt: str
 ) -> None:

@@ -219,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_perso(groups)
 
+    from tester.cli import register as register_test
+
+    from .cardio import open_image_channel
+
+    register_test(groups, open_image_channel)
+
     demo = groups.add_parser("demo", help="run the main job on built-in defaults")
     demo.add_argument("--out", type=Path, help="keep every artefact in this directory")
     demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,273 @@
+"""EMV offline data authentication objects made at data preparation.
+
+Pure functions, bytes in and bytes out; the private-key operation is a
+``signer`` callable (``block -> block^d mod n``, e.g.
+``functools.partial(keystore.rsa_sign_raw, "ISSUER")``), so the keys stay in
+the key store (software or PKCS#11). Hash algorithm 01 (SHA-1) and public key
+algorithm 01 (RSA) as EMV 4.4 Book 2 §5.1 defines them.
+
+* :func:`issuer_certificate` — Issuer Public Key Certificate (90), Remainder
+  (92): Book 2 §5.3, Table 13.
+* :func:`signed_static_data` — Signed Static Application Data (93): Book 2
+  §5.4, Table 7.
+* :func:`icc_certificate` — ICC Public Key Certificate (9F46), Remainder (9F48):
+  Book 2 §6.4, Table 14 (its hash also covers the static data to be
+  authenticated).
+* :func:`recover_issuer_certificate`, :func:`recover_icc_certificate`,
+  :func:`recover_signed_static_data` — the terminal's checks (§5.3, §5.4,
+  §6.4) with plain integer RSA; they raise :class:`CertificateError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "CertificateError",
+    "IccCertificate",
+    "IssuerCertificate",
+    "Signer",
+    "SignedStaticData",
+    "icc_certificate",
+    "issuer_certificate",
+    "issuer_identifier",
+    "pan_field",
+    "recover",
+    "recover_icc_certificate",
+    "recover_issuer_certificate",
+    "recover_signed_static_data",
+    "signed_static_data",
+]
+
+#: ``block -> signature``: the raw RSA private operation of the certifying key
+Signer = Callable[[bytes], bytes]
+
+HEADER, TRAILER = 0x6A, 0xBC
+HASH_SHA1 = 0x01
+PK_RSA = 0x01
+FORMAT_ISSUER, FORMAT_SSAD, FORMAT_ICC = 0x02, 0x03, 0x04
+
+
+class CertificateError(ValueError):
+    """A certificate or signature does not verify (the message says which check)."""
+
+
+def _sha1(data: bytes) -> bytes:
+    return hashlib.sha1(data).digest()
+
+
+def _split(modulus: bytes, room: int) -> tuple[bytes, bytes]:
+    """(key field padded with BB to ``room`` bytes, remainder)."""
+    head, rest = modulus[:room], modulus[room:]
+    return head + b"\xbb" * (room - len(head)), rest
+
+
+def _sign(signer: Signer, block: bytes) -> bytes:
+    sig = signer(block)
+    if len(sig) != len(block):
+        raise ValueError(f"signer returned {len(sig)} bytes for a {len(block)}-byte block")
+    return sig
+
+
+def issuer_identifier(pan_or_bin: str) -> bytes:
+    """Issuer Identifier: the leftmost 3–8 PAN digits, ``F``-padded to 4 bytes.
+
+    >>> issuer_identifier("476173").hex().upper()
+    '476173FF'
+    """
+    digits = pan_or_bin[:8]
+    if not (digits.isdigit() and len(digits) >= 3):
+        raise ValueError("issuer identifier: 3 to 8 digits")
+    return bytes.fromhex(digits.ljust(8, "F"))
+
+
+def pan_field(pan: str) -> bytes:
+    """The PAN as the ICC certificate holds it: 10 bytes, ``F``-padded.
+
+    >>> pan_field("4761739001010010").hex().upper()
+    '4761739001010010FFFF'
+    """
+    if not (pan.isdigit() and len(pan) <= 19):
+        raise ValueError("PAN: up to 19 digits")
+    return bytes.fromhex(pan.ljust(20, "F"))
+
+
+def _mmyy(expiry: bytes) -> bytes:
+    if len(expiry) != 2:
+        raise ValueError("certificate expiration date is 2 bytes MMYY")
+    return expiry
+
+
+def issuer_certificate(
+    signer: Signer,
+    ca_modulus_length: int,
+    issuer_modulus: bytes,
+    issuer_exponent: bytes,
+    issuer_id: bytes,
+    expiry_mmyy: bytes,
+    serial: bytes,
+) -> tuple[bytes, bytes]:
+    """(Issuer Public Key Certificate 90, Remainder 92) — Book 2 §5.3, Table 13.
+
+    The recovered data is ``6A ‖ 02 ‖ issuer id (4) ‖ MMYY (2) ‖ serial (3) ‖
+    01 ‖ 01 ‖ N_I ‖ exponent length ‖ key field (N_CA − 36) ‖ SHA-1 ‖ BC``;
+    the hash covers format … key field ‖ remainder ‖ exponent.
+    """
+    if len(issuer_id) != 4 or len(serial) != 3:
+        raise ValueError("issuer identifier is 4 bytes, serial 3")
+    n_ca = ca_modulus_length
+    if len(issuer_modulus) > n_ca:
+        raise ValueError("the issuer modulus is longer than the CA modulus (Book 2 §5.3)")
+    field, remainder = _split(issuer_modulus, n_ca - 36)
+    body = (
+        bytes((FORMAT_ISSUER,)) + issuer_id + _mmyy(expiry_mmyy) + serial
+        + bytes((HASH_SHA1, PK_RSA, len(issuer_modulus), len(issuer_exponent)))
+    )  # fmt: skip
+    digest = _sha1(body + field + remainder + issuer_exponent)
+    return _sign(signer, bytes((HEADER,)) + body + field + digest + bytes((TRAILER,))), remainder
+
+
+def signed_static_data(signer: Signer, issuer_modulus_length: int, static_data: bytes, dac: bytes) -> bytes:
+    """Signed Static Application Data (93) — Book 2 §5.4, Table 7.
+
+    Recovered: ``6A ‖ 03 ‖ 01 ‖ DAC (2) ‖ BB × (N_I − 26) ‖ SHA-1 ‖ BC``, the
+    hash over format … padding ‖ the static data to be authenticated.
+    """
+    if len(dac) != 2:
+        raise ValueError("data authentication code is 2 bytes")
+    body = bytes((FORMAT_SSAD, HASH_SHA1)) + dac + b"\xbb" * (issuer_modulus_length - 26)
+    digest = _sha1(body + static_data)
+    return _sign(signer, bytes((HEADER,)) + body + digest + bytes((TRAILER,)))
+
+
+def icc_certificate(
+    signer: Signer,
+    issuer_modulus_length: int,
+    pan: str,
+    expiry_mmyy: bytes,
+    serial: bytes,
+    icc_modulus: bytes,
+    icc_exponent: bytes,
+    static_data: bytes,
+) -> tuple[bytes, bytes]:
+    """(ICC Public Key Certificate 9F46, Remainder 9F48) — Book 2 §6.4, Table 14.
+
+    Recovered: ``6A ‖ 04 ‖ PAN (10) ‖ MMYY ‖ serial (3) ‖ 01 ‖ 01 ‖ N_IC ‖
+    exponent length ‖ key field (N_I − 42) ‖ SHA-1 ‖ BC``; the hash covers
+    format … key field ‖ remainder ‖ exponent ‖ static data to be authenticated.
+    """
+    if len(serial) != 3:
+        raise ValueError("serial is 3 bytes")
+    n_i = issuer_modulus_length
+    if len(icc_modulus) > n_i:
+        raise ValueError("the ICC modulus is longer than the issuer modulus (Book 2 §6.1)")
+    field, remainder = _split(icc_modulus, n_i - 42)
+    body = (
+        bytes((FORMAT_ICC,)) + pan_field(pan) + _mmyy(expiry_mmyy) + serial
+        + bytes((HASH_SHA1, PK_RSA, len(icc_modulus), len(icc_exponent)))
+    )  # fmt: skip
+    digest = _sha1(body + field + remainder + icc_exponent + static_data)
+    return _sign(signer, bytes((HEADER,)) + body + field + digest + bytes((TRAILER,))), remainder
+
+
+# --------------------------------------------------------------------------- recovery (terminal side)
+
+
+def recover(signature: bytes, modulus: int, exponent: int) -> bytes:
+    """``signature^e mod n`` as bytes of the modulus length (Book 2 §5.1)."""
+    size = (modulus.bit_length() + 7) // 8
+    if len(signature) != size:
+        raise CertificateError(f"{len(signature)} bytes signed, but the key modulus is {size} bytes")
+    return pow(int.from_bytes(signature, "big"), exponent, modulus).to_bytes(size, "big")
+
+
+def _frame(rec: bytes, fmt: int, what: str) -> None:
+    if rec[0] != HEADER or rec[-1] != TRAILER:
+        raise CertificateError(f"{what}: recovered data header/trailer is not 6A/BC")
+    if rec[1] != fmt:
+        raise CertificateError(f"{what}: format {rec[1]:02X}, expected {fmt:02X}")
+    if rec[{FORMAT_ISSUER: 11, FORMAT_ICC: 17, FORMAT_SSAD: 2}[fmt]] != HASH_SHA1:
+        raise CertificateError(f"{what}: hash algorithm is not SHA-1 (01)")
+
+
+@dataclass(frozen=True)
+class IssuerCertificate:
+    issuer_id: bytes
+    expiry_mmyy: bytes
+    serial: bytes
+    hash_algorithm: int
+    pk_algorithm: int
+    modulus: bytes
+    exponent: bytes
+
+
+@dataclass(frozen=True)
+class IccCertificate:
+    pan: str
+    expiry_mmyy: bytes
+    serial: bytes
+    hash_algorithm: int
+    pk_algorithm: int
+    modulus: bytes
+    exponent: bytes
+
+
+@dataclass(frozen=True)
+class SignedStaticData:
+    hash_algorithm: int
+    dac: bytes
+
+
+def recover_issuer_certificate(
+    cert: bytes, remainder: bytes, exponent: bytes, ca_modulus: int, ca_exponent: int
+) -> IssuerCertificate:
+    """Book 2 §5.3 steps 1–9 (without the PAN and date checks, which need the card)."""
+    rec = recover(cert, ca_modulus, ca_exponent)
+    _frame(rec, FORMAT_ISSUER, "issuer certificate")
+    n_i, e_len = rec[13], rec[14]
+    field = rec[15:-21]
+    if e_len != len(exponent):
+        raise CertificateError("issuer certificate: exponent length differs from 9F32")
+    if _sha1(rec[1:15] + field + remainder + exponent) != rec[-21:-1]:
+        raise CertificateError("issuer certificate: hash differs")
+    modulus = (field + remainder)[:n_i]
+    if len(modulus) != n_i:
+        raise CertificateError("issuer certificate: remainder too short for the key length")
+    return IssuerCertificate(rec[2:6], rec[6:8], rec[8:11], rec[11], rec[12], modulus, exponent)
+
+
+def recover_icc_certificate(
+    cert: bytes,
+    remainder: bytes,
+    exponent: bytes,
+    static_data: bytes,
+    issuer_modulus: int,
+    issuer_exponent: int,
+) -> IccCertificate:
+    """Book 2 §6.4 steps 1–9."""
+    rec = recover(cert, issuer_modulus, issuer_exponent)
+    _frame(rec, FORMAT_ICC, "ICC certificate")
+    n_ic, e_len = rec[19], rec[20]
+    field = rec[21:-21]
+    if e_len != len(exponent):
+        raise CertificateError("ICC certificate: exponent length differs from 9F47")
+    if _sha1(rec[1:21] + field + remainder + exponent + static_data) != rec[-21:-1]:
+        raise CertificateError("ICC certificate: hash differs")
+    modulus = (field + remainder)[:n_ic]
+    if len(modulus) != n_ic:
+        raise CertificateError("ICC certificate: remainder too short for the key length")
+    pan = rec[2:12].hex().upper().rstrip("F")
+    return IccCertificate(pan, rec[12:14], rec[14:17], rec[17], rec[18], modulus, exponent)
+
+
+def recover_signed_static_data(
+    ssad: bytes, static_data: bytes, issuer_modulus: int, issuer_exponent: int
+) -> SignedStaticData:
+    """Book 2 §5.4 steps 1–7."""
+    rec = recover(ssad, issuer_modulus, issuer_exponent)
+    _frame(rec, FORMAT_SSAD, "signed static application data")
+    if _sha1(rec[1:-21] + static_data) != rec[-21:-1]:
+        raise CertificateError("signed static application data: hash differs")
+    return SignedStaticData(rec[2], rec[3:5])

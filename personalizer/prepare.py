@@ -1,0 +1,567 @@
+"""Data preparation: issuer profile + cardholder records + key store → a batch.
+
+``prepare(profile_path, records_path, keystore, out_dir)`` streams the records
+(``personalizer.records.read_records``), prepares each accepted record with
+:class:`CardPreparer` and writes the batch directory of ``personalizer.batch``
+one line at a time (memory does not grow with the batch):
+
+* ``cards.jsonl`` — one :class:`~personalizer.batch.CardPersoData` per card: per
+  application of the profile the install information and every CPS DGI of
+  ``docs/dgi-map.md``; secrets (8000, 8010, 8201–8205) and the station data
+  (full PAN) :class:`~personalizer.batch.Sealed` under the transport key;
+* ``rejected.jsonl`` — one :class:`~personalizer.batch.Rejection` per refused
+  record (record number, masked PAN, field, message); the batch goes on;
+* ``profile.yaml`` — a copy of the profile;
+* ``manifest.json`` — written last: counts, SHA-256 of the inputs and of
+  ``cards.jsonl``, transport key name and KCV, profile name, creation time.
+
+Per card and application: ICC master keys (EMV Book 2 A1.4 Option A, Option B
+for PANs over 16 digits) derived inside the key store and wrapped under the
+transport key; Track 2 Equivalent Data and the magnetic tracks with the service
+code; the AFL record layout; SDA (93) over exactly the records the AFL marks for
+ODA plus the SDA tag list; for DDA/CDA a fresh ICC RSA key pair with its
+certificate (9F46/9F47/9F48) and CRT parts; the issuer certificate objects (8F,
+90, 92, 9F32) from the key store, or signed with the key store's CA key when
+the key store has none for the PAN's BIN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cardspec.scp03 import pad80
+from personalizer import certificates, cps, tracks
+from personalizer.batch import FORMAT, VERSION, AppPersoData, CardPersoData, Rejection, Sealed
+from personalizer.keys import KeyStore, KeyStoreError, RsaPublicKey, open_keystore
+from personalizer.masking import mask_pan, redact_pans
+from personalizer.profile import Application, Profile, ProfileError, load_profile
+from personalizer.records import Record, Rejected, RecordsError, read_records
+from personalizer.transport import TransportKeys
+
+__all__ = [
+    "CardPreparer",
+    "CardProblem",
+    "PrepareError",
+    "PrepareSummary",
+    "add_commands",
+    "prepare",
+]
+
+_CHUNK = 1 << 20
+
+
+class PrepareError(Exception):
+    """The batch cannot be prepared at all (profile, keys, output directory)."""
+
+
+class CardProblem(ValueError):
+    """One record cannot be prepared; it is rejected with ``field`` and the message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    out_dir: Path
+    profile: str
+    input_count: int
+    accepted: int
+    rejected: int
+    seconds: float
+    cards_sha256: str
+    transport_key: str
+    transport_kcv: str
+
+    @property
+    def rate(self) -> float:
+        """Records per second."""
+        return self.input_count / self.seconds if self.seconds else 0.0
+
+
+# --------------------------------------------------------------------------- per-card preparation
+
+
+@dataclass
+class _AppContext:
+    """What is the same on every card for one application of the profile."""
+
+    app: Application
+    values: dict[int, bytes]
+    dgi_9104: bytes
+    dgi_0d01: bytes
+    dgi_0e01: bytes
+    dgi_9010: bytes
+    issuer: RsaPublicKey | None
+    issuer_objects: dict[str, dict[int, bytes]] = field(default_factory=dict)  # by BIN
+
+
+class _Extra(Protocol):
+    extra: dict[str, Any]
+
+
+class CardPreparer:
+    """Prepares one card at a time for ``profile`` with the keys of ``keystore``.
+
+    Everything is checked when it is built (key names and usages, ICC key sizes
+    against the issuer key), so per-card failures are record problems only.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        keystore: KeyStore,
+        transport_key: str = "KEK",
+        *,
+        ca_key: str | None = None,
+        issuer_cert_years: int = 20,
+        today: date | None = None,
+    ) -> None:
+        self.profile = profile
+        self.keys = keystore
+        self.kek = transport_key
+        self.today = today or date.today()
+        self.issuer_cert_years = issuer_cert_years
+        problems: list[str] = []
+        info = self._info(transport_key, problems)
+        if info is not None and info.usage != "KEK":
+            problems.append(f"transport key {transport_key!r} has usage {info.usage}, not KEK")
+        self.kek_kcv = info.kcv if info is not None and info.kcv is not None else b""
+        self._ca_key_name = ca_key
+        self.apps: list[_AppContext] = []
+        for i, app in enumerate(profile.applications):
+            where = f"applications[{i}] ({app.name})"
+            for what, name in (("imk_ac", app.keys.imk_ac), ("imk_smi", app.keys.imk_smi),
+                               ("imk_smc", app.keys.imk_smc)):  # fmt: skip
+                ki = self._info(name, problems, f"{where}.keys.{what}")
+                if ki is not None and ki.usage != what.upper().replace("_", "-"):
+                    problems.append(f"{where}.keys.{what}: key {name!r} has usage {ki.usage}")
+            issuer: RsaPublicKey | None = None
+            if app.oda:
+                if app.keys.issuer_rsa is None or app.keys.ca_index is None:
+                    problems.append(f"{where}: ODA needs keys.issuer_rsa and keys.ca_index")
+                elif self._info(app.keys.issuer_rsa, problems, f"{where}.keys.issuer_rsa") is not None:
+                    issuer = keystore.public_key(app.keys.issuer_rsa)
+                    n_i = len(issuer.modulus_bytes)
+                    if app.icc_key is not None and app.icc_key.size // 8 > n_i:
+                        problems.append(
+                            f"{where}.icc_key.size: {app.icc_key.size} bits is longer than the issuer key "
+                            f"({n_i * 8} bits, Book 2 §6.1)"
+                        )
+            self.apps.append(
+                _AppContext(
+                    app=app,
+                    values=cps.profile_values(app),
+                    dgi_9104=cps.gpo_9104(app),
+                    dgi_0d01=cps.internal_0d01(app),
+                    dgi_0e01=cps.get_data_0e01(app),
+                    dgi_9010=cps.pin_try_9010(app.pin_try_limit),
+                    issuer=issuer,
+                )
+            )
+        if problems:
+            raise PrepareError("; ".join(problems))
+
+    def _info(self, name: str, problems: list[str], where: str = "") -> Any:
+        try:
+            return self.keys.info(name)
+        except KeyStoreError:
+            problems.append(f"{where + ': ' if where else ''}no key {name!r} in the key store")
+            return None
+
+    # -- sealing
+
+    def seal(self, data: bytes) -> Sealed:
+        """``data`` encrypted under the transport key (AES-CBC, zero ICV, ISO 9797-1 method 2)."""
+        return Sealed(self.kek, self.kek_kcv, self.keys.encrypt(self.kek, pad80(data)))
+
+    # -- issuer certificate objects
+
+    def _ca_key(self, ca_index: int) -> tuple[str, RsaPublicKey]:
+        name = self._ca_key_name
+        if name is None:
+            extra: Mapping[str, Any] = getattr(self.keys, "extra", {}) or {}
+            for entry in extra.get("ca_public_keys", ()):
+                if int(entry.get("index", "-1"), 16) == ca_index and entry.get("key"):
+                    name = str(entry["key"])
+                    break
+        if name is None:
+            cas = [n for n in self.keys.names() if self.keys.info(n).usage == "CA"]
+            if len(cas) != 1:
+                raise PrepareError(
+                    f"no CA key for index {ca_index:02X} in the key store (found {len(cas)} CA keys); "
+                    "name one with ca_key="
+                )
+            name = cas[0]
+        return name, self.keys.public_key(name)
+
+    def issuer_objects(self, ctx: _AppContext, pan: str) -> dict[int, bytes]:
+        """8F, 90, 92, 9F32 for the PAN's BIN: the key store's certificate for
+        that issuer key, CA index and BIN, or one signed now with the CA key
+        (EMV Book 2 §5.3), once per BIN and batch."""
+        app, issuer = ctx.app, ctx.issuer
+        assert issuer is not None and app.keys.issuer_rsa is not None and app.keys.ca_index is not None
+        bin6 = pan[:6]
+        cached = ctx.issuer_objects.get(bin6)
+        if cached is not None:
+            return cached
+        ca_index = app.keys.ca_index
+        objects: dict[int, bytes] | None = None
+        extra: Mapping[str, Any] = getattr(self.keys, "extra", {}) or {}
+        for c in extra.get("issuer_certificates", ()):
+            ident = str(c.get("issuer_identifier", "")).upper().rstrip("F")
+            if (
+                c.get("issuer_key") == app.keys.issuer_rsa
+                and int(str(c.get("ca_index", "-1")), 16) == ca_index
+                and ident
+                and pan.startswith(ident)
+            ):
+                objects = {
+                    0x90: bytes.fromhex(c["certificate_90"]),
+                    0x92: bytes.fromhex(c.get("remainder_92", "")),
+                    0x9F32: bytes.fromhex(c["exponent_9F32"]),
+                }
+                break
+        if objects is None:
+            ca_name, ca_pub = self._ca_key(ca_index)
+            ident_b = certificates.issuer_identifier(bin6)
+            expiry = bytes.fromhex(f"12{(self.today.year + self.issuer_cert_years) % 100:02d}")
+            serial = hashlib.sha256(issuer.modulus_bytes + ident_b).digest()[:3]
+            cert, rem = certificates.issuer_certificate(
+                functools.partial(self.keys.rsa_sign_raw, ca_name),
+                len(ca_pub.modulus_bytes),
+                issuer.modulus_bytes,
+                issuer.exponent_bytes,
+                ident_b,
+                expiry,
+                serial,
+            )
+            objects = {0x90: cert, 0x92: rem, 0x9F32: issuer.exponent_bytes}
+        objects[0x8F] = bytes((ca_index,))
+        ctx.issuer_objects[bin6] = objects
+        return objects
+
+    # -- one card
+
+    def prepare(self, record: Record, card_id: str | None = None) -> CardPersoData:
+        """The card's perso data; raises :class:`CardProblem` for a record that does not fit."""
+        pan = record.pan
+        dd = record.discretionary if record.discretionary is not None else tracks.DEFAULT_DISCRETIONARY
+        if len(pan) + 8 + len(dd) > tracks.TRACK2_MAX:
+            dd = dd[: max(0, tracks.TRACK2_MAX - 8 - len(pan))]
+        apps = tuple(self._prepare_app(ctx, record, dd) for ctx in self.apps)
+        sc = record.service_code or self.profile.applications[0].service_code
+        try:
+            stripe = tracks.stripe(
+                pan, record.name, (record.expiry.year, record.expiry.month), sc, dd,
+                (record.effective.year, record.effective.month) if record.effective else None,
+            )  # fmt: skip
+        except ValueError as e:
+            raise CardProblem("name", str(e)) from None
+        stations = {"pan": pan, **stripe.to_json(), "service_code": sc}
+        fields = {
+            "name": record.name,
+            "expiry": str(record.expiry),
+            "psn": record.psn,
+            "service_code": sc,
+        }
+        if record.effective:
+            fields["effective"] = str(record.effective)
+        if record.language:
+            fields["language"] = record.language
+        return CardPersoData(
+            card_id=card_id or f"{record.index:06d}",
+            record_index=record.index,
+            pan_masked=mask_pan(pan),
+            apps=apps,
+            fields=fields,
+            stations=self.seal(json.dumps(stations, separators=(",", ":")).encode()),
+        )
+
+    def _prepare_app(self, ctx: _AppContext, record: Record, dd: str) -> AppPersoData:
+        app = ctx.app
+        pan, psn = record.pan, record.psn
+        sc = record.service_code or app.service_code
+        yymm = record.expiry.yymm
+        exp = record.expiry.last_day()
+        values = dict(ctx.values)
+        try:
+            values[0x57] = tracks.track2_equivalent(pan, yymm, sc, dd)
+        except ValueError as e:
+            raise CardProblem("discretionary", str(e)) from None
+        values.update({
+            0x5A: bytes.fromhex(pan + "F" * (len(pan) % 2)),
+            0x5F20: record.name.encode("ascii"),
+            0x5F24: bytes.fromhex(exp.strftime("%y%m%d")),
+            0x5F25: bytes.fromhex(record.effective.first_day().strftime("%y%m%d")) if record.effective else b"",
+            0x5F34: bytes.fromhex(psn),
+            0x5F30: tracks.service_code_bytes(sc),
+            0x9F1F: tracks.track1_discretionary(dd).encode("ascii"),
+            0x9F20: bytes.fromhex(dd + "F" * (len(dd) % 2)),
+            0x9F0B: b"",
+        })  # fmt: skip
+
+        # ICC master keys, wrapped inside the key store; sealed as one DGI 8000
+        icc = self.keys.derive_icc_keys(
+            pan, psn, self.kek, "B" if len(pan) > 16 else "A",
+            app.keys.imk_ac, app.keys.imk_smi, app.keys.imk_smc,
+        )  # fmt: skip
+        mk = b"".join(self.keys.unwrap(w) for w in (icc.ac, icc.smi, icc.smc))
+        sealed_8000 = self.seal(mk)
+        del mk
+        secrets: list[tuple[int, bytes | Sealed]] = [(0x8000, sealed_8000)]
+        if app.offline_pin:
+            secrets.append((0x8010, self.seal(cps.pin_block_8010(record.pin))))
+
+        icc_key: rsa.RSAPrivateKey | None = None
+        if app.oda:
+            values.update(self.issuer_objects(ctx, pan))
+            if app.icc_key is not None:
+                icc_key = rsa.generate_private_key(public_exponent=app.icc_key.exponent, key_size=app.icc_key.size)
+                exponent = app.icc_key.exponent
+                values[0x9F47] = exponent.to_bytes((exponent.bit_length() + 7) // 8, "big")
+            # the signed records first: 93 and 9F46 are computed over them
+            signed = {(r.sfi, r.number): cps.build_record(r, values) for r in app.oda_records()}
+            sda_data = cps.static_data(app, signed)
+            assert ctx.issuer is not None and app.keys.issuer_rsa is not None
+            signer = functools.partial(self.keys.rsa_sign_raw, app.keys.issuer_rsa)
+            n_i = len(ctx.issuer.modulus_bytes)
+            if "SDA" in app.oda:
+                dac = record.index.to_bytes(8, "big")[-2:]
+                values[0x93] = certificates.signed_static_data(signer, n_i, sda_data, dac)
+            if icc_key is not None:
+                pub = icc_key.public_key().public_numbers()
+                size = (pub.n.bit_length() + 7) // 8
+                mmyy = bytes.fromhex(f"{record.expiry.month:02d}{record.expiry.year % 100:02d}")
+                serial = record.index.to_bytes(8, "big")[-3:]
+                cert, rem = certificates.icc_certificate(
+                    signer, n_i, pan, mmyy, serial, pub.n.to_bytes(size, "big"), values[0x9F47], sda_data
+                )
+                values[0x9F46], values[0x9F48] = cert, rem
+                priv = icc_key.private_numbers()
+                secrets += [(g, self.seal(v)) for g, v in cps.crt_dgis(priv.p, priv.q, priv.d, size)]
+        try:
+            records = cps.build_records(app, values)
+        except KeyError as e:  # a profile tag this preparer cannot fill: a profile problem
+            raise PrepareError(f"{app.name}: no value for tag {e.args[0]:X}") from None
+        except ValueError as e:
+            raise CardProblem("record", str(e)) from None
+
+        dgis: list[tuple[int, bytes | Sealed]] = list(cps.record_dgis(records))
+        dgis += [
+            (0x9102, cps.fci_9102(app, record.language)),
+            (0x9104, ctx.dgi_9104),
+            (0x9000, cps.kcv_9000((icc.ac.kcv, icc.smi.kcv, icc.smc.kcv))),
+            (0x0D01, ctx.dgi_0d01),
+            (0x0E01, ctx.dgi_0e01),
+        ]
+        if app.offline_pin:
+            dgis.append((0x9010, ctx.dgi_9010))
+        dgis += secrets
+        return AppPersoData(
+            aid=app.aid,
+            load_file=cps.EMV_LOAD_FILE_AID,
+            module=cps.EMV_MODULE_AID,
+            privileges=cps.PRIVILEGES,
+            install_params=cps.INSTALL_PARAMS,
+            dgis=tuple(dgis),
+        )
+
+
+# --------------------------------------------------------------------------- the batch
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _JsonLines:
+    """Append-only JSON Lines writer that hashes what it writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh: IO[bytes] = path.open("wb")
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def write(self, doc: Mapping[str, Any]) -> None:
+        line = (json.dumps(doc, separators=(",", ":"), ensure_ascii=True) + "\n").encode()
+        self.fh.write(line)
+        self.sha.update(line)
+        self.count += 1
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+
+
+def _atomic_json(path: Path, doc: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare(
+    profile_path: str | Path,
+    records_path: str | Path,
+    keystore: KeyStore | str,
+    out_dir: str | Path,
+    *,
+    today: date | None = None,
+    transport_key: str = "KEK",
+    transport_keys: TransportKeys | None = None,
+    ca_key: str | None = None,
+) -> PrepareSummary:
+    """Prepare every record of ``records_path`` for ``profile_path`` into the
+    batch directory ``out_dir`` (created; it must not hold a batch already).
+
+    ``keystore`` is a :class:`KeyStore` or a spec for ``open_keystore`` (path or
+    ``pkcs11:…``). ``transport_keys`` opens sealed records files. Raises
+    :class:`PrepareError` (or ``ProfileError``/``RecordsError``/``KeyStoreError``)
+    for problems of the whole batch; record problems go to rejected.jsonl.
+    """
+    if isinstance(keystore, str):
+        with open_keystore(keystore) as ks:
+            return prepare(profile_path, records_path, ks, out_dir, today=today, transport_key=transport_key,
+                           transport_keys=transport_keys, ca_key=ca_key)  # fmt: skip
+    started = time.perf_counter()
+    profile_path, records_path, out = Path(profile_path), Path(records_path), Path(out_dir)
+    profile = load_profile(profile_path)
+    preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.json", "cards.jsonl"):
+        if (out / name).exists():
+            raise PrepareError(f"{out}: already holds a batch ({name})")
+    records_sha = _sha256_file(records_path)
+    profile_sha = _sha256_file(profile_path)
+    shutil.copyfile(profile_path, out / "profile.yaml")
+
+    cards = _JsonLines(out / "cards.jsonl")
+    rejected = _JsonLines(out / "rejected.jsonl")
+    total = 0
+    try:
+        for item in read_records(records_path, today=today, keys=transport_keys):
+            total += 1
+            if isinstance(item, Rejected):
+                rejected.write(Rejection(item.index, item.record_id, item.field, redact_pans(item.message)).to_json())
+                continue
+            try:
+                card = preparer.prepare(item)
+            except CardProblem as e:
+                msg = redact_pans(f"record {item.index} ({item.masked_pan}): {e.field}: {e}")
+                rejected.write(Rejection(item.index, item.masked_pan, e.field, msg).to_json())
+                continue
+            cards.write(card.to_json())
+    finally:
+        cards.close()
+        rejected.close()
+
+    seconds = time.perf_counter() - started
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "profile": profile.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {"input": total, "accepted": cards.count, "rejected": rejected.count},
+        "inputs": {
+            "profile": {"file": profile_path.name, "sha256": profile_sha},
+            "records": {"file": records_path.name, "sha256": records_sha},
+        },
+        "cards_sha256": cards.sha.hexdigest(),
+        "rejected_sha256": rejected.sha.hexdigest(),
+        "transport_key": {"name": transport_key, "kcv": preparer.kek_kcv.hex().upper()},
+        "applications": [
+            {"name": a.name, "aid": a.aid.hex().upper(), "oda": list(a.oda)} for a in profile.applications
+        ],
+        "profile_file": "profile.yaml",
+    }
+    _atomic_json(out / "manifest.json", manifest)
+    return PrepareSummary(
+        out, profile.name, total, cards.count, rejected.count, seconds, cards.sha.hexdigest(),
+        transport_key, preparer.kek_kcv.hex().upper(),
+    )  # fmt: skip
+
+
+def iter_prepared(preparer: CardPreparer, records: Iterator[Record | Rejected]) -> Iterator[CardPersoData | Rejection]:
+    """Prepare a stream of records without writing a batch (tests, benchmarks)."""
+    for item in records:
+        if isinstance(item, Rejected):
+            yield Rejection(item.index, item.record_id, item.field, item.message)
+            continue
+        try:
+            yield preparer.prepare(item)
+        except CardProblem as e:
+            yield Rejection(item.index, item.masked_pan, e.field, str(e))
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
+    import sys
+
+    today = date.fromisoformat(args.today) if args.today else None
+    tkeys: TransportKeys | None = None
+    try:
+        if args.bureau_key or args.issuer_public:
+            from personalizer.transport import load_private_key, load_public_key
+
+            if not (args.bureau_key and args.issuer_public):
+                raise PrepareError("sealed records need both --bureau-key and --issuer-public")
+            priv = load_private_key(args.bureau_key)
+            if not isinstance(priv, rsa.RSAPrivateKey):
+                raise PrepareError("--bureau-key must be an RSA private key")
+            tkeys = TransportKeys(priv, load_public_key(args.issuer_public))
+        s = prepare(
+            args.profile, args.records, args.keys, args.out, today=today,
+            transport_key=args.transport_key, transport_keys=tkeys,
+        )  # fmt: skip
+    except (PrepareError, ProfileError, RecordsError, KeyStoreError, OSError, ValueError) as e:
+        print(f"cardlab perso prepare: {redact_pans(str(e))}", file=sys.stderr)
+        return 2
+    out.print(
+        f"{s.profile}: {s.input_count} records, {s.accepted} prepared, {s.rejected} rejected "
+        f"-> {s.out_dir} ({s.seconds:.1f} s, {s.rate:.0f} records/s; transport key {s.transport_key} "
+        f"KCV {s.transport_kcv})"
+    )
+    if s.rejected:
+        out.print(f"rejections: {s.out_dir / 'rejected.jsonl'}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cardlab perso prepare``."""
+    p = sub.add_parser(
+        "prepare",
+        help="prepare per-card perso data from an issuer profile and cardholder records",
+        description="Key store passphrase: $CARDLAB_KEYSTORE_PASSPHRASE; PKCS#11 PIN: $CARDLAB_PKCS11_PIN "
+        "(or the pin-env= of the pkcs11: spec).",
+    )
+    p.add_argument("--profile", required=True, type=Path, help="issuer profile (YAML)")
+    p.add_argument("--records", required=True, type=Path, help="cardholder records (CSV, JSONL, or sealed)")
+    p.add_argument("--keys", required=True, help="key store: a file or pkcs11:token=LABEL[;pin-env=VAR]")
+    p.add_argument("--out", required=True, type=Path, help="batch directory to create")
+    p.add_argument("--transport-key", default="KEK", help="key-store name of the batch transport key")
+    p.add_argument("--today", help="YYYY-MM-DD for the expiry checks (default: today)")
+    p.add_argument("--bureau-key", type=Path, help="bureau private key (PEM) to open sealed records")
+    p.add_argument("--issuer-public", type=Path, help="issuer public signing key (PEM) of sealed records")
+    p.set_defaults(func=_cmd_prepare)

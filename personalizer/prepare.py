@@ -7,8 +7,12 @@ one line at a time (memory does not grow with the batch):
 
 * ``cards.jsonl`` — one :class:`~personalizer.batch.CardPersoData` per card: per
   application of the profile the install information and every CPS DGI of
-  ``docs/dgi-map.md``; secrets (8000, 8010, 8201–8205) and the station data
-  (full PAN) :class:`~personalizer.batch.Sealed` under the transport key;
+  ``docs/dgi-map.md``; secrets (8000, 8010, 8201–8205), the record DGIs that
+  hold the PAN (5A, 57) and the station data (full PAN) are
+  :class:`~personalizer.batch.Sealed` under the transport key — so a
+  :class:`Sealed` value may appear on any DGI, and the engine sends every
+  sealed DGI in an encrypted STORE DATA block (the card accepts non-secret
+  DGIs there too);
 * ``rejected.jsonl`` — one :class:`~personalizer.batch.Rejection` per refused
   record (record number, masked PAN, field, message); the batch goes on;
 * ``profile.yaml`` — a copy of the profile;
@@ -107,6 +111,7 @@ class _AppContext:
     dgi_0e01: bytes
     dgi_9010: bytes
     issuer: RsaPublicKey | None
+    pan_records: frozenset[int]
     issuer_objects: dict[str, dict[int, bytes]] = field(default_factory=dict)  # by BIN
 
 
@@ -171,6 +176,7 @@ class CardPreparer:
                     dgi_0e01=cps.get_data_0e01(app),
                     dgi_9010=cps.pin_try_9010(app.pin_try_limit),
                     issuer=issuer,
+                    pan_records=frozenset(r.dgi for r in app.records if {0x57, 0x5A} & set(r.tags)),
                 )
             )
         if problems:
@@ -361,7 +367,12 @@ class CardPreparer:
         except ValueError as e:
             raise CardProblem("record", str(e)) from None
 
-        dgis: list[tuple[int, bytes | Sealed]] = list(cps.record_dgis(records))
+        # records holding the PAN (5A, 57) are sealed too: the PAN is protected at rest
+        # (PCI DSS); the card takes any DGI inside an encrypted STORE DATA block
+        pan_records = ctx.pan_records
+        dgis: list[tuple[int, bytes | Sealed]] = [
+            (g, self.seal(v) if g in pan_records else v) for g, v in cps.record_dgis(records)
+        ]
         dgis += [
             (0x9102, cps.fci_9102(app, record.language)),
             (0x9104, ctx.dgi_9104),

@@ -104,6 +104,8 @@ class TransactionState:
     script_results: list[tuple[bytes, int]] = field(default_factory=list)  # (command, SW)
     outcome: str = ""  # "approved offline" | "approved online" | "declined …" | "aborted: …"
     events: list[TraceEvent] = field(default_factory=list)
+    #: step-private working data (the terminal data objects, the chosen CVM, flags…)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def set_tvr(self, name: str) -> None:
         i, bit = TVR_BITS[name]

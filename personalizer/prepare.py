@@ -35,7 +35,9 @@ import argparse
 import functools
 import hashlib
 import json
+import math
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -57,6 +59,8 @@ from personalizer.transport import TransportKeys
 
 __all__ = [
     "CardPreparer",
+    "IccKeyPair",
+    "generate_icc_key",
     "CardProblem",
     "PrepareError",
     "PrepareSummary",
@@ -95,6 +99,64 @@ class PrepareSummary:
     def rate(self) -> float:
         """Records per second."""
         return self.input_count / self.seconds if self.seconds else 0.0
+
+
+# --------------------------------------------------------------------------- ICC key pairs
+
+
+@dataclass(frozen=True)
+class IccKeyPair:
+    """A per-card ICC RSA key pair (integers; never printed)."""
+
+    n: int = field(repr=False)
+    e: int
+    d: int = field(repr=False)
+    p: int = field(repr=False)
+    q: int = field(repr=False)
+
+
+_SMALL_PRIMES = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
+
+
+def _probable_prime(n: int, rounds: int = 40) -> bool:
+    if any(n % sp == 0 for sp in _SMALL_PRIMES):
+        return n in _SMALL_PRIMES
+    d, s = n - 1, 0
+    while d % 2 == 0:
+        d, s = d // 2, s + 1
+    for _ in range(rounds):
+        a = secrets.randbelow(n - 3) + 2
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(s - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+def _prime(bits: int, e: int) -> int:
+    while True:
+        c = secrets.randbits(bits) | (0b11 << (bits - 2)) | 1  # top two bits set: n has exactly 2·bits bits
+        if (c - 1) % e and _probable_prime(c):
+            return c
+
+
+def generate_icc_key(bits: int, e: int) -> IccKeyPair:
+    """A fresh RSA key pair: OpenSSL through ``cryptography`` from 1024 bits (it
+    refuses smaller keys); below that (EMV allows ICC keys from 512 bits) a
+    Miller–Rabin generator here, with the same shape (two primes of bits/2)."""
+    if bits >= 1024:
+        k = rsa.generate_private_key(public_exponent=e, key_size=bits).private_numbers()
+        return IccKeyPair(k.public_numbers.n, e, k.d, k.p, k.q)
+    while True:
+        p, q = _prime(bits // 2, e), _prime(bits - bits // 2, e)
+        if p != q and (p * q).bit_length() == bits:
+            d = pow(e, -1, (p - 1) * (q - 1) // math.gcd(p - 1, q - 1))
+            return IccKeyPair(p * q, e, d, max(p, q), min(p, q))
 
 
 # --------------------------------------------------------------------------- per-card preparation
@@ -329,15 +391,15 @@ class CardPreparer:
         mk = b"".join(self.keys.unwrap(w) for w in (icc.ac, icc.smi, icc.smc))
         sealed_8000 = self.seal(mk)
         del mk
-        secrets: list[tuple[int, bytes | Sealed]] = [(0x8000, sealed_8000)]
+        secret_dgis: list[tuple[int, bytes | Sealed]] = [(0x8000, sealed_8000)]
         if app.offline_pin:
-            secrets.append((0x8010, self.seal(cps.pin_block_8010(record.pin))))
+            secret_dgis.append((0x8010, self.seal(cps.pin_block_8010(record.pin))))
 
-        icc_key: rsa.RSAPrivateKey | None = None
+        icc_key: IccKeyPair | None = None
         if app.oda:
             values.update(self.issuer_objects(ctx, pan))
             if app.icc_key is not None:
-                icc_key = rsa.generate_private_key(public_exponent=app.icc_key.exponent, key_size=app.icc_key.size)
+                icc_key = generate_icc_key(app.icc_key.size, app.icc_key.exponent)
                 exponent = app.icc_key.exponent
                 values[0x9F47] = exponent.to_bytes((exponent.bit_length() + 7) // 8, "big")
             # the signed records first: 93 and 9F46 are computed over them
@@ -350,16 +412,15 @@ class CardPreparer:
                 dac = record.index.to_bytes(8, "big")[-2:]
                 values[0x93] = certificates.signed_static_data(signer, n_i, sda_data, dac)
             if icc_key is not None:
-                pub = icc_key.public_key().public_numbers()
-                size = (pub.n.bit_length() + 7) // 8
+                size = (icc_key.n.bit_length() + 7) // 8
                 mmyy = bytes.fromhex(f"{record.expiry.month:02d}{record.expiry.year % 100:02d}")
                 serial = record.index.to_bytes(8, "big")[-3:]
                 cert, rem = certificates.icc_certificate(
-                    signer, n_i, pan, mmyy, serial, pub.n.to_bytes(size, "big"), values[0x9F47], sda_data
+                    signer, n_i, pan, mmyy, serial, icc_key.n.to_bytes(size, "big"), values[0x9F47], sda_data
                 )
                 values[0x9F46], values[0x9F48] = cert, rem
-                priv = icc_key.private_numbers()
-                secrets += [(g, self.seal(v)) for g, v in cps.crt_dgis(priv.p, priv.q, priv.d, size)]
+                k = icc_key
+                secret_dgis += [(g, self.seal(v)) for g, v in cps.crt_dgis(k.p, k.q, k.d, size)]
         try:
             records = cps.build_records(app, values)
         except KeyError as e:  # a profile tag this preparer cannot fill: a profile problem
@@ -382,7 +443,7 @@ class CardPreparer:
         ]
         if app.offline_pin:
             dgis.append((0x9010, ctx.dgi_9010))
-        dgis += secrets
+        dgis += secret_dgis
         return AppPersoData(
             aid=app.aid,
             load_file=cps.EMV_LOAD_FILE_AID,

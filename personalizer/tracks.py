@@ -66,7 +66,7 @@ def track2_equivalent(pan: str, yymm: str, service_code: str, discretionary: str
     """Value of tag 57 (Book 3 Annex A), separator ``D``, ``F``-padded.
 
     >>> track2_equivalent("4761739001010010", "3012", "201", "0000").hex().upper()
-    '4761739001010010D30122010000F'
+    '4761739001010010D30122010000'
     """
     digits = _track2_digits(pan, yymm, service_code, discretionary).replace("=", "D")
     if len(digits) % 2:

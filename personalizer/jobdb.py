@@ -176,9 +176,9 @@ class JobDb:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        with self.transaction():
-            self.db.executescript("SAVEPOINT schema;" + _SCHEMA + "RELEASE schema;")
-            audit.create_tables(self.db)
+        # idempotent DDL; executescript commits by itself
+        self.db.executescript(_SCHEMA)
+        audit.create_tables(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -480,6 +480,10 @@ class JobDb:
                         "WHERE r.status = 'done' AND (c.id IS NULL OR c.status != 'personalized' "
                         "OR c.record_index != r.record_index)"):
             problems.append(f"record {idx} done but its card does not hold it")
+        for (cid, idx) in q("SELECT c.id, c.record_index FROM cards c LEFT JOIN records r "
+                            "ON r.record_index = c.record_index WHERE c.status = 'personalized' "
+                            "AND (r.status IS NULL OR r.status != 'done' OR r.card != c.id)"):
+            problems.append(f"card {cid} personalized with record {idx}, which is not done on it")
         for (cid, n) in q("SELECT card, COUNT(*) FROM records WHERE status IN ('done','in_progress') "
                           "AND card IS NOT NULL GROUP BY card HAVING COUNT(*) > 1"):
             problems.append(f"card {cid} holds {n} records")

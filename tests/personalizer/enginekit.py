@@ -1,0 +1,140 @@
+"""TEST-ONLY helpers for the perso engine tests: a prepared batch (the real
+``prepare()`` on the SDA sample profile), a card stock, and a stand-in perso
+script executor with the API of ``personalizer.script.execute``.
+
+The stand-in is used where a test needs a card to fail or to be slow at a
+given step; it does what the EMV CPS script does (SCP03 with keys from the
+KMC and the card's KDD, INSTALL, INSTALL [for personalization], STORE DATA
+with secrets re-encrypted under the DEK, SET STATUS SECURED).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from prepkit import BLOCK, VISA, _apdu, _lv, make_keystore, open_sealed, sda_profile  # noqa: F401
+
+from cardspec import tlv
+from cardspec.scp03 import HostSession, StaticKeys, pad80
+from personalizer.batch import CardPersoData, Sealed
+from personalizer.keys import KeyStore
+
+KMC_NAME = "TEST-KMC-VISA"
+
+
+def luhn(body: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+def write_records(path: Path, count: int, bad: tuple[int, ...] = ()) -> Path:
+    """``count`` cardholder records; the 1-based indexes in ``bad`` get a wrong Luhn digit."""
+    lines = ["pan,psn,expiry,effective,name,pin"]
+    for i in range(1, count + 1):
+        pan = luhn(f"476173900{i:06d}")
+        if i in bad:
+            pan = pan[:-1] + str((int(pan[-1]) + 1) % 10)
+        name = "HOLDER/" + "".join(chr(65 + int(c)) for c in str(i))
+        lines.append(f"{pan},01,2031-0{1 + i % 9},2025-01,{name},{1000 + i}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_batch(tmp: Path, count: int = 6, bad: tuple[int, ...] = (3,)) -> tuple[Path, Path]:
+    """A prepared batch (``tmp/batch``) and its key store file (``tmp/keys.json``)."""
+    from personalizer.prepare import prepare
+
+    profile = sda_profile(tmp)
+    ks = make_keystore([profile])
+    if KMC_NAME not in ks:
+        ks.add_symmetric(KMC_NAME, "AES", "KMC", ks.clear_value("KMC"))
+    keys = tmp / "keys.json"
+    ks.save(keys)
+    records = write_records(tmp / "records.csv", count, bad)
+    prepare(profile, records, ks, tmp / "batch", today=date(2025, 6, 1))
+    return tmp / "batch", keys
+
+
+def make_cards(tmp: Path, keys: Path, count: int, name: str = "stock") -> Path:
+    from personalizer.keys import open_keystore
+    from personalizer.stock import make_stock
+
+    with open_keystore(str(keys)) as ks:
+        def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
+            k = ks.diversify_card_keys(KMC_NAME, "KDF3", kdd)
+            return k.enc, k.mac, k.dek
+
+        make_stock(tmp / name, count, div, "kdf3")
+    return tmp / name
+
+
+class FakeStepFailed(Exception):
+    def __init__(self, step_index: int, step_name: str, sw: int | None, expected: tuple[str, ...]) -> None:
+        super().__init__(f"step {step_index} ({step_name}): SW {sw}")
+        self.step_index, self.step_name, self.sw, self.expected = step_index, step_name, sw, expected
+
+
+def stand_in_execute(
+    script: Any,
+    card: CardPersoData,
+    transmit: Callable[[bytes], bytes],
+    keystore: KeyStore,
+    *,
+    profile: Any = None,
+    on_step: Callable[..., None] | None = None,
+    delay: float = float(os.environ.get("ENGINEKIT_DELAY", "0")),
+) -> dict[str, Any]:
+    """The EMV CPS personalization, as the real script does it (see module doc)."""
+    step = 0
+
+    def ok(resp: bytes, name: str) -> bytes:
+        nonlocal step
+        step += 1
+        sw = int.from_bytes(resp[-2:], "big")
+        if sw != 0x9000:
+            raise FakeStepFailed(step, name, sw, ("9000",))
+        if on_step is not None:
+            on_step(name)
+        if delay:
+            time.sleep(delay)
+        return resp[:-2]
+
+    ok(transmit(bytes.fromhex("00A4040008A00000015100000000")), "select ISD")
+    kdd = tlv.find(ok(transmit(bytes.fromhex("80CA00CF00")), "get KDD"), 0xCF)
+    assert kdd is not None
+    k = keystore.diversify_card_keys(KMC_NAME, "KDF3", kdd.value)
+    hs = HostSession(transmit, StaticKeys(k.enc, k.mac, k.dek, 0x30))
+    hs.open(0x33)
+    for app in card.apps:
+        install = _lv(app.load_file) + _lv(app.module) + _lv(app.aid) + _lv(app.privileges) + _lv(app.install_params) + b"\x00"
+        ok(hs.send(_apdu("80E60C00", install)), "install")
+        ok(hs.send(_apdu("80E62000", b"\x00\x00" + _lv(app.aid) + b"\x00\x00\x00")), "install for perso")
+        blocks: list[tuple[bool, bytes]] = []
+        current = b""
+        for dgi, value in app.dgis:
+            if isinstance(value, Sealed):
+                blocks.append((True, hs.dek_encrypt(pad80(tlv.encode_dgi(dgi, open_sealed(keystore, value))))))
+                continue
+            enc = tlv.encode_dgi(dgi, value)
+            if current and len(current) + len(enc) > BLOCK:
+                blocks.append((False, current))
+                current = b""
+            current += enc
+        if current:
+            blocks.append((False, current))
+        for i, (secret, body) in enumerate(blocks):
+            p1 = 0x08 | (0x60 if secret else 0) | (0x80 if i == len(blocks) - 1 else 0)
+            ok(hs.send(_apdu(f"80E2{p1:02X}{i:02X}", body)), "store data")
+    ok(hs.send(bytes.fromhex("80F0800F00")), "set status secured")
+    return {"steps": step}

@@ -1,0 +1,90 @@
+"""Audit hash chain: appends verify; altered, removed, reordered and truncated entries are named."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from personalizer import audit
+
+
+@pytest.fixture()
+def db() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    audit.create_tables(conn)
+    for i in range(1, 9):
+        audit.append(conn, "stage" if i % 2 else "card start", {"record": i, "pan": "476173******0012"})
+    return conn
+
+
+def test_chain_verifies(db: sqlite3.Connection) -> None:
+    result = audit.verify(db)
+    assert result.ok and result.entries == 8
+
+
+def test_hash_covers_prev_and_canonical_entry(db: sqlite3.Connection) -> None:
+    rows = db.execute("SELECT seq, time, event, details, prev, hash FROM audit ORDER BY seq").fetchall()
+    prev = audit.GENESIS
+    for seq, when, event, details, p, h in rows:
+        assert p == prev
+        import hashlib
+
+        canon = json.dumps({"details": json.loads(details), "event": event, "seq": seq, "time": when},
+                           sort_keys=True, separators=(",", ":")).encode()
+        assert h == hashlib.sha256(bytes.fromhex(prev) + canon).hexdigest()
+        prev = h
+
+
+def test_altered_entry(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE audit SET details = ? WHERE seq = 4", (json.dumps({"record": 99}),))
+    problems = audit.verify(db).problems
+    assert any("entry 4" in p and "altered" in p for p in problems), problems
+
+
+def test_altered_event_and_time(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE audit SET event = 'card done' WHERE seq = 2")
+    db.execute("UPDATE audit SET time = '2000-01-01T00:00:00.000Z' WHERE seq = 6")
+    problems = audit.verify(db).problems
+    assert any("entry 2" in p and "altered" in p for p in problems)
+    assert any("entry 6" in p and "altered" in p for p in problems)
+
+
+def test_rehashed_entry_breaks_the_link(db: sqlite3.Connection) -> None:
+    row = db.execute("SELECT time, event, prev FROM audit WHERE seq = 3").fetchone()
+    details = json.dumps({"record": 42}, sort_keys=True, separators=(",", ":"))
+    new_hash = audit.entry_hash(row[2], 3, row[0], row[1], details)
+    db.execute("UPDATE audit SET details = ?, hash = ? WHERE seq = 3", (details, new_hash))
+    problems = audit.verify(db).problems
+    assert any("entry 4" in p and "missing" in p for p in problems), problems
+
+
+def test_removed_entry(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM audit WHERE seq = 5")
+    problems = audit.verify(db).problems
+    assert any("entry 5 removed" in p for p in problems), problems
+
+
+def test_removed_last_entries(db: sqlite3.Connection) -> None:
+    db.execute("DELETE FROM audit WHERE seq >= 7")
+    problems = audit.verify(db).problems
+    assert any("after 6 removed" in p for p in problems), problems
+
+
+def test_reordered_entries(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE audit SET seq = -1 WHERE seq = 3")
+    db.execute("UPDATE audit SET seq = 3 WHERE seq = 4")
+    db.execute("UPDATE audit SET seq = 4 WHERE seq = -1")
+    problems = audit.verify(db).problems
+    assert any("entry 3" in p and "reordered" in p and "written as entry 4" in p for p in problems), problems
+    assert any("entry 4" in p and "reordered" in p and "written as entry 3" in p for p in problems), problems
+
+
+def test_no_full_pan_in_audit() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    audit.create_tables(conn)
+    with pytest.raises(audit.AuditError) as err:
+        audit.append(conn, "card start", {"pan": "4761739001010119"})
+    assert "4761739001010119" not in str(err.value)
+    audit.append(conn, "card start", {"cin": "0102030405060708090A", "sha": "ab" * 32})

@@ -1,0 +1,261 @@
+"""Perso engine: a prepared batch on emulated card stock, failures, reconciliation, CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from enginekit import KMC_NAME, make_batch, make_cards, stand_in_execute
+
+from cardspec.scp03 import HostSession, StaticKeys
+from emulator import Card
+from personalizer import audit, engine
+from personalizer.batch import iter_cards
+from personalizer.jobdb import JobDb
+from personalizer.keys import open_keystore
+
+SECURED, PERSONALIZED = 0x0F, 0x0F
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_batch(tmp_path_factory.mktemp("batch"), count=6, bad=(3,))
+
+
+@pytest.fixture()
+def batch(prepared: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """A fresh copy of the prepared batch (no job database yet)."""
+    import shutil
+
+    src, keys = prepared
+    dst = tmp_path / "batch"
+    shutil.copytree(src, dst)
+    return dst, keys
+
+
+def card_view(path: Path, keys: Path, aids: list[bytes]) -> engine.CardView:
+    card = Card.load(path)
+    with open_keystore(str(keys)) as ks:
+        view, _ = engine.inspect_card(card.transmit, engine.GpAccess(kmc=KMC_NAME), ks, aids)
+    return view
+
+
+def test_batch_personalizes_every_accepted_record(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 7)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.counts == {"pending": 0, "in_progress": 0, "done": 5, "failed": 0, "rejected": 1}
+    assert rep.exit_code == 0 and rep.input == 6
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+        rows = db.db.execute("SELECT c.location, r.card_id FROM records r JOIN cards c ON c.id = r.card "
+                             "WHERE r.status = 'done'").fetchall()
+    assert len({loc for loc, _ in rows}) == 5
+    aids = [a.aid for a in next(iter_cards(b)).apps]
+    for loc, _ in rows:
+        view = card_view(Path(loc), keys, aids)
+        assert view.life_cycle == SECURED and all(v == PERSONALIZED for v in view.apps.values())
+    # the sixth and seventh images are still blank and free
+    assert sum(1 for p in cards.glob("card-*.json") if Card.load(p).state.lifecycle == 0x01) == 2
+    # a second run has nothing to do and says so
+    again = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert again.cards_this_run == 0 and again.exit_code == 0
+    db2 = sqlite3.connect(b / "jobs.sqlite")
+    assert audit.verify(db2).ok
+    events = [e for (e,) in db2.execute("SELECT event FROM audit ORDER BY seq")]
+    assert events[0] == "reject" and events[1] == "load"
+    assert events.count("card done") == 5 and events.count("card start") == 5
+
+
+def test_no_key_pin_or_pan_in_the_database(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    blob = b"".join(p.read_bytes() for p in b.glob("jobs.sqlite*"))
+    pans = [r.split(",")[0] for r in (Path(str(keys)).parent / "records.csv").read_text().splitlines()[1:]]
+    for pan in pans:
+        assert pan.encode() not in blob
+    with open_keystore(str(keys)) as ks:
+        for name in ("KMC", "KEK"):
+            assert ks.clear_value(name).hex().encode() not in blob.lower()  # type: ignore[attr-defined]
+
+
+def _poison(path: Path, keys: Path, aid: bytes) -> None:
+    """A card that already holds an instance of ``aid``: its INSTALL answers an error SW."""
+    from emulator.applets.emv.applet import EmvApplet
+
+    card = Card.load(path)
+    with open_keystore(str(keys)) as ks:
+        k = ks.diversify_card_keys(KMC_NAME, "KDF3", card.state.kdd)
+    hs = HostSession(card.transmit, StaticKeys(k.enc, k.mac, k.dek, 0x30))
+    hs.open(0x03)
+    lv = lambda b: bytes((len(b),)) + b  # noqa: E731
+    data = lv(EmvApplet.LOAD_FILE_AID) + lv(EmvApplet.MODULE_AID) + lv(aid) + lv(b"\x00") + lv(b"\xC9\x00") + b"\x00"
+    assert hs.send(bytes.fromhex("80E60C00") + bytes((len(data),)) + data + b"\x00")[-2:] == b"\x90\x00"
+    card.save(path)
+
+
+def test_unexpected_sw_fails_that_card_and_the_batch_goes_on(batch: tuple[Path, Path], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    aid = next(iter_cards(b)).apps[0].aid
+    _poison(cards / "card-000002.json", keys, aid)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.counts["failed"] == 1 and rep.counts["done"] == 4 and rep.counts["rejected"] == 1
+    assert rep.exit_code == 1
+    (index, card_id, pan, reason), = rep.failures
+    assert "install" in reason and "SW" in reason and "expected 9000" in reason
+    assert "*" in pan
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+        status = db.db.execute("SELECT status FROM cards WHERE location LIKE '%card-000002.json'").fetchone()[0]
+    assert status == "spoiled"
+    assert engine.cmd_status(_ns(batch=str(b))) == 1
+    out = capsys.readouterr().out
+    assert "failed: record" in out and "expected 9000" in out
+
+
+class Crash(BaseException):
+    """Stands for the process dying at a step (not an Exception: nothing catches it)."""
+
+
+def _crash_after(step: str, count: int = 1) -> Any:
+    def execute(*args: Any, **kwargs: Any) -> Any:
+        seen = 0
+        user = kwargs.pop("on_step")
+
+        def on_step(name: str) -> None:
+            nonlocal seen
+            user(name)
+            if name == step:
+                seen += 1
+                if seen == count:
+                    raise Crash(step)
+
+        return stand_in_execute(*args, on_step=on_step, **kwargs)
+
+    return execute
+
+
+@pytest.mark.parametrize(
+    ("step", "decision"),
+    [("select ISD", "redo"), ("install", "spoiled"), ("store data", "spoiled"), ("set status secured", "done")],
+)
+def test_reconcile_reads_the_card(batch: tuple[Path, Path], tmp_path: Path, step: str, decision: str) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 8)
+    with pytest.raises(Crash):
+        engine.run(b, cards=cards, keys=str(keys), executor=_crash_after(step))
+    with JobDb(b / "jobs.sqlite") as db:
+        (att,) = db.open_attempts()
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.reconciled == {decision: 1}
+    assert rep.counts["done"] == 5 and rep.exit_code == 0
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+        assert db.db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'done' OR outcome IS NULL").fetchone()[0] \
+            == (5 if decision != "done" else 5)
+        (outcome,) = db.db.execute("SELECT outcome FROM attempts WHERE id = ?", (att.attempt,)).fetchone()
+        assert outcome == decision
+    aids = [a.aid for a in next(iter_cards(b)).apps]
+    view = card_view(Path(att.location), keys, aids)
+    if decision == "spoiled":  # rolled back: the record's instance is gone from that card
+        assert view.apps == {}
+    if decision == "redo":  # the untouched card was used again
+        assert view.apps and view.life_cycle == SECURED
+
+
+def test_reconcile_fails_when_the_card_is_gone(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 8)
+    with pytest.raises(Crash):
+        engine.run(b, cards=cards, keys=str(keys), executor=_crash_after("install"))
+    with JobDb(b / "jobs.sqlite") as db:
+        (att,) = db.open_attempts()
+    Path(att.location).unlink()
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.reconciled == {"failed": 1}
+    assert rep.counts["failed"] == 1 and rep.counts["done"] == 4
+    assert "check the card by hand" in rep.failures[0][3]
+
+
+def test_stock_runs_out_records_unaccounted(batch: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 3)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.counts["done"] == 3 and rep.exit_code == 1
+    assert [s for _, _, s in rep.unaccounted] == ["pending", "pending"]
+    from rich.console import Console
+
+    engine._print_report(rep, Console())
+    assert "2 records unaccounted for" in capsys.readouterr().out
+    make_cards(tmp_path, keys, 2)  # more stock: the same command finishes the batch
+    assert engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute).exit_code == 0
+
+
+def test_parallel_stations(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    rep = engine.run(b, cards=cards, keys=str(keys), stations=2, executor=stand_in_execute)
+    assert rep.counts["done"] == 5 and rep.exit_code == 0 and not rep.errors
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+        stations = {s for (s,) in db.db.execute("SELECT station FROM attempts")}
+    assert stations <= {"station-1", "station-2"}
+
+
+def test_job_db_invariants_are_enforced(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    with JobDb(b / "jobs.sqlite") as db:
+        with pytest.raises(sqlite3.IntegrityError):  # a status outside the five
+            db.db.execute("UPDATE records SET status = 'lost' WHERE record_index = 1")
+        with pytest.raises(sqlite3.IntegrityError):  # one card, two records
+            db.db.execute("UPDATE cards SET record_index = 1 WHERE record_index = 2")
+        with pytest.raises(sqlite3.IntegrityError):  # one image, two card rows
+            loc = db.db.execute("SELECT location FROM cards LIMIT 1").fetchone()[0]
+            db.db.execute("INSERT INTO cards (kind, location, status, updated) VALUES ('image', ?, 'claimed', 'x')",
+                          (loc,))
+        db.db.execute("UPDATE records SET status = 'pending' WHERE record_index = 1")
+        assert any("record 1, which is not done" in p for p in db.check())
+    with pytest.raises(Exception, match="changed"):
+        with (b / "cards.jsonl").open("a") as fh:
+            fh.write(json.dumps(next(iter_cards(b)).to_json()) + "\n")
+        engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+
+
+def _ns(**kw: Any) -> Any:
+    import argparse
+
+    return argparse.Namespace(**kw)
+
+
+def test_cli_audit_verify_and_tamper(batch: tuple[Path, Path], tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert engine.cmd_audit(_ns(batch=str(b), verify=True)) == 0
+    assert engine.cmd_status(_ns(batch=str(b))) == 0
+    db = sqlite3.connect(b / "jobs.sqlite")
+    db.execute("UPDATE audit SET details = '{}' WHERE seq = 5")
+    db.commit()
+    db.close()
+    capsys.readouterr()
+    assert engine.cmd_audit(_ns(batch=str(b), verify=True)) == 1
+    assert "entry 5" in capsys.readouterr().out
+
+
+def test_cli_parser_registers_commands() -> None:
+    from cardlab.cli import build_parser
+
+    args = build_parser().parse_args(["perso", "run", "B", "--cards", "D", "--stations", "3"])
+    assert args.cards == "D" and args.stations == 3
+    args = build_parser().parse_args(["perso", "audit", "B", "--verify"])
+    assert args.verify

@@ -461,7 +461,10 @@ class IssuerHost:
                 raise HostError(f"unknown script kind {script.kind!r}")
             if len(data) + 8 > 0xFF:
                 raise HostError("script command data too long")
-            header = bytes((0x84, ins, p1, p2, len(data) + 8))
+            # Book 3 §6.5: PUT DATA and UPDATE RECORD are inter-industry (CLA 04),
+            # the others proprietary (CLA 84), secure messaging either way
+            cla = 0x04 if ins in (0xDA, 0xDC) else 0x84
+            header = bytes((cla, ins, p1, p2, len(data) + 8))
             mac = bytes(crypto.generate_command_mac(header, ac, atc, data))
             command = header + data + mac
         if script.bad_mac:

@@ -288,16 +288,34 @@ def _issuer_auth_from_cvr(state: TransactionState, extra: dict[int, bytes]) -> N
 
 
 def process(state: TransactionState, channel: CardChannel, host: IssuerHost, *,
-            scripts: Sequence[Script] = (), cda_check: CdaCheck | None = None) -> TransactionState:
-    """Online processing through completion (after a first GENERATE AC ARQC)."""
+            scripts: Sequence[Script] = (), cda_check: CdaCheck | None = None,
+            send_aac_online: bool = False) -> TransactionState:
+    """Online processing through completion (after a first GENERATE AC ARQC).
+
+    ``send_aac_online``: also report an AAC to the issuer (an issuer terminal
+    unblocking a blocked application, which answers every request with an
+    AAC): the host's scripts are sent, without issuer authentication and
+    without a second GENERATE AC (the transaction is already complete).
+    """
     cid = state.ac1.get(0x9F27, b"")
-    if not cid or cid[0] & 0xC0 != ARQC:
+    kind = cid[0] & 0xC0 if cid else -1
+    if kind != ARQC and not (send_aac_online and kind == AAC):
         _event(state, "Online processing", BOOK_ONLINE, "note",
                f"no online processing: the first GENERATE AC answered {_cid_name(cid)}")
         return state
     request = AuthorizationRequest.from_state(state)
     response = host.authorize(request, scripts)
     _record_response(state, request, response)
+    if kind == AAC:
+        _event(state, "Online processing", BOOK_ONLINE, "decision",
+               "the card declined offline (AAC); only the issuer's scripts are delivered")
+        results = (_scripts(state, channel, response.script_templates, 0x71)
+                   + _scripts(state, channel, response.script_templates, 0x72))
+        if results:
+            state.online_response["script_results"] = results
+            state.card_data[0x9F5B] = results
+        state.outcome = state.outcome or "declined offline by the card"
+        return state
 
     arc = response.arc
     extra: dict[int, bytes] = {0x8A: arc}

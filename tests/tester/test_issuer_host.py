@@ -13,12 +13,12 @@ from pyemv import kd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "emv"))
 
-from cardmaker import IMK_AC, IMK_SMC, IMK_SMI, Profile, build, des_kcv, make_card, personalize  # noqa: E402
+from cardmaker import IMK_AC, IMK_SMC, IMK_SMI, Profile, build, des_kcv, make_card, personalize
 
-from emulator import Card  # noqa: E402
-from tester import tlv  # noqa: E402
-from tester.channel import RecordingChannel  # noqa: E402
-from tester.issuer_host import (  # noqa: E402
+from emulator import Card
+from tester import tlv
+from tester.channel import RecordingChannel
+from tester.issuer_host import (
     AuthorizationRequest,
     IssuerHost,
     Policy,
@@ -26,7 +26,7 @@ from tester.issuer_host import (  # noqa: E402
     derive_icc_mk,
     mask_pan,
 )
-from tester.state import TransactionState  # noqa: E402
+from tester.state import TransactionState
 
 CVNS = [0x0A, 0x12, 0x10]
 WRONG_IMK = bytes.fromhex("00112233445566778899AABBCCDDEEFF")

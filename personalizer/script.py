@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -1988,26 +1988,34 @@ def _card_from_args(args: argparse.Namespace) -> tuple[CardPersoData, dict[str, 
     raise SystemExit("give --batch BATCH --card ID, or --profile P --records R [--record N]")
 
 
-def _cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+def _say(out: Any, text: str) -> None:
+    """Write one line to the command's output (a rich Console or a text stream)."""
+    if hasattr(out, "print"):
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+    else:
+        print(text, file=out)
+
+
+def _cmd_render(args: argparse.Namespace, out: Any) -> int:
     try:
         script = load_script(args.script)
     except ScriptError as exc:
         for p in exc.problems:
-            print(p, file=out)
+            _say(out, p)
         return 2
     card, profile = _card_from_args(args)
     for line in render(script, card, masked=True, profile=profile):
-        print(line, file=out)
+        _say(out, line)
     return 0
 
 
-def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+def _cmd_check(args: argparse.Namespace, out: Any) -> int:
     profile = yaml.safe_load(Path(args.profile).read_text()) if args.profile else None
     problems = check(Path(args.script), profile)
     for p in problems:
-        print(p, file=out)
+        _say(out, p)
     if not problems:
-        print(f"{args.script}: OK", file=out)
+        _say(out, f"{args.script}: OK")
     return 1 if problems else 0
 
 

@@ -112,7 +112,7 @@ class TerminalProfile:
     application_version: bytes = b"\x00\x96"
     selection: str = "pse"  # "pse" (then the AID list), "ppse" (then the AID list), "aids"
     cardholder_confirmation: bool = True  # can the cardholder pick an application (Book 1 §12.4)
-    merchant_category: int = 0x5999
+    merchant_category: int = 5999
     terminal_id: str = "CARDLAB1"
     merchant_id: str = "CARDLAB-MERCHANT"
     merchant_name: str = "CARDLAB TEST SHOP"

@@ -338,6 +338,12 @@ class IssuerHost:
         self.derivation = derivation
         self._crypto: dict[tuple[str, str, int], Any] = {}
         self.requests = 0
+        self._queued: list[Script] = []
+
+    def queue_scripts(self, *scripts: Script) -> None:
+        """Scripts for the next authorization that names none (what the
+        kernel's ``run_transaction(..., online_host=host)`` path uses)."""
+        self._queued.extend(scripts)
 
     def __repr__(self) -> str:
         return f"IssuerHost(keys=<hidden>, decide={self.decide!r}, derivation={self.derivation!r})"
@@ -399,6 +405,8 @@ class IssuerHost:
     def authorize(self, request: AuthorizationRequest, scripts: Sequence[Script] = ()) -> AuthorizationResponse:
         """Verify, decide, answer ARC, ARPC and scripts."""
         self.requests += 1
+        if not scripts and self._queued:
+            scripts, self._queued = tuple(self._queued), []
         valid, arqc_reason, expected = self.verify(request)
         version, _ = cryptogram_version(request.iad, request.aid)
         if request.cid and request.cid[0] & 0xC0 != ARQC:

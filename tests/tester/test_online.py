@@ -18,6 +18,7 @@ from test_issuer_host import WRONG_IMK, host, ok, start
 
 from emulator import Card
 from tester import online
+from tester.channel import RecordingChannel
 from tester.issuer_host import (
     AuthorizationRequest,
     IssuerHost,
@@ -227,3 +228,29 @@ def test_complete_offline_approves_y3() -> None:
     assert state.cdol2_data[:2] == b"Y3"
     assert cid(state.ac2) in (0x40, 0x00)
     assert state.outcome.endswith("(unable to go online)")
+
+
+# -- through the kernel (once every kernel step exists) ------------------------------------------------
+
+
+@pytest.mark.parametrize("oda", ["SDA", "DDA", "CDA"])
+def test_kernel_online_transaction_with_script(oda: str) -> None:
+    pytest.importorskip("tester.risk")
+    pytest.importorskip("tester.cvm")
+    from cardmaker import load_test_ca
+
+    from tester import kernel
+    from tester.terminal import CaKey, TerminalAid, TerminalProfile
+
+    rid, index, ca, _ = load_test_ca()
+    terminal = TerminalProfile(ca_keys=[CaKey(rid, index, ca.n, ca.e)], aids=[TerminalAid(bytes.fromhex("F0000000011010"))],
+                               selection="aids", floor_limit=0, tac_online=bytes.fromhex("DC4004F800"))
+    p = Profile(cvn=0x12, oda=oda)
+    card, _ = make_card(p)
+    h = host()
+    h.queue_scripts(put_data(0x9F14, b"\x04"))
+    state = kernel.run_transaction(RecordingChannel(card.transmit), terminal, amount=1000, pin="1234",
+                                   online_host=h, force_online=True, seed=1)
+    assert state.outcome == "approved online", [e.text for e in state.events]
+    assert state.online_response["arqc_valid"] is True and cid(state.ac2) == 0x40
+    assert state.script_results and state.script_results[-1][1] == 0x9000

@@ -458,11 +458,9 @@ def read_application_data(state: TransactionState, channel: CardChannel) -> Tran
                       tvr=("ICC data missing",))
     tag_list = state.card_data.get(0x9F4A)
     if tag_list is not None:
-        if tag_list == b"\x82":
-            oda += state.aip
-        else:
+        if tag_list != b"\x82":
             state.extras["oda_input_error"] = f"SDA tag list 9F4A = {tag_list.hex().upper()}: only 82 is allowed"
-    state.oda_data = oda
+    state.oda_data = oda  # the record part; ODA appends the values 9F4A names (the AIP)
     event(state, S_READ, "EMV Book 3 §10.3", "note",
           f"{len(state.records)} record(s) read; static data to be authenticated: {len(oda)} bytes")
     return state
@@ -507,9 +505,12 @@ def offline_data_authentication(state: TransactionState, channel: CardChannel) -
         event(state, S_ODA, REF_ODA, "decision", f"{method} chosen but the ODA module is not available",
               tvr=("offline data authentication was not performed",))
         return state
-    event(state, S_ODA, REF_ODA, "decision", f"{method} chosen (AIP {state.aip.hex().upper()}, terminal "
-          f"capabilities {terminal.capabilities.hex().upper()})")
-    state = authenticate(state, channel, terminal.ca_key_map())
+    if oda_hook is not None:
+        event(state, S_ODA, REF_ODA, "decision", f"{method} chosen (AIP {state.aip.hex().upper()}, terminal "
+              f"capabilities {terminal.capabilities.hex().upper()})")
+        state = authenticate(state, channel, terminal.ca_key_map())
+    else:  # tester.oda reads the CA keys of the terminal profile itself
+        state = authenticate(state, channel, None)
     if method == "CDA" and state.oda_ok is False:
         state.extras["cda_not_requested"] = True
     return state
@@ -619,6 +620,13 @@ def cda_check(state: TransactionState, response: dict[int, bytes], dol_data2: by
     data ‖ [CDOL2 data] ‖ the response's other objects); the AC is the signed one."""
     import hashlib
 
+    oda = optional_module("tester.oda")
+    verify = getattr(oda, "verify_cda", None) if oda is not None and oda_hook is None else None
+    if verify is not None:
+        ok = bool(verify(state, response, state.pdol_data, state.cdol1_data,
+                         cdol2_data=dol_data2 if second else None, unpredictable_number=state.unpredictable_number))
+        return ok, ("signature, CID and transaction data hash code verified" if ok
+                    else "see the offline data authentication events")
     key = state.icc_public_key
     if key is None:
         return False, "no ICC public key was recovered"

@@ -320,8 +320,13 @@ class Card:
                 return self._select_applet(ctx, cmd, found)
         # the file system answers (by FID, path, or DF name), or 6A82
         self.fs.check_select(ctx, cmd)
-        self._deselect(ctx, channel)
-        channel.selected = None
+        if cmd.p1 == 0x04:
+            # a DF selected by name replaces the application on this channel
+            self._deselect(ctx, channel)
+            channel.selected = None
+        # selecting a file by identifier or path only moves the channel's
+        # file cursor: the selected application and its secure channel
+        # session stay (GP §10.2: the session ends when the SD is deselected)
         return self.fs.select(ctx, cmd)
 
     def _select_applet(self, ctx: Context, cmd: Command, aid: bytes) -> bytes:

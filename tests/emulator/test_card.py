@@ -129,3 +129,18 @@ def test_bad_images_are_refused_clearly(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ImageError):
         load_state(path)
+
+
+def test_selecting_a_file_keeps_the_application_and_its_session(card: Card) -> None:
+    from cardspec.scp03 import HostSession, StaticKeys
+    from emulator.gp.manager import DEFAULT_KEY
+
+    scp = HostSession(card.transmit, StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30))
+    scp.open(0x03)
+    assert scp.send(bytes.fromhex("00A40000023F00"))[-2:] == b"\x90\x00"  # MF by FID, wrapped
+    assert card.channels[0].selected == bytes.fromhex(ISD)
+    assert card.channels[0].session is not None
+    assert scp.send(bytes.fromhex("80F28002024F0000"))[-2:] == b"\x90\x00"  # still authenticated
+    # selecting an application (or a DF by name) ends the session
+    assert sw(send(card, "00A4040008" + ISD)) == 0x9000
+    assert card.channels[0].session is None

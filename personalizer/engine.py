@@ -844,7 +844,7 @@ def _print_report(rep: RunReport, out: Any) -> None:
         from rich.table import Table
 
         table = Table(title="time per stage (all runs)")
-        for col in ("stage", "cards", "total s", "mean ms", "per s"):
+        for col in ("stage", "times", "total s", "mean ms", "per s"):
             table.add_column(col, justify="left" if col == "stage" else "right")
         for name, count, total in rep.stages:
             mean = total / count if count else 0.0

@@ -259,3 +259,16 @@ def test_cli_parser_registers_commands() -> None:
     assert args.cards == "D" and args.stations == 3
     args = build_parser().parse_args(["perso", "audit", "B", "--verify"])
     assert args.verify
+
+
+def test_real_emv_cps_script(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """The shipped EMV CPS script through personalizer.script, on stock cards."""
+    script = Path(__file__).resolve().parents[2] / "vectors" / "scripts" / "emv-cps.yaml"
+    if not script.exists():
+        pytest.skip("no EMV CPS script shipped yet")
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    rep = engine.run(b, cards=cards, keys=str(keys), script=script)
+    assert rep.counts["done"] == 5 and rep.exit_code == 0, rep.failures
+    stage_names = {name for name, _, _ in rep.stages}
+    assert {"identify", "claim", "save"} <= stage_names and len(stage_names) > 4

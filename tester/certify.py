@@ -1099,7 +1099,7 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.add_argument("--destructive", action="store_true", help="also run state-changing checks (wrong PIN, scripts)")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
-    p.set_defaults(func=lambda a: _run(a, open_image))
+    p.set_defaults(func=lambda a, *_out: _run(a, open_image))
 
 
 def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:

@@ -684,7 +684,7 @@ def first_generate_ac(state: TransactionState, channel: CardChannel) -> Transact
                       tvr=("ICC data missing",))
     state.ac1 = ac
     got = ac[0x9F27][0] & 0xC0
-    if got == 0xC0 or (ask == AAC and got != AAC) or (ask == TC and got == ARQC):
+    if got == 0xC0 or (ask == AAC and got != AAC) or (ask == ARQC and got == TC):
         return _abort(state, S_GENAC, "EMV Book 3 §9.3", f"the card answered {CID_NAMES[got]} to a request for "
                       f"{CID_NAMES[ask]} (more than asked)")
     reason = ac[0x9F27][0] & 0x07

@@ -142,14 +142,21 @@ def terminal_values(state: TransactionState) -> dict[int, bytes]:
     values.setdefault(0x9F03, bytes.fromhex(f"{state.amount_other:012d}"))
     values.setdefault(0x9C, bytes.fromhex(f"{state.transaction_type:02d}"))
     values[0x95] = bytes(state.tvr)
+    values[0x9B] = bytes(state.tsi)
+    values[0x9F34] = state.cvm_result
     if state.unpredictable_number:
         values[0x9F37] = state.unpredictable_number
     return values
 
 
 def build_dol(dol: bytes, values: Mapping[int, bytes]) -> bytes:
-    """DOL-related data (Book 3 §5.4): each entry's value fitted to its length."""
-    return b"".join(dictionary.dol_value(tag, values.get(tag), n) for tag, n in parse_dol(dol))
+    """DOL-related data (Book 3 §5.4): each entry's value fitted to its
+    length; constructed tags and unknown values give zeros."""
+    out = b""
+    for tag, n in parse_dol(dol):
+        first = tag.to_bytes(max(1, (tag.bit_length() + 7) // 8), "big")[0]
+        out += bytes(n) if first & 0x20 else dictionary.dol_value(tag, values.get(tag), n)
+    return out
 
 
 def static_data_to_authenticate(state: TransactionState) -> bytes:

@@ -1,0 +1,51 @@
+"""The teaching trace, snapshot-tested for one deterministic transaction: an
+SDA card (RSA signatures are deterministic), the card's random fixed
+(``card.random``), the terminal's unpredictable number fixed by the seed and
+the date fixed. UPDATE_SNAPSHOTS=1 rewrites the snapshot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kernelkit import P, card_for, transact
+
+from tester.trace import render_html, render_text
+
+SNAPSHOT = Path(__file__).with_name("snapshots") / "trace_sda_offline.txt"
+PAN = "4761739001010010"
+
+
+def _state():  # type: ignore[no-untyped-def]
+    card, _ = card_for(P(oda="SDA"))
+    state, _ = transact(card, pin="1234", seed=42)
+    return state
+
+
+def test_trace_snapshot() -> None:
+    text = render_text(_state())
+    if os.environ.get("UPDATE_SNAPSHOTS") or not SNAPSHOT.exists():
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()
+
+
+def test_trace_content_and_privacy() -> None:
+    state = _state()
+    text = render_text(state)
+    for needle in ("Application selection — EMV Book 1", "GET PROCESSING OPTIONS", "5A Application",
+                   "476173******0010", "Cardholder verification", "<PIN data withheld>",
+                   "TVR 0000000000", "Outcome: approved offline", "Terminal action analysis — EMV Book 3 §10.7"):
+        assert needle in text, needle
+    page = render_html(state)
+    for out in (text, page):
+        assert PAN not in out and PAN not in out.replace(" ", "")
+        assert "241234" not in out  # no PIN block
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+
+
+def test_trace_names_tvr_bits() -> None:
+    card, _ = card_for(P(oda="SDA"))
+    state, _ = transact(card, pin="1234", amount=50_000)
+    text = render_text(state)
+    assert "sets: transaction exceeds floor limit" in text
+    assert "TVR 0000008000: transaction exceeds floor limit" in text

@@ -789,7 +789,8 @@ def _generate_ac(ctx: _Ctx) -> None:
     p1 = 0x80 | (0x10 if cda else 0)
     data, sw = ctx.card.send(bytes((0x80, 0xAE, p1, 0, len(data1))) + data1 + b"\x00")
     if not c.check("GENAC-001", sw == 0x9000, f"GENERATE AC (ARQC{'+CDA' if cda else ''}) answered {sw:04X}", "9000", f"{sw:04X}"):
-        for rid in ("GENAC-002", "GENAC-003", "KEY-AC-001", "KEY-AC-002", "CDA-001", "KEY-SMI-001"):
+        c.check("KEY-AC-001", False, f"no ARQC to verify: GENERATE AC answered {sw:04X}")
+        for rid in ("GENAC-002", "GENAC-003", "KEY-AC-002", "CDA-001", "KEY-SMI-001"):
             c.na(rid, "GENERATE AC failed")
         return
     top = parse(data)

@@ -129,7 +129,7 @@ def _h(b: bytes | None) -> str:
 
 def _tagname(tag: int) -> str:
     try:
-        from .dictionary import name  # type: ignore[attr-defined]
+        from .dictionary import name
 
         return f"{tag:X} {name(tag)}"
     except Exception:
@@ -572,14 +572,14 @@ def _consistency_rules(ctx: _Ctx) -> None:
         else:
             c.na("CVM-005", "no enciphered offline PIN rule")
     # DOLs
-    dols = {}
+    dols: dict[int, list[int]] = {}
     for t in (0x8C, 0x8D, 0x9F38, 0x9F49):
         raw = v.get(t)
         if raw is None:
             continue
         try:
-            d = parse_dol(raw)
-            dols[t] = [tag for tag, _ in d]
+            dol_items = parse_dol(raw)
+            dols[t] = [tag for tag, _ in dol_items]
             c.check("CDOL-003", len(set(dols[t])) == len(dols[t]), f"{t:X} {'has a tag twice' if len(set(dols[t])) != len(dols[t]) else 'well formed'}")
         except TlvError as exc:
             c.check("CDOL-003", False, f"{t:X} malformed: {exc}")
@@ -1103,6 +1103,14 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.set_defaults(func=lambda a, *_out: _run(a, open_image))
 
 
+def _opener(open_image: Callable[[str], CardChannel], path: str) -> Callable[[], CardChannel]:
+    return lambda: open_image(path)
+
+
+def _prompt(msg: str) -> None:
+    input(msg)
+
+
 def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
     from .report import write_reports
 
@@ -1116,7 +1124,7 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     terminal = None
     if a.terminal:
         try:
-            from .terminal import load_terminal  # type: ignore[attr-defined]
+            from .terminal import load_terminal
 
             terminal = load_terminal(a.terminal)
         except Exception as exc:
@@ -1128,18 +1136,18 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     items: list[tuple[Callable[[], CardChannel], int, str, str]]
     if a.card:
         idx = a.record or 1
-        items = [((lambda: open_image(a.card)), idx, f"{idx:06d}", a.card)]
+        items = [(_opener(open_image, a.card), idx, f"{idx:06d}", a.card)]
     elif a.cards:
         mapped = map_images(Path(a.cards))
         if a.record:
             mapped = [m for m in mapped if m[1] == a.record]
-        items = [((lambda p=str(img): open_image(p)), idx, cid, str(img)) for img, idx, cid in mapped]
+        items = [(_opener(open_image, str(img)), idx, cid, str(img)) for img, idx, cid in mapped]
         if not items:
             print(f"certify: no card images found in {a.cards}", file=sys.stderr)
             return 2
     else:
         chosen = [r for r in records if a.record is None or r.index == a.record]
-        items = list(iter_reader(a.reader, chosen, wait=lambda msg: input(msg)))
+        items = list(iter_reader(a.reader, chosen, wait=_prompt))
     reports = certify_batch(items, profile, a.records, keys, **kw)
     paths = write_reports(reports, a.report_dir, echo=True)
     print("reports: " + ", ".join(str(p) for p in paths))

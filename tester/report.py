@@ -116,7 +116,8 @@ def junit(reports: list[CardReport]) -> bytes:
         fails += f
     suites.set("tests", str(total))
     suites.set("failures", str(fails))
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    out: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return out
 
 
 _CSS = """
@@ -164,12 +165,12 @@ def to_html(reports: list[CardReport]) -> str:
                 continue
             parts.append(f"<details{' open' if open_ else ''}><summary>{title} ({len(rows)})</summary><table>"
                          "<tr><th>rule</th><th>application</th><th>severity</th><th>evidence</th><th>expected</th><th>found</th><th>reference</th></tr>")  # fmt: skip
-            for r in rows:
-                rule = RULES[r.rule]
+            for res in rows:
+                rule = RULES[res.rule]
                 parts.append(
-                    f"<tr><td class='{'na' if verdict == NA else verdict}' title='{e(rule.description)}'>{e(r.rule)}</td><td class='mono'>{e(r.app)}</td>"
-                    f"<td class='sev-{rule.severity}'>{rule.severity}</td><td>{e(r.evidence)}</td><td class='mono'>{e(r.expected)}</td>"
-                    f"<td class='mono'>{e(r.found)}</td><td>{e(rule.reference)}</td></tr>"
+                    f"<tr><td class='{'na' if verdict == NA else verdict}' title='{e(rule.description)}'>{e(res.rule)}</td><td class='mono'>{e(res.app)}</td>"
+                    f"<td class='sev-{rule.severity}'>{rule.severity}</td><td>{e(res.evidence)}</td><td class='mono'>{e(res.expected)}</td>"
+                    f"<td class='mono'>{e(res.found)}</td><td>{e(rule.reference)}</td></tr>"
                 )  # fmt: skip
             parts.append("</table></details>")
     parts.append("<h2>Rule catalogue</h2><table><tr><th>rule</th><th>severity</th><th>description</th><th>reference</th></tr>")

@@ -640,8 +640,8 @@ def expected_objects(app: AppProfile, rec: Record) -> list[Expected]:
         values[t] = (v, "profile data")
     for r in app.records:
         for t in r.tags:
-            v, src = values.get(t, (None, "key material (checked through the certificates)" if t in KEY_TAGS else "present"))
-            out.append(Expected(t, v, f"record {r.sfi}/{r.number}", src))
+            got: tuple[bytes | None, str] = values.get(t, (None, "key material (checked through the certificates)" if t in KEY_TAGS else "present"))
+            out.append(Expected(t, got[0], f"record {r.sfi}/{r.number}", got[1]))
     return out
 
 

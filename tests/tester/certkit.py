@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "personalizer"))
 sys.path.insert(0, str(ROOT / "tests" / "emv"))
 
-import cardmaker  # noqa: E402
-import prepkit  # noqa: E402
+import cardmaker  # type: ignore[import-not-found]  # noqa: E402
+import prepkit  # type: ignore[import-not-found]  # noqa: E402
 from cardspec.scp03 import HostSession, pad80  # noqa: E402
 from emulator import Card  # noqa: E402
 from personalizer.batch import CardPersoData, iter_cards  # noqa: E402
@@ -24,6 +24,8 @@ from personalizer.prepare import prepare  # noqa: E402
 
 from tester import sources  # noqa: E402
 from tester.channel import RecordingChannel  # noqa: E402
+
+__all__ = ["cardmaker", "prepkit", "sources", "Prepared", "prepare_sample", "card_from_dgis", "channel", "sources_for", "TODAY", "SAMPLE", "PROFILES"]
 
 TODAY = date(2026, 1, 15)
 SAMPLE = prepkit.VECTORS / "records" / "sample.csv"

@@ -4,12 +4,14 @@ profiles and records: every sample certifies clean; batch and command line."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import certkit
 from tester import certify, rules, sources
+from tester.channel import CardChannel
 from tester.rules import FAIL, NA, PASS
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -101,7 +103,10 @@ def test_batch_directory_and_exit_code(prepared: certkit.Prepared, tmp_path: Pat
     (tmp_path / "cards.jsonl").write_text((prepared.batch / "cards.jsonl").read_text())
     mapped = certify.map_images(tmp_path)
     assert [(m[1], m[2]) for m in mapped] == [(cd.record_index, cd.card_id) for cd in prepared.cards[:3]]
-    items = [((lambda p=p: certkit.channel(Card.load(p))), idx, cid, str(p)) for p, idx, cid in mapped]
+    def opener(path: Path) -> Callable[[], CardChannel]:
+        return lambda: certkit.channel(Card.load(path))
+
+    items = [(opener(p), idx, cid, str(p)) for p, idx, cid in mapped]
     prof, _rec, keys = certkit.sources_for(prepared)
     reports = certify.certify_batch(items, prof, certkit.SAMPLE, keys, today=certkit.TODAY)
     assert [r.verdict for r in reports] == [PASS] * 3

@@ -198,7 +198,9 @@ def _use(card: object, aid: bytes, n: int) -> None:
 def test_mutations_fail_on_the_rule_naming_the_defect(name: str, tmp_path: Path) -> None:
     p = certkit.prepare_sample(name, tmp_path)
     prof, rec, keys = certkit.sources_for(p)
-    detected, missed, refused = [], [], []
+    detected: list[tuple[str, list[str], list[str]]] = []
+    missed: list[tuple[str, list[str], list[str]]] = []
+    refused: list[str] = []
     for what, mutate, want, opts in _mutations(p):
         apps = [(aid, list(dgis)) for aid, dgis in p.clear(0)]
         mutate(apps)

@@ -196,8 +196,10 @@ def test_refuses_to_overwrite_and_unknown_keys(ks: SoftwareKeyStore, batches: di
     with pytest.raises(PrepareError, match="already holds a batch"):
         prepare(VISA, SAMPLE, ks, batches["visa-cvn18"], today=TODAY)
     plain = SoftwareKeyStore.load(VECTORS / "test-keystore.json")
-    with pytest.raises(PrepareError, match="TEST-MC-IMK-AC"):
-        prepare(MASTERCARD, SAMPLE, plain, tmp_path / "x", today=TODAY)
+    unknown = tmp_path / "unknown-key.yaml"
+    unknown.write_text(MASTERCARD.read_text().replace("TEST-MC-IMK-AC", "NO-SUCH-IMK-AC"))
+    with pytest.raises(PrepareError, match="NO-SUCH-IMK-AC"):
+        prepare(unknown, SAMPLE, plain, tmp_path / "x", today=TODAY)
 
 
 def test_cli(ks: SoftwareKeyStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,6 +42,18 @@ SYMMETRIC = (
     ("KEK", "AES", "KEK", "2B7E151628AED2A6ABF7158809CF4F3C"),
 )
 
+#: the per-product key names of the sample profiles (vectors/profiles/*.yaml), so that
+#: ``cardlab perso prepare --keys vectors/test-keystore.json`` works on them as shipped:
+#: each is the same TEST key as the generic name it copies (alias → generic name).
+ALIASES = (
+    *((f"TEST-VISA-{app}-IMK-{k}", f"IMK-{k}") for app in ("CREDIT", "DEBIT") for k in ("AC", "SMI", "SMC")),
+    *((f"TEST-MC-IMK-{k}", f"IMK-{k}") for k in ("AC", "SMI", "SMC")),
+    ("TEST-KMC-VISA", "KMC"),  # AES, KDF3 (visa-cvn18.yaml)
+    ("TEST-KMC-MC", "KMC-3DES"),  # DES3, EMV diversification (mastercard-cvn16.yaml)
+    ("TEST-VISA-ISSUER-RSA", "ISSUER"),
+    ("TEST-MC-ISSUER-RSA", "ISSUER"),
+)
+
 ISSUER_BIN = "999999"
 CERT_EXPIRY = "1249"  # MMYY: December 2049
 CERT_SERIAL = "000001"
@@ -100,6 +112,12 @@ def build() -> SoftwareKeyStore:
         store.add_symmetric(name, key_type, usage, bytes.fromhex(value))  # type: ignore[arg-type]
     store.add_rsa("CA", "CA", _rsa_key(ca_doc["ca"]))
     store.add_rsa("ISSUER", "ISSUER", _rsa_key(ca_doc["issuer"]))
+    for alias, name in ALIASES:
+        info = store.info(name)
+        if info.type == "RSA":
+            store.add_rsa(alias, info.usage, _rsa_key(ca_doc["issuer"]))  # type: ignore[arg-type]
+        else:
+            store.add_symmetric(alias, info.type, info.usage, store.clear_value(name))  # type: ignore[arg-type]
     rid, index = ca_doc["ca"]["rid"], ca_doc["ca"]["index"]
     ca = store.public_key("CA")
     checksum = hashlib.sha1(bytes.fromhex(rid + index) + ca.modulus_bytes + ca.exponent_bytes).hexdigest()

@@ -502,6 +502,8 @@ def prepare(
     transport_key: str = "KEK",
     transport_keys: TransportKeys | None = None,
     ca_key: str | None = None,
+    script: str | Path | None = None,
+    keys_spec: str | None = None,
 ) -> PrepareSummary:
     """Prepare every record of ``records_path`` for ``profile_path`` into the
     batch directory ``out_dir`` (created; it must not hold a batch already).
@@ -510,13 +512,27 @@ def prepare(
     ``pkcs11:…``). ``transport_keys`` opens sealed records files. Raises
     :class:`PrepareError` (or ``ProfileError``/``RecordsError``/``KeyStoreError``)
     for problems of the whole batch; record problems go to rejected.jsonl.
+
+    The batch also gets the perso script the engine runs (``script.yaml``: a copy
+    of ``script``, default the shipped script for the profile kind, see
+    :func:`default_script`) and, in the manifest, ``keys``: the key-store spec
+    (a path or ``pkcs11:…``, never a secret) so that ``perso run BATCH`` needs no
+    ``--keys``. A profile with a ``badge:`` section is prepared by
+    :mod:`personalizer.badge`.
     """
     if isinstance(keystore, str):
+        spec = keys_spec or _keys_spec(keystore)
         with open_keystore(keystore) as ks:
             return prepare(profile_path, records_path, ks, out_dir, today=today, transport_key=transport_key,
-                           transport_keys=transport_keys, ca_key=ca_key)  # fmt: skip
+                           transport_keys=transport_keys, ca_key=ca_key, script=script,
+                           keys_spec=spec)  # fmt: skip
     started = time.perf_counter()
     profile_path, records_path, out = Path(profile_path), Path(records_path), Path(out_dir)
+    script_path = Path(script) if script is not None else default_script(profile_path)
+    if script_path is not None and not script_path.is_file():
+        raise PrepareError(f"{script_path}: no such perso script")
+    if _is_badge_profile(profile_path):
+        return _prepare_badges(profile_path, records_path, keystore, out, started, script_path, keys_spec)
     profile = load_profile(profile_path)
     preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today)
     out.mkdir(parents=True, exist_ok=True)
@@ -526,6 +542,8 @@ def prepare(
     records_sha = _sha256_file(records_path)
     profile_sha = _sha256_file(profile_path)
     shutil.copyfile(profile_path, out / "profile.yaml")
+    if script_path is not None:
+        shutil.copyfile(script_path, out / "script.yaml")
 
     cards = _JsonLines(out / "cards.jsonl")
     rejected = _JsonLines(out / "rejected.jsonl")
@@ -565,12 +583,113 @@ def prepare(
             {"name": a.name, "aid": a.aid.hex().upper(), "oda": list(a.oda)} for a in profile.applications
         ],
         "profile_file": "profile.yaml",
+        **_script_and_keys(script_path, keys_spec),
     }
     _atomic_json(out / "manifest.json", manifest)
     return PrepareSummary(
         out, profile.name, total, cards.count, rejected.count, seconds, cards.sha.hexdigest(),
         transport_key, preparer.kek_kcv.hex().upper(),
     )  # fmt: skip
+
+
+#: the shipped perso scripts (vectors/scripts next to the package)
+SCRIPTS = Path(__file__).resolve().parents[1] / "vectors" / "scripts"
+
+
+def _is_badge_profile(profile_path: Path) -> bool:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(profile_path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # load_profile reports it
+    return isinstance(doc, dict) and "badge" in doc and "applications" not in doc
+
+
+def default_script(profile_path: Path) -> Path | None:
+    """The shipped perso script for the profile's kind: the badge script for a
+    badge profile, EMV CPS otherwise (``None`` when it is not installed)."""
+    path = SCRIPTS / ("badge.yaml" if _is_badge_profile(profile_path) else "emv-cps.yaml")
+    return path if path.is_file() else None
+
+
+def _keys_spec(spec: str) -> str:
+    """The key-store spec to record: ``pkcs11:…`` as given (names a PIN variable,
+    never a PIN), a file as an absolute path."""
+    return spec if spec.startswith("pkcs11:") else str(Path(spec).resolve())
+
+
+def _script_and_keys(script_path: Path | None, keys_spec: str | None) -> dict[str, str]:
+    extra: dict[str, str] = {}
+    if script_path is not None:
+        extra["script"] = "script.yaml"
+        extra["script_source"] = script_path.name
+    if keys_spec:
+        extra["keys"] = keys_spec
+    return extra
+
+
+def _prepare_badges(
+    profile_path: Path,
+    records_path: Path,
+    keystore: KeyStore,
+    out: Path,
+    started: float,
+    script_path: Path | None,
+    keys_spec: str | None,
+) -> PrepareSummary:
+    """A badge batch (:mod:`personalizer.badge`): same directory layout."""
+    import yaml
+
+    from personalizer.badge import BadgeLayout, BadgeRecordError, prepare_badges
+
+    doc: dict[str, Any] = yaml.safe_load(profile_path.read_text())
+    layout = BadgeLayout.from_profile(doc)
+    info = keystore.info(layout.kek)
+    if info.usage != "KEK":
+        raise PrepareError(f"transport key {layout.kek!r} has usage {info.usage}, not KEK")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.json", "cards.jsonl"):
+        if (out / name).exists():
+            raise PrepareError(f"{out}: already holds a batch ({name})")
+    shutil.copyfile(profile_path, out / "profile.yaml")
+    if script_path is not None:
+        shutil.copyfile(script_path, out / "script.yaml")
+    errors: list[BadgeRecordError] = []
+    cards = _JsonLines(out / "cards.jsonl")
+    rejected = _JsonLines(out / "rejected.jsonl")
+    try:
+        for card in prepare_badges(doc, records_path, keystore, errors=errors):
+            cards.write(card.to_json())
+        for err in errors:
+            rejected.write(Rejection(err.line, f"line {err.line}", err.field, redact_pans(str(err))).to_json())
+    finally:
+        cards.close()
+        rejected.close()
+    total = cards.count + rejected.count
+    name = str(doc.get("profile") or profile_path.stem)
+    kcv = (info.kcv or b"").hex().upper()
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "profile": name,
+        "kind": "badge",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": {"input": total, "accepted": cards.count, "rejected": rejected.count},
+        "inputs": {
+            "profile": {"file": profile_path.name, "sha256": _sha256_file(profile_path)},
+            "records": {"file": records_path.name, "sha256": _sha256_file(records_path)},
+        },
+        "cards_sha256": cards.sha.hexdigest(),
+        "rejected_sha256": rejected.sha.hexdigest(),
+        "transport_key": {"name": layout.kek, "kcv": kcv},
+        "applications": [],
+        "profile_file": "profile.yaml",
+        **_script_and_keys(script_path, keys_spec),
+    }
+    _atomic_json(out / "manifest.json", manifest)
+    return PrepareSummary(out, name, total, cards.count, rejected.count, time.perf_counter() - started,
+                          cards.sha.hexdigest(), layout.kek, kcv)  # fmt: skip
 
 
 def iter_prepared(preparer: CardPreparer, records: Iterator[Record | Rejected]) -> Iterator[CardPersoData | Rejection]:
@@ -605,7 +724,7 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
             tkeys = TransportKeys(priv, load_public_key(args.issuer_public))
         s = prepare(
             args.profile, args.records, args.keys, args.out, today=today,
-            transport_key=args.transport_key, transport_keys=tkeys,
+            transport_key=args.transport_key, transport_keys=tkeys, script=args.script,
         )  # fmt: skip
     except (PrepareError, ProfileError, RecordsError, KeyStoreError, OSError, ValueError) as e:
         print(f"cardlab perso prepare: {redact_pans(str(e))}", file=sys.stderr)
@@ -633,6 +752,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--keys", required=True, help="key store: a file or pkcs11:token=LABEL[;pin-env=VAR]")
     p.add_argument("--out", required=True, type=Path, help="batch directory to create")
     p.add_argument("--transport-key", default="KEK", help="key-store name of the batch transport key")
+    p.add_argument("--script", type=Path,
+                   help="perso script to copy into the batch (default: the shipped EMV CPS or badge script)")
     p.add_argument("--today", help="YYYY-MM-DD for the expiry checks (default: today)")
     p.add_argument("--bureau-key", type=Path, help="bureau private key (PEM) to open sealed records")
     p.add_argument("--issuer-public", type=Path, help="issuer public signing key (PEM) of sealed records")

@@ -174,9 +174,20 @@ def cmd_card_serve(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Console) -> int:
-    from .demo import run_demo
+    from .demo import DemoError, DemoOptions, run_demo
 
-    return run_demo(out, args.out)
+    opts = DemoOptions(cards=args.cards, stations=args.stations, report_dir=args.report_dir, out=args.out,
+                       seed=args.seed, workers=args.workers, trace=not args.no_trace)
+    try:
+        return run_demo(out, opts)
+    except DemoError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_card_demo(args: argparse.Namespace, out: Console) -> int:
+    from .demo import run_card_demo
+
+    return run_card_demo(out, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=35963)
     serve.set_defaults(func=cmd_card_serve)
 
+    cdemo = card.add_parser("demo", help="a scripted GlobalPlatform card-management session over SCP03")
+    cdemo.add_argument("--out", type=Path, help="keep the card image in this directory")
+    cdemo.set_defaults(func=cmd_card_demo)
+
     from personalizer.cli import register as register_perso
 
     register_perso(groups)
@@ -225,8 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_test(groups, open_image_channel)
 
-    demo = groups.add_parser("demo", help="run the main job on built-in defaults")
-    demo.add_argument("--out", type=Path, help="keep every artefact in this directory")
+    demo = groups.add_parser("demo", help="the main job: prepare, personalize and certify a batch of cards",
+                             description="Sample profiles + test key store + generated records → prepared data → "
+                             "card stock → personalization → certification of every card → reports.")
+    demo.add_argument("--cards", type=int, default=200, help="number of cards (default 200)")
+    demo.add_argument("--stations", type=int, default=2, help="perso stations per batch (default 2)")
+    demo.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the reports go (default reports/)")
+    demo.add_argument("--out", type=Path, help="keep every artefact in this (new or empty) directory")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the generated cardholder records")
+    demo.add_argument("--workers", type=int, default=0, help="certification processes (default: one per CPU)")
+    demo.add_argument("--no-trace", action="store_true", help="skip the annotated transaction trace")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -1,13 +1,29 @@
-"""``cardlab demo``: a scripted card-management session against a fresh card.
+"""The demos.
 
-Until the personalizer and the tester exist this is the main job: it shows a
-newcomer how a GlobalPlatform card is managed over SCP03 — every command by
-name, in plain and wrapped form, with the decoded answer.
+* ``cardlab demo`` (:func:`run_demo`) — the main job: sample issuer profiles +
+  test key store + generated cardholder records → data preparation → card stock
+  → personalization on several stations → certification of every card →
+  reports, a summary table and one annotated transaction trace with an online
+  approval. See :func:`run_demo` and the README.
+* ``cardlab card demo`` (:func:`run_card_demo`) — a scripted card-management
+  session against a fresh card: how a GlobalPlatform card is managed over
+  SCP03, every command by name, in plain and wrapped form, with the decoded
+  answer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -113,8 +129,8 @@ def _get_status(s: Session, p1: int, label: str) -> bytes:
     return s.send(f"GET STATUS {label}", bytes([0x80, 0xF2, p1, 0x02, 0x02, 0x4F, 0x00, 0x00]), decode=False)
 
 
-def run_demo(out: Console, keep: Path | None = None) -> int:
-    out.rule("cardlab demo — managing a fresh GlobalPlatform card over SCP03")
+def run_card_demo(out: Console, keep: Path | None = None) -> int:
+    out.rule("cardlab card demo — managing a fresh GlobalPlatform card over SCP03")
     state = new_card_state(kdd=KDD, sequence_counter=1)
     card = Card(state)
     image = None
@@ -211,3 +227,393 @@ def run_demo(out: Console, keep: Path | None = None) -> int:
         out.print(f"\ncard image kept in {image} (try: cardlab card show {image})")
     out.rule("done")
     return 0
+
+
+# ============================================================================ the main job: cardlab demo
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTORS = ROOT / "vectors"
+#: sample profile name → (profile, terminal profile for the trace)
+PROFILES = {
+    "visa-cvn18": (VECTORS / "profiles" / "visa-cvn18.yaml", VECTORS / "terminals" / "visa-cvn18.yaml"),
+    "mastercard-cvn16": (VECTORS / "profiles" / "mastercard-cvn16.yaml",
+                         VECTORS / "terminals" / "mastercard-cvn16.yaml"),
+}
+SCRIPT = VECTORS / "scripts" / "emv-cps.yaml"
+TEST_KEYSTORE = VECTORS / "test-keystore.json"
+#: key store values behind the KMC names of the sample profiles (test key store entries)
+KMC_SOURCES = {"KDF3": "KMC", "EMV": "KMC-3DES", "VISA2": "KMC-3DES"}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    cards: int = 200
+    stations: int = 2
+    report_dir: Path = Path("reports")
+    out: Path | None = None
+    seed: int = 0
+    workers: int = 0  # certification processes; 0 = one per CPU
+    trace: bool = True
+
+
+@dataclass
+class Stage:
+    name: str
+    items: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class ProfileRun:
+    name: str
+    profile: Path
+    terminal: Path
+    records: Path
+    batch: Path
+    stock: Path
+    count: int
+    accepted: int = 0
+    rejected: int = 0
+    perso: dict[str, int] = dataclass_field(default_factory=dict)
+    perso_problems: list[str] = dataclass_field(default_factory=list)
+
+
+class DemoError(Exception):
+    """The demo cannot run at all (bad options, output directory in use)."""
+
+
+def demo_keystore(path: Path) -> Path:
+    """The test key store plus the key names the sample profiles use.
+
+    The shipped test key store (``vectors/test-keystore.json``) holds one key
+    per usage (``IMK-AC``, ``ISSUER``, ``KMC`` …); the sample profiles name
+    per-product keys (``TEST-VISA-CREDIT-IMK-AC``, ``TEST-KMC-VISA`` …). They
+    are added as copies of the test key of that usage, so everything stays a
+    TEST key. Written as a test-only file (clear values: never for real cards).
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from personalizer.keys import SoftwareKeyStore
+    from personalizer.profile import load_profile
+
+    ks = SoftwareKeyStore.load(TEST_KEYSTORE)
+    for profile, _terminal in PROFILES.values():
+        prof = load_profile(profile)
+        kmc = prof.card.kmc
+        if kmc not in ks:
+            src = KMC_SOURCES[prof.card.diversification.upper()]
+            ks.add_symmetric(kmc, ks.info(src).type, "KMC", ks.clear_value(src))
+        for app in prof.applications:
+            for usage, name in (("IMK-AC", app.keys.imk_ac), ("IMK-SMI", app.keys.imk_smi),
+                                ("IMK-SMC", app.keys.imk_smc)):  # fmt: skip
+                if name not in ks:
+                    ks.add_symmetric(name, ks.info(usage).type, usage, ks.clear_value(usage))  # type: ignore[arg-type]
+            if app.keys.issuer_rsa and app.keys.issuer_rsa not in ks:
+                key = serialization.load_der_private_key(ks.clear_value("ISSUER"), None)
+                assert isinstance(key, rsa.RSAPrivateKey)
+                ks.add_rsa(app.keys.issuer_rsa, "ISSUER", key)
+    ks.save(path, note="TEST ONLY: cardlab demo key store (the test key store plus the sample profiles' key names)")
+    return path
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
+
+
+# -- workers (module level: they run in forked processes) --------------------------------------
+
+def _prepare_worker(args: tuple[str, str, str, str]) -> tuple[int, int, int, float]:
+    from personalizer.prepare import prepare
+
+    profile, records, keys, batch = args
+    s = prepare(profile, records, keys, batch)
+    return s.input_count, s.accepted, s.rejected, s.seconds
+
+
+def _stock_worker(args: tuple[str, str, str, str, int]) -> int:
+    from personalizer.keys import open_keystore
+    from personalizer.stock import make_stock
+
+    directory, keys, kmc, scheme, count = args
+    with open_keystore(keys) as ks:
+        def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
+            k = ks.diversify_card_keys(kmc, scheme, kdd)
+            return k.enc, k.mac, k.dek
+
+        return len(make_stock(directory, count, div, scheme.lower()))
+
+
+#: one certification job: (profile, records, keys, [(image, record index, card id)])
+CertifyJob = tuple[str, str, str, list[tuple[str, int, str]]]
+
+
+def _certify_worker(job: CertifyJob) -> list[Any]:
+    """Certify some cards of one batch through the PC/SC code path (pyscard plug-in)."""
+    from emulator.transports import pyscard_reader
+    from tester.certify import certify_batch
+    from tester.channel import CardChannel
+    from tester.sources import load_keystore, load_profile
+
+    from .cardio import open_image_channel
+
+    profile, records, keys, images = job
+    prof, ks = load_profile(profile), load_keystore(keys)
+
+    def opener(path: str) -> Callable[[], CardChannel]:
+        return lambda: open_image_channel(path)
+
+    items = [(opener(img), idx, cid, img) for img, idx, cid in images]
+    try:
+        return certify_batch(items, prof, records, ks)
+    finally:
+        for img, _idx, _cid in images:
+            with contextlib.suppress(Exception):
+                pyscard_reader.remove(f"cardlab image {Path(img).name}")
+
+
+def _pool(n: int) -> Any:
+    ctx = multiprocessing.get_context("fork")
+    return ctx.Pool(n)
+
+
+# -- the job --------------------------------------------------------------------------------------
+
+def run_demo(out: Console, opts: DemoOptions | None = None) -> int:
+    """The main job. Exit code 0 when every record became a card that passes
+    certification (and the traced transaction is approved), 1 otherwise."""
+    opts = opts or DemoOptions()
+    if opts.cards < 1 or opts.stations < 1:
+        raise DemoError("--cards and --stations must be at least 1")
+    if opts.out is not None:
+        if opts.out.exists() and any(opts.out.iterdir()):
+            raise DemoError(f"{opts.out}: not empty (it may hold an earlier run); give a new directory")
+        opts.out.mkdir(parents=True, exist_ok=True)
+        return _run(out, opts, opts.out.resolve())
+    with tempfile.TemporaryDirectory(prefix="cardlab-demo-") as tmp:
+        return _run(out, opts, Path(tmp))
+
+
+def _run(out: Console, opts: DemoOptions, work: Path) -> int:
+    from personalizer import engine
+    from personalizer.profile import load_profile
+    from tester.certify import map_images
+    from tester.report import write_reports
+
+    from . import records_gen
+
+    import warnings
+
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    # pyemv (the tester's oracle) uses 2-key 3DES through cryptography's deprecated path: not news for a user
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+    workers = opts.workers or os.cpu_count() or 1
+    out.rule("cardlab demo — prepare, personalize and certify a batch of emulated EMV cards")
+    out.print(f"{opts.cards} cards on the sample profiles {', '.join(PROFILES)}; {opts.stations} perso stations, "
+              f"{workers} certification processes; artefacts in {work if opts.out else 'a temporary directory'}")
+    stages: list[Stage] = []
+    t0 = time.perf_counter()
+
+    # 0. inputs: the key store, the profiles and the script copied in, the records generated
+    keys = demo_keystore(work / "keys.json")
+    runs: list[ProfileRun] = []
+    for (name, (profile, terminal)), count in zip(PROFILES.items(), _split(opts.cards, len(PROFILES))):
+        if count == 0:
+            continue
+        (work / "profiles").mkdir(exist_ok=True)
+        prof_copy = work / "profiles" / profile.name
+        shutil.copyfile(profile, prof_copy)
+        bin_, languages = records_gen.BINS[name]
+        records = records_gen.write_csv(work / "records" / f"{name}.csv", bin_, count, seed=opts.seed,
+                                        languages=languages)
+        runs.append(ProfileRun(name, prof_copy, terminal, records, work / name / "batch", work / name / "stock",
+                               count))
+    out.print(f"inputs: {keys.name} (TEST keys), profiles/, records/ "
+              f"({', '.join(f'{r.count} {r.name}' for r in runs)}) in {time.perf_counter() - t0:.2f} s")
+
+    # 1. data preparation: one process per profile (ICC RSA key generation is the cost)
+    t = time.perf_counter()
+    with _pool(min(len(runs), workers)) as pool:
+        results = pool.map(_prepare_worker, [(str(r.profile), str(r.records), str(keys), str(r.batch)) for r in runs])
+    for r, (_n, acc, rej, _s) in zip(runs, results):
+        r.accepted, r.rejected = acc, rej
+        shutil.copyfile(SCRIPT, r.batch / "script.yaml")  # so `perso run BATCH` needs no --script
+    stages.append(Stage("prepare", sum(r.count for r in runs), time.perf_counter() - t,
+                        f"{sum(r.rejected for r in runs)} records rejected"))
+
+    # 2. card stock: blank cards with ISD keys diversified from each profile's KMC
+    t = time.perf_counter()
+    jobs = []
+    for r in runs:
+        card = load_profile(r.profile).card
+        jobs.append((str(r.stock), str(keys), card.kmc, card.diversification.upper(), r.accepted))
+    with _pool(min(len(runs), workers)) as pool:
+        made = pool.map(_stock_worker, jobs)
+    stages.append(Stage("card stock", sum(made), time.perf_counter() - t))
+
+    # 3. personalization: each batch on its own stations (worker processes)
+    t = time.perf_counter()
+    for r in runs:
+        rep = engine.run(r.batch, cards=r.stock, stations=opts.stations, keys=str(keys), progress=False)
+        r.perso = dict(rep.counts)
+        r.perso_problems = [f"record {i} ({pan}): {reason}" for i, _cid, pan, reason in rep.failures]
+        r.perso_problems += [f"record {i} {status}" for i, _cid, status in rep.unaccounted]
+        r.perso_problems += rep.errors
+    stages.append(Stage("personalize", sum(r.perso.get("done", 0) for r in runs), time.perf_counter() - t,
+                        f"{opts.stations} stations per batch"))
+
+    # 4. certification of every personalized card, in parallel processes
+    t = time.perf_counter()
+    cjobs: list[CertifyJob] = []
+    for r in runs:
+        images = [(str(img), idx, cid) for img, idx, cid in map_images(r.batch)]
+        for k in range(workers):
+            chunk = images[k::workers]
+            if chunk:
+                cjobs.append((str(r.profile), str(r.records), str(keys), chunk))
+    with _pool(max(1, min(workers, len(cjobs)))) as pool:
+        chunks = pool.map(_certify_worker, cjobs)
+    reports = sorted((rep for chunk in chunks for rep in chunk), key=lambda c: (c.profile, c.record_index))
+    stages.append(Stage("certify", len(reports), time.perf_counter() - t, f"{workers} processes"))
+    paths = write_reports(reports, opts.report_dir)
+
+    total = time.perf_counter() - t0
+    failed_cards = [c for c in reports if c.verdict != "pass"]
+    ok = _summary(out, runs, reports, stages, total)
+    out.print("reports: " + ", ".join(str(p) for p in paths))
+
+    # 5. one transaction, annotated, with an online approval by the issuer host
+    approved = True
+    if opts.trace:
+        # the Mastercard-like card when there is one: CDA and an ARPC the card checks in the second GENERATE AC
+        approved = _trace(out, runs[-1], keys, work)
+    if opts.out is not None:
+        _print_steps(out, runs, keys, work, opts)
+    for c in failed_cards[:20]:
+        reason = c.error or ", ".join(sorted(c.failed_rules()))
+        out.print(f"[red]FAILED[/red] card {c.card_id} ({c.pan_masked}, {c.profile}): {escape(reason)}")
+    for r in runs:
+        for p in r.perso_problems[:20]:
+            out.print(f"[red]perso {r.name}[/red]: {escape(p)}")
+    good = ok and approved and not failed_cards
+    out.rule("[green]all cards pass[/green]" if good else "[red]some cards failed[/red]")
+    return 0 if good else 1
+
+
+def _summary(out: Console, runs: list[ProfileRun], reports: list[Any], stages: list[Stage], total: float) -> bool:
+    """Print the verdict and throughput tables; True when the counts add up."""
+    rows = ("records", "rejected by data preparation", "personalized", "personalization failed",
+            "certified", "pass", "fail", "rule checks (pass + fail)", "rule checks not applicable")
+    cols: list[list[int]] = []
+    ok = True
+    for r in runs:
+        mine = [c for c in reports if c.profile == load_profile_name(r.profile)]
+        counts = {"pass": 0, "fail": 0, "not applicable": 0}
+        for c in mine:
+            for k, v in c.counts().items():
+                counts[k] = counts.get(k, 0) + v
+        passed = sum(1 for c in mine if c.verdict == "pass")
+        done = r.perso.get("done", 0)
+        cols.append([r.count, r.rejected, done, r.perso.get("failed", 0), len(mine), passed, len(mine) - passed,
+                     counts["pass"] + counts["fail"], counts["not applicable"]])
+        ok = ok and r.rejected == 0 and done == r.count == len(mine) and not r.perso_problems
+    cards = Table(title="Cards")
+    cards.add_column("")
+    for r in runs:
+        cards.add_column(r.name, justify="right")
+    cards.add_column("total", justify="right")
+    for i, label in enumerate(rows):
+        values = [col[i] for col in cols]
+        cards.add_row(label, *(str(v) for v in values), str(sum(values)))
+    out.print(cards)
+    thr = Table(title=f"Throughput (whole job {total:.1f} s)")
+    for col in ("stage", "items", "seconds", "per second", ""):
+        thr.add_column(col, justify="left" if col in ("stage", "") else "right")
+    for s in stages:
+        rate = f"{s.items / s.seconds:.1f}" if s.seconds > 0 else "-"
+        thr.add_row(s.name, str(s.items), f"{s.seconds:.2f}", rate, s.note)
+    out.print(thr)
+    return ok
+
+
+def load_profile_name(path: Path) -> str:
+    """The ``profile:`` name a profile file declares (what the reports carry)."""
+    from tester.sources import load_profile
+
+    return load_profile(path).name
+
+
+def _trace(out: Console, run: ProfileRun, keys: Path, work: Path) -> bool:
+    """One transaction on a copy of the first card (the certified image stays as
+    certified), online, with the teaching trace. True when approved."""
+    from tester.channel import RecordingChannel
+    from tester.issuer_host import IssuerHost
+    from tester.kernel import run_transaction
+    from tester.sources import load_keystore, load_profile, read_records
+    from tester.terminal import load_terminal
+    from tester.trace import print_rich
+
+    from .cardio import open_image_channel
+
+    from tester.certify import map_images
+
+    mapped = map_images(run.batch)
+    if not mapped:
+        out.print("[red]no personalized card to trace[/red]")
+        return False
+    image, index, _cid = mapped[0]
+    copy = work / "trace-card.json"
+    shutil.copyfile(image, copy)
+    record = next(r for r in read_records(run.records) if r.index == index)
+    prof = load_profile(run.profile)
+    ks = load_keystore(keys)
+    app = prof.applications[0]
+    imks = [ks.symmetric_key(app.keys.get(f"imk_{k}"), f"IMK-{k.upper()}") for k in ("ac", "smi", "smc")]
+    if any(k is None for k in imks):
+        out.print("[red]the key store has no issuer master keys for the trace[/red]")
+        return False
+    host = IssuerHost(*(k[1] for k in imks if k is not None))
+    out.rule(f"One transaction, step by step: card {copy.name} ({record.masked}), {run.name}, "
+             f"amount 10.00, online to the issuer host")
+    channel = open_image_channel(str(copy))
+    try:
+        state = run_transaction(RecordingChannel(channel.transmit, channel.atr()), load_terminal(run.terminal),
+                                amount=1000, pin=record.pin, online_host=host, force_online=True, seed=1)
+    finally:
+        channel.close()
+    print_rich(state, out)
+    approved = state.outcome.startswith("approved")
+    if not approved:
+        out.print("[red]the traced transaction was not approved[/red]")
+    return approved
+
+
+def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, opts: DemoOptions) -> None:
+    """The commands that redo each step by hand on the kept artefacts."""
+    r = runs[-1]
+    rel = Path(os.path.relpath(work))
+    b, s = rel / r.name / "batch2", rel / r.name / "stock2"
+    out.rule("Re-run any step by hand")
+    lines = [
+        f"cardlab perso prepare --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
+        f"--keys {rel / keys.name} --out {b}",
+        f"cp {os.path.relpath(SCRIPT)} {b}/script.yaml",
+        f"cardlab perso stock {s} --count {r.accepted} --keys {rel / keys.name} "
+        f"--kmc {load_profile_kmc(r.profile)[0]} --diversification {load_profile_kmc(r.profile)[1]}",
+        f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {rel / keys.name}",
+        f"cardlab test certify --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
+        f"--keys {rel / keys.name} --cards {rel / r.name / 'batch'} --report-dir {rel / 'reports'}",
+        f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal {os.path.relpath(r.terminal)} "
+        f"--amount 1000 --trace",
+    ]
+    for line in lines:
+        out.print(f"  {escape(line)}", soft_wrap=True)
+
+
+def load_profile_kmc(path: Path) -> tuple[str, str]:
+    from personalizer.profile import load_profile
+
+    card = load_profile(path).card
+    return card.kmc, card.diversification.upper()

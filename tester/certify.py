@@ -15,20 +15,27 @@ cards presented one after another in a reader.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from datetime import time as dtime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from . import kernel, oda, online
 from . import rules as R
+from .capk import CaKeyList, CaPublicKey
 from .channel import CardChannel
+from .cvm import offline_pin
+from .exchange import send
+from .issuer_host import AuthorizationRequest, HostError, IssuerHost, Policy, cryptogram_version, put_data
+from .rsa import IccCertificate, IssuerCertificate, certificate_expired, recover_icc_certificate
 from .rules import FAIL, NA, PASS, RULES, Result
 from .sources import (
     AppProfile,
@@ -47,7 +54,9 @@ from .sources import (
     redact,
     service_code,
 )
-from .tlv import TlvError, encode, flatten, parse, parse_dol
+from .state import TraceEvent, TransactionState
+from .terminal import TerminalAid, TerminalProfile, load_terminal
+from .tlv import TlvError, flatten, parse, parse_dol
 
 # -- reports -----------------------------------------------------------------------------
 
@@ -83,33 +92,6 @@ class CardReport:
 
 
 # -- talking to the card -----------------------------------------------------------------
-
-
-class _Card:
-    def __init__(self, channel: CardChannel) -> None:
-        self.ch = channel
-
-    def send(self, apdu: bytes) -> tuple[bytes, int]:
-        resp = self.ch.transmit(apdu)
-        sw = int.from_bytes(resp[-2:], "big")
-        data = resp[:-2]
-        if sw >> 8 == 0x6C:
-            resp = self.ch.transmit(apdu[:4] + bytes((sw & 0xFF,)) if len(apdu) <= 5 else apdu[:-1] + bytes((sw & 0xFF,)))
-            sw, data = int.from_bytes(resp[-2:], "big"), resp[:-2]
-        while sw >> 8 == 0x61:
-            resp = self.ch.transmit(bytes((0x00, 0xC0, 0, 0, sw & 0xFF)))
-            data += resp[:-2]
-            sw = int.from_bytes(resp[-2:], "big")
-        return data, sw
-
-    def select(self, aid: bytes) -> tuple[bytes, int]:
-        return self.send(bytes((0x00, 0xA4, 0x04, 0x00, len(aid))) + aid + b"\x00")
-
-    def get_data(self, tag: int) -> tuple[bytes, int]:
-        return self.send(bytes((0x80, 0xCA)) + tag.to_bytes(2, "big") + b"\x00")
-
-    def read_record(self, sfi: int, rec: int) -> tuple[bytes, int]:
-        return self.send(bytes((0x00, 0xB2, rec, (sfi << 3) | 4, 0x00)))
 
 
 def _value_of_get_data(data: bytes, tag: int) -> bytes | None:
@@ -179,71 +161,49 @@ class _Collector:
         return out
 
 
-# -- RSA recovery (Book 2 §5, §6) with plain integers ------------------------------------
-
-
-def _recover(data: bytes, n: int, e: int) -> bytes:
-    size = (n.bit_length() + 7) // 8
-    return pow(int.from_bytes(data, "big"), e, n).to_bytes(size, "big")
-
-
-def _sha1(*parts: bytes) -> bytes:
-    return hashlib.sha1(b"".join(parts)).digest()
-
-
-def _mmyy_ok(mmyy: bytes, today: date) -> bool:
-    try:
-        mm, yy = int(mmyy[:1].hex()), int(mmyy[1:2].hex())
-    except ValueError:
-        return False
-    return (2000 + yy, mm) >= (today.year, today.month)
-
-
-# -- terminal values for DOLs ------------------------------------------------------------
-
-
-def _terminal_value(terminal: Any, name: str, default: bytes) -> bytes:
-    v = getattr(terminal, name, None) if terminal is not None else None
-    if isinstance(v, bytes):
-        return v
-    if isinstance(v, int) and name.endswith("code"):
-        return bytes.fromhex(f"{v:04d}")
-    return default
-
-
-def _dol_data(dol: list[tuple[int, int]], values: dict[int, bytes]) -> bytes:
-    out = b""
-    for tag, length in dol:
-        v = values.get(tag, b"")
-        out += (v + bytes(length))[:length] if len(v) < length or tag not in (0x9F02, 0x9F03) else v[-length:]
-    return out
-
 
 # -- the certification of one application -------------------------------------------------
+#
+# Certification drives the shared terminal kernel (tester.kernel and its step
+# functions): the card's data and the step verdicts are the kernel's; the rules
+# below only compare them with the source data. ODA goes through tester.oda
+# (certificate fields from tester.rsa), the PIN through tester.cvm, the ARQC
+# and the script MAC through the issuer host (tester.issuer_host, tester.online).
 
 CARD_RULES = ["LIFE-CARD-001"]
 APP_RULES = [r for r in RULES if r not in CARD_RULES]
 TEMPLATES = {0x6F, 0xA5, 0xBF0C, 0x70, 0x77, 0x61}
 FRESH_ATC_MAX = 10
+STEP = "Certification"
+REF_GET_DATA = "EMV Book 3 §6.5.7"
+#: the amount of the certification transaction (minor units)
+AMOUNT = 100
+
+
+@lru_cache(maxsize=1)
+def _default_terminal() -> TerminalProfile:
+    return load_terminal()
+
+
+def _terminal_for(terminal: TerminalProfile | None, app: AppProfile) -> TerminalProfile:
+    """The terminal certification plays: the given profile (or the default one
+    in the application's country and currency) supporting exactly this AID."""
+    base = terminal if terminal is not None else replace(_default_terminal(), country=app.country, currency=app.currency)
+    return replace(base, aids=[TerminalAid(app.aid, partial=False)], selection="pse", cardholder_confirmation=True)
 
 
 @dataclass
 class _Ctx:
-    card: _Card
+    ch: CardChannel
     app: AppProfile
     rec: Record
     keys: KeyStore
-    terminal: Any
+    terminal: TerminalProfile
     destructive: bool
     today: date
     c: _Collector
+    state: TransactionState
     found: dict[str, dict[int, bytes]] = field(default_factory=dict)  # place → tag → value
-    records: dict[tuple[int, int], bytes] = field(default_factory=dict)
-    aip: bytes = b""
-    afl: bytes = b""
-    pdol_data: bytes = b""
-    issuer_key: tuple[int, int] | None = None
-    icc_key: tuple[int, int] | None = None
     static_data: bytes | None = None
     atc: int | None = None
 
@@ -255,14 +215,42 @@ class _Ctx:
         return out
 
 
+class _Stop(Exception):
+    pass
+
+
+def _sw(ev: TraceEvent) -> int:
+    return int.from_bytes(ev.response[-2:], "big") if len(ev.response) >= 2 else 0x6F00
+
+
+def _apdus(state: TransactionState, start: int, ins: int) -> list[TraceEvent]:
+    """The commands with instruction ``ins`` the kernel sent since event ``start``."""
+    return [e for e in state.events[start:] if e.kind == "apdu" and len(e.command) > 1 and e.command[1] == ins]
+
+
+def _get_data(ctx: _Ctx, tag: int, what: str) -> tuple[bytes | None, int]:
+    data, sw = send(ctx.state, ctx.ch, bytes((0x80, 0xCA)) + tag.to_bytes(2, "big") + b"\x00", STEP, REF_GET_DATA,
+                    f"GET DATA {what} ({tag:X})")
+    return (_value_of_get_data(data, tag) if sw == 0x9000 else None), sw
+
+
 def _certify_app(ctx: _Ctx) -> None:
-    c, card, app = ctx.c, ctx.card, ctx.app
-    data, sw = card.select(app.aid)
-    if sw not in (0x9000, 0x6283):
-        c.check("LIFE-APP-001", False, f"SELECT {app.aid.hex().upper()} answered {sw:04X}", "9000", f"{sw:04X}")
-        raise _Stop(f"application not selectable (SW {sw:04X})")
-    c.check("LIFE-APP-001", sw == 0x9000, "SELECT answered 9000" if sw == 0x9000 else "SELECT answered 6283: application blocked", "9000", f"{sw:04X}")
-    fci = {}
+    c, st, app = ctx.c, ctx.state, ctx.app
+    # application selection (Book 1 §12): the PSE directory, then the profile's AID
+    mark = len(st.events)
+    kernel.build_candidate_list(st, ctx.ch)
+    _directory(ctx, mark)
+    st.outcome = ""
+    st.candidates = [{0x4F: app.aid}]
+    mark = len(st.events)
+    kernel.final_selection(st, ctx.ch)
+    selects = _apdus(st, mark, 0xA4)
+    sw = _sw(selects[0]) if selects else 0x6F00
+    data = selects[0].response[:-2] if selects else b""
+    c.check("LIFE-APP-001", sw == 0x9000, "SELECT answered 9000" if sw == 0x9000 else
+            f"SELECT {app.aid.hex().upper()} answered {sw:04X}" + (": application blocked" if sw == 0x6283 else ""),
+            "9000", f"{sw:04X}")  # fmt: skip
+    fci: dict[int, bytes] = {}
     try:
         top = parse(data)
         ok = len(top) == 1 and top[0].tag == 0x6F
@@ -275,24 +263,27 @@ def _certify_app(ctx: _Ctx) -> None:
     except TlvError as exc:
         c.check("FCI-001", False, f"FCI not BER-TLV: {exc}")
     ctx.found["FCI"] = fci
+    if st.outcome:
+        if sw != 0x9000 or not fci:
+            raise _Stop(f"application not selectable (SW {sw:04X})")
+        # the kernel refused the FCI (e.g. another DF name): certification goes on to name every defect
+        st.outcome, st.aid, st.fci = "", app.aid, data
+        st.card_data.update(fci)
 
     # state before the transaction
-    atc_d, atc_sw = card.get_data(0x9F36)
-    atc = _value_of_get_data(atc_d, 0x9F36) if atc_sw == 0x9000 else None
+    atc, atc_sw = _get_data(ctx, 0x9F36, "application transaction counter")
     if atc is None:
         c.na("STATE-ATC-001", f"GET DATA 9F36 answered {atc_sw:04X}")
     else:
         ctx.atc = int.from_bytes(atc, "big")
         c.check("STATE-ATC-001", ctx.atc <= FRESH_ATC_MAX, f"ATC {ctx.atc} (a fresh card: ≤ {FRESH_ATC_MAX})", f"≤ {FRESH_ATC_MAX}", str(ctx.atc))
-    lo_d, lo_sw = card.get_data(0x9F13)
-    lo = _value_of_get_data(lo_d, 0x9F13) if lo_sw == 0x9000 else None
+    lo, lo_sw = _get_data(ctx, 0x9F13, "last online ATC register")
     if lo is None:
         c.na("STATE-ATC-002", f"GET DATA 9F13 answered {lo_sw:04X}")
     else:
         c.check("STATE-ATC-002", int.from_bytes(lo, "big") == 0, f"last online ATC {int.from_bytes(lo, 'big')}", "0", str(int.from_bytes(lo, "big")))
-    ptc_d, ptc_sw = card.get_data(0x9F17)
-    ptc = _value_of_get_data(ptc_d, 0x9F17) if ptc_sw == 0x9000 else None
     if app.offline_pin:
+        ptc, ptc_sw = _get_data(ctx, 0x9F17, "PIN try counter")
         c.check("CVM-006", ptc is not None, f"GET DATA 9F17 answered {ptc_sw:04X}")
         if ptc is None:
             c.check("STATE-PTC-001", False, f"PIN try counter not readable (SW {ptc_sw:04X})", str(app.pin_try_limit), "-")
@@ -302,18 +293,30 @@ def _certify_app(ctx: _Ctx) -> None:
         c.na("CVM-006", "no offline PIN CVM in the profile")
         c.na("STATE-PTC-001", "no offline PIN CVM in the profile")
     if app.log_sfi is not None:
-        lf_d, lf_sw = card.get_data(0x9F4F)
-        lf = _value_of_get_data(lf_d, 0x9F4F) if lf_sw == 0x9000 else None
+        lf, lf_sw = _get_data(ctx, 0x9F4F, "log format")
         exp_lf = encode_dol(list(app.log_format))
         c.check("LOG-001", lf == exp_lf, "log format by GET DATA 9F4F", _h(exp_lf), _h(lf) if lf is not None else f"SW {lf_sw:04X}")
     else:
         c.na("LOG-001", "the profile has no log")
 
-    # GET PROCESSING OPTIONS
-    values = _terminal_values(ctx)
-    pdol = parse_dol(fci[0x9F38]) if 0x9F38 in fci else []
-    ctx.pdol_data = _dol_data(pdol, values)
-    data, sw = card.send(bytes((0x80, 0xA8, 0, 0, len(ctx.pdol_data) + 2, 0x83, len(ctx.pdol_data))) + ctx.pdol_data + b"\x00")
+    _initiate(ctx)
+    _read_records(ctx)
+    _data_rules(ctx)
+    _consistency_rules(ctx)
+    _oda(ctx)
+    _pin(ctx)
+    _generate_ac(ctx)
+    _log_file(ctx)
+
+
+def _initiate(ctx: _Ctx) -> None:
+    """GET PROCESSING OPTIONS by the kernel (Book 3 §10.1); the rules read its response."""
+    c, st, app = ctx.c, ctx.state, ctx.app
+    mark = len(st.events)
+    kernel.initiate_application_processing(st, ctx.ch)
+    gpos = _apdus(st, mark, 0xA8)
+    sw = _sw(gpos[0]) if gpos else 0x6F00
+    data = gpos[0].response[:-2] if gpos else b""
     if sw == 0x6985:
         c.check("LIFE-APP-002", False, "GET PROCESSING OPTIONS answered 6985: not personalized (or not usable)", "9000", "6985")
         raise _Stop("GPO refused")
@@ -341,47 +344,27 @@ def _certify_app(ctx: _Ctx) -> None:
     except TlvError as exc:
         c.check("GPO-001", False, f"GPO response not BER-TLV: {exc}")
     ctx.found["GPO"] = gpo
-    ctx.aip, ctx.afl = gpo.get(0x82, b""), gpo.get(0x94, b"")
-    _read_records(ctx)
-    _data_rules(ctx)
-    _consistency_rules(ctx)
-    _oda(ctx)
-    _pin(ctx)
-    _generate_ac(ctx)
-    _log_file(ctx)
-    _directory(ctx)
-
-
-class _Stop(Exception):
-    pass
-
-
-def _terminal_values(ctx: _Ctx) -> dict[int, bytes]:
-    t, app = ctx.terminal, ctx.app
-    country = _terminal_value(t, "country_code", bytes.fromhex(f"{app.country:04d}"))
-    currency = _terminal_value(t, "currency_code", bytes.fromhex(f"{app.currency:04d}"))
-    today = ctx.today
-    return {
-        0x9F02: bytes.fromhex("000000000100"), 0x9F03: bytes(6), 0x9F1A: country, 0x95: bytes(5),
-        0x5F2A: currency, 0x9A: bytes.fromhex(today.strftime("%y%m%d")), 0x9C: b"\x00",
-        0x9F37: os.urandom(4), 0x9F35: _terminal_value(t, "terminal_type", b"\x22"),
-        0x9F33: _terminal_value(t, "capabilities", bytes.fromhex("E0F8C8")), 0x9F34: bytes.fromhex("3F0000"),
-        0x9F21: bytes.fromhex(time.strftime("%H%M%S")), 0x9F40: bytes.fromhex("6000F0A001"),
-        0x9F66: bytes.fromhex("36000000"),
-    }  # fmt: skip
+    if st.outcome:  # the kernel refused the response: the rules name the defect, certification goes on
+        st.outcome = ""
+        st.aip, st.afl = gpo.get(0x82, b""), gpo.get(0x94, b"")
 
 
 # -- records -------------------------------------------------------------------------------
 
 
 def _read_records(ctx: _Ctx) -> None:
-    c, afl = ctx.c, ctx.afl
+    """READ APPLICATION DATA by the kernel (Book 3 §10.2); the rules check each
+    record it read and the static data to be authenticated it built."""
+    c, st = ctx.c, ctx.state
+    afl = st.afl
+    mark = len(st.events)
+    kernel.read_application_data(st, ctx.ch)
+    stopped, st.outcome = st.outcome, ""
+    answers = {(e.command[3] >> 3, e.command[2]): _sw(e) for e in _apdus(st, mark, 0xB2) if len(e.command) > 3}
     ok1 = len(afl) > 0 and len(afl) % 4 == 0
     c.check("AFL-001", ok1, f"AFL of {len(afl)} bytes", "4n bytes, n ≥ 1", _h(afl))
     seen: set[tuple[int, int]] = set()
     dup = False
-    static = b""
-    static_ok = True
     for i in range(0, len(afl) - len(afl) % 4, 4):
         sfi, first, last, n_oda = afl[i] >> 3, afl[i + 1], afl[i + 2], afl[i + 3]
         c.check("AFL-002", 1 <= sfi <= 30 and first >= 1 and last >= first and afl[i] & 7 == 0, f"entry {afl[i:i + 4].hex().upper()}")
@@ -391,48 +374,36 @@ def _read_records(ctx: _Ctx) -> None:
                 dup = True
                 c.check("AFL-006", False, f"record {sfi}/{rec} named twice")
             seen.add((sfi, rec))
-            data, sw = ctx.card.read_record(sfi, rec)
+            sw = answers.get((sfi, rec))
+            if sw is None:
+                continue  # not read: the kernel stopped before (its reason is reported below)
             if not c.check("AFL-004", sw == 0x9000, f"READ RECORD {sfi}/{rec} answered {sw:04X}", "9000", f"{sw:04X}"):
-                if rec - first < n_oda:
-                    static_ok = False
                 continue
-            ctx.records[(sfi, rec)] = data
+            data = st.records.get((sfi, rec), b"")
+            place = f"record {sfi}/{rec}"
             try:
                 top = parse(data)
                 well = len(top) == 1 and top[0].tag == 0x70 and top[0].raw == data
-                c.check("AFL-005", well, f"record {sfi}/{rec}: " + ("one template 70" if well else "not exactly one template 70"))
-                objs = flatten(data) if top else {}
-                place = f"record {sfi}/{rec}"
-                ctx.found[place] = objs
+                c.check("AFL-005", well, f"{place}: " + ("one template 70" if well else "not exactly one template 70"))
+                ctx.found[place] = flatten(data) if top else {}
                 for t in (t.tag for t in top[0].children() if not t.constructed) if top and top[0].tag == 0x70 else ():
                     for other, o in ctx.found.items():
                         if other != place and other.startswith("record") and t in o:
                             c.check("DATA-DUP-001", False, f"{t:X} in {other} and {place}")
-                if rec - first < n_oda:
-                    if sfi <= 10:
-                        if top and top[0].tag == 0x70:
-                            static += top[0].value
-                        else:
-                            static_ok = False
-                    else:
-                        static += data
             except TlvError as exc:
-                c.check("AFL-005", False, f"record {sfi}/{rec}: not BER-TLV ({exc})")
-                if rec - first < n_oda:
-                    static_ok = False
+                c.check("AFL-005", False, f"{place}: not BER-TLV ({exc})")
     if not dup:
         c.check("AFL-006", True, f"{len(seen)} distinct records")
+    if stopped:
+        why = stopped.removeprefix("aborted: ")
+        rid = ("DATA-DUP-001" if "twice" in why else "AFL-005" if "template" in why or "BER-TLV" in why
+               else "AFL-002" if "AFL entry" in why else "AFL-004" if "READ RECORD" in why else "AFL-007")
+        c.check(rid, False, f"the terminal kernel stopped reading: {why}")
     c.check("DATA-DUP-001", True, "no object twice in the records")
-    if static_ok:
-        tl = ctx.all_values().get(0x9F4A, b"")
-        try:
-            for tag, _ln in parse_dol(tl + b"\x00" * 0):
-                pass
-        except TlvError:
-            pass
-        ctx.static_data = static + (ctx.aip if tl == b"\x82" else b"")
-        if tl and tl != b"\x82":
-            ctx.static_data = None
+    try:
+        ctx.static_data = oda.static_data_to_authenticate(st)
+    except oda.OdaError:
+        ctx.static_data = None
 
 
 # -- data objects by value and place ---------------------------------------------------------
@@ -496,7 +467,7 @@ CVN_CDOL1 = [0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37]
 
 def _consistency_rules(ctx: _Ctx) -> None:
     c, v, app = ctx.c, ctx.all_values(), ctx.app
-    aip = ctx.aip + bytes(2)
+    aip = ctx.state.aip + bytes(2)
     sda, dda, cvm, cda = aip[0] & 0x40, aip[0] & 0x20, aip[0] & 0x10, aip[0] & 0x01
     have = set(v)
     missing = [t for t in (0x5A, 0x5F24, 0x8C, 0x8D) if t not in have]
@@ -507,10 +478,10 @@ def _consistency_rules(ctx: _Ctx) -> None:
             c.na(rid, f"AIP does not announce {what}")
             continue
         miss = [t for t in tags if t not in have]
-        c.check(rid, not miss, f"AIP {ctx.aip.hex().upper()} announces {what}" + (f"; missing {' '.join(f'{t:X}' for t in miss)}" if miss else ""))
+        c.check(rid, not miss, f"AIP {ctx.state.aip.hex().upper()} announces {what}" + (f"; missing {' '.join(f'{t:X}' for t in miss)}" if miss else ""))
     c.check("AIP-004", bool(cvm) == (0x8E in have), f"AIP cardholder verification bit {'set' if cvm else 'clear'}, 8E {'present' if 0x8E in have else 'absent'}")
     certs = [t for t in (0x90, 0x93, 0x9F46) if t in have]
-    c.check("AIP-005", not certs or bool(sda or dda or cda), f"certificates {' '.join(f'{t:X}' for t in certs) or 'none'} with AIP {ctx.aip.hex().upper()}")
+    c.check("AIP-005", not certs or bool(sda or dda or cda), f"certificates {' '.join(f'{t:X}' for t in certs) or 'none'} with AIP {ctx.state.aip.hex().upper()}")
     # PAN, track 2, dates
     pan = v.get(0x5A, b"").hex().upper()
     pan_digits = pan.rstrip("F")
@@ -562,7 +533,7 @@ def _consistency_rules(ctx: _Ctx) -> None:
         uses_x = any(cond in (6, 7) for _, cond in rules)
         uses_y = any(cond in (8, 9) for _, cond in rules)
         c.check("CVM-003", (x == 0 or uses_x) and (y == 0 or uses_y), f"amount X {x} (used: {uses_x}), Y {y} (used: {uses_y})")
-        caps = _terminal_value(ctx.terminal, "capabilities", bytes.fromhex("E0F8C8"))
+        caps = ctx.terminal.capabilities
         cvm_caps = caps[1] if len(caps) > 1 else 0
         support = {0x01: 0x80, 0x02: 0x40, 0x03: 0x80 | 0x20, 0x04: 0x10, 0x05: 0x10 | 0x20, 0x1E: 0x20, 0x1F: 0x08}
         usable = [code for code, _ in rules if (code & 0x3F) in support and cvm_caps & support[code & 0x3F] == support[code & 0x3F]]
@@ -600,158 +571,172 @@ def _consistency_rules(ctx: _Ctx) -> None:
         c.na("SDA-002", "no 9F4A")
 
 
+
 # -- ODA ---------------------------------------------------------------------------------------
 
 
+def _ca_keys(ctx: _Ctx, rid: bytes, idx: int) -> tuple[CaKeyList, str]:
+    """The CA key for the card's RID and index: the key store's, the terminal
+    profile's, else the key store's only CA key (a test CA under another RID)."""
+    found: tuple[int, int] | None = None
+    note = ""
+    ks = ctx.keys.ca_key(rid, idx)
+    if ks is not None:
+        found = (ks.modulus, ks.exponent)
+    elif (tk := ctx.terminal.ca_key(rid, idx)) is not None:
+        found, note = (tk.modulus, tk.exponent), " (from the terminal profile)"
+    else:
+        cas = [(n, key) for n, key in ctx.keys.rsa_public.items() if key[0] == "CA"]
+        if len(cas) == 1:
+            found = (cas[0][1][1], cas[0][1][2])
+            note = f" (RID {rid.hex().upper()} index {idx:02X} not listed; the key store's only CA key {cas[0][0]!r})"
+    out = CaKeyList()
+    if found is not None:
+        n, e = found
+        out.add(CaPublicKey(rid, idx, n.to_bytes((n.bit_length() + 7) // 8, "big"), e.to_bytes((e.bit_length() + 7) // 8, "big")))
+    return out, note
+
+
+def _mmyy(b: bytes) -> str:
+    return b.hex().upper() or "-"
+
+
 def _oda(ctx: _Ctx) -> None:
-    c, v, keys, app = ctx.c, ctx.all_values(), ctx.keys, ctx.app
+    c, v, app, st = ctx.c, ctx.all_values(), ctx.app, ctx.state
     iss_rules = [f"CERT-ISS-00{i}" for i in range(1, 10)]
     icc_rules = ["CERT-ICC-001", "CERT-ICC-002", "CERT-ICC-003", "CERT-ICC-PAN-001", "CERT-ICC-005", "CERT-ICC-006", "CERT-ICC-007"]
     if 0x90 not in v and 0x8F not in v:
         for rid in iss_rules + icc_rules + ["SDA-001", "DDA-001"]:
             c.na(rid, "no ODA data on the card")
         return
-    idx = v.get(0x8F, b"\x00")[0] if v.get(0x8F) else -1
+    idx = v[0x8F][0] if v.get(0x8F) else -1
     rid_ = app.aid[:5]
-    ca = keys.ca_key(rid_, idx)
-    note = ""
-    if ca is None:
-        for k in getattr(ctx.terminal, "ca_keys", None) or []:
-            if getattr(k, "rid", None) == rid_ and getattr(k, "index", None) == idx:
-                ca = k
-    if ca is None:
-        cas = [(n, key) for n, key in keys.rsa_public.items() if key[0] == "CA"]
-        if len(cas) == 1:
-            from .sources import CaKey
-
-            ca = CaKey(rid_, idx, cas[0][1][1], cas[0][1][2])
-            note = f" (RID {rid_.hex().upper()} index {idx:02X} not listed; the key store's only CA key {cas[0][0]!r})"
-    if not c.check("CERT-ISS-001", ca is not None, f"CA key RID {rid_.hex().upper()} index {idx:02X}" + (note or (" known" if ca else " unknown"))):
+    cas, note = _ca_keys(ctx, rid_, idx)
+    if not c.check("CERT-ISS-001", len(cas) > 0, f"CA key RID {rid_.hex().upper()} index {idx & 0xFF:02X}" + (note or (" known" if len(cas) else " unknown"))):
         for rid in iss_rules[1:] + icc_rules + ["SDA-001", "DDA-001"]:
             c.na(rid, "CA public key unknown")
         return
-    assert ca is not None
-    n_ca = (ca.modulus.bit_length() + 7) // 8
+    ca = next(iter(cas))
+    n_ca = len(ca.modulus)
     cert = v.get(0x90, b"")
     if not c.check("CERT-ISS-002", len(cert) == n_ca, "issuer certificate length", str(n_ca), str(len(cert))):
         for rid in iss_rules[2:] + icc_rules + ["SDA-001", "DDA-001"]:
             c.na(rid, "issuer certificate unusable")
         return
-    x = _recover(cert, ca.modulus, ca.exponent)
-    c.check("CERT-ISS-003", x[0] == 0x6A and x[-1] == 0xBC and x[1] == 0x02, "recovered header/format/trailer", "6A 02 … BC", f"{x[0]:02X} {x[1]:02X} … {x[-1]:02X}")
-    n_i, e_len = x[13], x[14]
-    rem = v.get(0x92, b"")
-    exp_i = v.get(0x9F32, b"")
-    digest = _sha1(x[1 : n_ca - 21], rem, exp_i)
-    c.check("CERT-ISS-004", digest == x[n_ca - 21 : n_ca - 1], "issuer certificate hash", _h(x[n_ca - 21 : n_ca - 1]), _h(digest))
-    ident = x[2:6].hex().upper().rstrip("F")
+    # the issuer key by the ODA module (Book 2 §5.3); its fields by tester.rsa
+    try:
+        oda.issuer_public_key(st, cas, ctx.today)
+    except oda.OdaError:
+        pass  # the certificate's fields say which check failed
+    x: IssuerCertificate | None = st.extras.get("oda", {}).get("issuer")
+    if x is None or not x.frame_ok:
+        why = "; ".join(x.problems) if x is not None else "issuer certificate not recovered"
+        c.check("CERT-ISS-003", False, why, "6A 02 … BC", f"{x.header:02X} {x.format:02X} … {x.trailer:02X}" if x is not None else "-")
+        for rid in iss_rules[3:] + icc_rules + ["SDA-001", "DDA-001"]:
+            c.na(rid, "issuer certificate not recovered")
+        return
+    c.check("CERT-ISS-003", True, "recovered header/format/trailer", "6A 02 … BC", f"{x.header:02X} {x.format:02X} … {x.trailer:02X}")
+    c.check("CERT-ISS-004", x.hash_ok, "issuer certificate hash", _h(x.hash_result), _h(x.computed_hash))
     pan = v.get(0x5A, b"").hex().upper().rstrip("F")
-    c.check("CERT-ISS-005", bool(ident) and pan.startswith(ident), "issuer identifier vs PAN", ident, pan[: len(ident)])
-    c.check("CERT-ISS-006", _mmyy_ok(x[6:8], ctx.today), f"issuer certificate expiry MMYY {x[6:8].hex()}", f"≥ {ctx.today:%m%y}", x[6:8].hex())
-    room = n_ca - 36
-    need = max(0, n_i - room)
-    c.check("CERT-ISS-007", len(rem) == need, f"N_I {n_i}, room {room}: remainder of {need} bytes needed", str(need), str(len(rem)))
-    c.check("CERT-ISS-008", x[11] == 1 and x[12] == 1, "algorithm indicators", "01 01", f"{x[11]:02X} {x[12]:02X}")
-    modulus = (x[15 : n_ca - 21][:n_i] if n_i <= room else x[15 : n_ca - 21] + rem)
-    n_iss, e_iss = int.from_bytes(modulus, "big"), int.from_bytes(exp_i or b"\x03", "big")
-    ctx.issuer_key = (n_iss, e_iss)
-    ks_iss = keys.rsa_key(app.keys.get("issuer_rsa"), "ISSUER")
+    ident = x.issuer_id_digits
+    c.check("CERT-ISS-005", x.matches_pan(pan), "issuer identifier vs PAN", ident, pan[: len(ident)])
+    c.check("CERT-ISS-006", not certificate_expired(x.expiry, ctx.today), f"issuer certificate expiry MMYY {_mmyy(x.expiry)}", f"≥ {ctx.today:%m%y}", _mmyy(x.expiry))
+    room = len(x.key_field)
+    need = max(0, x.pk_length - room)
+    c.check("CERT-ISS-007", len(x.remainder) == need, f"N_I {x.pk_length}, room {room}: remainder of {need} bytes needed", str(need), str(len(x.remainder)))
+    c.check("CERT-ISS-008", x.hash_algorithm == 1 and x.pk_algorithm == 1, "algorithm indicators", "01 01", f"{x.hash_algorithm:02X} {x.pk_algorithm:02X}")
+    n_iss, e_iss = x.public_key
+    ks_iss = ctx.keys.rsa_key(app.keys.get("issuer_rsa"), "ISSUER")
     if ks_iss is None:
         c.na("CERT-ISS-009", "the key store does not hold the issuer key")
     else:
-        c.check("CERT-ISS-009", (ks_iss[1], ks_iss[2]) == (n_iss, e_iss) and len(exp_i) == e_len, f"issuer key {ks_iss[0]!r} of the key store vs the certified key",
+        c.check("CERT-ISS-009", (ks_iss[1], ks_iss[2]) == (n_iss, e_iss) and len(x.exponent) == x.exponent_length,
+                f"issuer key {ks_iss[0]!r} of the key store vs the certified key",
                 f"{ks_iss[1].bit_length()} bits, e={ks_iss[2]}", f"{n_iss.bit_length()} bits, e={e_iss}")  # fmt: skip
-    size_i = len(modulus)
-    sd = ctx.static_data
-    # SDA
+    aip = (st.aip or b"\x00")[0]
+    # SDA by the ODA module (Book 2 §5.4)
     if 0x93 in v:
-        if sd is None:
+        if ctx.static_data is None:
             c.check("SDA-001", False, "static data to be authenticated could not be built (ODA records / 9F4A)")
         else:
-            s = v[0x93]
-            y = _recover(s, n_iss, e_iss) if len(s) == size_i else b""
-            ok = bool(y) and y[0] == 0x6A and y[1] == 0x03 and y[-1] == 0xBC and _sha1(y[1 : size_i - 21], sd) == y[size_i - 21 : size_i - 1]
-            c.check("SDA-001", ok, "signed static application data " + ("verifies" if ok else "does not verify"))
+            ok, why = _authenticate(ctx, "SDA")
+            c.check("SDA-001", ok, "signed static application data " + ("verifies" if ok else f"does not verify: {why}"))
     else:
         c.na("SDA-001", "no 93 on the card")
-    # ICC certificate
+    # ICC certificate (Book 2 §6.4): fields by tester.rsa with the recovered issuer key
     if 0x9F46 not in v:
         for rid in icc_rules + ["DDA-001"]:
             c.na(rid, "no ICC certificate on the card")
         return
     ic = v[0x9F46]
+    size_i = len(x.modulus)
     if not c.check("CERT-ICC-001", len(ic) == size_i, "ICC certificate length", str(size_i), str(len(ic))):
         for rid in icc_rules[1:] + ["DDA-001"]:
             c.na(rid, "ICC certificate unusable")
         return
-    y = _recover(ic, n_iss, e_iss)
-    c.check("CERT-ICC-002", y[0] == 0x6A and y[1] == 0x04 and y[-1] == 0xBC, "recovered header/format/trailer", "6A 04 … BC", f"{y[0]:02X} {y[1]:02X} … {y[-1]:02X}")
-    n_ic = y[19]
     rem_ic, exp_ic = v.get(0x9F48, b""), v.get(0x9F47, b"")
-    if sd is None:
+    y: IccCertificate = recover_icc_certificate(ic, n_iss, e_iss, rem_ic, exp_ic, ctx.static_data)
+    if not y.frame_ok:
+        c.check("CERT-ICC-002", False, "; ".join(y.problems), "6A 04 … BC", f"{y.header:02X} {y.format:02X} … {y.trailer:02X}")
+        for rid in icc_rules[2:] + ["DDA-001"]:
+            c.na(rid, "ICC certificate not recovered")
+        return
+    c.check("CERT-ICC-002", True, "recovered header/format/trailer", "6A 04 … BC", f"{y.header:02X} {y.format:02X} … {y.trailer:02X}")
+    if ctx.static_data is None:
         c.check("CERT-ICC-003", False, "static data to be authenticated could not be built")
     else:
-        dg = _sha1(y[1 : size_i - 21], rem_ic, exp_ic, sd)
-        c.check("CERT-ICC-003", dg == y[size_i - 21 : size_i - 1], "ICC certificate hash over the static data", _h(y[size_i - 21 : size_i - 1]), _h(dg))
-    cert_pan = y[2:12].hex().upper().rstrip("F")
-    c.check("CERT-ICC-PAN-001", cert_pan == pan, "PAN in the ICC certificate vs 5A", pan, cert_pan)
+        c.check("CERT-ICC-003", y.hash_ok, "ICC certificate hash over the static data", _h(y.hash_result), _h(y.computed_hash))
+    c.check("CERT-ICC-PAN-001", y.pan_digits == pan, "PAN in the ICC certificate vs 5A", pan, y.pan_digits)
     exp_card = v.get(0x5F24, b"\x00\x00")
-    cert_ym = (int(y[13:14].hex() or 0), int(y[12:13].hex() or 0)) if y[12:14].hex().isdigit() else (0, 0)
+    digits = y.expiry.hex()
+    cert_ym = (int(digits[2:4]), int(digits[:2])) if len(digits) == 4 and digits.isdigit() else (0, 0)
     card_ym = (int(exp_card[:1].hex()), int(exp_card[1:2].hex())) if exp_card[:2].hex().isdigit() else (0, 0)
-    c.check("CERT-ICC-005", _mmyy_ok(y[12:14], ctx.today) and cert_ym >= card_ym, f"ICC certificate expiry MMYY {y[12:14].hex()}, application expires {exp_card[:2].hex()} (YYMM)",
-            f"≥ {exp_card[1:2].hex()}{exp_card[:1].hex()}", y[12:14].hex())  # fmt: skip
-    room_ic = size_i - 42
-    need_ic = max(0, n_ic - room_ic)
-    c.check("CERT-ICC-006", len(rem_ic) == need_ic, f"N_IC {n_ic}, room {room_ic}", str(need_ic), str(len(rem_ic)))
-    mod_ic = y[21 : size_i - 21][:n_ic] if n_ic <= room_ic else y[21 : size_i - 21] + rem_ic
-    n_icc, e_icc = int.from_bytes(mod_ic, "big"), int.from_bytes(exp_ic or b"\x03", "big")
-    ctx.icc_key = (n_icc, e_icc)
+    c.check("CERT-ICC-005", not certificate_expired(y.expiry, ctx.today) and cert_ym >= card_ym,
+            f"ICC certificate expiry MMYY {_mmyy(y.expiry)}, application expires {exp_card[:2].hex()} (YYMM)",
+            f"≥ {exp_card[1:2].hex()}{exp_card[:1].hex()}", _mmyy(y.expiry))  # fmt: skip
+    room_ic = len(y.key_field)
+    need_ic = max(0, y.pk_length - room_ic)
+    c.check("CERT-ICC-006", len(rem_ic) == need_ic, f"N_IC {y.pk_length}, room {room_ic}", str(need_ic), str(len(rem_ic)))
+    e_icc = int.from_bytes(exp_ic or b"\x03", "big")
     if app.icc_key_bits is not None:
-        c.check("CERT-ICC-007", n_ic * 8 == app.icc_key_bits and e_icc == app.icc_key_exponent, "ICC key size/exponent", f"{app.icc_key_bits} bits, e={app.icc_key_exponent}", f"{n_ic * 8} bits, e={e_icc}")
+        c.check("CERT-ICC-007", y.pk_length * 8 == app.icc_key_bits and e_icc == app.icc_key_exponent, "ICC key size/exponent",
+                f"{app.icc_key_bits} bits, e={app.icc_key_exponent}", f"{y.pk_length * 8} bits, e={e_icc}")  # fmt: skip
     else:
         c.na("CERT-ICC-007", "the profile gives no icc_key")
-    # DDA
-    aip = ctx.aip + bytes(2)
-    if aip[0] & 0x20:
-        ddol = parse_dol(v[0x9F49]) if 0x9F49 in v else [(0x9F37, 4)]
-        ddata = _dol_data(ddol, _terminal_values(ctx))
-        data, sw = ctx.card.send(bytes((0x00, 0x88, 0, 0, len(ddata))) + ddata + b"\x00")
-        sdad = b""
-        if sw == 0x9000:
-            top = parse(data)
-            sdad = top[0].value if top and top[0].tag == 0x80 else flatten(data).get(0x9F4B, b"")
-        size_ic = (n_icc.bit_length() + 7) // 8
-        z = _recover(sdad, n_icc, e_icc) if len(sdad) == size_ic else b""
-        ok = bool(z) and z[0] == 0x6A and z[1] == 0x05 and z[-1] == 0xBC and _sha1(z[1 : size_ic - 21], ddata) == z[size_ic - 21 : size_ic - 1]
-        c.check("DDA-001", ok, f"INTERNAL AUTHENTICATE {sw:04X}: signature " + ("verifies" if ok else "does not verify"))
+    # DDA by the ODA module (INTERNAL AUTHENTICATE with the DDOL, Book 2 §6.5)
+    if aip & 0x20:
+        ok, why = _authenticate(ctx, "DDA")
+        c.check("DDA-001", ok, "INTERNAL AUTHENTICATE: signature " + ("verifies" if ok else f"does not verify: {why}"))
     else:
         c.na("DDA-001", "AIP does not announce DDA")
+    if aip & 0x01:
+        _authenticate(ctx, "CDA")  # the ICC key for the CDA signature of GENERATE AC
+
+
+def _authenticate(ctx: _Ctx, method: str) -> tuple[bool, str]:
+    """One ODA method by :func:`tester.oda.authenticate`: (verdict, the ODA module's reason)."""
+    st = ctx.state
+    cas, _note = _ca_keys(ctx, ctx.app.aid[:5], st.card_data.get(0x8F, b"\xFF")[0])
+    mark = len(st.events)
+    oda.authenticate(st, ctx.ch, cas, today=ctx.today, method=method)
+    decisions = [e.text for e in st.events[mark:] if e.kind == "decision"]
+    return st.oda_ok is not False, decisions[-1] if decisions else ""
 
 
 # -- PIN ---------------------------------------------------------------------------------------
 
 
-def _pin_block(pin: str) -> bytes:
-    return bytes.fromhex(("2" + format(len(pin), "X") + pin).ljust(16, "F"))
-
-
 def _verify(ctx: _Ctx, pin: str) -> int:
-    """VERIFY with plaintext PIN if the list allows, else enciphered under the ICC key."""
+    """VERIFY by the cardholder verification module (tester.cvm): plaintext when the
+    CVM list allows, else enciphered under the ICC key; the card's SW."""
+    st = ctx.state
     rules = ctx.all_values().get(0x8E, b"")
     codes = {rules[i] & 0x3F for i in range(8, len(rules) - 1, 2)}
-    if codes & {0x01, 0x03} or ctx.icc_key is None:
-        _d, sw = ctx.card.send(bytes.fromhex("0020008008") + _pin_block(pin))
-        return sw
-    chal, sw = ctx.card.send(bytes.fromhex("0084000000"))
-    if sw != 0x9000:
-        return sw
-    n, e = ctx.icc_key
-    size = (n.bit_length() + 7) // 8
-    block = b"\x7F" + _pin_block(pin) + chal[:8]
-    block += os.urandom(size - len(block))
-    enc = pow(int.from_bytes(block, "big"), e, n).to_bytes(size, "big")
-    _d, sw = ctx.card.send(bytes((0x00, 0x20, 0x00, 0x88, size)) + enc)
-    return sw
+    enciphered = not codes & {0x01, 0x03} and st.icc_public_key is not None
+    mark = len(st.events)
+    offline_pin(st, ctx.ch, pin, enciphered)
+    verifies = _apdus(st, mark, 0x20)
+    return _sw(verifies[-1]) if verifies else 0x6F00
 
 
 def _pin(ctx: _Ctx) -> None:
@@ -767,63 +752,59 @@ def _pin(ctx: _Ctx) -> None:
         c.na("KEY-PIN-003", "destructive checks not requested (--destructive)")
     sw = _verify(ctx, ctx.rec.pin)
     c.check("KEY-PIN-001", sw == 0x9000, f"VERIFY with the record's PIN answered {sw:04X}", "9000", f"{sw:04X}")
-    d, sw2 = ctx.card.get_data(0x9F17)
-    ptc = _value_of_get_data(d, 0x9F17) if sw2 == 0x9000 else None
+    ptc, sw2 = _get_data(ctx, 0x9F17, "PIN try counter")
     c.check("KEY-PIN-002", ptc is not None and ptc[0] == app.pin_try_limit, "PIN try counter after VERIFY", str(app.pin_try_limit), str(ptc[0]) if ptc else f"SW {sw2:04X}")
 
 
-# -- GENERATE AC -------------------------------------------------------------------------------
+# -- GENERATE AC and the issuer host ---------------------------------------------------------------
+
+
+def _host(ctx: _Ctx, force: Literal["approve", "decline"] | None = None) -> IssuerHost | None:
+    """The issuer host with the key store's IMK-AC/SMI/SMC for this application."""
+    k, a = ctx.keys, ctx.app.keys
+    ac, smi, smc = k.symmetric_key(a.get("imk_ac"), "IMK-AC"), k.symmetric_key(a.get("imk_smi"), "IMK-SMI"), k.symmetric_key(a.get("imk_smc"), "IMK-SMC")
+    if ac is None or smi is None or smc is None:
+        return None
+    return IssuerHost(ac[1], smi[1], smc[1], decide=Policy(force=force))
+
+
+def _cda2(state: TransactionState, response: dict[int, bytes], data2: bytes) -> tuple[bool, str]:
+    return kernel.cda_check(state, response, data2, second=True)
 
 
 def _generate_ac(ctx: _Ctx) -> None:
-    c, app, v = ctx.c, ctx.app, ctx.all_values()
+    c, app, v, st = ctx.c, ctx.app, ctx.all_values(), ctx.state
     if 0x8C not in v:
         for rid in ("GENAC-001", "GENAC-002", "GENAC-003", "KEY-AC-001", "KEY-AC-002", "CDA-001", "KEY-SMI-001"):
             c.na(rid, "no CDOL1")
         return
-    values = _terminal_values(ctx)
-    values[0x82], values[0x9F36] = ctx.aip, (ctx.atc or 0).to_bytes(2, "big")
-    cdol1 = parse_dol(v[0x8C])
-    data1 = _dol_data(cdol1, values)
-    cda = bool((ctx.aip + b"\x00")[0] & 0x01) and ctx.icc_key is not None
-    p1 = 0x80 | (0x10 if cda else 0)
-    data, sw = ctx.card.send(bytes((0x80, 0xAE, p1, 0, len(data1))) + data1 + b"\x00")
+    # first GENERATE AC by the kernel, asking for an ARQC (with CDA when the ICC key is known)
+    cda = bool((st.aip or b"\x00")[0] & 0x01) and st.icc_public_key is not None
+    st.oda_method = "CDA" if cda else ""
+    st.extras.pop("cda_not_requested", None)
+    st.extras.get("oda", {}).pop("cda", None)
+    st.extras["ask"] = kernel.ARQC
+    st.outcome = ""
+    mark = len(st.events)
+    kernel.first_generate_ac(st, ctx.ch)
+    genacs = _apdus(st, mark, 0xAE)
+    sw = _sw(genacs[0]) if genacs else 0x6F00
     if not c.check("GENAC-001", sw == 0x9000, f"GENERATE AC (ARQC{'+CDA' if cda else ''}) answered {sw:04X}", "9000", f"{sw:04X}"):
         c.check("KEY-AC-001", False, f"no ARQC to verify: GENERATE AC answered {sw:04X}")
         for rid in ("GENAC-002", "GENAC-003", "KEY-AC-002", "CDA-001", "KEY-SMI-001"):
             c.na(rid, "GENERATE AC failed")
         return
-    top = parse(data)
-    resp: dict[int, bytes] = {}
-    fmt = 0
-    if top and top[0].tag == 0x80:
-        fmt, val = 1, top[0].value
-        resp = {0x9F27: val[:1], 0x9F36: val[1:3], 0x9F26: val[3:11], 0x9F10: val[11:]}
-    elif top and top[0].tag == 0x77:
-        fmt = 2
-        resp = {t.tag: t.value for t in top[0].children()}
+    raw = genacs[0].response[:-2]
+    fmt = {0x80: 1, 0x77: 2}.get(raw[0], 0) if raw else 0
     c.check("GENAC-002", fmt == app.response_format or (cda and fmt == 2), f"response format {fmt}", str(app.response_format), str(fmt))
+    resp = st.ac1
     cid = resp.get(0x9F27, b"\x00")[0]
-    ac = resp.get(0x9F26)
     if cda:
-        sdad = resp.get(0x9F4B, b"")
-        n, e = ctx.icc_key  # type: ignore[misc]
-        size = (n.bit_length() + 7) // 8
-        z = _recover(sdad, n, e) if len(sdad) == size else b""
-        ok = bool(z) and z[0] == 0x6A and z[1] == 0x05 and z[-1] == 0xBC
-        if ok:
-            ok = _sha1(z[1 : size - 21], values[0x9F37]) == z[size - 21 : size - 1]
-        if ok:
-            ldd = z[3]
-            dyn = z[4 : 4 + ldd]
-            k = dyn[0]
-            ac = dyn[2 + k : 10 + k]
-            tdhc = dyn[10 + k : 30 + k]
-            cover = b"".join(t.raw for t in top[0].children() if t.tag != 0x9F4B)
-            ok = dyn[1 + k] == cid and tdhc == _sha1(ctx.pdol_data, data1, cover)
-        c.check("CDA-001", ok, "CDA signed dynamic data " + ("verifies (CID, AC, transaction data hash)" if ok else "does not verify"))
+        result = st.extras.get("oda", {}).get("cda") or {}
+        ok = bool(result.get("ok"))
+        c.check("CDA-001", ok, "CDA signed dynamic data " + ("verifies (CID, AC, transaction data hash)" if ok else f"does not verify: {result.get('reason', 'no signature checked')}"))
     else:
-        c.na("CDA-001", "AIP does not announce CDA" if not (ctx.aip + b"\x00")[0] & 1 else "no ICC key recovered")
+        c.na("CDA-001", "AIP does not announce CDA" if not (st.aip + b"\x00")[0] & 1 else "no ICC key recovered")
     atc = resp.get(0x9F36, b"")
     if ctx.atc is not None and atc:
         c.check("GENAC-003", int.from_bytes(atc, "big") == ctx.atc + 1, "ATC after GPO", str(ctx.atc + 1), str(int.from_bytes(atc, "big")))
@@ -837,85 +818,61 @@ def _generate_ac(ctx: _Ctx) -> None:
     else:
         got = (iad[1], iad[0]) if len(iad) >= 2 else None
     c.check("KEY-AC-002", got == (cvn_code, dki), "IAD CVN and DKI", f"CVN {cvn_code:02X} DKI {dki:02X}", f"CVN {got[0]:02X} DKI {got[1]:02X}" if got else _h(iad))
+    ac = resp.get(0x9F26)
     if cid & 0xC0 != 0x80 or ac is None:
         c.check("KEY-AC-001", False, f"no ARQC to verify (CID {cid:02X})")
     else:
-        _verify_ac(ctx, values, resp, ac, iad, atc)
+        _verify_ac(ctx)
+    if cid & 0xC0 != 0x80:
+        c.na("KEY-SMI-001", "no ARQC: no online transaction to carry a script")
+        return
     if ctx.destructive:
-        _script(ctx, values, ac or b"", atc)
+        _script(ctx)
     else:
         c.na("KEY-SMI-001", "destructive checks not requested (--destructive): a script changes card state")
-    # complete the transaction: second GENERATE AC asking for an AAC (unable to go online)
-    if 0x8D in v:
-        values[0x8A] = b"Z3"
-        data2 = _dol_data(parse_dol(v[0x8D]), values)
-        ctx.card.send(bytes((0x80, 0xAE, 0x00, 0, len(data2))) + data2 + b"\x00")
+        # completion: unable to go online, the terminal declines (the card's offline counters stay untouched)
+        online.complete_offline(st, ctx.ch, decline=True)
 
 
-def _imks(ctx: _Ctx) -> tuple[tuple[str, bytes] | None, tuple[str, bytes] | None, tuple[str, bytes] | None]:
-    k, a = ctx.keys, ctx.app.keys
-    return k.symmetric_key(a.get("imk_ac"), "IMK-AC"), k.symmetric_key(a.get("imk_smi"), "IMK-SMI"), k.symmetric_key(a.get("imk_smc"), "IMK-SMC")
-
-
-def _cvn_object(ctx: _Ctx) -> Any:
-    from pyemv import cvn
-
-    ac, smi, smc = _imks(ctx)
-    if ac is None or smi is None or smc is None:
-        return None
-    klass = {10: cvn.VisaCVN10, 18: cvn.VisaCVN18, 16: cvn.MasterCardCVN16}.get(ctx.app.cvn)
-    if klass is None:
-        return None
-    return klass(ac[1], smi[1], smc[1], ctx.rec.pan, ctx.rec.psn)
-
-
-def _verify_ac(ctx: _Ctx, values: dict[int, bytes], resp: dict[int, bytes], ac: bytes, iad: bytes, atc: bytes) -> None:
-    c = ctx.c
-    obj = _cvn_object(ctx)
-    if obj is None:
-        c.na("KEY-AC-001", f"no IMK-AC/SMI/SMC in the key store for {ctx.app.keys.get('imk_ac')!r} or CVN {ctx.app.cvn} unsupported")
+def _verify_ac(ctx: _Ctx) -> None:
+    """KEY-AC-001: the issuer host verifies the ARQC under the IMK-AC with the
+    record's PAN and PSN (the key the card should hold)."""
+    c, st = ctx.c, ctx.state
+    host = _host(ctx)
+    if host is None:
+        c.na("KEY-AC-001", f"no IMK-AC/SMI/SMC in the key store for {ctx.app.keys.get('imk_ac')!r}")
         return
-    args = [values[t] for t in (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)] + [ctx.aip, atc]
-    try:
-        if ctx.app.cvn == 18:
-            exp = obj.generate_ac(*args, iad)
-        elif ctx.app.cvn == 10:
-            exp = obj.generate_ac(*args, iad[3:7])
-        else:
-            exp = obj.generate_ac(*args, iad[2:8])
-    except Exception as exc:  # pyemv refuses malformed input
-        c.check("KEY-AC-001", False, f"ARQC could not be computed: {type(exc).__name__}")
-        return
-    name = _imks(ctx)[0]
-    c.check("KEY-AC-001", exp == ac, f"ARQC under IMK-AC {name[0] if name else '?'!r} (CVN {ctx.app.cvn}) " + ("verifies" if exp == ac else "does not verify"),
-            "ARQC = pyemv(IMK)", "match" if exp == ac else "mismatch")  # fmt: skip
+    request = replace(AuthorizationRequest.from_state(st), pan=ctx.rec.pan, psn=ctx.rec.psn)
+    valid, why, _expected = host.verify(request)
+    name = ctx.keys.symmetric_key(ctx.app.keys.get("imk_ac"), "IMK-AC")
+    version, _ = cryptogram_version(request.iad, request.aid)
+    if version is not None and version.cvn != ctx.app.cvn:
+        valid, why = False, f"the card computes {version.name}, the profile says CVN {ctx.app.cvn}"
+    c.check("KEY-AC-001", valid is True, f"ARQC under IMK-AC {name[0] if name else '?'!r}: " + why,
+            "ARQC = pyemv(IMK)", "match" if valid else "mismatch" if valid is False else "not verifiable")  # fmt: skip
 
 
-def _script(ctx: _Ctx, values: dict[int, bytes], ac: bytes, atc: bytes) -> None:
-    """Online approval then a MACed PUT DATA of an unchanged value (state-changing in
-    principle: script counters); the card accepting it proves the SMI key."""
-    c, v = ctx.c, ctx.all_values()
-    obj = _cvn_object(ctx)
-    if obj is None or 0x8D not in v:
+def _script(ctx: _Ctx) -> None:
+    """KEY-SMI-001: the issuer host approves online and sends a PUT DATA of an
+    unchanged value MACed with the SMI session key; the card accepting it
+    proves the ICC SMI key."""
+    c, st, v = ctx.c, ctx.state, ctx.all_values()
+    host = _host(ctx, "approve")
+    if host is None or 0x8D not in v:
         c.na("KEY-SMI-001", "no IMKs in the key store or no CDOL2")
         return
-    try:
-        arpc = obj.generate_arpc(ac, b"00") if ctx.app.cvn != 18 else obj.generate_arpc(ac, b"\x00\x00\x00\x00")
-    except Exception:
-        arpc = b""
-    values[0x8A] = b"00"
-    values[0x91] = arpc + (b"00" if ctx.app.cvn != 18 else b"\x00\x00\x00\x00")
-    data2 = _dol_data(parse_dol(v[0x8D]), values)
-    ctx.card.send(bytes((0x80, 0xAE, 0x40, 0, len(data2))) + data2 + b"\x00")
     target = 0x9F42 if 0x9F42 in v else 0x5F28
-    value = v.get(target, b"")
-    header = bytes((0x04, 0xDA)) + target.to_bytes(2, "big") + bytes((len(value) + 8,))
+    mark = len(st.events)
     try:
-        mac = obj.generate_command_mac(header, ac, atc, value)
-    except Exception as exc:
-        c.na("KEY-SMI-001", f"script MAC not computable: {type(exc).__name__}")
+        online.process(st, ctx.ch, host, scripts=[put_data(target, v.get(target, b""))], cda_check=_cda2)
+    except HostError as exc:
+        c.na("KEY-SMI-001", f"script not computable: {exc}")
         return
-    _d, sw = ctx.card.send(header + value + mac[:8])
+    puts = _apdus(st, mark, 0xDA)
+    if not puts:
+        c.check("KEY-SMI-001", False, f"no script command reached the card ({st.online_response.get('arqc_reason', 'no host answer')})")
+        return
+    sw = _sw(puts[0])
     c.check("KEY-SMI-001", sw == 0x9000, f"PUT DATA {target:X} with a MAC under the SMI key answered {sw:04X}", "9000", f"{sw:04X}")
 
 
@@ -923,13 +880,14 @@ def _script(ctx: _Ctx, values: dict[int, bytes], ac: bytes, atc: bytes) -> None:
 
 
 def _log_file(ctx: _Ctx) -> None:
-    c, app = ctx.c, ctx.app
+    c, app, st = ctx.c, ctx.app, ctx.state
     if app.log_sfi is None:
         c.na("LOG-002", "the profile has no log")
         c.na("LOG-003", "the profile has no log")
         return
-    in_afl = any(ctx.afl[i] >> 3 == app.log_sfi for i in range(0, len(ctx.afl), 4))
-    data, sw = ctx.card.read_record(app.log_sfi, 1)
+    in_afl = any(st.afl[i] >> 3 == app.log_sfi for i in range(0, len(st.afl), 4))
+    data, sw = send(st, ctx.ch, bytes((0x00, 0xB2, 1, (app.log_sfi << 3) | 4, 0x00)), STEP, "EMV Book 3 Annex D",
+                    f"READ RECORD 1 of the transaction log (SFI {app.log_sfi})")
     c.check("LOG-002", not in_afl and sw in (0x9000, 0x6A83), f"log SFI {app.log_sfi} {'in' if in_afl else 'not in'} the AFL; READ RECORD {app.log_sfi}/1 answered {sw:04X}")
     if sw == 0x9000:
         want = sum(n for _t, n in app.log_format)
@@ -938,27 +896,21 @@ def _log_file(ctx: _Ctx) -> None:
         c.na("LOG-003", "the log is empty")
 
 
-def _directory(ctx: _Ctx) -> None:
-    c, app = ctx.c, ctx.app
-    data, sw = ctx.card.select(b"1PAY.SYS.DDF01")
-    if sw != 0x9000:
-        c.na("DIR-001", f"no PSE (SELECT answered {sw:04X})")
+def _directory(ctx: _Ctx, mark: int) -> None:
+    """DIR-001 from the kernel's candidate list built from the PSE directory (Book 1 §12.3.2)."""
+    c, app, st = ctx.c, ctx.app, ctx.state
+    pse = [e for e in _apdus(st, mark, 0xA4) if kernel.PSE in e.command]
+    if not pse or _sw(pse[0]) != 0x9000:
+        c.na("DIR-001", f"no PSE (SELECT answered {_sw(pse[0]) if pse else 0x6F00:04X})")
         return
-    sfi = flatten(data).get(0x88, b"\x01")[0]
-    entries = []
-    for rec in range(1, 32):
-        d, sw = ctx.card.read_record(sfi, rec)
-        if sw != 0x9000:
-            break
-        try:
-            for t in parse(d)[0].children():
-                if t.tag == 0x61:
-                    entries.append({k.tag: k.value for k in t.children()})
-        except (TlvError, IndexError):
-            c.check("DIR-001", False, f"PSE record {sfi}/{rec} malformed")
-    mine = [e for e in entries if e.get(0x4F) == app.aid]
-    if not mine:
-        c.check("DIR-001", False, f"{app.aid.hex().upper()} not in the PSE directory ({len(entries)} entries)")
+    bad = [e.text for e in st.events[mark:] if e.kind == "check" and e.text.startswith("directory record")]
+    if bad:
+        c.check("DIR-001", False, "; ".join(bad))
+    by_pse = any(e.kind == "check" and "found by the PSE directory" in e.text and app.aid.hex().upper() in e.text
+                 for e in st.events[mark:])  # fmt: skip
+    mine = [e for e in st.candidates if e.get(0x4F) == app.aid]
+    if not by_pse or not mine:
+        c.check("DIR-001", False, f"{app.aid.hex().upper()} not in the PSE directory")
         return
     e = mine[0]
     ok = e.get(0x50) == app.label.encode() and e.get(0x87, bytes((app.priority,))) == bytes((app.priority,))
@@ -974,7 +926,7 @@ def certify_card(
     record: Record,
     keys: KeyStore,
     *,
-    terminal: Any = None,
+    terminal: TerminalProfile | None = None,
     destructive: bool = False,
     today: date | None = None,
     card_id: str = "",
@@ -984,11 +936,12 @@ def certify_card(
     start = time.perf_counter()
     report = CardReport(card_id or f"{record.index:06d}", record.masked, record.index, profile.name, source,
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
-    card = _Card(channel)
     day = today or date.today()
     for app in profile.applications:
         col = _Collector(app.aid.hex().upper(), record.pan)
-        ctx = _Ctx(card, app, record, keys, terminal, destructive, day, col)
+        term = _terminal_for(terminal, app)
+        state = kernel.new_state(term, amount=AMOUNT, when=datetime.combine(day, dtime(12, 0)))
+        ctx = _Ctx(channel, app, record, keys, term, destructive, day, col, state)
         reason = "nothing on this card or in its source data for this rule to check"
         try:
             _certify_app(ctx)

@@ -400,10 +400,12 @@ def _cda_keys(state: TransactionState, ca_keys: CaKeyList | None, today: date) -
 
 
 def authenticate(state: TransactionState, channel: CardChannel, ca_keys: CaKeyList | None = None,
-                 *, today: date | None = None) -> TransactionState:
+                 *, today: date | None = None, method: str | None = None) -> TransactionState:
     """The ODA step (Book 3 §10.3). ``ca_keys`` None → the terminal profile's
-    keys; ``today`` None → 9A from the terminal data, else the system date."""
-    method = choose_method(state)
+    keys; ``today`` None → 9A from the terminal data, else the system date.
+    ``method`` ("SDA", "DDA", "CDA") overrides the choice from AIP and
+    capabilities (certification checks every method the card announces)."""
+    method = method or choose_method(state)
     state.oda_method = method
     if not method:
         aip = (state.aip or state.card_data.get(0x82, b"")).hex().upper() or "absent"

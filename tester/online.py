@@ -388,9 +388,11 @@ def _record_response(state: TransactionState, request: AuthorizationRequest,
 
 
 def complete_offline(state: TransactionState, channel: CardChannel, *, tac_default: bytes | None = None,
-                     cda_check: CdaCheck | None = None) -> TransactionState:
+                     cda_check: CdaCheck | None = None, decline: bool = False) -> TransactionState:
     """The terminal could not go online (Book 3 §10.8): compare the TVR with
-    IAC-default and TAC-default; any common bit → AAC (ARC Z3), else TC (Y3)."""
+    IAC-default and TAC-default; any common bit → AAC (ARC Z3), else TC (Y3).
+    ``decline``: the terminal declines whatever the codes say (AAC, Z3), e.g.
+    certification leaving the card's offline counters untouched."""
     if tac_default is None:
         tac_default = getattr(state.terminal, "tac_default", None)
         if isinstance(tac_default, str):
@@ -399,7 +401,10 @@ def complete_offline(state: TransactionState, channel: CardChannel, *, tac_defau
     tvr = bytes(state.tvr)
     hits = [i for i in range(5) if tvr[i] & ((iac_default[i] if i < len(iac_default) else 0)
                                              | (tac_default[i] if tac_default and i < len(tac_default) else 0))]
-    if hits:
+    if decline:
+        ask, arc = AAC, ARC_OFFLINE_DECLINED
+        why = "unable to go online; the terminal declines (AAC, Z3) without asking for a TC"
+    elif hits:
         ask, arc = AAC, ARC_OFFLINE_DECLINED
         why = (f"unable to go online; TVR {tvr.hex().upper()} meets IAC/TAC-default "
                f"(IAC-default {iac_default.hex().upper()}): decline offline (Z3)")

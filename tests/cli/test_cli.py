@@ -92,7 +92,7 @@ def test_missing_or_bad_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_demo_runs_and_keeps_the_card(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["card", "demo", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "INSTALL [for install and make selectable]" in out
     card = Card.load(tmp_path / "card.json")

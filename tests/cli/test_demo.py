@@ -1,0 +1,125 @@
+"""``cardlab demo`` (the main job) end to end on a few cards, and the record generator."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cardlab import records_gen
+from cardlab.cli import main
+from personalizer.records import Record, validate
+
+REPORTS = ("certification.txt", "certification.json", "certification.html", "certification-junit.xml")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path, Path]:
+    base = tmp_path_factory.mktemp("demo")
+    out, reports = base / "tmp", base / "reports"
+    capture = base / "stdout.txt"
+    import contextlib
+    import io
+
+    from rich.console import Console
+
+    import cardlab.cli as cli
+
+    buf = io.StringIO()
+    real = cli.Console
+    cli.Console = lambda **kw: Console(file=buf, width=200, **kw)  # type: ignore[assignment,misc]
+    try:
+        with contextlib.redirect_stdout(buf):
+            rc = main(["demo", "--cards", "6", "--out", str(out), "--report-dir", str(reports)])
+    finally:
+        cli.Console = real  # type: ignore[misc]
+    capture.write_text(buf.getvalue())
+    return rc, buf.getvalue(), out, reports
+
+
+def test_demo_exits_0_and_writes_reports_and_batches(demo_run: tuple[int, str, Path, Path]) -> None:
+    rc, text, out, reports = demo_run
+    assert rc == 0, text[-3000:]
+    for name in REPORTS:
+        assert (reports / name).stat().st_size > 0, name
+    for profile in records_gen.BINS:
+        batch = out / profile / "batch"
+        for name in ("manifest.json", "cards.jsonl", "profile.yaml", "script.yaml", "jobs.sqlite"):
+            assert (batch / name).exists(), (profile, name)
+        assert len(list((out / profile / "stock").glob("card-*.json"))) == 3
+        assert (out / "records" / f"{profile}.csv").exists()
+        assert (out / "profiles" / f"{profile}.yaml").exists()
+    assert (out / "keys.json").exists() and (out / "trace-card.json").exists()
+    ET.parse(reports / "certification-junit.xml")
+
+
+def test_summary_counts_match_the_reports(demo_run: tuple[int, str, Path, Path]) -> None:
+    _rc, text, out, reports = demo_run
+    doc = json.loads((reports / "certification.json").read_text())
+    s = doc["summary"]
+    assert s["cards"] == 6 and s["passed"] == 6 and s["failed"] == 0
+    checks = s["results"].get("pass", 0) + s["results"].get("fail", 0)
+
+    def row(label: str) -> list[int]:
+        line = next(ln for ln in text.splitlines() if ln.strip("│┃ ").startswith(label))
+        return [int(n) for n in re.findall(r"\b\d+\b", line.split(label, 1)[1])]
+
+    assert row("records") == [3, 3, 6]
+    assert row("personalized") == [3, 3, 6]
+    assert row("certified") == [3, 3, 6]
+    assert row("pass ") == [3, 3, 6] and row("fail ") == [0, 0, 0]
+    assert row("rule checks (pass + fail)")[-1] == checks
+    assert row("rule checks not applicable")[-1] == s["results"].get("not applicable", 0)
+    for stage in ("prepare", "personalize", "certify"):
+        assert re.search(rf"│ {stage} +│ +6 │", text), stage
+    assert "Outcome: approved online" in text
+    assert "cardlab perso run" in text and "cardlab test certify" in text
+
+
+def test_no_pin_key_or_full_pan_in_output(demo_run: tuple[int, str, Path, Path]) -> None:
+    _rc, text, out, reports = demo_run
+    blobs = [text] + [(reports / n).read_text() for n in REPORTS]
+    with (out / "records" / "visa-cvn18.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    with (out / "records" / "mastercard-cvn16.csv").open() as f:
+        rows += list(csv.DictReader(f))
+    keys = json.loads((out / "keys.json").read_text())["keys"]
+    secrets = [k["value"] for k in keys.values() if "value" in k and len(k["value"]) <= 64]
+    for blob in blobs:
+        for r in rows:
+            assert r["pan"] not in blob
+            assert f"PIN {r['pin']}" not in blob and f"pin {r['pin']}" not in blob
+        for v in secrets:
+            assert v.upper() not in blob.upper()
+
+
+def test_bad_options_and_used_out_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--cards", "0", "--out", str(tmp_path / "a")]) == 2
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "something").write_text("x")
+    assert main(["demo", "--cards", "2", "--out", str(tmp_path / "b")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_card_demo_is_still_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["card", "demo"]) == 0
+    assert "SET STATUS card → SECURED" in capsys.readouterr().out
+
+
+def test_records_generator_is_valid_unique_and_deterministic(tmp_path: Path) -> None:
+    today = date(2026, 3, 1)
+    for bin_, languages in records_gen.BINS.values():
+        rows = list(records_gen.generate(bin_, 300, seed=7, today=today, languages=languages))
+        assert rows == list(records_gen.generate(bin_, 300, seed=7, today=today, languages=languages))
+        assert rows != list(records_gen.generate(bin_, 300, seed=8, today=today, languages=languages))
+        assert len({r["pan"] for r in rows}) == 300 and all(r["pan"].startswith(bin_) for r in rows)
+        for i, r in enumerate(rows, 1):
+            assert isinstance(validate(r, today=today, index=i), Record), r["name"]
+    path = records_gen.write_csv(tmp_path / "r.csv", "541333", 4, seed=1, today=today)
+    assert path.read_text().splitlines()[0] == ",".join(records_gen.FIELDS)
+    assert records_gen.luhn_digit("476173900000001") == "0" or len(records_gen.luhn_digit("4")) == 1

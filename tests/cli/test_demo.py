@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -23,21 +25,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path, 
     base = tmp_path_factory.mktemp("demo")
     out, reports = base / "tmp", base / "reports"
     capture = base / "stdout.txt"
-    import contextlib
-    import io
-
-    from rich.console import Console
-
-    import cardlab.cli as cli
-
     buf = io.StringIO()
-    real = cli.Console
-    cli.Console = lambda **kw: Console(file=buf, width=200, **kw)  # type: ignore[assignment,misc]
-    try:
-        with contextlib.redirect_stdout(buf):
-            rc = main(["demo", "--cards", "6", "--out", str(out), "--report-dir", str(reports)])
-    finally:
-        cli.Console = real  # type: ignore[misc]
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buf):
+        mp.setenv("COLUMNS", "200")  # rich: wide tables, one row a line
+        rc = main(["demo", "--cards", "6", "--out", str(out), "--report-dir", str(reports)])
     capture.write_text(buf.getvalue())
     return rc, buf.getvalue(), out, reports
 

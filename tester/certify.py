@@ -931,8 +931,10 @@ def certify_card(
     today: date | None = None,
     card_id: str = "",
     source: str = "",
+    gp_status: bool = False,
 ) -> CardReport:
-    """Certify one card; every rule of the catalogue gives one result per application."""
+    """Certify one card; every rule of the catalogue gives one result per application.
+    ``gp_status``: also read the GP life cycles over SCP03 (tester.certify_life)."""
     start = time.perf_counter()
     report = CardReport(card_id or f"{record.index:06d}", record.masked, record.index, profile.name, source,
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
@@ -951,9 +953,10 @@ def certify_card(
             col.check("AFL-005" if isinstance(exc, TlvError) else "LIFE-APP-002", False, f"certification stopped: {type(exc).__name__}: {exc}")
             reason = f"not reached: {type(exc).__name__}"
         report.results.extend(col.results(APP_RULES, reason))
-    card_col = _Collector("", record.pan)
-    card_col.na("LIFE-CARD-001", "GET STATUS needs an SCP03 session with the GP keys; the tester has no SCP03 host implementation yet")
-    report.results.extend(card_col.results(CARD_RULES, "not reached"))
+    # -- hook: GP life cycles over the tester's SCP03 (tester.certify_life) --
+    from .certify_life import card_life_results
+
+    report.results.extend(card_life_results(channel, profile, keys, pan=record.pan, enabled=gp_status))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -1053,6 +1056,7 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.add_argument("--destructive", action="store_true", help="also run state-changing checks (wrong PIN, scripts)")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
+    p.add_argument("--gp-status", action="store_true", help="read card and application life cycles over SCP03 (keys from the key store's KMC)")
     p.set_defaults(func=lambda a, *_out: _run(a, open_image))
 
 
@@ -1067,6 +1071,11 @@ def _prompt(msg: str) -> None:
 def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
     from .report import write_reports
 
+    # -- hook: file-system (badge) profiles are certified by tester.certify_fs --
+    from .certify_fs import is_fs_profile, run_fs
+
+    if is_fs_profile(a.profile):
+        return run_fs(a, open_image)
     try:
         profile = load_profile(a.profile)
         keys = load_keystore(a.keys)
@@ -1083,7 +1092,7 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
         except Exception as exc:
             print(f"certify: terminal profile: {exc}", file=sys.stderr)
             return 2
-    kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive}
+    kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status}
     if a.today:
         kw["today"] = date.fromisoformat(a.today)
     items: list[tuple[Callable[[], CardChannel], int, str, str]]

@@ -159,6 +159,30 @@ _RULES: list[tuple[str, str, str, str]] = [
     ("DIR-001", "PSE directory (when present) lists the application with its label and priority", f"{B1} §12.2.2–12.2.3", MINOR),
 ]
 
+# -- GP life cycles over SCP03 (tester.certify_life) and file-system profiles (tester.certify_fs) --
+GP, I4 = "GP Card Spec 2.3", "ISO/IEC 7816-4:2020"
+_RULES += [
+    ("LIFE-CARD-002", "SCP03 opens with the card keys diversified from the key store's KMC by the card's KDD (card cryptogram verifies)", f"{GP} Amendment D §6.2.2, §7.1.1; {GP} §7.2", CRITICAL),
+    ("LIFE-APP-003", "Every profile application instance is PERSONALIZED (0F), not LOCKED (GET STATUS P1=40), and selectable", f"{GP} §5.3.1, §11.4, §11.9", CRITICAL),
+]
+_FS_RULES: list[tuple[str, str, str, str]] = [
+    ("FS-DF-001", "The profile's DF is selectable by DF name and by path, and its FCP says DF (82 = 38) with the profile's DF name (84)", f"{I4} §11.1.1, §7.4.3, §7.4.5", CRITICAL),
+    ("FS-SEL-001", "Every file the profile defines is selectable by path from the MF (SELECT P1=08)", f"{I4} §11.1.1, §7.2", CRITICAL),
+    ("FS-TYPE-001", "File type from the FCP file descriptor (82): transparent 01 / linear fixed 02 as the profile defines", f"{I4} §7.4.5 table 12", CRITICAL),
+    ("FS-SIZE-001", "File size (80) of transparent EFs, record length and number of records (82) of record EFs as the profile defines", f"{I4} §7.4.3, §7.4.5", MAJOR),
+    ("FS-SFI-001", "Short EF identifier (88) as the profile defines; READ by SFI reaches the same file", f"{I4} §7.4.3, §11.2.3", MINOR),
+    ("FS-DATA-001", "Transparent EF contents (READ BINARY) equal the record's value padded to the file size", f"{I4} §11.2.3", CRITICAL),
+    ("FS-REC-001", "Record EF: one record per record value, in order, each padded to the record length, and no record after the last (6A83)", f"{I4} §11.3.3, §7.3", CRITICAL),
+    ("FS-AC-001", "Security attributes (8C compact) as the profile defines: read / update / write-append conditions", f"{I4} §7.4.3 (compact format), §5.4", CRITICAL),
+    ("FS-AC-002", "What must not be readable is refused (READ 6982) and what must be readable reads without security", f"{I4} §5.4, §11.2.3", CRITICAL),
+    ("FS-AC-003", "Updates outside the secure channel are refused (6982)", f"{I4} §5.4, §11.2.4; {GP} Amendment D §6.2", MAJOR),
+]
+_RULES += _FS_RULES
+#: rules evaluated once per card by tester.certify_life
+LIFE_RULE_IDS = ["LIFE-CARD-001", "LIFE-CARD-002", "LIFE-APP-003"]
+#: rules of file-system profiles only (tester.certify_fs)
+FS_RULE_IDS = [r[0] for r in _FS_RULES]
+
 RULES: dict[str, Rule] = {r[0]: Rule(r[0], r[1], r[2], r[3], r[0].split("-")[0]) for r in _RULES}
 #: tag → rule id for value checks
 TAG_RULE: dict[int, str] = {t: v[0] for t, v in DATA_TAGS.items()}

@@ -170,7 +170,7 @@ class _Collector:
 # (certificate fields from tester.rsa), the PIN through tester.cvm, the ARQC
 # and the script MAC through the issuer host (tester.issuer_host, tester.online).
 
-CARD_RULES = ["LIFE-CARD-001"]
+CARD_RULES = list(R.LIFE_RULE_IDS)  # hook: card-level GP life-cycle rules (tester.certify_life)
 APP_RULES = [r for r in RULES if r not in CARD_RULES]
 TEMPLATES = {0x6F, 0xA5, 0xBF0C, 0x70, 0x77, 0x61}
 FRESH_ATC_MAX = 10

@@ -177,13 +177,28 @@ class Card:
         if dirty and self.on_commit is not None:
             self.on_commit(self)
 
+    def _end_session_of(self, raw: bytes) -> None:
+        """A command refused before secure messaging (malformed, class or
+        chaining not supported) ends the session of the channel its CLA names
+        (GP Amendment D §6.2.4: fail closed; a tampered Lc or CLA must not
+        leave the session open)."""
+        if raw:
+            cla = raw[0]
+            channel = self.channels.get(4 + (cla & 0x0F) if cla & 0x40 else cla & 0x03)
+            if channel is not None:
+                channel.session = None
+
     def _transmit(self, raw: bytes) -> bytes:
-        cmd = apdu.parse(raw)
-        cla = cmd.cla
-        if not _CLASS_OK[cla]:
-            raise StatusError(SW.CLA_NOT_SUPPORTED)
-        if cmd.chained:
-            raise StatusError(SW.CHAINING_NOT_SUPPORTED)
+        try:
+            cmd = apdu.parse(raw)
+            cla = cmd.cla
+            if not _CLASS_OK[cla]:
+                raise StatusError(SW.CLA_NOT_SUPPORTED)
+            if cmd.chained:
+                raise StatusError(SW.CHAINING_NOT_SUPPORTED)
+        except StatusError:
+            self._end_session_of(raw)
+            raise
         channel = self.channels.get(cmd.channel)
         if channel is None:
             raise StatusError(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
@@ -193,8 +208,11 @@ class Card:
             # the application checks its own secure messaging (EMV issuer scripts)
             secured = False
         elif secured:
-            # only GP SCP03 wrapping (CLA b3, GP Amendment D §6.2.4) is supported
-            if session is None or (cla & 0x80 == 0 and cla & 0x40 == 0 and cla & 0x08):
+            # only GP SCP03 wrapping (CLA b4b3 = 01, GP Amendment D §6.2.4) is
+            # supported; b4 set (ISO SM) is refused and ends the session: the
+            # C-MAC does not cover b4, so accepting it would accept a changed CLA
+            if session is None or (cla & 0x40 == 0 and cla & 0x08):
+                channel.session = None
                 raise StatusError(SW.SECURE_MESSAGING_NOT_SUPPORTED)
             if session.authenticated:
                 try:

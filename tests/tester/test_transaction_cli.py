@@ -1,0 +1,80 @@
+"""``cardlab test transaction`` through the command line on emulated card
+images (tests/emv/cardmaker.py, saved with Card.save): offline approve, online
+approve with an issuer script, online decline, PIN blocked; the issuer host
+comes from ``--keys`` (the test key store's IMK-AC/SMI/SMC)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import kernelkit
+from cardlab.cli import main
+
+KEYS = str(Path(__file__).resolve().parents[2] / "vectors" / "test-keystore.json")
+
+
+def _image(tmp_path: Path, **kw: object) -> str:
+    card, _ = kernelkit.make_card(kernelkit.Profile(**kw))  # type: ignore[arg-type]
+    path = tmp_path / "card.json"
+    card.save(path)
+    return str(path)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    rc = main(["test", "transaction", "--seed", "3", *args])
+    return rc, capsys.readouterr().out
+
+
+def test_offline_approve(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _image(tmp_path, **kernelkit.OFFLINE)
+    rc, out = _run(capsys, "--card", img, "--amount", "1500", "--pin", "1234", "--keys", KEYS, "--trace")
+    assert rc == 0 and out.splitlines()[-1].startswith("approved offline"), out
+    assert "issuer host" not in out
+
+
+def test_online_approve_with_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _image(tmp_path)  # card risk limits 0: the card asks to go online
+    rc, out = _run(capsys, "--card", img, "--pin", "1234", "--keys", KEYS, "--script", "block", "--trace")
+    last = out.splitlines()[-1]
+    assert rc == 0 and last.startswith("approved online") and "ARC 00" in last, out
+    assert "issuer host: ARQC verified" in out and "APPLICATION BLOCK" in out
+    assert "issuer script results (9F5B): 20" in out  # script 1 successful
+    assert "4761739001010010" not in out and "1234" not in out
+    # the script blocked the application: the next transaction cannot select it
+    rc, out = _run(capsys, "--card", img, "--pin", "1234", "--keys", KEYS)
+    assert rc == 2 and out.startswith("aborted"), out
+
+
+def test_online_without_keys_is_unable_to_go_online(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _image(tmp_path)
+    rc, out = _run(capsys, "--card", img, "--pin", "1234", "--trace")
+    assert "unable to go online" in out
+    assert out.splitlines()[-1].startswith(("approved offline (unable", "declined offline (unable")), out
+
+
+def test_online_decline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _image(tmp_path)
+    rc, out = _run(capsys, "--card", img, "--pin", "1234", "--keys", KEYS, "--decline", "--trace")
+    last = out.splitlines()[-1]
+    assert rc == 1 and last.startswith("declined online") and "ARC 05" in last, out
+    assert "issuer host declines" in out
+
+
+def test_pin_blocked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _image(tmp_path, pin_try_limit=1, **kernelkit.OFFLINE)
+    rc, out = _run(capsys, "--card", img, "--amount", "1500", "--pin", "9999", "--keys", KEYS)
+    assert "TVR" in out
+    rc, out = _run(capsys, "--card", img, "--amount", "1500", "--pin", "1234", "--keys", KEYS, "--trace")
+    assert "PIN try counter is 0" in out, out
+    assert "PIN try limit exceeded" in out
+    assert "9999" not in out
+
+
+def test_bad_script_and_script_without_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _image(tmp_path)
+    assert main(["test", "transaction", "--card", img, "--keys", KEYS, "--script", "pin-change:12"]) == 2
+    assert main(["test", "transaction", "--card", img, "--decline"]) == 2
+    err = capsys.readouterr().err
+    assert "need --keys" in err and ":12" not in err

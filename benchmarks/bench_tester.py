@@ -15,7 +15,8 @@ Prints, for SDA, DDA and CDA cards personalized by the test kit
   separately) versus the tester (everything else: TLV, RSA recovery,
   pyemv cryptograms, trace events);
 * the issuer host alone: ARQC verifications and full authorizations per second;
-* certifications of one card per second when ``tester/certify.py`` exists.
+* certifications of one card per second (a card prepared from a sample issuer
+  profile by the personalizer, tests/tester/certkit.py), card vs tester share.
 """
 
 from __future__ import annotations
@@ -203,15 +204,35 @@ def host_rates(seconds: float) -> tuple[float, float]:
     return rate(lambda: host.verify(req)), rate(lambda: host.authorize(req))
 
 
-def certification_rate(seconds: float) -> str:
-    try:
-        certify = importlib.import_module("tester.certify")
-    except ImportError:
-        return "tester/certify.py does not exist yet: not measured"
-    fn = getattr(certify, "bench_certify_one", None)
-    if fn is None:
-        return "tester.certify has no bench_certify_one(seconds) hook yet: not measured"
-    return str(fn(seconds))
+def certification_rate(seconds: float, profile: str = "visa-cvn18") -> tuple[float, float, int, str]:
+    """Certifications of one card per second (``tester.certify.certify_card`` on a
+    card the personalizer prepared from a sample profile, tests/tester/certkit.py):
+    (certifications/s, card share of the time, APDUs per certification, verdict).
+    Each run gets a fresh copy of the card (loading it is not timed)."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests" / "tester"))
+    import certkit  # type: ignore[import-not-found]
+
+    from emulator import Card
+    from tester.certify import certify_card
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = certkit.prepare_sample(profile, Path(tmp))
+        image = Path(tmp) / "card.json"
+        certkit.card_from_dgis(prepared.clear(0)).save(image)
+        prof, rec, keys = certkit.sources_for(prepared)
+        n, total, card_time, apdus, verdict = 0, 0.0, 0.0, 0, ""
+        while total < seconds or n < 3:
+            timed = TimedCard(Card.load(image).transmit)
+            t0 = time.perf_counter()
+            rep = certify_card(RecordingChannel(timed), prof, rec, keys, today=certkit.TODAY)
+            total += time.perf_counter() - t0
+            card_time += timed.seconds
+            apdus += timed.apdus
+            verdict = rep.verdict
+            n += 1
+    return n / total, card_time / total, apdus // n, verdict
 
 
 def main() -> None:
@@ -219,6 +240,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--cvn", type=lambda s: int(s, 16), default=0x12)
     ap.add_argument("--minimal", action="store_true", help="skip the kernel, use the minimal sequence")
+    ap.add_argument("--certify", nargs="*", default=["visa-cvn18", "mastercard-cvn16"], metavar="PROFILE",
+                    help="sample profiles (vectors/profiles) whose prepared card is certified")
     args = ap.parse_args()
 
     use_kernel, how = (False, "minimal sequence + tester.online (--minimal)") if args.minimal else kernel_usable()
@@ -231,7 +254,10 @@ def main() -> None:
         print(f"{oda:<5} {tps:>8.1f} {apdus:>9} {100 * share:>6.1f}% {100 * (1 - share):>8.1f}% {ratio:>11.2f}x  {outcome}")
     verify, authorize = host_rates(args.seconds)
     print(f"issuer host: {verify:,.0f} ARQC verifications/s, {authorize:,.0f} authorizations (ARQC + ARPC)/s")
-    print(f"certification: {certification_rate(args.seconds)}")
+    for profile in args.certify:
+        cps, share, apdus, verdict = certification_rate(args.seconds, profile)
+        print(f"certification ({profile}): {cps:.1f} cards/s, {apdus} APDUs/card, card {100 * share:.1f}% / "
+              f"tester {100 * (1 - share):.1f}% of the time; verdict {verdict}")
 
 
 if __name__ == "__main__":

@@ -594,7 +594,7 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
     """The commands that redo each step by hand on the kept artefacts."""
     r = runs[-1]
     rel = Path(os.path.relpath(work))
-    b, s = rel / r.name / "batch2", rel / r.name / "stock2"
+    b, s = rel / r.name / "batch2", rel / r.name / "stock2"  # new directories: the demo's own stay as they are
     out.rule("Re-run any step by hand")
     lines = [
         f"cardlab perso prepare --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
@@ -602,7 +602,9 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
         f"cp {os.path.relpath(SCRIPT)} {b}/script.yaml",
         f"cardlab perso stock {s} --count {r.accepted} --keys {rel / keys.name} "
         f"--kmc {load_profile_kmc(r.profile)[0]} --diversification {load_profile_kmc(r.profile)[1]}",
-        f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {rel / keys.name}",
+        # an absolute stock path: the job database keeps the image locations as given
+        f"cardlab perso run {b} --cards {work / r.name / 'stock2'} --stations {opts.stations} --keys {rel / keys.name}",
+        f"cardlab perso audit {b} --verify",
         f"cardlab test certify --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
         f"--keys {rel / keys.name} --cards {rel / r.name / 'batch'} --report-dir {rel / 'reports'}",
         f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal {os.path.relpath(r.terminal)} "

@@ -37,7 +37,7 @@ def test_certify_a_personalized_batch_directory(tmp_path: Path, capsys: pytest.C
 
     from tester.sources import load_profile
 
-    kmc = load_profile(PROFILE).kmc
+    kmc = load_profile(PROFILE).kmc or "TEST-KMC-VISA"
     with open_keystore(str(KEYS)) as ks:
         def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
             k = ks.diversify_card_keys(kmc, "KDF3", kdd)

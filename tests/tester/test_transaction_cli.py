@@ -16,7 +16,7 @@ KEYS = str(Path(__file__).resolve().parents[2] / "vectors" / "test-keystore.json
 
 
 def _image(tmp_path: Path, **kw: object) -> str:
-    card, _ = kernelkit.make_card(kernelkit.Profile(**kw))  # type: ignore[arg-type]
+    card, _ = kernelkit.make_card(kernelkit.Profile(**kw))
     path = tmp_path / "card.json"
     card.save(path)
     return str(path)

@@ -230,6 +230,15 @@ def test_cli_pipeline_cards_read_back_in_a_terminal(pipeline: Pipeline, keystore
     assert len([p for p in pipeline.stock.glob("card-*.json") if p not in used]) == 2
 
 
+def test_cli_certify_the_batch(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The walkthrough's last step (docs/personalizer.md): the tester certifies every card of the batch."""
+    rc, text = cli("test", "certify", "--profile", pipeline.profile_path, "--records", pipeline.records_path,
+                   "--keys", KEYSTORE, "--cards", pipeline.batch, "--report-dir", tmp_path)  # fmt: skip
+    n = len(records_by_index(pipeline.records_path))
+    assert rc == 0 and f"{n} cards: {n} passed, 0 failed" in text, text
+    assert (tmp_path / "certification.json").is_file()
+
+
 def test_cli_pipeline_leaks_no_secret(pipeline: Pipeline, keystore: SoftwareKeyStore) -> None:
     records = records_by_index(pipeline.records_path).values()
     secrets = secrets_of(records, keystore, pipeline.profile)

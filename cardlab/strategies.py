@@ -82,17 +82,20 @@ def valid_records(
     bin_prefix: str = "",
     pan_lengths: tuple[int, int] = (12, 19),
     optional: bool = True,
+    max_expiry_year: int = 2049,
 ) -> dict[str, str]:
     """A cardholder record (field → text) that :func:`personalizer.records.validate`
     accepts on ``today``. ``bin_prefix`` fixes the first PAN digits (e.g. the
     issuer BIN the profile's keys are for); ``optional=False`` leaves out the
-    optional fields."""
+    optional fields. Expiry dates stop at ``max_expiry_year``: the records
+    format takes 2000-2099, but EMV reads two-digit years 50-99 as 19YY
+    (Book 4 §6.7.3), so a card expiring after 2049 does not certify."""
     lo, hi = max(pan_lengths[0], len(bin_prefix) + 1), pan_lengths[1]
     length = draw(st.integers(lo, hi))
     body = bin_prefix + draw(st.text(_DIGITS, min_size=length - 1 - len(bin_prefix), max_size=length - 1 - len(bin_prefix)))
     pan = luhn_complete(body)
     first = _month_index(today.year, today.month)
-    exp_i = draw(st.integers(first, _month_index(2099, 12)))
+    exp_i = draw(st.integers(first, _month_index(max_expiry_year, 12)))
     exp_y, exp_m = divmod(exp_i, 12)
     rec = {
         "pan": pan,
@@ -103,8 +106,8 @@ def valid_records(
         ),
         "pin": draw(st.text(_DIGITS, min_size=4, max_size=12)),
     }
-    if optional and draw(st.booleans()) and exp_i > _month_index(2000, 0):
-        eff_y, eff_m = divmod(draw(st.integers(_month_index(2000, 0), min(exp_i - 1, first))), 12)
+    if optional and draw(st.booleans()) and exp_i > _month_index(2000, 1):
+        eff_y, eff_m = divmod(draw(st.integers(_month_index(2000, 1), min(exp_i - 1, first))), 12)
         rec["effective"] = f"{eff_y:04d}-{eff_m + 1:02d}"
     if optional and draw(st.booleans()):
         rec["service_code"] = draw(st.sampled_from("125679")) + draw(st.text(_DIGITS, min_size=2, max_size=2))
@@ -335,26 +338,33 @@ def _common_dgis(profile: Mapping[str, Any]) -> set[int] | None:
 
 
 @st.composite
-def dgi_sets(draw: st.DrawFn, profile: Mapping[str, Any] | str | Path) -> list[int]:
-    """The DGIs data preparation produces for every application of ``profile``
-    (``docs/dgi-map.md``), in a random order (the order a script stores them)."""
-    common = _common_dgis(_load_doc(profile))
+def dgi_sets(
+    draw: st.DrawFn, profile: Mapping[str, Any] | str | Path | None = None, *, dgis: Sequence[int] | None = None
+) -> list[int]:
+    """The DGIs every application gets, in a random order (the order a script
+    stores them): ``dgis`` (e.g. ``[d for d, _ in perso_data.apps[0].dgis]``,
+    what data preparation really produced), else what
+    :func:`personalizer.script.expected_dgis` says for ``profile``."""
+    common = set(dgis) if dgis is not None else _common_dgis(_load_doc(profile)) if profile is not None else None
     if common is None:
         raise ValueError("the profile's applications get different DGI sets: no common DGI list")
     return list(draw(st.permutations(sorted(common))))
 
 
 @st.composite
-def perso_scripts(draw: st.DrawFn, profile: Mapping[str, Any] | str | Path) -> dict[str, Any]:
-    """A valid EMV CPS perso script document for ``profile``: security level
-    (C-MAC, C-DEC, R-MAC…), STORE DATA of ``${app.dgis}`` or of an explicit
-    DGI list in any order, split over 1–3 STORE DATA commands (explicit lists
-    only when every application gets the same DGIs)."""
-    doc = _load_doc(profile)
+def perso_scripts(
+    draw: st.DrawFn, profile: Mapping[str, Any] | str | Path | None = None, *, dgis: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """A valid EMV CPS perso script document: security level (C-MAC, C-DEC,
+    R-MAC…), STORE DATA of ``${app.dgis}`` or of an explicit DGI list in any
+    order, split over 1–3 STORE DATA commands. Explicit lists need the DGIs
+    every application gets: ``dgis`` (best: from the prepared card data) or
+    ``profile`` (:func:`personalizer.script.expected_dgis`, when all its
+    applications get the same set)."""
     level = draw(st.sampled_from([0x33, 0x13, 0x03, 0x01]))
-    common = _common_dgis(doc)
+    common = set(dgis) if dgis is not None else _common_dgis(_load_doc(profile)) if profile is not None else None
     if common is not None and draw(st.booleans()):
-        order = draw(dgi_sets(doc))
+        order = draw(dgi_sets(dgis=sorted(common)))
         return emv_cps_script(level=level, dgi_order=order, blocks=draw(st.integers(1, 3)))
     return emv_cps_script(level=level)
 

@@ -158,9 +158,13 @@ class PcscReader:
     def __init__(self, name: str) -> None:
         from smartcard.System import readers
 
-        found = [r for r in readers() if str(r) == name] or [r for r in readers() if str(r).startswith(name)]
+        try:
+            available = list(readers())
+        except Exception as exc:  # noqa: BLE001 - no PC/SC service: no readers
+            raise LookupError(f"no PC/SC reader named {name!r} (PC/SC: {exc})") from None
+        found = [r for r in available if str(r) == name] or [r for r in available if str(r).startswith(name)]
         if not found:
-            raise LookupError(f"no PC/SC reader named {name!r} (readers: {[str(r) for r in readers()]})")
+            raise LookupError(f"no PC/SC reader named {name!r} (readers: {[str(r) for r in available]})")
         self.name = str(found[0])
         self.card: Card | None = None
         self._conn: Any = found[0].createConnection()

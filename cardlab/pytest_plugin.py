@@ -304,10 +304,11 @@ class Personalizer:
         key = (str(Path(profile).resolve()), id(ks), transport_key)
         preparer = self._preparers.get(key)
         if preparer is None:
-            preparer = CardPreparer(load_profile(profile), ks, transport_key, today=self.today)
+            preparer = CardPreparer(load_profile(Path(profile)), ks, transport_key, today=self.today)
             self._preparers[key] = preparer
         try:
-            return preparer.prepare(rec)  # type: ignore[no-any-return]
+            data: CardPersoData = preparer.prepare(rec)
+            return data
         except CardProblem as exc:
             raise RecordRejected(exc.field, str(exc)) from None
 
@@ -318,7 +319,7 @@ class Personalizer:
         from emulator.gp.manager import DEFAULT_KEY
         from personalizer.profile import load_profile
 
-        gp = load_profile(profile).card
+        gp = load_profile(Path(profile)).card
         kdd = os.urandom(10)
         if gp.diversification == "none":
             keys: tuple[bytes, bytes, bytes] = (DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY)
@@ -391,7 +392,7 @@ class Terminal:
 
         if pin is None and self.personalized is not None:
             pin = self.personalized.record.pin
-        term = load_terminal(self.terminal_profile)
+        term = load_terminal(None if self.terminal_profile is None else Path(self.terminal_profile))
         return run_transaction(self.channel, term, amount=amount, pin=pin, **options)
 
     def certify(
@@ -424,7 +425,7 @@ class Terminal:
         if self.terminal_profile is not None:
             from tester.terminal import load_terminal
 
-            term = load_terminal(self.terminal_profile)
+            term = load_terminal(Path(self.terminal_profile))
         return certify_card(self.channel, sources.load_profile(profile_path), rec, sources.load_keystore(keys_path),
                             terminal=term, destructive=destructive, today=self.today)  # fmt: skip
 

@@ -218,7 +218,7 @@ def _oda_choices(app: Mapping[str, Any]) -> list[list[str]]:
     pool = [m for m in ("SDA", "DDA", "CDA") if m in have or (m == "CDA" and "DDA" in have)]
     out: list[list[str]] = []
     for mask in range(1, 1 << len(pool)):
-        chosen = [m for i, m in enumerate(pool) if mask >> i & 1]
+        chosen: list[str] = [m for i, m in enumerate(pool) if mask >> i & 1]
         needs_key = any(m in ("DDA", "CDA") for m in chosen)
         if needs_key and "DDA" not in have and "CDA" not in have:
             continue

@@ -87,9 +87,9 @@ def valid_records(
     """A cardholder record (field → text) that :func:`personalizer.records.validate`
     accepts on ``today``. ``bin_prefix`` fixes the first PAN digits (e.g. the
     issuer BIN the profile's keys are for); ``optional=False`` leaves out the
-    optional fields. Expiry dates stop at ``max_expiry_year``: the records
-    format takes 2000-2099, but EMV reads two-digit years 50-99 as 19YY
-    (Book 4 §6.7.3), so a card expiring after 2049 does not certify."""
+    optional fields. Expiry dates stop at ``max_expiry_year`` (at most 2049:
+    EMV reads two-digit years 50-99 as 19YY, Book 4 §6.7.3, and the records
+    validation refuses later expiry dates)."""
     lo, hi = max(pan_lengths[0], len(bin_prefix) + 1), pan_lengths[1]
     length = draw(st.integers(lo, hi))
     body = bin_prefix + draw(st.text(_DIGITS, min_size=length - 1 - len(bin_prefix), max_size=length - 1 - len(bin_prefix)))

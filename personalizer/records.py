@@ -249,6 +249,10 @@ def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: in
             problems.append(("expiry", f"{expiry} is in the past (today {today.isoformat()})"))
         elif effective is not None and not expiry > effective:
             problems.append(("expiry", f"{expiry} is not after effective {effective}"))
+        elif expiry.year > 2049:
+            # EMV dates are YYMMDD: YY 50-99 means 1950-1999 (EMV Book 3 Annex A,
+            # Book 2 §5.3 certificate dates), so a card cannot expire after 2049
+            problems.append(("expiry", f"{expiry} is beyond 2049, which EMV's two-digit years cannot express"))
 
     name = get("name", True)
     if name is not None:

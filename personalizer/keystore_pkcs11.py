@@ -31,14 +31,17 @@ raw parameter bytes built with :mod:`ctypes`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pkcs11
 from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import KeyType as P11KeyType
-from pkcs11.exceptions import PKCS11Error, UserAlreadyLoggedIn
+from pkcs11.exceptions import GeneralError, NoSuchToken, PKCS11Error, UserAlreadyLoggedIn
 
 from cardspec.keys import KEY_TYPES as GP_KEY_TYPES
 from personalizer.keys import (
@@ -55,6 +58,24 @@ from personalizer.keys import (
 )
 
 DEFAULT_LIBRARY = "/usr/lib/softhsm/libsofthsm2.so"
+
+_OPEN_ATTEMPTS = 6
+
+#: library path → the process that initialised it (C_Initialize)
+_INITIALISED_BY: dict[str, int] = {}
+
+
+def _library(path: str) -> Any:
+    """The PKCS#11 library, initialised in *this* process: a process forked after
+    the parent used the library (the perso engine's stations) must call
+    C_Finalize/C_Initialize again (PKCS#11 v2.40 §6.7.7) — SoftHSM2 otherwise
+    fails now and then with CKR_GENERAL_ERROR."""
+    lib = pkcs11.lib(path)
+    pid = os.getpid()
+    if _INITIALISED_BY.setdefault(path, pid) != pid:
+        lib.reinitialize()
+        _INITIALISED_BY[path] = pid
+    return lib
 ID_PREFIX = b"cardlab:"
 
 
@@ -75,17 +96,31 @@ class Pkcs11KeyStore(KeyStore):
     @classmethod
     def open(cls, token_label: str, pin: str, library: str = DEFAULT_LIBRARY) -> Pkcs11KeyStore:
         """Log in to token ``token_label`` of PKCS#11 ``library``."""
-        try:
-            token = pkcs11.lib(library).get_token(token_label=token_label)
+        # SoftHSM2's file object store is read by every process that opens the token; when
+        # several processes (the engine's stations) do so at the same moment, token discovery
+        # now and then fails (CKR_GENERAL_ERROR, or the token is not listed). Opening is
+        # read-only, so it is retried a few times with the library initialised afresh.
+        for attempt in range(_OPEN_ATTEMPTS):
             try:
-                session = token.open(rw=True, user_pin=pin)
-            except UserAlreadyLoggedIn:  # login is per process: another session of ours did it
-                session = token.open(rw=True)
-        except PKCS11Error as exc:
-            raise KeyStoreError(
-                f"PKCS#11 token {token_label!r}: cannot open it ({type(exc).__name__})"
-            ) from None
-        return cls(session)
+                token = _library(library).get_token(token_label=token_label)
+                try:
+                    session = token.open(rw=True, user_pin=pin)
+                except UserAlreadyLoggedIn:  # login is per process: another session of ours did it
+                    session = token.open(rw=True)
+                return cls(session)
+            except (GeneralError, NoSuchToken) as exc:
+                if attempt + 1 == _OPEN_ATTEMPTS:
+                    raise KeyStoreError(
+                        f"PKCS#11 token {token_label!r}: cannot open it ({type(exc).__name__})"
+                    ) from None
+                time.sleep(0.02 * (attempt + 1))
+                with contextlib.suppress(PKCS11Error):
+                    pkcs11.lib(library).reinitialize()
+            except PKCS11Error as exc:
+                raise KeyStoreError(
+                    f"PKCS#11 token {token_label!r}: cannot open it ({type(exc).__name__})"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @property
     def session(self) -> pkcs11.Session:

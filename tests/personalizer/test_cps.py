@@ -35,7 +35,7 @@ def test_9102_fci(visa_credit) -> None:  # type: ignore[no-untyped-def]
 def test_0d01_internal(visa_credit) -> None:  # type: ignore[no-untyped-def]
     expect = (
         "DF01 01 12  DF02 01 01  9F14 01 05  9F23 01 0A  DF11 06 000000010000  DF12 06 000000050000"
-        "9F42 02 0840  DF17 01 02  9F52 02 0000  DF13 01 00  DF14 01 01  DF15 02 FFFF  DF16 01 02"
+        "9F42 02 0840  DF17 01 02  9F52 02 0000  DF13 01 00  DF14 01 02  DF15 02 FFFF  DF16 01 02"
         "9F4D 02 0B0A  9F4F 13 9A03 9F2103 9F0206 5F2A02 9F1A02 9C01 9F3602"
     )
     assert cps.internal_0d01(visa_credit) == h(expect)

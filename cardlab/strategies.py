@@ -31,6 +31,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .records_gen import luhn_digit
+
 __all__ = [
     "CORRUPTIONS",
     "Corruption",
@@ -60,14 +62,7 @@ NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ .,-/'"
 
 def luhn_complete(body: str) -> str:
     """``body`` followed by its Luhn check digit."""
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            d -= 9 if d > 9 else 0
-        total += d
-    return body + str((10 - total % 10) % 10)
+    return body + luhn_digit(body)
 
 
 def _month_index(year: int, month: int) -> int:

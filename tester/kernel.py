@@ -34,6 +34,7 @@ from typing import Any
 from . import tlv
 from .channel import CardChannel
 from .exchange import case4, event, send
+from .online import parse_ac_response
 from .state import TransactionState
 from .terminal import TerminalProfile
 
@@ -599,18 +600,6 @@ def _auc_refusal(state: TransactionState, terminal: TerminalProfile, auc: bytes,
 
 
 # -- 9. first GENERATE AC and CDA ---------------------------------------------------------------
-
-
-def parse_ac_response(data: bytes) -> dict[int, bytes]:
-    items = tlv.parse(data)
-    if len(items) != 1 or items[0].tag not in (0x80, 0x77):
-        raise tlv.TlvError("GENERATE AC response is neither an 80 nor a 77 template")
-    value = items[0].value
-    if items[0].tag == 0x80:
-        if len(value) < 11:
-            raise tlv.TlvError("format 1 GENERATE AC response shorter than 11 bytes")
-        return {0x9F27: value[:1], 0x9F36: value[1:3], 0x9F26: value[3:11], 0x9F10: value[11:]}
-    return {t.tag: t.value for t in items[0].children()}
 
 
 def cda_check(state: TransactionState, response: dict[int, bytes], dol_data2: bytes = b"",

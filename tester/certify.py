@@ -52,7 +52,6 @@ from .sources import (
     mask_pan,
     read_records,
     redact,
-    service_code,
 )
 from .state import TraceEvent, TransactionState
 from .terminal import TerminalAid, TerminalProfile, load_terminal
@@ -445,7 +444,6 @@ def _data_rules(ctx: _Ctx) -> None:
         c.check("DATA-UNEXP-001", False, f"unexpected {_tagname(tag)} in {', '.join(places)}", "absent", ", ".join(places))
     c.check("DATA-UNEXP-001", True, "no unexpected objects")
     # 57 with a record without discretionary data: only the prefix is determined
-    return
 
 
 def _value_check(ctx: _Ctx, rid: str, e: Expected, found: bytes) -> None:
@@ -1064,15 +1062,33 @@ def _opener(open_image: Callable[[str], CardChannel], path: str) -> Callable[[],
     return lambda: open_image(path)
 
 
+#: (open the card, record index, card id, where the card is)
+CardItem = tuple[Callable[[], CardChannel], int, str, str]
+
+
+def image_items(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> list[CardItem] | None:
+    """The cards named by ``--card IMAGE`` or ``--cards DIR`` (mapped to their
+    records by :func:`map_images`, filtered by ``--record``); None when the
+    cards come from a reader instead."""
+    if a.card:
+        idx = a.record or 1
+        return [(_opener(open_image, a.card), idx, f"{idx:06d}", a.card)]
+    if a.cards:
+        mapped = map_images(Path(a.cards))
+        if a.record:
+            mapped = [m for m in mapped if m[1] == a.record]
+        return [(_opener(open_image, str(img)), idx, cid, str(img)) for img, idx, cid in mapped]
+    return None
+
+
 def _prompt(msg: str) -> None:
     input(msg)
 
 
 def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
-    from .report import write_reports
-
     # -- hook: file-system (badge) profiles are certified by tester.certify_fs --
     from .certify_fs import is_fs_profile, run_fs
+    from .report import write_reports
 
     if is_fs_profile(a.profile):
         return run_fs(a, open_image)
@@ -1095,15 +1111,10 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status}
     if a.today:
         kw["today"] = date.fromisoformat(a.today)
-    items: list[tuple[Callable[[], CardChannel], int, str, str]]
-    if a.card:
-        idx = a.record or 1
-        items = [(_opener(open_image, a.card), idx, f"{idx:06d}", a.card)]
-    elif a.cards:
-        mapped = map_images(Path(a.cards))
-        if a.record:
-            mapped = [m for m in mapped if m[1] == a.record]
-        items = [(_opener(open_image, str(img)), idx, cid, str(img)) for img, idx, cid in mapped]
+    items: list[CardItem]
+    images = image_items(a, open_image)
+    if images is not None:
+        items = images
         if not items:
             print(f"certify: no card images found in {a.cards}", file=sys.stderr)
             return 2

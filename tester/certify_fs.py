@@ -487,17 +487,13 @@ def certify_fs_card(channel: CardChannel, doc: dict[str, Any], record: dict[str,
     return report
 
 
-def _opener(open_image: Callable[[str], CardChannel], path: str) -> Callable[[], CardChannel]:
-    return lambda: open_image(path)
-
-
 def _prompt(msg: str) -> None:
     input(msg.replace(" (" + "*" * 12 + ")", "").replace(" (" + "0" * 12 + ")", ""))
 
 
 def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
     """``cardlab test certify`` for a file-system profile (same options)."""
-    from .certify import iter_reader, map_images
+    from .certify import image_items, iter_reader
     from .report import write_reports
     from .sources import SourceError, load_keystore
 
@@ -509,15 +505,9 @@ def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> i
         print(f"certify: {exc}", file=sys.stderr)
         return 2
     by_index = {int(r["_index"]): r for r in records}
-    items: list[tuple[Callable[[], CardChannel], int, str, str]] = []
-    if a.card:
-        idx = a.record or 1
-        items = [(_opener(open_image, a.card), idx, "", a.card)]
-    elif a.cards:
-        mapped = map_images(Path(a.cards))
-        if a.record:
-            mapped = [m for m in mapped if m[1] == a.record]
-        items = [(_opener(open_image, str(img)), idx, cid, str(img)) for img, idx, cid in mapped]
+    images = image_items(a, open_image)
+    if images is not None:
+        items = images
         if not items:
             print(f"certify: no card images found in {a.cards}", file=sys.stderr)
             return 2

@@ -5,8 +5,9 @@ The run goes through the command line (``cardlab -v``, debug logging on):
 ``perso prepare`` (the Visa sample profile, the first records of the sample
 file), ``perso stock`` (blank cards whose ISD keys come from the KMC),
 ``perso run`` (the EMV CPS perso script), ``perso status``, ``perso audit``
-(list and ``--verify``) and ``test certify`` with ``--report-dir``, all under
-one output directory (``--out``, else a temporary one).
+(list and ``--verify``), ``test certify`` with ``--report-dir``, and then the
+main job ``cardlab demo`` (both sample profiles, reports and the annotated
+trace), all under one output directory (``--out``, else a temporary one).
 
 Scanned: the stdout and stderr of every command, every file under the output
 directory except the card images and the key store (the reports, the batch:
@@ -128,6 +129,11 @@ def run(out: Path, cards: int = 4) -> Result:
     _cli(["perso", "audit", str(batch), "--verify"], out, res, outputs)
     _cli(["test", "certify", "--profile", str(PROFILE), "--records", str(records), "--keys", str(keys),
           "--cards", str(batch), "--report-dir", str(reports), "--today", TODAY], out, res, outputs)
+    # and the main job itself: `cardlab demo` on both sample profiles, with its trace
+    demo = out / "demo"
+    _cli(["demo", "--cards", str(max(2, cards)), "--out", str(demo), "--report-dir", str(demo / "reports")],
+         out, res, outputs)
+    demo_rows = [r for path in sorted((demo / "records").glob("*.csv")) for r in csv.DictReader(path.open())]
 
     # what must not appear
     secrets = secrets_of_keystore(keys)
@@ -137,24 +143,31 @@ def run(out: Path, cards: int = 4) -> Result:
             k = store.diversify_card_keys(KMC_NAME, "KDF3", kdd)
             for part, v in (("enc", k.enc), ("mac", k.mac), ("dek", k.dek)):
                 secrets[f"card {image.stem} {part}"] = v.hex().upper()
+    if (demo / "keys.json").exists():
+        secrets.update({f"demo {k}": v for k, v in secrets_of_keystore(demo / "keys.json").items()})
     res.keys = len(secrets)
-    pins = {r["pin"] for r in rows}
-    pans = {r["pan"] for r in rows}
+    pins = {r["pin"] for r in rows + demo_rows}
+    pans = {r["pan"] for r in rows + demo_rows}
     res.pins, res.pans = len(pins), len(pans)
     patterns: list[tuple[str, re.Pattern[str]]] = []
     for name, hexval in secrets.items():
         patterns.append((f"key {name}", re.compile(re.escape(hexval), re.IGNORECASE)))
     for i, pin in enumerate(sorted(pins)):
         block = ("2" + format(len(pin), "X") + pin).ljust(16, "F")
-        patterns.append((f"PIN #{i + 1}", re.compile(rf"(?<![0-9A-Za-z]){pin}(?![0-9A-Za-z])")))
+        # a PIN standing alone (not the decimals of a timing figure such as 0.1234)
+        patterns.append((f"PIN #{i + 1}", re.compile(rf"(?<![0-9A-Za-z.]){pin}(?![0-9A-Za-z])")))
         patterns.append((f"PIN #{i + 1} block", re.compile(re.escape(block), re.IGNORECASE)))
     for i, pan in enumerate(sorted(pans)):
         patterns.append((f"PAN #{i + 1}", re.compile(re.escape(pan))))
 
     texts: dict[str, str] = dict(outputs)
-    skip = {keys.resolve(), records.resolve()}
+    # the inputs themselves, and card images (a card's own secret storage)
+    inputs = [keys, records, demo / "keys.json", *sorted((demo / "records").glob("*.csv"))]
+    skip = {p.resolve() for p in inputs}
     for path in sorted(out.rglob("*")):
-        if not path.is_file() or path.resolve() in skip or path.parent.name == "cards" and path.suffix == ".json":
+        if not path.is_file() or path.resolve() in skip:
+            continue
+        if path.suffix == ".json" and (path.parent.name in ("cards", "stock") or path.name == "trace-card.json"):
             continue
         data = path.read_bytes()
         texts[str(path.relative_to(out))] = data.decode("latin-1")
@@ -174,7 +187,7 @@ def run(out: Path, cards: int = 4) -> Result:
             if m:
                 ctx = text[max(0, m.start() - 30): m.end() + 30].replace("\n", " ")
                 res.hits.append(f"{label} in {what}: ...{ctx}...")
-    control = records.read_text() + keys.read_text()
+    control = "".join(p.read_text() for p in inputs if p.exists())
     res.control_hits = sum(1 for _, pat in patterns if pat.search(control))
     status = outputs.get("perso status (stdout)", "")
     m = re.search(r"done (\d+)", status)

@@ -251,11 +251,17 @@ def _second_generate_ac(state: TransactionState, channel: CardChannel, ask: int,
                 return
             _event(state, "Completion", "EMV Book 2 §6.6", "check", f"CDA signature verified: {cda_why}")
     _issuer_auth_from_cvr(state, extra)
+    # the same completion serves online responses and "unable to go online" (Y3/Z3)
+    offline = bool(state.online_response.get("unable_to_go_online"))
+    where = "offline (unable to go online)" if offline else "online"
     if kind == TC and ask == TC:
-        state.outcome = "approved online"
-        text = "the card answered a TC: approved online"
+        state.outcome = f"approved {where}"
+        text = f"the card answered a TC: approved {where}"
     elif kind == AAC:
-        state.outcome = "declined online" if ask == AAC else "declined by the card after online approval"
+        if ask == AAC:
+            state.outcome = f"declined {where}"
+        else:
+            state.outcome = "declined by the card" + ("" if offline else " after online approval")
         text = f"the card answered an AAC: {state.outcome}"
     else:
         state.outcome = f"declined: the card answered {_cid_name(got)} to a request for {CID_NAMES[ask]}"
@@ -414,9 +420,7 @@ def complete_offline(state: TransactionState, channel: CardChannel, *, tac_defau
     _event(state, "Completion", BOOK_DEFAULT, "decision", why)
     state.online_response = {"arc": arc, "approved": ask == TC, "reason": why, "unable_to_go_online": True}
     _second_generate_ac(state, channel, ask, {0x8A: arc}, why, cda_check)
-    if state.outcome == "approved online":
-        state.outcome = "approved offline (unable to go online)"
-    elif state.outcome.startswith("declined"):
+    if state.outcome.startswith("declined"):
         state.outcome = "declined offline (unable to go online)"
     return state
 

@@ -160,7 +160,9 @@ class ImageSource:
     kind = "image"
 
     def __init__(self, directory: str | Path, *, reader_name: str | None = None) -> None:
-        self.directory = Path(directory)
+        # absolute, so that the job database names each card image the same
+        # whatever directory a later command (resume, certify) runs from
+        self.directory = Path(directory).resolve()
         if not self.directory.is_dir():
             raise EngineError(f"{self.directory}: no such card stock directory")
         self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"

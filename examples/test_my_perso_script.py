@@ -72,7 +72,6 @@ steps:
 #: and the entry can go.
 BLIND_SPOTS = {
     ("dropped_step", "select ISD", "removed"): "the ISD is the default application at power-on: same card",
-    ("wrong_sw", "open secure channel", "expect 6A80"): "the interpreter checks expect only when opening fails",
     ("dropped_step", "install PPSE", "removed"): "certification does not look for the PPSE",
     ("altered_literal", "install PPSE", "aid last byte changed"): "certification does not look for the PPSE",
     ("altered_literal", "install PPSE", "privileges last byte changed"): "privileges need GET STATUS over SCP03",

@@ -1431,6 +1431,9 @@ class _Runner:
             if exc.sw is not None and _sw_matches(exc.sw, step.expect) and exc.sw != 0x9000:
                 return desc + f": refused {exc.sw:04X} (expected)", exc.sw
             raise StepFailed(step.index, step.name, exc.sw, step.expect, str(exc)) from None
+        if not _sw_matches(0x9000, step.expect):
+            # the channel opened (9000) but the script expected it to be refused
+            raise StepFailed(step.index, step.name, 0x9000, step.expect, "the secure channel opened")
         session.transmit = transmit
         self.env.session = session
         self.channel_open = True

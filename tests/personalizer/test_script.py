@@ -174,6 +174,37 @@ def test_wrong_kmc_fails_in_open(ks: SoftwareKeyStore, emv: tuple[CardPersoData,
     assert info.value.step_name == "scp" and "cryptogram" in str(info.value)
 
 
+def test_open_scp03_honours_expect_when_the_channel_opens(ks: SoftwareKeyStore, emv: tuple[CardPersoData, Any],
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    data, _ = emv
+    sent: list[bytes] = []
+    card = stock(ks)
+
+    def spy(apdu: bytes) -> bytes:
+        sent.append(apdu)
+        return card.transmit(apdu)
+
+    doc: dict[str, Any] = {"steps": [
+        {"select": {"aid": "A000000151000000"}},
+        {"name": "must be refused", "expect": ["6A80"], "open_scp03": {"level": 1, "kmc": "KMC", "scheme": "kdf3"}},
+        {"name": "after", "apdu": {"hex": "80CA009F7F00"}},
+    ]}  # fmt: skip
+    with pytest.raises(StepFailed) as info:
+        execute(load_script(write(tmp_path, doc)), data, spy, ks)
+    err = info.value
+    assert (err.step_index, err.step_name, err.sw, err.expected) == (2, "must be refused", 0x9000, ("6A80",))
+    assert "must be refused" in str(err) and "9000" in str(err) and "opened" in err.reason
+    assert len(sent) == 3  # SELECT, INITIALIZE UPDATE, EXTERNAL AUTHENTICATE: the next step never ran
+
+    # an expectation that includes 9000 still lets the channel open and the script go on
+    steps: list[dict[str, Any]] = doc["steps"]
+    steps[1]["expect"] = ["6A80", "9000"]
+    del steps[2]
+    events: list[StepEvent] = []
+    execute(load_script(write(tmp_path, doc)), data, stock(ks).transmit, ks, on_step=events.append)
+    assert [e.sw for e in events][-1] == 0x9000
+
+
 def test_secret_never_sent_without_c_dec(ks: SoftwareKeyStore, emv: tuple[CardPersoData, Any],
                                          tmp_path: Path) -> None:  # fmt: skip
     data, _ = emv

@@ -169,7 +169,8 @@ class _Collector:
 # (certificate fields from tester.rsa), the PIN through tester.cvm, the ARQC
 # and the script MAC through the issuer host (tester.issuer_host, tester.online).
 
-CARD_RULES = list(R.LIFE_RULE_IDS)  # hook: card-level GP life-cycle rules (tester.certify_life)
+#: card-level rules: GP life cycles and privileges (tester.certify_life), directories (tester.certify_dir)
+CARD_RULES = [*R.LIFE_RULE_IDS, *R.PRIV_RULE_IDS, *R.DIR_RULE_IDS]
 APP_RULES = [r for r in RULES if r not in CARD_RULES]
 TEMPLATES = {0x6F, 0xA5, 0xBF0C, 0x70, 0x77, 0x61}
 FRESH_ATC_MAX = 10
@@ -932,7 +933,7 @@ def certify_card(
     gp_status: bool = False,
 ) -> CardReport:
     """Certify one card; every rule of the catalogue gives one result per application.
-    ``gp_status``: also read the GP life cycles over SCP03 (tester.certify_life)."""
+    ``gp_status``: also read the GP life cycles and privileges over SCP03 (tester.certify_life)."""
     start = time.perf_counter()
     report = CardReport(card_id or f"{record.index:06d}", record.masked, record.index, profile.name, source,
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
@@ -951,10 +952,15 @@ def certify_card(
             col.check("AFL-005" if isinstance(exc, TlvError) else "LIFE-APP-002", False, f"certification stopped: {type(exc).__name__}: {exc}")
             reason = f"not reached: {type(exc).__name__}"
         report.results.extend(col.results(APP_RULES, reason))
-    # -- hook: GP life cycles over the tester's SCP03 (tester.certify_life) --
-    from .certify_life import card_life_results
+    # -- hook: the PPSE / PSE directories (tester.certify_dir) --
+    from .certify_dir import directory_results
+
+    report.results.extend(directory_results(channel, profile, pan=record.pan))
+    # -- hook: GP life cycles and privileges over the tester's SCP03 (tester.certify_life) --
+    from .certify_life import card_life_results, card_privilege_results
 
     report.results.extend(card_life_results(channel, profile, keys, pan=record.pan, enabled=gp_status))
+    report.results.extend(card_privilege_results(channel, profile, keys, pan=record.pan, enabled=gp_status))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -1054,7 +1060,7 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.add_argument("--destructive", action="store_true", help="also run state-changing checks (wrong PIN, scripts)")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
-    p.add_argument("--gp-status", action="store_true", help="read card and application life cycles over SCP03 (keys from the key store's KMC)")
+    p.add_argument("--gp-status", action="store_true", help="read card and application life cycles and privileges over SCP03 (keys from the key store's KMC)")
     p.set_defaults(func=lambda a, *_out: _run(a, open_image))
 
 

@@ -185,3 +185,69 @@ def card_life_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan
     if prof is None:
         prof = GpCardProfile(profile.isd_aid, profile.kmc, "KDF3", 0, profile.target_life_cycle, aids)
     return life_cycle_results(channel, prof, keys, pan=pan)
+
+
+# -- privileges (PRIV-001) -------------------------------------------------------------------
+
+PRIV_RULES = ["PRIV-001"]
+#: the payment system directories (EMV Book 1 §12.2.2; EMV Contactless Book B §3.3)
+DIRECTORY_AIDS = (b"1PAY.SYS.DDF01", b"2PAY.SYS.DDF01")
+#: the privileges the profile gives: cardlab EMV profiles have no privileges field;
+#: every payment application and the PSE / PPSE are installed without privileges
+#: (00, EMV CPS script ``vectors/scripts/emv-cps.yaml``, docs/rules.md)
+PROFILE_PRIVILEGES = b"\x00"
+
+
+def _privileges3(value: bytes) -> bytes:
+    """GP 2.3 §11.1.2: privileges are 3 bytes; the 1-byte form is the first byte."""
+    return (value + bytes(3))[:3]
+
+
+def privilege_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore, *, pan: str = "") -> list[Result]:
+    """PRIV-001: the privileges (C5) of each profile application instance and
+    of the PSE / PPSE instances on the card, from GET STATUS P1=40 over the
+    tester's SCP03, equal the profile's (GP Card Spec 2.3 §11.4, table 11-38)."""
+    rid = "PRIV-001"
+    if keys.symmetric_key(prof.kmc, "KMC") is None:
+        return [_r(rid, NA, f"the key store has no KMC ({prof.kmc or 'profile names none'}): GP keys not provided")]
+    try:
+        session, _isd = open_session(channel, prof, keys)
+        entries, sw = gp.get_status(session.send, gp.APPS)
+    except LookupError as exc:
+        return [_r(rid, NA, f"not reached: {exc}")]
+    except Scp03Error as exc:
+        return [_r(rid, NA, f"not reached: no secure channel ({exc})")]
+    except gp.GpError as exc:
+        return [_r(rid, FAIL, f"GET STATUS P1=40: {exc}")]
+    by_aid = {e.aid: e for e in entries}
+    want = _privileges3(PROFILE_PRIVILEGES).hex().upper()
+    checked = [*prof.app_aids, *(a for a in DIRECTORY_AIDS if a in by_aid and a not in prof.app_aids)]
+    bad: list[str] = []
+    seen: list[str] = []
+    for aid in checked:
+        e = by_aid.get(aid)
+        if e is None:
+            bad.append(f"{aid.hex().upper()}: not in the registry (GET STATUS P1=40 {sw:04X})")
+            continue
+        found = _privileges3(e.privileges).hex().upper() if e.privileges else "none"
+        seen.append(f"{aid.hex().upper()} C5={found}")
+        if found != want:
+            bad.append(f"{aid.hex().upper()}: privileges {found}")
+    if not checked:
+        return [_r(rid, NA, "the profile defines no application instance")]
+    return [_r(rid, FAIL if bad else PASS, "GET STATUS P1=40: " + ("; ".join(bad) if bad else "; ".join(seen)),
+               f"C5={want} for {len(checked)} instance(s)", "; ".join(bad) or "as expected", pan)]  # fmt: skip
+
+
+def card_privilege_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
+    """The hook for :func:`tester.certify.certify_card`, opt-in like the life cycles (``--gp-status``)."""
+    if not enabled:
+        return [_r(rid, NA, "GP privileges not requested (--gp-status: GET STATUS over SCP03 with the key store's KMC)") for rid in PRIV_RULES]
+    aids = tuple(a.aid for a in getattr(profile, "applications", ()))
+    try:
+        prof = GpCardProfile.from_file(profile.path, aids) if getattr(profile, "path", "") else None
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        return [_r(rid, NA, f"profile card section unreadable: {type(exc).__name__}") for rid in PRIV_RULES]
+    if prof is None:
+        prof = GpCardProfile(profile.isd_aid, profile.kmc, "KDF3", 0, profile.target_life_cycle, aids)
+    return privilege_results(channel, prof, keys, pan=pan)

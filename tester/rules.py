@@ -164,6 +164,12 @@ GP, I4 = "GP Card Spec 2.3", "ISO/IEC 7816-4:2020"
 _RULES += [
     ("LIFE-CARD-002", "SCP03 opens with the card keys diversified from the key store's KMC by the card's KDD (card cryptogram verifies)", f"{GP} Amendment D §6.2.2, §7.1.1; {GP} §7.2", CRITICAL),
     ("LIFE-APP-003", "Every profile application instance is PERSONALIZED (0F), not LOCKED (GET STATUS P1=40), and selectable", f"{GP} §5.3.1, §11.4, §11.9", CRITICAL),
+    ("PRIV-001", "Privileges (C5, GET STATUS P1=40 over SCP03) of every profile application instance and of the PSE / PPSE equal the profile's (00: no privileges)", f"{GP} §11.4, table 11-38; §11.1.2", MAJOR),
+]
+# -- payment system directories, card level (tester.certify_dir) --
+_RULES += [
+    ("DIR-002", "PPSE 2PAY.SYS.DDF01 selectable; its FCI (6F {84, A5 {BF0C}}) lists exactly the profile's applications: AID 4F, label 50, priority 87", f"{B1} §12.3; EMV Contactless Book B §3.3", MAJOR),
+    ("DIR-003", "PSE 1PAY.SYS.DDF01 (when present): its directory records list exactly the profile's applications: AID 4F, label 50, priority 87", f"{B1} §12.2.2–12.3.2", MAJOR),
 ]
 _FS_RULES: list[tuple[str, str, str, str]] = [
     ("FS-DF-001", "The profile's DF is selectable by DF name and by path, and its FCP says DF (82 = 38) with the profile's DF name (84)", f"{I4} §11.1.1, §7.4.3, §7.4.5", CRITICAL),
@@ -180,6 +186,10 @@ _FS_RULES: list[tuple[str, str, str, str]] = [
 _RULES += _FS_RULES
 #: rules evaluated once per card by tester.certify_life
 LIFE_RULE_IDS = ["LIFE-CARD-001", "LIFE-CARD-002", "LIFE-APP-003"]
+#: rule evaluated once per card by tester.certify_life over SCP03, opt-in like the life cycles
+PRIV_RULE_IDS = ["PRIV-001"]
+#: rules evaluated once per card by tester.certify_dir
+DIR_RULE_IDS = ["DIR-002", "DIR-003"]
 #: rules of file-system profiles only (tester.certify_fs)
 FS_RULE_IDS = [r[0] for r in _FS_RULES]
 

@@ -402,10 +402,12 @@ class Terminal:
         keystore: str | os.PathLike[str] | None = None,
         *,
         destructive: bool = False,
+        gp_status: bool = False,
     ) -> CardReport:
         """Every rule of the certification catalogue (``tester.certify.certify_card``)
         against the source data; defaults: the personalized card's profile,
-        record and key store."""
+        record and key store. ``gp_status``: also read the GP life cycles and
+        privileges over the tester's SCP03 (``cardlab certify --gp-status``)."""
         from tester import sources
         from tester.certify import certify_card
 
@@ -427,7 +429,7 @@ class Terminal:
 
             term = load_terminal(Path(self.terminal_profile))
         return certify_card(self.channel, sources.load_profile(profile_path), rec, sources.load_keystore(keys_path),
-                            terminal=term, destructive=destructive, today=self.today)  # fmt: skip
+                            terminal=term, destructive=destructive, today=self.today, gp_status=gp_status)  # fmt: skip
 
 
 def _record_fields(record: Record) -> dict[str, object]:

@@ -57,7 +57,7 @@ def card_from_dgis(apps: list[tuple[bytes, list[tuple[int, bytes]]]], *, last_bl
     card = Card.create()
     for aid, dgis in apps:
         if last_block:
-            cardmaker.personalize(card, dgis, aid, directories=False)
+            cardmaker.personalize(card, dgis, aid)  # with the PSE and PPSE (DIR-002)
             continue
         hs = HostSession(card.transmit, cardmaker.GP_KEYS)
         hs.open(0x33)

@@ -328,6 +328,8 @@ class CardPreparer:
     def prepare(self, record: Record, card_id: str | None = None) -> CardPersoData:
         """The card's perso data; raises :class:`CardProblem` for a record that does not fit."""
         pan = record.pan
+        if not self.profile.pan_on_bin(pan):
+            raise CardProblem("pan", f"not on a BIN of profile {self.profile.name} ({', '.join(self.profile.bins)})")
         dd = record.discretionary if record.discretionary is not None else tracks.DEFAULT_DISCRETIONARY
         if len(pan) + 8 + len(dd) > tracks.TRACK2_MAX:
             dd = dd[: max(0, tracks.TRACK2_MAX - 8 - len(pan))]

@@ -466,6 +466,12 @@ class Profile:
     description: str
     card: GpDetails
     applications: tuple[Application, ...]
+    #: issuer BINs (6–8 leading PAN digits) the cards of this profile are on; empty: any PAN
+    bins: tuple[str, ...] = ()
+
+    def pan_on_bin(self, pan: str) -> bool:
+        """Whether ``pan`` starts with one of :attr:`bins` (always true without ``bins``)."""
+        return not self.bins or any(pan.startswith(b) for b in self.bins)
 
     def application(self, name: str) -> Application:
         for app in self.applications:
@@ -718,7 +724,8 @@ def _seq(ck: _Checker, m: Mapping[str, Any], key: str, path: str) -> list[Any]:
 
 # --------------------------------------------------------------------------- sections
 
-_TOP_KEYS = ("profile", "description", "card", "applications")
+_TOP_KEYS = ("profile", "description", "bins", "card", "applications")
+_BIN = re.compile(r"^[0-9]{6,8}$")
 _CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle")
 _APP_KEYS = (
     "name", "aid", "label", "preferred_name", "issuer_code_table_index", "priority", "languages",
@@ -1169,6 +1176,7 @@ def parse_profile(document: object, source: str = "<profile>") -> Profile:
     ck.known_keys(top, "", _TOP_KEYS)
     name = ck.string(top, "profile", "")
     description = ck.string(top, "description", "", default="")
+    bins = _bins(ck, top)
     card = _card(ck, top.get("card"))
     apps: list[Application] = []
     raw_apps = _seq(ck, top, "applications", "")
@@ -1195,7 +1203,30 @@ def parse_profile(document: object, source: str = "<profile>") -> Profile:
             ck.err("applications", "with several applications each needs its own priority 1..15")
     if ck.problems:
         raise ProfileError(source, ck.problems)
-    return Profile(name, description, card, tuple(apps))
+    return Profile(name, description, card, tuple(apps), bins)
+
+
+def _bins(ck: _Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
+    """``bins``: a list of 6–8 digit issuer BINs (quote them, or YAML may read numbers)."""
+    out: list[str] = []
+    raw = top.get("bins")
+    if raw is not None and not isinstance(raw, list):
+        raw = [raw]  # a single BIN written without a list
+    for i, v in enumerate(raw or []):
+        p = f"bins[{i}]"
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            ck.err(p, f"expected a BIN of 6-8 digits, got {_kind(v)}")
+            continue
+        b = str(v).strip()
+        if not _BIN.fullmatch(b):
+            ck.err(p, f"{b!r} is not a BIN of 6-8 digits")
+        elif b in out:
+            ck.err(p, f"{b} is listed twice")
+        else:
+            out.append(b)
+    if raw is not None and not raw:
+        ck.err("bins", "empty list: give at least one BIN or leave bins out")
+    return tuple(out)
 
 
 def load_profile(path: str | Path) -> Profile:

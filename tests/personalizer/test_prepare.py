@@ -19,6 +19,8 @@ from personalizer.records import read_records
 
 TODAY = date(2026, 1, 15)
 SAMPLE = VECTORS / "records" / "sample.csv"
+#: the sample records on each sample profile's BIN (476173: records 1-6, 541333: records 7-10)
+ON_BIN = {"visa-cvn18": [1, 2, 3, 4, 5, 6], "mastercard-cvn16": [7, 8, 9, 10]}
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +48,32 @@ def test_manifest_counts_and_hashes(batches: dict[str, Path]) -> None:
     for stem, batch in batches.items():
         m = read_manifest(batch)
         n = sum(1 for _ in read_records(SAMPLE, today=TODAY))
-        assert m["counts"] == {"input": n, "accepted": n, "rejected": 0}
+        accepted = len(ON_BIN[stem])  # sample.csv mixes both BINs: the others are rejected (field pan)
+        assert m["counts"] == {"input": n, "accepted": accepted, "rejected": n - accepted}
         assert m["cards_sha256"] == hashlib.sha256((batch / "cards.jsonl").read_bytes()).hexdigest()
         assert m["inputs"]["records"]["sha256"] == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
         assert m["transport_key"] == {"name": "KEK", "kcv": "2CF6A4"}
         assert m["profile"] == load_profile(batch / "profile.yaml").name
-        assert len(_cards(batch)) == n
+        assert len(_cards(batch)) == accepted
+        assert [c.record_index for c in _cards(batch)] == ON_BIN[stem]
+
+
+def test_records_on_another_bin_are_rejected_for_pan(batches: dict[str, Path]) -> None:
+    """Each profile lists its BINs; a record whose PAN is on none of them is rejected (the batch goes on)."""
+    records = {r.index: r for r in read_records(SAMPLE, today=TODAY)}
+    for stem, batch in batches.items():
+        bins = load_profile(batch / "profile.yaml").bins
+        assert bins == {"visa-cvn18": ("476173",), "mastercard-cvn16": ("541333",)}[stem]
+        rejected = list(iter_rejections(batch))
+        assert [(r.record_index, r.field) for r in rejected] == [(i, "pan") for i in records if i not in ON_BIN[stem]]
+        for r in rejected:
+            pan = records[r.record_index].pan  # type: ignore[union-attr]
+            assert not pan.startswith(bins[0])
+            assert r.message == (
+                f"record {r.record_index} ({pan[:6]}******{pan[-4:]}): pan: "
+                f"not on a BIN of profile {load_profile(batch / 'profile.yaml').name} ({bins[0]})"
+            )
+            assert pan not in r.message
 
 
 def test_every_application_gets_every_dgi(batches: dict[str, Path], ks: SoftwareKeyStore) -> None:
@@ -212,7 +234,7 @@ def test_cli(ks: SoftwareKeyStore, tmp_path: Path, capsys: pytest.CaptureFixture
                "--out", str(tmp_path / "b"), "--today", "2026-01-15"])  # fmt: skip
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert "10 prepared" in out.out
+    assert "10 records, 6 prepared, 4 rejected" in out.out  # records 7-10 are on the Mastercard BIN
     for rec in read_records(SAMPLE, today=TODAY):
         assert rec.pan not in out.out + out.err  # type: ignore[union-attr]
-    assert read_manifest(tmp_path / "b")["counts"]["accepted"] == 10
+    assert read_manifest(tmp_path / "b")["counts"] == {"input": 10, "accepted": 6, "rejected": 4}

@@ -173,6 +173,30 @@ def test_each_mistake_is_named(edit: Any, expected: str) -> None:
     assert any(expected in p for p in probs), (expected, probs)
 
 
+def test_bins_optional_and_validated() -> None:
+    assert load_profile(VISA).bins == ("476173",) and load_profile(MC).bins == ("541333",)
+    doc = visa_doc()
+    del doc["bins"]
+    p = parse_profile(doc)
+    assert p.bins == () and p.pan_on_bin("5413339001010166")  # without bins: any PAN
+    doc["bins"] = ["476173", 54133399]  # 6-8 digits; YAML may give a number
+    p = parse_profile(doc)
+    assert p.bins == ("476173", "54133399")
+    assert p.pan_on_bin("4761739001010101") and p.pan_on_bin("5413339901010166")
+    assert not p.pan_on_bin("5413339001010166")  # 541333 9 0, not 54133399
+    for bad, expected in [
+        (["47617"], "bins[0]: '47617' is not a BIN of 6-8 digits"),
+        (["476173", "4761730011"], "bins[1]: '4761730011' is not a BIN of 6-8 digits"),
+        (["47A173"], "bins[0]: '47A173' is not a BIN"),
+        ([{"bin": "476173"}], "bins[0]: expected a BIN of 6-8 digits"),
+        (["476173", "476173"], "bins[1]: 476173 is listed twice"),
+        ([], "bins: empty list"),
+    ]:
+        doc["bins"] = bad
+        probs = problems_of(doc)
+        assert any(expected in q for q in probs), (expected, probs)
+
+
 def test_enciphered_pin_needs_icc_key() -> None:
     doc = yaml.safe_load(MC.read_text())
     app = doc["applications"][0]

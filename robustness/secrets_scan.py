@@ -101,6 +101,7 @@ def run(out: Path, cards: int = 4) -> Result:
 
     from emulator import Card
     from personalizer.keys import open_keystore
+    from personalizer.profile import load_profile
 
     res = Result()
     started = time.perf_counter()
@@ -110,7 +111,9 @@ def run(out: Path, cards: int = 4) -> Result:
         ks.add_symmetric(KMC_NAME, "AES", "KMC", ks.clear_value("KMC"))
     keys = out / "keys.json"
     ks.save(keys)
-    rows = list(csv.DictReader(SAMPLE.open()))[:cards]
+    # the sample records on the profile's BIN (sample.csv also holds Mastercard-BIN records, which it rejects)
+    on_bin = load_profile(PROFILE).pan_on_bin
+    rows = [r for r in csv.DictReader(SAMPLE.open()) if on_bin(r["pan"])][:cards]
     records = out / "records.csv"
     with records.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
@@ -218,7 +221,7 @@ def report(res: Result) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, help="keep every artefact in this directory (must not hold a batch)")
-    ap.add_argument("--cards", type=int, default=4, help="cards to prepare, personalize and certify (1-10)")
+    ap.add_argument("--cards", type=int, default=4, help="cards to prepare, personalize and certify (1-6)")
     ap.add_argument("--quick", action="store_true", help="2 cards")
     args = ap.parse_args(argv)
     n = 2 if args.quick else args.cards

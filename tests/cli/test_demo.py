@@ -111,6 +111,12 @@ def test_records_generator_is_valid_unique_and_deterministic(tmp_path: Path) -> 
         assert len({r["pan"] for r in rows}) == 300 and all(r["pan"].startswith(bin_) for r in rows)
         for i, r in enumerate(rows, 1):
             assert isinstance(validate(r, today=today, index=i), Record), r["name"]
+    # the generator's BIN for each sample profile is the one the profile lists (else prepare rejects them all)
+    from cardlab.demo import PROFILES
+    from personalizer.profile import load_profile
+
+    for name, (bin_, _languages) in records_gen.BINS.items():
+        assert load_profile(PROFILES[name][0]).bins == (bin_,), name
     path = records_gen.write_csv(tmp_path / "r.csv", "541333", 4, seed=1, today=today)
     assert path.read_text().splitlines()[0] == ",".join(records_gen.FIELDS)
     assert records_gen.luhn_digit("476173900000001") == "0" or len(records_gen.luhn_digit("4")) == 1

@@ -39,6 +39,8 @@ KEYSTORE = VECTORS / "test-keystore.json"
 SAMPLE = VECTORS / "records" / "sample.csv"
 BADGE_PROFILE = VECTORS / "profiles" / "badge.yaml"
 BADGE_RECORDS = VECTORS / "records" / "badge.csv"
+#: the sample records on each sample profile's BIN (476173: records 1-6, 541333: records 7-10)
+ON_BIN = {"visa-cvn18": [1, 2, 3, 4, 5, 6], "mastercard-cvn16": [7, 8, 9, 10]}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -219,7 +221,12 @@ def test_cli_pipeline_cards_read_back_in_a_terminal(pipeline: Pipeline, keystore
     assert manifest["script_source"] == "emv-cps.yaml" and (pipeline.batch / "script.yaml").is_file()
     records = records_by_index(pipeline.records_path)
     cards = personalized(pipeline.batch)
-    assert sorted(cards) == sorted(records), "every sample record is on exactly one card"
+    # sample.csv mixes both BINs: each profile takes the records on its own BIN and rejects the others
+    on_bin = ON_BIN[pipeline.profile_path.stem]
+    assert sorted(cards) == on_bin, "every sample record on the profile's BIN is on exactly one card"
+    rejected = [json.loads(line) for line in (pipeline.batch / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["record_index"], r["field"]) for r in rejected] == [(i, "pan") for i in sorted(records) if i not in on_bin]
+    assert all("not on a BIN of profile" in r["message"] for r in rejected)
     assert len(set(cards.values())) == len(cards)
     oda = {m for app in pipeline.profile.applications for m in app.oda}
     assert ({"SDA", "DDA"} <= oda) if pipeline.profile_path == VISA else ("CDA" in oda)
@@ -234,7 +241,7 @@ def test_cli_certify_the_batch(pipeline: Pipeline, tmp_path: Path) -> None:
     """The walkthrough's last step (docs/personalizer.md): the tester certifies every card of the batch."""
     rc, text = cli("test", "certify", "--profile", pipeline.profile_path, "--records", pipeline.records_path,
                    "--keys", KEYSTORE, "--cards", pipeline.batch, "--report-dir", tmp_path)  # fmt: skip
-    n = len(records_by_index(pipeline.records_path))
+    n = len(ON_BIN[pipeline.profile_path.stem])  # the records on the profile's BIN (the others were rejected)
     assert rc == 0 and f"{n} cards: {n} passed, 0 failed" in text, text
     assert (tmp_path / "certification.json").is_file()
 

@@ -260,6 +260,11 @@ class IssuerProfile:
     target_life_cycle: str
     applications: tuple[AppProfile, ...]
     path: str = ""
+    bins: tuple[str, ...] = ()  # issuer BINs the cards' PANs start with; empty: any
+
+    def pan_on_bin(self, pan: str) -> bool:
+        """Whether ``pan`` is on one of the profile's BINs (true without ``bins``)."""
+        return not self.bins or any(pan.startswith(b) for b in self.bins)
 
 
 def _derive_aip(oda: tuple[str, ...], cvm: bool, trm: bool, issuer_auth: bool) -> bytes:
@@ -352,7 +357,17 @@ def load_profile(path: str | os.PathLike[str]) -> IssuerProfile:
         target_life_cycle=str(card.get("target_life_cycle", "SECURED")),
         applications=tuple(_app(i, a) for i, a in enumerate(doc["applications"])),
         path=str(path),
+        bins=_bins(doc.get("bins"), str(path)),
     )
+
+
+def _bins(raw: Any, path: str) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    out = tuple(str(b).strip() for b in items)
+    for b in out:
+        if not re.fullmatch(r"[0-9]{6,8}", b):
+            raise SourceError(f"{path}: bins: {b!r} is not a BIN of 6-8 digits")
+    return out
 
 
 # -- cardholder records ------------------------------------------------------------------

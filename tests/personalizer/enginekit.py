@@ -17,11 +17,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from prepkit import BLOCK, VISA, _apdu, _lv, make_keystore, open_sealed, sda_profile  # noqa: F401
+from prepkit import VISA, app_commands, make_keystore, sda_profile  # noqa: F401
 
 from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys, pad80
-from personalizer.batch import CardPersoData, Sealed
+from cardspec.scp03 import HostSession, StaticKeys
+from personalizer.batch import CardPersoData
 from personalizer.keys import KeyStore
 
 KMC_NAME = "TEST-KMC-VISA"
@@ -117,24 +117,7 @@ def stand_in_execute(
     hs = HostSession(transmit, StaticKeys(k.enc, k.mac, k.dek, 0x30))
     hs.open(0x33)
     for app in card.apps:
-        install = _lv(app.load_file) + _lv(app.module) + _lv(app.aid) + _lv(app.privileges) + _lv(app.install_params) + b"\x00"
-        ok(hs.send(_apdu("80E60C00", install)), "install")
-        ok(hs.send(_apdu("80E62000", b"\x00\x00" + _lv(app.aid) + b"\x00\x00\x00")), "install for perso")
-        blocks: list[tuple[bool, bytes]] = []
-        current = b""
-        for dgi, value in app.dgis:
-            if isinstance(value, Sealed):
-                blocks.append((True, hs.dek_encrypt(pad80(tlv.encode_dgi(dgi, open_sealed(keystore, value))))))
-                continue
-            enc = tlv.encode_dgi(dgi, value)
-            if current and len(current) + len(enc) > BLOCK:
-                blocks.append((False, current))
-                current = b""
-            current += enc
-        if current:
-            blocks.append((False, current))
-        for i, (secret, body) in enumerate(blocks):
-            p1 = 0x08 | (0x60 if secret else 0) | (0x80 if i == len(blocks) - 1 else 0)
-            ok(hs.send(_apdu(f"80E2{p1:02X}{i:02X}", body)), "store data")
+        for name, apdu in app_commands(app, hs, keystore):
+            ok(hs.send(apdu), name)
     ok(hs.send(bytes.fromhex("80F0800F00")), "set status secured")
     return {"steps": step}

@@ -96,31 +96,40 @@ def _ok(resp: bytes, what: str) -> None:
 BLOCK = 200
 
 
+def app_commands(app: AppPersoData, hs: HostSession, ks: KeyStore) -> list[tuple[str, bytes]]:
+    """(step name, plain APDU) to install and personalize one application by
+    hand: INSTALL [for install and make selectable], INSTALL [for perso], then
+    STORE DATA blocks (sealed DGIs opened under the transport key and
+    re-encrypted under the session DEK at once, in blocks of their own)."""
+    install = (_lv(app.load_file) + _lv(app.module) + _lv(app.aid) + _lv(app.privileges)
+               + _lv(app.install_params) + b"\x00")  # fmt: skip
+    out = [("install", _apdu("80E60C00", install)),
+           ("install for perso", _apdu("80E62000", b"\x00\x00" + _lv(app.aid) + b"\x00\x00\x00"))]
+    blocks: list[tuple[bool, bytes]] = []
+    current = b""
+    for dgi, value in app.dgis:
+        if isinstance(value, Sealed):
+            blocks.append((True, hs.dek_encrypt(pad80(tlv.encode_dgi(dgi, open_sealed(ks, value))))))
+            continue
+        enc = tlv.encode_dgi(dgi, value)
+        if current and len(current) + len(enc) > BLOCK:
+            blocks.append((False, current))
+            current = b""
+        current += enc
+    if current:
+        blocks.append((False, current))
+    for i, (secret, body) in enumerate(blocks):
+        p1 = 0x08 | (0x60 if secret else 0) | (0x80 if i == len(blocks) - 1 else 0)
+        out.append(("store data", _apdu(f"80E2{p1:02X}{i:02X}", body)))
+    return out
+
+
 def personalize(card: Any, prepared: CardPersoData, ks: KeyStore) -> None:
     hs = HostSession(card.transmit, GP_KEYS)
     hs.open(0x33)
     for app in prepared.apps:
-        install = (_lv(app.load_file) + _lv(app.module) + _lv(app.aid) + _lv(app.privileges)
-                   + _lv(app.install_params) + b"\x00")  # fmt: skip
-        _ok(hs.send(_apdu("80E60C00", install)), "INSTALL [for install and make selectable]")
-        _ok(hs.send(_apdu("80E62000", b"\x00\x00" + _lv(app.aid) + b"\x00\x00\x00")), "INSTALL [for perso]")
-        blocks: list[tuple[bool, bytes]] = []
-        current = b""
-        for dgi, value in app.dgis:
-            if isinstance(value, Sealed):
-                # open under the transport key, re-encrypt under the card's DEK at once
-                blocks.append((True, hs.dek_encrypt(pad80(tlv.encode_dgi(dgi, open_sealed(ks, value))))))
-                continue
-            enc = tlv.encode_dgi(dgi, value)
-            if current and len(current) + len(enc) > BLOCK:
-                blocks.append((False, current))
-                current = b""
-            current += enc
-        if current:
-            blocks.append((False, current))
-        for i, (secret, body) in enumerate(blocks):
-            p1 = 0x08 | (0x60 if secret else 0) | (0x80 if i == len(blocks) - 1 else 0)
-            _ok(hs.send(_apdu(f"80E2{p1:02X}{i:02X}", body)), f"STORE DATA {i}")
+        for name, apdu in app_commands(app, hs, ks):
+            _ok(hs.send(apdu), name)
 
 
 CVN_CODE = {18: 0x12, 16: 0x10, 10: 0x0A}

@@ -599,14 +599,12 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
     lines = [
         f"cardlab perso prepare --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
         f"--keys {rel / keys.name} --out {b}",
-        f"cp {os.path.relpath(SCRIPT)} {b}/script.yaml",
         f"cardlab perso stock {s} --count {r.accepted} --keys {rel / keys.name} "
         f"--kmc {load_profile_kmc(r.profile)[0]} --diversification {load_profile_kmc(r.profile)[1]}",
-        # an absolute stock path: the job database keeps the image locations as given
-        f"cardlab perso run {b} --cards {work / r.name / 'stock2'} --stations {opts.stations} --keys {rel / keys.name}",
+        f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {rel / keys.name}",
         f"cardlab perso audit {b} --verify",
         f"cardlab test certify --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
-        f"--keys {rel / keys.name} --cards {rel / r.name / 'batch'} --report-dir {rel / 'reports'}",
+        f"--keys {rel / keys.name} --cards {b} --report-dir {rel / 'reports'}",
         f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal {os.path.relpath(r.terminal)} "
         f"--amount 1000 --trace",
     ]

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from personalizer.jobdb import Claim, JobDb, OpenAttempt, read_card_at, safe_reason
+from personalizer.jobdb import JobDb, OpenAttempt, read_card_at, safe_reason
 from personalizer.stock import list_images
 
 if TYPE_CHECKING:
@@ -798,6 +798,13 @@ def run(
         finally:
             bar.close()
         with JobDb(batch / "jobs.sqlite") as db:
+            pending = db.counts().get("pending", 0)
+            if cards is not None and pending and not errors:
+                stock = ImageSource(cards)
+                used = {str(r[0]) for r in db.db.execute("SELECT location FROM cards WHERE kind = 'image'")}
+                if all(str(p) in used for p in list_images(stock.directory)):
+                    errors.append(f"card stock used up: {pending} records still pending; add blank cards to "
+                                  f"{stock.directory} and run the batch again to resume")
             return RunReport(db.input_count(), db.counts(), db.unaccounted(), db.failures(), reconciled,
                              time.perf_counter() - started, processed, db.stage_summary(), errors)
 

@@ -11,6 +11,10 @@ with secrets re-encrypted under the DEK, SET STATUS SECURED).
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import date
@@ -25,6 +29,43 @@ from personalizer.batch import CardPersoData
 from personalizer.keys import KeyStore
 
 KMC_NAME = "TEST-KMC-VISA"
+
+
+def attempts_started(db_path: Path) -> int:
+    """Rows in a job database's attempts table (0 before the engine made it)."""
+    if not db_path.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+    finally:
+        con.close()
+
+
+def kill_during_batch(code: str, env: dict[str, str], db_path: Path, pause: float,
+                      *, start_timeout: float = 60.0) -> tuple[bool, str]:
+    """Run the batch runner ``code`` in its own process group and SIGKILL it
+    ``pause`` seconds after it has started a new attempt (so that a kill is
+    driven by the batch's progress, not by how fast this machine starts
+    Python). Returns (killed, stderr tail); killed is False when the runner
+    ended on its own first."""
+    before = attempts_started(db_path)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + start_timeout
+    while proc.poll() is None and attempts_started(db_path) <= before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(pause)
+    if proc.poll() is not None:
+        _, err = proc.communicate()
+        return False, err.decode(errors="replace")[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    return True, ""
 
 
 def luhn(body: str) -> str:

@@ -193,7 +193,9 @@ def test_stock_runs_out_records_unaccounted(batch: tuple[Path, Path], tmp_path: 
     from rich.console import Console
 
     engine._print_report(rep, Console())
-    assert "2 records unaccounted for" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "2 records unaccounted for" in printed
+    assert "card stock used up: 2 records still pending" in printed
     make_cards(tmp_path, keys, 2)  # more stock: the same command finishes the batch
     assert engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute).exit_code == 0
 

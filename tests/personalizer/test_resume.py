@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from enginekit import KMC_NAME, make_batch, make_cards, stand_in_execute
+from enginekit import KMC_NAME, kill_during_batch, make_batch, make_cards, stand_in_execute
 
 from emulator import Card
 from personalizer import audit, engine
@@ -34,22 +30,18 @@ engine.run({batch!r}, cards={cards!r}, keys={keys!r}, stations=2, executor=stand
 
 def test_sigkill_and_resume(tmp_path: Path) -> None:
     batch, keys = make_batch(tmp_path, count=32, bad=(5, 17))
-    cards = make_cards(tmp_path, keys, 40)
+    cards = make_cards(tmp_path, keys, 48)  # 30 good records + up to 2 spoiled cards per kill
     code = RUNNER.format(here=str(HERE), batch=str(batch), cards=str(cards), keys=str(keys))
     env = {**os.environ, "ENGINEKIT_DELAY": "0.01"}
     rng = random.Random(4)
     kills = 0
-    deadline = time.monotonic() + 60
-    while kills < 6 and time.monotonic() < deadline:
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.9, 1.8))
-        if proc.poll() is not None:
-            break  # the batch finished before this kill
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    db_path = batch / "jobs.sqlite"
+    # each run is killed at a random moment after it has started a new attempt
+    while kills < 6:
+        killed, err = kill_during_batch(code, env, db_path, rng.uniform(0.0, 0.25))
+        assert killed, f"the batch ended before kill {kills + 1}: {err}"
         kills += 1
-        with JobDb(batch / "jobs.sqlite") as db:  # consistent after every kill
+        with JobDb(db_path) as db:  # consistent after every kill
             assert db.check() == []
     assert kills >= 5
     rep = engine.run(batch, cards=cards, keys=str(keys), executor=stand_in_execute)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,16 @@ WHEN = datetime(2025, 6, 1, 12, 0, 0)
 
 #: card risk limits that let the card approve offline (the card maker's default 0 forces ARQCs)
 OFFLINE = dict(lcol=3, ucol=5, lower_cumulative=50_000, upper_cumulative=100_000)
+
+
+def shows_pin(text: str, pin: str) -> bool:
+    """True when ``text`` shows the PIN: standing alone, or as an ISO 9564
+    format 2 plaintext PIN block (2, length, digits). A PIN's digits inside a
+    longer hex string (a random number, a signature) are not the PIN: the
+    traces are full of random hex, and "1234" turns up in it now and then."""
+    alone = re.search(rf"(?<![0-9A-Fa-f.]){pin}(?![0-9A-Fa-f])", text)
+    block = f"2{len(pin):X}{pin}".ljust(16, "F") in text.upper().replace(" ", "")
+    return alone is not None or block
 
 
 def P(**kw: Any) -> Profile:

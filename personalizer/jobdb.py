@@ -220,6 +220,29 @@ class JobDb:
         )
 
     # -- loading ------------------------------------------------------------------
+    @staticmethod
+    def _check_against_manifest(batch: Path, cards_digest: str, rejected_digest: str) -> None:
+        """The batch files are the ones data preparation wrote: a truncated or
+        edited ``cards.jsonl`` would otherwise load as a smaller batch and
+        silently lose records (the manifest, written last, holds their SHA-256)."""
+        path = batch / "manifest.json"
+        if not path.exists():
+            return
+        manifest = json.loads(path.read_text())
+        empty = hashlib.sha256(b"").hexdigest()
+        for name, expected, found in (
+            ("cards.jsonl", manifest.get("cards_sha256"), cards_digest),
+            ("rejected.jsonl", manifest.get("rejected_sha256"), rejected_digest or empty),
+        ):
+            if expected is not None and expected != found:
+                counts = manifest.get("counts", {})
+                raise JobDbError(
+                    f"{batch}: {name} is not the file data preparation wrote (SHA-256 differs from "
+                    f"manifest.json, which counts {counts.get('accepted', '?')} accepted and "
+                    f"{counts.get('rejected', '?')} rejected records): the batch was edited or truncated; "
+                    "prepare it again"
+                )
+
     def load_batch(self, batch: Path) -> bool:
         """Fill the records table from ``cards.jsonl`` and ``rejected.jsonl``
         (once: one transaction with its audit entries). Returns ``False`` when
@@ -236,6 +259,7 @@ class JobDb:
                     "refusing to mix two batches"
                 )
             return False
+        self._check_against_manifest(batch, digest, rejected_digest)
         stamp = audit.now()
         with self.transaction() as db:
             accepted = 0

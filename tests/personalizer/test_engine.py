@@ -14,7 +14,7 @@ from cardspec.scp03 import HostSession, StaticKeys
 from emulator import Card
 from personalizer import audit, engine
 from personalizer.batch import iter_cards
-from personalizer.jobdb import JobDb
+from personalizer.jobdb import JobDb, JobDbError
 from personalizer.keys import open_keystore
 
 SECURED, PERSONALIZED = 0x0F, 0x0F
@@ -230,6 +230,24 @@ def test_job_db_invariants_are_enforced(batch: tuple[Path, Path], tmp_path: Path
         with (b / "cards.jsonl").open("a") as fh:
             fh.write(json.dumps(next(iter_cards(b)).to_json()) + "\n")
         engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+
+
+@pytest.mark.parametrize("damage", ["drop a line", "drop the last line", "edit a rejection"])
+def test_truncated_or_edited_batch_is_refused(batch: tuple[Path, Path], tmp_path: Path, damage: str) -> None:
+    b, keys = batch
+    name = "rejected.jsonl" if "rejection" in damage else "cards.jsonl"
+    lines = (b / name).read_text().splitlines(keepends=True)
+    assert len(lines) >= (1 if name == "rejected.jsonl" else 2)
+    if damage == "drop a line":
+        lines.pop(1)
+    elif damage == "drop the last line":
+        lines.pop()
+    else:
+        lines[0] = lines[0].replace('"field"', '"field" ', 1)
+    (b / name).write_text("".join(lines))
+    with pytest.raises(JobDbError, match=f"{name} is not the file data preparation wrote"):
+        engine.run(b, cards=make_cards(tmp_path, keys, 2), keys=str(keys), executor=stand_in_execute)
+    assert not (b / "jobs.sqlite").exists() or JobDb(b / "jobs.sqlite").input_count() == 0
 
 
 def _ns(**kw: Any) -> Any:

@@ -20,6 +20,8 @@ bench: deps
 	$(BIN)/python benchmarks/bench_inprocess.py
 	$(BIN)/python benchmarks/bench_vpcd.py
 	$(BIN)/python benchmarks/bench_emv.py
+	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_tester.py
 
 deps: debs $(VENV)/.installed
 

@@ -54,10 +54,11 @@ class Result:
     audit_problems: list[str] = field(default_factory=list)
     final_exit: int = -1
     seconds: float = 0.0
+    kills_asked: int = 0
 
     @property
     def ok(self) -> bool:
-        return (self.unaccounted == 0 and self.inconsistent_after_kill == 0 and self.personalized_twice == 0
+        return (self.kills == self.kills_asked and self.unaccounted == 0 and self.inconsistent_after_kill == 0 and self.personalized_twice == 0
                 and self.images_with_two_records == 0 and self.audit_ok and self.final_exit == 0
                 and sum(self.counts.get(k, 0) for k in ("done", "failed", "rejected")) == self.input)
 
@@ -77,7 +78,7 @@ def run(work: Path, kills: int = 20, records: int = 60, seed: int = 1, delay: fl
     from personalizer import audit, engine
     from personalizer.jobdb import JobDb
 
-    res = Result()
+    res = Result(kills_asked=kills)
     started = time.perf_counter()
     rng = random.Random(seed)
     bad = tuple(sorted(rng.sample(range(1, records + 1), max(1, records // 15))))
@@ -123,7 +124,7 @@ def run(work: Path, kills: int = 20, records: int = 60, seed: int = 1, delay: fl
 def report(res: Result) -> str:
     c = res.counts
     return figures("crash/resume soak (robustness/crash_soak.py)", [
-        ("SIGKILLs", res.kills),
+        ("SIGKILLs", f"{res.kills} of {res.kills_asked}"),
         ("runs (incl. the final one)", res.runs),
         ("records in", res.input),
         ("done", c.get("done", 0)),

@@ -25,8 +25,14 @@ bench: deps
 
 deps: debs $(VENV)/.installed
 
+# Debian's own python3 needs python3-venv for `-m venv`, and pyscard/python-pkcs11 build from
+# source (a C compiler and Python.h); a Python that already has them (pyenv, python.org) needs none.
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing build-essential"; \
+	$(PYTHON) -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+	  || missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \

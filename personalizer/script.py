@@ -28,6 +28,7 @@ hold a key, a PIN or a full PAN.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1631,9 +1632,14 @@ class _Runner:
                     ck = self.env.keystore.diversify_card_keys(kmc, scheme, session.kdd)
                 except Exception as exc:
                     raise _EvalError(f"put_key: {type(exc).__name__}: {exc}") from None
-                values = [Data.of(Secret(f"key:{n}", 16, k)) for n, k in zip(("enc", "mac", "dek"), (ck.enc, ck.mac, ck.dek), strict=True)]
-            else:
-                values = [Data.of(Secret(f"key:{n}", 16)) for n in ("enc", "mac", "dek")]
+                values = [Data.of(Secret(f"key:{n}", len(k), k))
+                          for n, k in zip(("enc", "mac", "dek"), (ck.enc, ck.mac, ck.dek), strict=True)]
+            else:  # dry run: the size is the KMC's (diversified keys have the master key's length)
+                size = 16
+                if self.env.keystore is not None:
+                    with contextlib.suppress(Exception):
+                        size = self.env.keystore.info(kmc).length
+                values = [Data.of(Secret(f"key:{n}", size)) for n in ("enc", "mac", "dek")]
         else:
             source = "given keys"
             keys = self.value(step, "keys")

@@ -331,3 +331,33 @@ def test_cli_check_and_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--record", "2"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "Grace Hopper".encode().hex().upper() in out.replace(" ", "").replace("\n", "") or "00E00000" in out
+
+
+@pytest.mark.parametrize("size", [16, 24, 32])
+def test_put_key_from_a_kmc_of_every_aes_size(ks: SoftwareKeyStore, emv: tuple[CardPersoData, Any],
+                                              tmp_path: Path, size: int) -> None:  # fmt: skip
+    """put_key replaces the card's key set by keys diversified from another KMC (AES-128/192/256;
+    a 256-bit KMC once failed with "negative count" because the key size was fixed at 16)."""
+    import os
+
+    from cardspec.scp03 import HostSession, StaticKeys
+
+    data, _ = emv
+    store = SoftwareKeyStore.load(VECTORS / "test-keystore.json")
+    store.add_symmetric("KMC-NEW", "AES", "KMC", os.urandom(size))
+    doc = {"steps": [
+        {"select": {"aid": "A000000151000000"}},
+        {"open_scp03": {"level": 0x33, "kmc": "KMC", "scheme": "kdf3"}},
+        {"name": "new keys", "put_key": {"new_version": 0x31, "replace": 0x30, "kmc": "KMC-NEW", "scheme": "kdf3"}},
+    ]}  # fmt: skip
+    card = stock(ks)
+    execute(load_script(write(tmp_path, doc)), data, card.transmit, store)
+    new = store.diversify_card_keys("KMC-NEW", "KDF3", KDD)
+    assert len(new.enc) == size
+    card.transmit(bytes.fromhex("00A4040008A000000151000000"))
+    hs = HostSession(card.transmit, StaticKeys(new.enc, new.mac, new.dek, 0x31))
+    hs.open(0x33)  # the card now answers to the new key set, version 31
+    assert hs.send(bytes.fromhex("80CA006600"))[-2:] == b"\x90\x00"
+    old = ks.diversify_card_keys("KMC", "KDF3", KDD)
+    with pytest.raises(Exception):  # the replaced version 30 is gone
+        HostSession(card.transmit, StaticKeys(old.enc, old.mac, old.dek, 0x30)).open(0x33)

@@ -8,7 +8,9 @@ one line at a time (memory does not grow with the batch):
 * ``cards.jsonl`` — one :class:`~personalizer.batch.CardPersoData` per card: per
   application of the profile the install information and every CPS DGI of
   ``docs/dgi-map.md``; secrets (8000, 8010, 8201–8205), the record DGIs that
-  hold the PAN (5A, 57) and the station data (full PAN) are
+  hold the PAN in clear or recoverably (5A, 57, 56, 9F6B, and the ICC public
+  key certificates 9F46/9F2D, which anyone with the CA public key can open to
+  read the PAN) and the station data (full PAN) are
   :class:`~personalizer.batch.Sealed` under the transport key — so a
   :class:`Sealed` value may appear on any DGI, and the engine sends every
   sealed DGI in an encrypted STORE DATA block (the card accepts non-secret
@@ -69,6 +71,13 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+
+
+#: tags whose value shows the PAN in clear (5A PAN, 57 Track 2 equivalent, 56 Track 1 data,
+#: 9F6B Track 2 data) or recoverably: the ICC public key certificate 9F46 and the ICC PIN
+#: encipherment public key certificate 9F2D hold the PAN (EMV Book 2 §6.4 table 14, §7.1),
+#: and anyone with the scheme's CA public key can recover them
+PAN_TAGS = frozenset({0x5A, 0x57, 0x56, 0x9F6B, 0x9F46, 0x9F2D})
 
 
 class PrepareError(Exception):
@@ -238,7 +247,7 @@ class CardPreparer:
                     dgi_0e01=cps.get_data_0e01(app),
                     dgi_9010=cps.pin_try_9010(app.pin_try_limit),
                     issuer=issuer,
-                    pan_records=frozenset(r.dgi for r in app.records if {0x57, 0x5A} & set(r.tags)),
+                    pan_records=frozenset(r.dgi for r in app.records if PAN_TAGS & set(r.tags)),
                 )
             )
         if problems:
@@ -430,7 +439,7 @@ class CardPreparer:
         except ValueError as e:
             raise CardProblem("record", str(e)) from None
 
-        # records holding the PAN (5A, 57) are sealed too: the PAN is protected at rest
+        # records holding the PAN (PAN_TAGS) are sealed too: the PAN is protected at rest
         # (PCI DSS); the card takes any DGI inside an encrypted STORE DATA block
         pan_records = ctx.pan_records
         dgis: list[tuple[int, bytes | Sealed]] = [

@@ -89,8 +89,11 @@ def test_every_application_gets_every_dgi(batches: dict[str, Path], ks: Software
                     assert g in dgis
                 assert (0x8010 in dgis) == (0x9010 in dgis) == app.offline_pin
                 assert all(g in dgis for g in range(0x8201, 0x8206)) == (app.icc_key is not None)
-                pan_records = {r.dgi for r in app.records if {0x57, 0x5A} & set(r.tags)}
+                pan_records = {r.dgi for r in app.records if {0x57, 0x5A, 0x9F46, 0x9F2D} & set(r.tags)}
                 assert pan_records
+                cert_records = {r.dgi for r in app.records if 0x9F46 in r.tags}  # the PAN is recoverable
+                assert bool(cert_records) == (app.icc_key is not None)
+                assert all(isinstance(dgis[g], Sealed) for g in cert_records)
                 for g, v in pd.dgis:  # secrets and PAN-bearing records sealed, everything else clear
                     assert isinstance(v, Sealed) == (g & 0xF000 == 0x8000 or g in pan_records), hex(g)
                 assert pd.load_file == bytes.fromhex("A0000006474D56")

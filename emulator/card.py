@@ -4,7 +4,9 @@ Command flow for one APDU (ISO 7816-4 §5, GP Card Spec 2.3 §10 and §11):
 
 1. parse (6700 on malformed lengths), class check (6E00), channel check (6881),
 2. secure messaging: unwrap with the channel's SCP03 session (6882 without one),
-3. card life cycle gate (GP §5.1: TERMINATED, CARD_LOCKED),
+3. card life cycle gate (GP §5.1: TERMINATED, CARD_LOCKED; an application
+   selected before it or the card was locked answers only SELECT and
+   MANAGE CHANNEL),
 4. card-level commands (MANAGE CHANNEL, SELECT, INITIALIZE UPDATE, EXTERNAL
    AUTHENTICATE), then the selected application's table, then the file system,
 5. wrap the response for the session, persist dirty state, answer.
@@ -249,6 +251,10 @@ class Card:
             return self._manage_channel(ctx, cmd)
         if ins == 0xA4 and cmd.cla & 0x80 == 0:
             return self._select(ctx, cmd)
+        selected = ctx.channel.selected
+        if selected is not None and selected != self.state.isd_aid and selected in self.applets:
+            # locked since it was selected here (GP §5.1.1.4, §5.3.1)
+            lifecycle.gate_selected_application(self.state, self.applets[selected].record)
         if cmd.cla & 0x80 and ins in (0x50, 0x82) and ctx.channel.selected is not None:
             return self._secure_channel_command(ctx, cmd)
         target = ctx.channel.selected

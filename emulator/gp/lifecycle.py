@@ -118,12 +118,31 @@ def gate_card_command(state: int, cmd: Command, isd_selected: bool) -> None:
 
     TERMINATED: only GET DATA (CA/CB, any selection) for CPLC / card data
     (GP §5.1.1.5). CARD_LOCKED: everything but the ISD is refused at SELECT
-    by :func:`check_selectable`; MANAGE CHANNEL still works.
+    by :func:`check_selectable` and, for an application selected before the
+    lock, by :func:`gate_selected_application`; MANAGE CHANNEL still works.
     """
     if state == CardLife.TERMINATED:
         if cmd.ins in (0xCA, 0xCB) and (cmd.p1, cmd.p2) in TERMINATED_GET_DATA:
             return
         raise StatusError(SW.FUNCTION_NOT_SUPPORTED, "card terminated")
+
+
+def gate_selected_application(card: CardState, rec: InstanceRecord) -> None:
+    """Commands to an application that was selected (on any logical channel)
+    before the card went CARD_LOCKED or the application itself LOCKED.
+
+    GP §5.1.1.4: in CARD_LOCKED only the ISD may be selected and used;
+    GP §5.3.1: a LOCKED application may not be used. Locking does not reach
+    into a channel where the application is already selected, so every
+    command but SELECT and MANAGE CHANNEL (which let the terminal move on)
+    is refused with 6985, conditions of use not satisfied (GP §11.1.3,
+    table 11-10 general error conditions). Not called for the ISD, which
+    stays usable so that SET STATUS can unlock the card.
+    """
+    if card.lifecycle == CardLife.CARD_LOCKED:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "card locked: only the ISD may be used")
+    if rec.lifecycle & AppLife.LOCKED_BIT:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "application locked")
 
 
 #: GET DATA objects still answered by a TERMINATED card (P1P2)

@@ -127,7 +127,12 @@ def from_json(doc: dict[str, Any]) -> CardState:
         raise ImageError(f"card image incomplete: {exc}") from exc
 
 
-def dumps(state: CardState) -> str:
+def dumps(state: CardState, *, compact: bool = False) -> str:
+    """The image as JSON text: indented for people, or ``compact`` (one line,
+    through json's C encoder, several times faster) for the per-APDU saves of
+    a card being personalized; :func:`loads` reads both."""
+    if compact:
+        return json.dumps(to_json(state), separators=(",", ":")) + "\n"
     return json.dumps(to_json(state), indent=1, sort_keys=False) + "\n"
 
 

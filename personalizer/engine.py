@@ -149,7 +149,7 @@ def _quick_save(card: Card, path: Path) -> None:
     from emulator.image import dumps
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(dumps(card.state))
+    tmp.write_text(dumps(card.state, compact=True))
     os.replace(tmp, path)
 
 

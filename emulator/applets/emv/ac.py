@@ -15,12 +15,23 @@ Issuer choices are personalized (DGI 0D01, ``docs/dgi-map.md``):
   (second GENERATE AC with ARC ``Y3``/``Z3``, Book 4 §A6).
 * The Application Default Action (9F52, two bytes, cardlab layout after VIS
   1.5 Appendix A) switches the other checks on; see :class:`Ada`.
+* The cumulative amounts count in the application currency (9F42). A
+  transaction in another currency (5F2A) counts at its converted amount when
+  the currency conversion table (DGI 0D02, after M/Chip 4's Currency
+  Conversion Table and VIS 1.5's secondary currency) has an entry for it,
+  rounded *up* to a whole minor unit (:func:`convert_amount`: never below the
+  exact value, so the limits are never reached later than they should be).
+  Without an entry the currency is *not convertible*: the amount is not
+  counted, and the transaction goes online if the ADA says so
+  (:attr:`Ada.ONLINE_IF_OTHER_CURRENCY`) — the behaviour of a card without a
+  table.
 
 Counters and flags (EmvData) change before the answer is returned
 (ARCHITECTURE.md: counters that protect value):
 
 * offline approval (TC without an online response): consecutive_offline += 1,
-  cumulative_offline += amount (9F02, when 5F2A is the application currency);
+  cumulative_offline += amount (9F02 in the application currency, converted
+  by DGI 0D02 when 5F2A is another; nothing when it is not convertible);
 * ARQC: online_not_completed = True, cleared by the second GENERATE AC;
 * online response with successful issuer authentication (or, when the AIP
   does not announce issuer authentication, any online response): last online
@@ -43,6 +54,7 @@ from ...apdu import SW, Command, StatusError
 from . import core, cvn
 from .perso import record_tag
 from .cvn import CvrFacts
+from .state import ConversionRate
 
 if TYPE_CHECKING:
     from ...applet import Context
@@ -88,7 +100,8 @@ class Ada(IntFlag):
     ONLINE_IF_SCRIPT_FAILED_LAST = 0x0200
     ONLINE_IF_LAST_ONLINE_NOT_COMPLETED = 0x0100
     ONLINE_IF_OFFLINE_PIN_FAILED = 0x0080  # offline PIN failed in this transaction
-    ONLINE_IF_OTHER_CURRENCY = 0x0040  # 5F2A differs from the application currency (9F42)
+    #: 5F2A is neither the application currency (9F42) nor in the conversion table (DGI 0D02)
+    ONLINE_IF_OTHER_CURRENCY = 0x0040
 
 
 # -- Data Object Lists (Book 3 §5.4) -------------------------------------------------
@@ -152,12 +165,33 @@ def _bcd_int(value: bytes) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def _same_currency(app: EmvApplet, tx_currency: bytes | None) -> bool:
-    """5F2A equals the application currency 9F42 (perso keeps it as the n3 number)."""
+def convert_amount(amount: int, rate: ConversionRate) -> int:
+    """``amount`` (minor units of the rate's currency) in minor units of the
+    application currency: amount · mantissa / 10^exponent in integers, rounded
+    up (card risk management counts a fraction of a minor unit as a whole one).
+
+    >>> convert_amount(1000, ConversionRate(978, 10850, 4))  # 10.00 EUR at 1.0850 → 10.85
+    1085
+    >>> convert_amount(1, ConversionRate(978, 10850, 4))  # 0.01 EUR → 0.010850 → 0.02
+    2
+    """
+    scale: int = 10**rate.exponent
+    return -(-amount * rate.mantissa // scale)
+
+
+def _counted_amount(app: EmvApplet, tx_currency: bytes | None, amount: int) -> int | None:
+    """What the transaction adds to the cumulative offline amount, in minor units
+    of the application currency; ``None`` when its currency is not convertible."""
     if tx_currency is None:
-        return True  # the CDOL does not carry the currency: amounts count as local
-    code = app.data.risk.currency
-    return code <= 999 and tx_currency == bytes.fromhex(f"{code:04d}")
+        return amount  # the CDOL does not carry the currency: amounts count as local
+    digits = tx_currency.hex()
+    code = int(digits) if digits.isdigit() else -1
+    if code == app.data.risk.currency:
+        return amount
+    for rate in app.data.currency_conversion:
+        if rate.currency == code:
+            return convert_amount(amount, rate)
+    return None
 
 
 # -- risk management -----------------------------------------------------------------
@@ -171,8 +205,9 @@ class _Checks:
     decline: bool = False  # a reason to decline whatever was asked
     reason: int = 0  # CID reason code when declining
     decline_offline: bool = False  # decline when the terminal cannot go online
-    amount: int = 0
-    local_currency: bool = True
+    amount: int = 0  # 9F02, in the transaction currency
+    #: the amount in the application currency (converted by DGI 0D02); None: not convertible
+    counted: int | None = 0
 
 
 def _risk(app: EmvApplet, values: Mapping[int, bytes], facts: CvrFacts) -> _Checks:
@@ -181,7 +216,7 @@ def _risk(app: EmvApplet, values: Mapping[int, bytes], facts: CvrFacts) -> _Chec
     ada = Ada(int.from_bytes(r.default_action[:2].rjust(2, b"\x00"), "big") & 0xFFC0)
     c = _Checks()
     c.amount = _bcd_int(values.get(0x9F02, b""))
-    c.local_currency = _same_currency(app, values.get(0x5F2A))
+    c.counted = _counted_amount(app, values.get(0x5F2A), c.amount)
 
     facts.new_card = d.last_online_atc == 0
     facts.last_online_not_completed = d.online_not_completed
@@ -199,7 +234,7 @@ def _risk(app: EmvApplet, values: Mapping[int, bytes], facts: CvrFacts) -> _Chec
     # velocity checks: at most LCOL / UCOL consecutive offline approvals
     facts.lower_consecutive_exceeded = d.consecutive_offline >= r.lower_consecutive_offline
     facts.upper_consecutive_exceeded = d.consecutive_offline >= r.upper_consecutive_offline
-    pending = d.cumulative_offline + (c.amount if c.local_currency else 0)
+    pending = d.cumulative_offline + (c.counted or 0)
     facts.lower_cumulative_exceeded = pending > r.lower_cumulative_offline
     facts.upper_cumulative_exceeded = pending > r.upper_cumulative_offline
 
@@ -214,7 +249,7 @@ def _risk(app: EmvApplet, values: Mapping[int, bytes], facts: CvrFacts) -> _Chec
         or (facts.script_failed_last and Ada.ONLINE_IF_SCRIPT_FAILED_LAST in ada)
         or (facts.pin_try_limit_exceeded and Ada.ONLINE_IF_PIN_TRY_LIMIT_EXCEEDED in ada)
         or (facts.offline_pin_failed and Ada.ONLINE_IF_OFFLINE_PIN_FAILED in ada)
-        or (not c.local_currency and Ada.ONLINE_IF_OTHER_CURRENCY in ada)
+        or (c.counted is None and Ada.ONLINE_IF_OTHER_CURRENCY in ada)
     )
     c.decline_offline = (
         facts.upper_consecutive_exceeded
@@ -364,8 +399,8 @@ def _count_offline(app: EmvApplet, checks: _Checks) -> None:
     """An offline approval: velocity counters (VIS 1.5 card risk management)."""
     d = app.data
     d.consecutive_offline = min(d.consecutive_offline + 1, 0xFF)
-    if checks.local_currency:
-        d.cumulative_offline = min(d.cumulative_offline + checks.amount, 999_999_999_999)
+    if checks.counted is not None:
+        d.cumulative_offline = min(d.cumulative_offline + checks.counted, 999_999_999_999)
 
 
 # -- response --------------------------------------------------------------------------

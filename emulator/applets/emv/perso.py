@@ -20,7 +20,7 @@ from cardspec.keys import kcv
 from ...apdu import SW, Command, StatusError
 from ...applet import Context
 from ...gp import lifecycle
-from .state import EmvData, RiskParameters, RsaCrtKey
+from .state import ConversionRate, EmvData, RiskParameters, RsaCrtKey
 
 if TYPE_CHECKING:
     from .applet import EmvApplet
@@ -33,7 +33,14 @@ DGI_KCV = 0x9000
 DGI_PIN_BLOCK = 0x8010
 DGI_PIN_TRY = 0x9010
 DGI_RISK = 0x0D01
+DGI_CONVERSION = 0x0D02
 DGI_DATA_OBJECTS = 0x0E01
+#: card-internal DGIs in the record range: they take the place of records 13/1, 13/2, 14/1
+INTERNAL_DGIS = (DGI_RISK, DGI_CONVERSION, DGI_DATA_OBJECTS)
+#: DGI 0D02 (docs/dgi-map.md): currency n3 (2 bytes BCD) ‖ mantissa n8 (4 bytes BCD) ‖ exponent (1 byte)
+CONVERSION_ENTRY = 7
+CONVERSION_MAX_ENTRIES = 8
+CONVERSION_MAX_EXPONENT = 12
 #: CRT components in DGI order 1..5 (CPS §5.5): q⁻¹ mod p, d mod (q−1), d mod (p−1), q, p
 ICC_KEY_DGIS = range(0x8201, 0x8206)
 PIN_KEY_DGIS = range(0x8101, 0x8106)
@@ -112,8 +119,8 @@ def store_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 def _apply(work: _Work, dgi: int, value: bytes) -> None:
     data = work.data
     hi, lo = dgi >> 8, dgi & 0xFF
-    if dgi in (DGI_RISK, DGI_DATA_OBJECTS):
-        # these two take the place of records 13/1 and 14/1 (as in Visa's CPS profiles)
+    if dgi in INTERNAL_DGIS:
+        # these take the place of records 13/1, 13/2 and 14/1 (as in Visa's CPS profiles)
         _internal(data, dgi, value)
     elif 1 <= hi <= 30 and lo >= 1:
         data.records[(hi, lo)] = _record(value)
@@ -158,6 +165,9 @@ def _apply(work: _Work, dgi: int, value: bytes) -> None:
 def _internal(data: EmvData, dgi: int, value: bytes) -> None:
     if dgi == DGI_RISK:
         data.risk = risk_parameters(value)
+        return
+    if dgi == DGI_CONVERSION:
+        data.currency_conversion = conversion_table(value)
         return
     try:
         data.data_objects.update({t.tag: t.value for t in tlv.iterate(value)})
@@ -349,6 +359,29 @@ def risk_parameters(value: bytes) -> RiskParameters:
     return r
 
 
+def conversion_table(value: bytes) -> tuple[ConversionRate, ...]:
+    """DGI 0D02: 1–8 entries of currency n3 ‖ mantissa n8 ‖ exponent (docs/dgi-map.md).
+
+    >>> conversion_table(bytes.fromhex("0978 00010850 04"))
+    (ConversionRate(currency=978, mantissa=10850, exponent=4),)
+    """
+    if not value or len(value) % CONVERSION_ENTRY or len(value) > CONVERSION_MAX_ENTRIES * CONVERSION_ENTRY:
+        raise _bad(f"DGI 0D02 holds 1..{CONVERSION_MAX_ENTRIES} entries of {CONVERSION_ENTRY} bytes")
+    out: list[ConversionRate] = []
+    for i in range(0, len(value), CONVERSION_ENTRY):
+        code, mantissa = value[i : i + 2].hex(), value[i + 2 : i + 6].hex()
+        exponent = value[i + 6]
+        if not (code.isdigit() and mantissa.isdigit()):
+            raise _bad("DGI 0D02: currency code or rate is not BCD")
+        entry = ConversionRate(int(code), int(mantissa), exponent)
+        if entry.currency == 0 or entry.mantissa == 0 or exponent > CONVERSION_MAX_EXPONENT:
+            raise _bad("DGI 0D02: currency 000, rate 0 or exponent above 12")
+        if any(e.currency == entry.currency for e in out):
+            raise _bad(f"DGI 0D02: currency {entry.currency:03d} twice")
+        out.append(entry)
+    return tuple(out)
+
+
 def _bcd(v: bytes) -> int:
     digits = v.hex()
     if not digits.isdigit():
@@ -365,6 +398,8 @@ def _complete(work: _Work) -> None:
     missing = [d for d in MANDATORY if d not in data.received]
     if missing:
         raise _bad("mandatory DGI missing: " + " ".join(f"{d:04X}" for d in missing))
+    if any(e.currency == data.risk.currency for e in data.currency_conversion):
+        raise _bad("DGI 0D02 converts the application currency (9F42) into itself")
     if any(d in work.parts for d in (*ICC_KEY_DGIS, *PIN_KEY_DGIS)):
         raise _bad("incomplete RSA key")
     for sfi, first, last in afl_entries(data.afl):

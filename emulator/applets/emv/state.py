@@ -79,6 +79,22 @@ class RiskParameters:
     log_format: bytes = b""  # 9F4F: a DOL naming the logged data
 
 
+@dataclass(frozen=True)
+class ConversionRate:
+    """One entry of the currency conversion table (cardlab DGI 0D02, docs/dgi-map.md).
+
+    ``mantissa / 10**exponent`` is the factor that turns minor units of
+    ``currency`` into minor units of the application currency (the issuer folds
+    the two currency exponents into it). Card risk management design after
+    M/Chip 4's Currency Conversion Table and VIS 1.5's secondary currency with
+    its conversion factor: EMV Book 3 Annex C leaves it to the issuer.
+    """
+
+    currency: int  # ISO 4217 numeric (5F2A as a number)
+    mantissa: int  # n 8, > 0
+    exponent: int  # decimal places of the mantissa, 0..12
+
+
 @dataclass
 class Transaction:
     """Transaction-scoped state; reset when the application is selected."""
@@ -119,6 +135,8 @@ class EmvData:
     icc_key: RsaCrtKey | None = None  # DGI 8201–8205
     pin_key: RsaCrtKey | None = None  # DGI 8101–8105 (ICC PIN encipherment key; else the ICC key)
     risk: RiskParameters = field(default_factory=RiskParameters)
+    #: DGI 0D02: currency conversion table for the cumulative offline amount (empty: none)
+    currency_conversion: tuple[ConversionRate, ...] = ()
     #: other data objects for GET DATA / PUT DATA (cardlab DGI 0E01, BER-TLV), tag → value
     data_objects: dict[int, bytes] = field(default_factory=dict)
     #: DGIs received so far, for the completeness check at the last block
@@ -161,6 +179,7 @@ class EmvData:
                 "max_atc": r.max_atc, "response_format": r.response_format, "log_sfi": r.log_sfi,
                 "log_records": r.log_records, "log_format": h(r.log_format),
             },
+            "currency_conversion": [[c.currency, c.mantissa, c.exponent] for c in self.currency_conversion],
             "data_objects": {f"{t:X}": h(v) for t, v in sorted(self.data_objects.items())},
             "received": sorted(self.received),
             "personalized": self.personalized,
@@ -205,6 +224,8 @@ class EmvData:
             icc_key=RsaCrtKey.load(d["icc_key"]) if d["icc_key"] else None,
             pin_key=RsaCrtKey.load(d["pin_key"]) if d["pin_key"] else None,
             risk=risk,
+            # absent from card images saved before DGI 0D02 existed
+            currency_conversion=tuple(ConversionRate(*e) for e in d.get("currency_conversion", [])),
             data_objects={int(t, 16): u(v) for t, v in d["data_objects"].items()},
             received=set(d["received"]),
             personalized=d["personalized"],

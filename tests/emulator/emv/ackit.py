@@ -40,12 +40,15 @@ class IssuerProfile(Profile):
     lower_amount: int = 10000
     upper_amount: int = 20000
     ada: int = 0
+    currency: bytes = h("0978")  # 9F42 in DGI 0D01
     auth_required: bool = False
     arpc_method: int | None = None  # default: the CVN's own (1; 2 for CVN 18)
     log: tuple[int, int] | None = None
     log_format: bytes = h("9F02069A039F36029F2701")
     cdol2: bytes = h("8A029F02069F03069F1A0295055F2A029A039C019F3704")
     extra_risk: list[tuple[int, bytes]] = field(default_factory=list)
+    #: value of DGI 0D02 (currency conversion table), none when empty
+    conversion: bytes = b""
 
     def icc_keys(self) -> bytes:
         o = oracle(self.cvn)
@@ -71,7 +74,7 @@ class IssuerProfile(Profile):
             (0x9F23, bytes([self.ucol])),
             (0xDF11, h(f"{self.lower_amount:012d}")),
             (0xDF12, h(f"{self.upper_amount:012d}")),
-            (0x9F42, h("0978")),
+            (0x9F42, self.currency),
             (0x9F52, self.ada.to_bytes(2, "big")),
             (0xDF13, bytes([self.auth_required])),
             (0xDF14, bytes([self.method()])),
@@ -86,7 +89,8 @@ class IssuerProfile(Profile):
     def public_dgis(self) -> list[tuple[int, bytes]]:
         keys = self.icc_keys()
         kcvs = b"".join(kcv("DES", keys[i : i + 16]) for i in (0, 16, 32))
-        return [(d, kcvs if d == 0x9000 else v) for d, v in super().public_dgis()]
+        out = [(d, kcvs if d == 0x9000 else v) for d, v in super().public_dgis()]
+        return out + ([(0x0D02, self.conversion)] if self.conversion else [])
 
     def secret_dgis(self) -> list[tuple[int, bytes]]:
         return [(d, self.icc_keys() if d == 0x8000 else v) for d, v in super().secret_dgis()]

@@ -4,6 +4,7 @@ never upgrade), counters, ARPC method 2 in the second GENERATE AC, CDA, log."""
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cardspec import tlv
+from emulator.applets.emv.ac import convert_amount
+from emulator.applets.emv.state import ConversionRate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -37,7 +40,8 @@ def test_offline_approval_tc_counts_offline(cvn: int) -> None:
     assert cid(r) == TC and r[0x9F36] == h("0001")
     d = host.app.data
     assert (d.consecutive_offline, d.cumulative_offline) == (1, 1500)
-    # another currency does not add to the cumulative amount
+    # a currency the card cannot convert (no DGI 0D02 entry) adds nothing to the
+    # cumulative amount (test_currency_conversion_* for converted currencies)
     host.begin()
     assert cid(host.first(TC, cdol1(amount=700, currency=h("0840")))) == TC
     assert (d.consecutive_offline, d.cumulative_offline) == (2, 1500)
@@ -130,6 +134,88 @@ def test_cumulative_amount_goes_online() -> None:
     assert cid(host.first(TC, cdol1(amount=1500))) == TC
     host.begin()
     assert cid(host.first(TC, cdol1(amount=600))) == ARQC
+
+
+#: DGI 0D02 of a USD card (docs/dgi-map.md): EUR at 1.0850, JPY at 0.0067 USD per yen
+#: (0.67 US cents per yen: the yen has no minor unit), GBP at 1.2700
+USD_TABLE = h("0978 00010850 04  0392 00000067 02  0826 00012700 04")
+USD, EUR, JPY, GBP, CHF = h("0840"), h("0978"), h("0392"), h("0826"), h("0756")
+ADA_OTHER_CURRENCY = 0x0040
+
+
+def test_currency_conversion_known_answers() -> None:
+    """Foreign amounts count converted into the application currency, rounded up."""
+    host = setup(cvn=0x12, currency=USD, conversion=USD_TABLE, lcol=20, ucol=20,
+                 lower_amount=999_999, upper_amount=999_999)  # fmt: skip
+    d = host.app.data
+    for amount, currency, total in [
+        (1000, EUR, 1085),  # 10.00 EUR × 1.0850 = 10.85 USD
+        (1, EUR, 1087),  # 0.01 EUR = 0.01085 USD: rounded up to 0.02
+        (1000, JPY, 1757),  # 1000 JPY × 0.67 = 670 cents exactly
+        (3, JPY, 1760),  # 2.01 cents: 3
+        (999, GBP, 3029),  # 9.99 GBP × 1.27 = 12.6873 USD: 12.69
+        (250, USD, 3279),  # the application currency as it is
+        (500, CHF, 3279),  # not in the table: not convertible, not counted
+    ]:
+        host.begin()
+        assert cid(host.first(TC, cdol1(amount=amount, currency=currency))) == TC
+        assert d.cumulative_offline == total, (amount, currency.hex())
+
+
+def test_converted_amounts_reach_the_cumulative_limit() -> None:
+    """Foreign spending counts towards the lower cumulative limit (DF11)."""
+    for table, expect in ((USD_TABLE, ARQC), (b"", TC)):
+        host = setup(
+            cvn=0x0A, currency=USD, conversion=table, lower_amount=2000, upper_amount=5000, lcol=9, ucol=9
+        )
+        host.begin()
+        assert cid(host.first(TC, cdol1(amount=1500, currency=USD))) == TC
+        host.begin()
+        assert cid(host.first(TC, cdol1(amount=500, currency=EUR))) == expect  # 5.43 USD more: over 20.00
+
+
+def test_not_convertible_currency_goes_online_by_the_ada() -> None:
+    """ADA 0040: online for a currency that is neither 9F42 nor in the table."""
+    host = setup(cvn=0x12, currency=USD, conversion=USD_TABLE, ada=ADA_OTHER_CURRENCY, lcol=9, ucol=9)
+    host.app.data.last_online_atc = 1
+    host.begin()
+    assert cid(host.first(TC, cdol1(amount=100, currency=EUR))) == TC  # convertible
+    host.begin()
+    assert cid(host.first(TC, cdol1(amount=100, currency=CHF))) == ARQC  # not convertible
+    assert host.app.data.cumulative_offline == 109
+
+
+@given(amount=st.integers(0, 10**12 - 1), mantissa=st.integers(1, 10**8 - 1), exponent=st.integers(0, 12))
+def test_conversion_rounds_up_by_less_than_one_minor_unit(amount: int, mantissa: int, exponent: int) -> None:
+    """Integer conversion against exact rationals: never below, less than one minor unit above."""
+    exact = Fraction(amount * mantissa, 10**exponent)
+    got = convert_amount(amount, ConversionRate(978, mantissa, exponent))
+    assert exact <= got < exact + 1
+
+
+_CONVERTING: list[Host] = []
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([USD, EUR, JPY, GBP, CHF]), st.integers(0, 10**8)), min_size=1, max_size=6))  # fmt: skip
+def test_cumulative_offline_amount_is_monotonic(transactions: list[tuple[bytes, int]]) -> None:
+    """Every offline approval adds its converted amount (exactly, rounded up); the
+    total never goes down."""
+    if not _CONVERTING:
+        _CONVERTING.append(setup(cvn=0x12, currency=USD, conversion=USD_TABLE, lcol=255, ucol=255,
+                                 lower_amount=10**12 - 1, upper_amount=10**12 - 1))  # fmt: skip
+    host = _CONVERTING[0]
+    d = host.app.data
+    d.consecutive_offline = d.cumulative_offline = 0
+    rates = {USD: Fraction(1), EUR: Fraction(10850, 10**4), JPY: Fraction(67, 100), GBP: Fraction(127, 100)}
+    exact = Fraction(0)
+    for currency, amount in transactions:
+        before = d.cumulative_offline
+        host.begin()
+        assert cid(host.first(TC, cdol1(amount=amount, currency=currency))) == TC
+        assert d.cumulative_offline >= before
+        exact += amount * rates.get(currency, Fraction(0))
+        assert exact <= d.cumulative_offline < exact + len(transactions)
 
 
 def test_refusals() -> None:

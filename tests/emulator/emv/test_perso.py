@@ -134,6 +134,15 @@ def test_missing_mandatory_dgi(missing: int) -> None:
         (0x0D01, h("DF0102 1200")),  # wrong length
         (0x0D01, h("DF1601 03")),  # response format 3
         (0x0D01, h("DF9901 00")),  # unknown tag
+        (0x0D02, b""),  # conversion table without an entry
+        (0x0D02, h("0978 00010850")),  # entry of 6 bytes
+        (0x0D02, h("097A 00010850 04")),  # currency code not BCD
+        (0x0D02, h("0978 0001085F 04")),  # rate not BCD
+        (0x0D02, h("0000 00010850 04")),  # currency 000
+        (0x0D02, h("0978 00000000 04")),  # rate 0
+        (0x0D02, h("0978 00010850 0D")),  # exponent 13
+        (0x0D02, h("0978 00010850 04  0978 00010900 04")),  # currency twice
+        (0x0D02, b"".join(h(f"0{c} 00010850 04") for c in range(101, 110))),  # 9 entries
         (0x9102, h("9F3802 9F37")),  # PDOL without the length of its tag
         (0x8000, bytes(32)),  # two keys only
         (0x1F01, h("7000")),  # SFI 31
@@ -144,6 +153,38 @@ def test_malformed_dgis_refused(dgi: int, value: bytes) -> None:
     card, perso = started()
     assert perso.store([(dgi, value)], encrypt=0x8000 <= dgi <= 0x8FFF) == 0x6A80
     assert dgi not in app(card).data.received
+
+
+def _with_conversion(table: bytes, currency: bytes = h("0840")) -> list[tuple[int, bytes]]:
+    """Profile's DGIs with 9F42 in 0D01 and a DGI 0D02 before the last block."""
+    dgis = [(d, v + tlv.encode(0x9F42, currency) if d == 0x0D01 else v) for d, v in Profile().dgis()]
+    return [(0x0D02, table), *dgis]
+
+
+def test_conversion_table_personalized() -> None:
+    card, perso = started()
+    assert perso.store_all(_with_conversion(h("0978 00010850 04  0392 00000067 02"))) == 0x9000
+    data = app(card).data
+    entries = [(e.currency, e.mantissa, e.exponent) for e in data.currency_conversion]
+    assert entries == [(978, 10850, 4), (392, 67, 2)]
+    assert 0x0D02 in data.received
+    card.sync_state()
+    assert app(Card(card.state)).data.currency_conversion == data.currency_conversion  # in the card image
+
+
+def test_conversion_table_naming_the_application_currency_refused_at_the_last_block() -> None:
+    card, perso = started()
+    assert perso.store_all(_with_conversion(h("0840 00010000 04"))) == 0x6A80
+    assert not app(card).data.personalized
+
+
+def test_card_image_without_conversion_table_loads() -> None:
+    """Card images saved before DGI 0D02 existed have no ``currency_conversion``."""
+    from emulator.applets.emv.state import EmvData
+
+    image = EmvData().dump()
+    del image["currency_conversion"]
+    assert EmvData.load(image).currency_conversion == ()
 
 
 def test_inconsistent_rsa_key_refused() -> None:

@@ -435,26 +435,20 @@ def _data_rules(ctx: _Ctx) -> None:
             c.check("DATA-PLACE-001", False, f"{name} in {', '.join(places)}, the profile puts it in {e.place}", e.place, ", ".join(places))
             found = ctx.found[places[0]][e.tag]
         if e.value is None:
-            if e.tag == 0x57 or rid != R.OTHER_DATA[0]:
-                pass
-            continue
+            continue  # present, value not determined by the source data (checked for place only)
         _value_check(ctx, rid, e, found)
     for tag, places in where.items():
         if tag in TEMPLATES or tag in wanted:
             continue
         c.check("DATA-UNEXP-001", False, f"unexpected {_tagname(tag)} in {', '.join(places)}", "absent", ", ".join(places))
     c.check("DATA-UNEXP-001", True, "no unexpected objects")
-    # 57 with a record without discretionary data: only the prefix is determined
 
 
 def _value_check(ctx: _Ctx, rid: str, e: Expected, found: bytes) -> None:
+    # 57, 9F1F, 9F20: the discretionary digits are the record's or the documented
+    # default 00000000 (docs/profile.md "Track data"; nothing key-derived): whole values compared
     c, name = ctx.c, _tagname(e.tag)
     assert e.value is not None
-    if e.tag == 0x57 and not ctx.rec.discretionary:
-        exp_digits = e.value.hex().upper().rstrip("F")
-        ok = found.hex().upper().startswith(exp_digits)
-        c.check(rid, ok, f"{name}: PAN, expiry and service code (the record gives no discretionary data)", exp_digits + "…", found.hex().upper())
-        return
     c.check(rid, found == e.value, f"{name} ({e.source})", _h(e.value), _h(found))
 
 

@@ -574,17 +574,37 @@ def service_code(app: AppProfile, rec: Record) -> str:
     return rec.service_code or app.service_code
 
 
+#: discretionary data of a record that gives none (docs/profile.md "Track data"): no
+#: key-derived value (no CVV / iCVV / PVV), the same digits in 57, 9F1F and 9F20
+DEFAULT_DISCRETIONARY = "00000000"
+#: ISO/IEC 7813 track 2: characters between the sentinels (PAN = YYMM SC DD)
+TRACK2_MAX = 37
+
+
+def discretionary(rec: Record) -> str:
+    """The discretionary digits the card carries: the record's, else
+    :data:`DEFAULT_DISCRETIONARY`, cut to what track 2 holds (37 − PAN − 8)."""
+    dd = rec.discretionary or DEFAULT_DISCRETIONARY
+    room = TRACK2_MAX - 8 - len(rec.pan)
+    return dd if len(dd) <= room else dd[: max(0, room)]
+
+
 def track2(app: AppProfile, rec: Record) -> bytes:
     """Track 2 equivalent data (57): PAN ‖ D ‖ YYMM ‖ service code ‖ discretionary, F-padded."""
     y, m = rec.expiry
-    digits = f"{rec.pan}D{y % 100:02d}{m:02d}{service_code(app, rec)}{rec.discretionary}"
+    digits = f"{rec.pan}D{y % 100:02d}{m:02d}{service_code(app, rec)}{discretionary(rec)}"
     if len(digits) % 2:
         digits += "F"
     return bytes.fromhex(digits)
 
 
 def pan_bytes(pan: str) -> bytes:
-    return bytes.fromhex(pan + ("F" if len(pan) % 2 else ""))
+    return bcd_f(pan)
+
+
+def bcd_f(digits: str) -> bytes:
+    """Digits as packed BCD, F-padded to a whole byte (cn format)."""
+    return bytes.fromhex(digits + ("F" if len(digits) % 2 else ""))
 
 
 @dataclass(frozen=True)
@@ -623,7 +643,10 @@ def expected_objects(app: AppProfile, rec: Record) -> list[Expected]:
     out.append(Expected(0x94, app.afl(), "GPO", "profile afl"))
     # records
     values: dict[int, tuple[bytes | None, str]] = {
-        0x57: (track2(app, rec), "record pan, expiry, service code, discretionary"),
+        0x57: (track2(app, rec), "record pan, expiry, service code, discretionary (default 00000000)"),
+        # track 1 / track 2 discretionary data: the same digits as in 57 (ASCII / F-padded BCD)
+        0x9F1F: (discretionary(rec).encode("ascii"), "record discretionary (default 00000000), ASCII"),
+        0x9F20: (bcd_f(discretionary(rec)), "record discretionary (default 00000000), BCD F-padded"),
         0x5A: (pan_bytes(rec.pan), "record pan"),
         0x5F20: (rec.name.encode("ascii"), "record name"),
         0x5F24: (yymmdd(rec.expiry, True), "record expiry (last day)"),

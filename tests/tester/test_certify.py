@@ -30,6 +30,12 @@ def test_catalogue_has_at_least_60_named_rules() -> None:
         assert rid in rules.RULES
 
 
+def test_rules_md_is_the_generated_catalogue() -> None:
+    """docs/rules.md holds exactly ``python -m tester.rules`` (regenerate it after a rule change)."""
+    doc = (certkit.ROOT / "docs" / "rules.md").read_text()
+    assert rules.markdown_table() in doc and f"({len(rules.RULES)} rules)" in doc
+
+
 def test_sources_match_the_sample_files() -> None:
     prof = sources.load_profile(certkit.PROFILES["visa-cvn18"])
     credit = prof.applications[0]
@@ -37,6 +43,12 @@ def test_sources_match_the_sample_files() -> None:
     assert credit.aip.hex().upper() == "7C00"
     rec = sources.load_record(certkit.SAMPLE, 1)
     assert sources.track2(credit, rec).hex().upper() == "4761739001010101D3001201000000"
+    # a record without discretionary data: the documented default 00000000 (docs/profile.md "Track data")
+    plain = sources.load_record(certkit.SAMPLE, 4)
+    assert plain.discretionary == "" and sources.discretionary(plain) == "00000000"
+    assert sources.track2(credit, plain).hex().upper() == "4761739001010135D330420100000000"
+    got = {e.tag: e.value for e in sources.expected_objects(credit, plain)}
+    assert got[0x9F1F] == b"00000000" and 0x9F20 not in got  # (the sample profile places no 9F20)
     assert sources.yymmdd(rec.expiry, True).hex() == "300131"
     assert "4761739001010101" not in repr(rec) and rec.pin not in repr(rec)
     jsonl = list(sources.read_records(certkit.SAMPLE.with_suffix(".jsonl")))

@@ -34,6 +34,14 @@ KEY_MATERIAL = {
 }
 
 
+#: mutations certification is allowed to miss, each with its reason (none today: 57, 9F1F and
+#: 9F20 are derived whole from the record, docs/profile.md "Track data")
+BLIND_SPOTS: set[str] = set()
+#: mutations the emulated card refuses at personalization (it checks the ICC key exponent
+#: 9F47 against the ICC private key it holds): they never reach certification
+REFUSED_BY_CARD = {"byte of 9F47 in record 3/4", "byte of 9F47 in record 3/3"}
+
+
 def _flip(data: bytes, tag: int) -> tuple[bytes, bool]:
     out, hit = b"", False
     for t in parse(data):
@@ -224,4 +232,6 @@ def test_mutations_fail_on_the_rule_naming_the_defect(name: str, tmp_path: Path)
     print(f"\n{name}: {len(detected)}/{total} mutations detected on the rule naming the defect ({rate:.1%});"
           f" {len(refused)} refused by the card; missed: {[m[0] for m in missed]}")  # fmt: skip
     assert total >= 30
-    assert rate >= 0.9, missed
+    # every mutation is caught on the rule naming the defect, except the listed blind spots
+    assert {m[0] for m in missed} <= BLIND_SPOTS, missed
+    assert set(refused) <= REFUSED_BY_CARD, refused

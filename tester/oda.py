@@ -418,7 +418,8 @@ def authenticate(state: TransactionState, channel: CardChannel, ca_keys: CaKeyLi
         return state
     event(state, STEP, REF, "decision",
           f"{method} chosen: AIP {(state.aip or state.card_data.get(0x82, b'')).hex().upper()}, terminal "
-          f"capabilities {(terminal_capabilities(state) or b'').hex().upper() or 'all'} (CDA > DDA > SDA)")
+          f"capabilities {(terminal_capabilities(state) or b'').hex().upper() or 'all'} (CDA > DDA > SDA)",
+          tvr=["SDA selected"] if method == "SDA" else ())  # Book 3 §10.3: set when SDA is selected
     when = _today(state, today)
     try:
         if method == "SDA":

@@ -20,6 +20,8 @@ TVR_BITS: dict[str, tuple[int, int]] = {
     "card appears on terminal exception file": (0, 0x10),
     "DDA failed": (0, 0x08),
     "CDA failed": (0, 0x04),
+    # added by EMVCo Specification Bulletin 103 (2012) / EMV 4.3 Book 3 Annex C5 errata (Nov 2013)
+    "SDA selected": (0, 0x02),
     "ICC and terminal have different application versions": (1, 0x80),
     "expired application": (1, 0x40),
     "application not yet effective": (1, 0x20),

@@ -21,7 +21,9 @@ def test_offline_approval_with_each_oda(oda: str) -> None:
     state, _ = transact(card, pin="1234")
     assert state.outcome == "approved offline", state.outcome
     assert state.oda_method == oda and state.oda_ok
-    assert bytes(state.tvr) == bytes(5)
+    # only "SDA selected" (byte 1 b2, EMV 4.3 Book 3 Annex C5 since the Nov 2013 bulletin) for SDA
+    assert bytes(state.tvr) == (bytes.fromhex("0200000000") if oda == "SDA" else bytes(5))
+    assert state.tvr_set("SDA selected") == (oda == "SDA")
     assert state.tsi_names() == ["offline data authentication was performed", "cardholder verification was performed",
                                  "card risk management was performed", "terminal risk management was performed"]
     assert state.ac1[0x9F27][0] & 0xC0 == 0x40

@@ -246,7 +246,7 @@ def cda_card() -> CardData:
 def test_sda_passes(sda_card: CardData) -> None:
     s, _, _ = _run(sda_card)
     assert (s.oda_method, s.oda_ok) == ("SDA", True)
-    assert s.tvr == bytearray(5) and s.tsi_names() == ["offline data authentication was performed"]
+    assert s.tvr_names() == ["SDA selected"] and s.tsi_names() == ["offline data authentication was performed"]
     assert s.issuer_public_key is not None and s.card_data[0x9F45] == b"\xDA\xC1"
     assert s.extras["oda"]["static_data"] == sda_card.static_data
     assert any("issuer public key certificate recovered" in e.text for e in s.events)
@@ -297,7 +297,8 @@ def test_corrupted_record_fails(method: str, sda_card: CardData, dda_card: CardD
     # record 1 of SFI 2 is signed (AFL 10 01 02 02): change the IAC-Default
     bad = _with_record(cd, 2, 1, h("9F0D05F040AC8000"), h("9F0D05F040AC8001"))
     s, _, _ = _run(bad)
-    assert s.oda_ok is False and s.tvr_names() == [f"{method} failed"], [e.text for e in s.events]
+    expected = [f"{method} failed"] + (["SDA selected"] if method == "SDA" else [])
+    assert s.oda_ok is False and s.tvr_names() == expected, [e.text for e in s.events]
     assert "hash result differs" in s.events[-1].text
 
 
@@ -316,7 +317,7 @@ def test_corrupted_certificate_fails(method: str, sda_card: CardData, dda_card: 
     cert = flatten(body)[tag]
     bad = _with_record(cd, 3, rec, cert, cert[:40] + bytes((cert[40] ^ 1,)) + cert[41:])
     s, _, _ = _run(bad)
-    assert s.oda_ok is False and s.tvr_names() == [f"{method} failed"]
+    assert s.oda_ok is False and s.tvr_names() == [f"{method} failed"] + (["SDA selected"] if method == "SDA" else [])
     assert "certificate" in s.events[-1].text
 
 
@@ -324,7 +325,7 @@ def test_corrupted_ssad_fails(sda_card: CardData) -> None:
     ssad = flatten(dict(sda_card.dgis)[0x0302])[0x93]
     bad = _with_record(sda_card, 3, 2, ssad, ssad[:-1] + bytes((ssad[-1] ^ 0x55,)))
     s, _, _ = _run(bad)
-    assert s.tvr_names() == ["SDA failed"] and "signed static application data" in s.events[-1].text
+    assert s.tvr_names() == ["SDA failed", "SDA selected"] and "signed static application data" in s.events[-1].text
 
 
 def _wrong_icc_key(cd: CardData) -> CardData:
@@ -362,7 +363,7 @@ def test_unknown_ca_key_fails(sda_card: CardData) -> None:
     card = _card(sda_card)
     s, ch = _read_card(card, sda_card.profile)
     oda.authenticate(s, ch, CaKeyList(), today=date(2026, 6, 1))
-    assert s.tvr_names() == ["SDA failed"] and "no CA public key F000000001/F1" in s.events[-1].text
+    assert s.tvr_names() == ["SDA failed", "SDA selected"] and "no CA public key F000000001/F1" in s.events[-1].text
 
 
 def test_ca_keys_from_terminal_profile(sda_card: CardData) -> None:

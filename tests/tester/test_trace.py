@@ -34,7 +34,7 @@ def test_trace_content_and_privacy() -> None:
     text = render_text(state)
     for needle in ("Application selection — EMV Book 1", "GET PROCESSING OPTIONS", "5A Application",
                    "476173******0010", "Cardholder verification", "<PIN data withheld>",
-                   "TVR 0000000000", "Outcome: approved offline", "Terminal action analysis — EMV Book 3 §10.7"):
+                   "TVR 0200000000: SDA selected", "Outcome: approved offline", "Terminal action analysis — EMV Book 3 §10.7"):
         assert needle in text, needle
     page = render_html(state)
     for out in (text, page):
@@ -48,4 +48,4 @@ def test_trace_names_tvr_bits() -> None:
     state, _ = transact(card, pin="1234", amount=50_000)
     text = render_text(state)
     assert "sets: transaction exceeds floor limit" in text
-    assert "TVR 0000008000: transaction exceeds floor limit" in text
+    assert "TVR 0200008000: SDA selected; transaction exceeds floor limit" in text

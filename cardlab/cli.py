@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -31,47 +33,117 @@ def _hex_arg(value: str, what: str, lengths: Sequence[int] | None = None) -> byt
     except ValueError as exc:
         raise UsageError(f"{what}: not hex") from exc
     if lengths is not None and len(raw) not in lengths:
-        raise UsageError(f"{what}: expected {' or '.join(str(n) for n in lengths)} bytes, got {len(raw)}")
+        expected = (f"{lengths.start}-{lengths.stop - 1}" if isinstance(lengths, range)
+                    else " or ".join(str(n) for n in lengths))
+        raise UsageError(f"{what}: expected {expected} bytes, got {len(raw)}")
     return raw
+
+
+# -- argparse ``type=`` checks: a bad value is a one-line usage error, exit 2 ---------------
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (``prog: message``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _hex_type(what: str, lengths: Sequence[int] | None = None) -> Callable[[str], bytes]:
+    def parse(value: str) -> bytes:
+        try:
+            return _hex_arg(value, what, lengths)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
+
+    parse.__name__ = what.lstrip("-")
+    return parse
+
+
+def _byte_type(what: str, allowed: Callable[[int], bool], expected: str) -> Callable[[str], int]:
+    """One byte in hex (1 or 2 digits) that ``allowed`` accepts."""
+
+    def parse(value: str) -> int:
+        if not re.fullmatch(r"[0-9A-Fa-f]{1,2}", value) or not allowed(int(value, 16)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return int(value, 16)
+
+    parse.__name__ = what
+    return parse
+
+
+def _key_version(value: str) -> int:
+    # GP §11.8.2.1: a key version number is 7 bits (b8 of PUT KEY's P1 says
+    # "more commands"), '00' asks for a new key set; the card's PUT KEY takes 01-7F
+    return _byte_type("kvn", lambda n: 0x01 <= n <= 0x7F, "a key version number 01-7F (hex)")(value)
+
+
+def _scp_i(value: str) -> int:
+    from emulator.gp.scp03 import SUPPORTED_I
+
+    supported = ", ".join(f"{i:02X}" for i in sorted(SUPPORTED_I))
+    # Amendment D §5.1 table 5-1; values the emulated card implements
+    return _byte_type("scp-i", SUPPORTED_I.__contains__, f"an SCP03 i parameter ({supported})")(value)
+
+
+def _sequence_counter(value: str) -> int:
+    # Amendment D §6.2.2.1: the sequence counter is 3 bytes
+    try:
+        n = int(value, 10)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 0xFFFFFF:
+        raise argparse.ArgumentTypeError(f"expected a decimal number 0-{0xFFFFFF}, got {value!r}")
+    return n
+
+
+def _key_set(value: str) -> tuple[bytes, bytes, bytes]:
+    parts = value.split(":")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError("expected ENC:MAC:DEK")
+    enc, mac, dek = (_hex_type("--keys", (16, 24, 32))(p) for p in parts)
+    if not len(enc) == len(mac) == len(dek):
+        raise argparse.ArgumentTypeError("the three keys must have the same length")
+    return enc, mac, dek
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {value!r}")
+    return int(value)
 
 
 def _card_keys(args: argparse.Namespace, kdd: bytes) -> tuple[bytes, bytes, bytes] | None:
     if args.keys and args.kmc:
         raise UsageError("--keys and --kmc exclude each other")
     if args.keys:
-        parts = args.keys.split(":")
-        if len(parts) != 3:
-            raise UsageError("--keys: expected ENC:MAC:DEK")
-        enc, mac, dek = (_hex_arg(p, "--keys", (16, 24, 32)) for p in parts)
-        if not len(enc) == len(mac) == len(dek):
-            raise UsageError("--keys: the three keys must have the same length")
-        return enc, mac, dek
+        keys: tuple[bytes, bytes, bytes] = args.keys
+        return keys
     if args.kmc:
         from cardspec.keys import diversify
 
-        master = _hex_arg(args.kmc, "--kmc", (16, 24, 32))
-        return diversify(args.diversification, master, kdd)
+        return diversify(args.diversification, args.kmc, kdd)
     return None
 
 
 def cmd_card_new(args: argparse.Namespace, out: Console) -> int:
     from emulator.gp.manager import new_card_state
 
-    kdd = _hex_arg(args.kdd, "--kdd", (10,)) if args.kdd else os.urandom(10)
+    kdd = args.kdd if args.kdd is not None else os.urandom(10)
     keys = _card_keys(args, kdd)
     state = new_card_state(
-        isd_aid=_hex_arg(args.isd_aid, "--isd-aid", range(5, 17)),
+        isd_aid=args.isd_aid,
         keys=keys,
-        kvn=int(args.kvn, 16),
+        kvn=args.kvn,
         kdd=kdd,
-        scp_i=int(args.scp_i, 16),
+        scp_i=args.scp_i,
         sequence_counter=args.sequence_counter,
         lifecycle=CardLife[args.lifecycle],
     )
     card = Card(state)
     card.save(args.image)
     out.print(f"created {args.image}: ISD {state.isd_aid.hex().upper()}, KDD {kdd.hex().upper()}, "
-              f"key set {args.kvn.upper()}, life cycle {args.lifecycle}")
+              f"key set {args.kvn:02X}, life cycle {args.lifecycle}")
     return 0
 
 
@@ -80,8 +152,7 @@ def cmd_card_send(args: argparse.Namespace, out: Console) -> int:
     card.on_commit = lambda c: c.save(args.image)
     card.power_on()
     worst = 0
-    for text in args.apdus:
-        command = _hex_arg(text, "APDU")
+    for command in args.apdus:
         resp = card.transmit(command)
         data, sw = split_response(resp)
         out.print(f"[bold]>>[/bold] {command.hex().upper()}")
@@ -195,24 +266,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     groups = p.add_subparsers(dest="group", required=True)
 
-    card = groups.add_parser("card", help="the emulated card").add_subparsers(dest="command", required=True)
+    card = groups.add_parser("card", help="the emulated card").add_subparsers(
+        dest="command", required=True, parser_class=_OneLineParser)
     new = card.add_parser("new", help="create a blank card image")
     new.add_argument("image")
-    new.add_argument("--isd-aid", default="A000000151000000")
-    new.add_argument("--keys", metavar="ENC:MAC:DEK", help="static AES keys in hex")
-    new.add_argument("--kmc", metavar="HEX", help="master key, diversified by the KDD")
+    new.add_argument("--isd-aid", type=_hex_type("--isd-aid", range(5, 17)), default="A000000151000000",
+                     help="AID of the ISD, 5-16 bytes hex")
+    new.add_argument("--keys", metavar="ENC:MAC:DEK", type=_key_set, help="static AES keys in hex")
+    new.add_argument("--kmc", metavar="HEX", type=_hex_type("--kmc", (16, 24, 32)),
+                     help="master key, diversified by the KDD")
     new.add_argument("--diversification", choices=DIVERSIFICATION, default="kdf3")
-    new.add_argument("--kvn", default="30", help="key version number (hex)")
-    new.add_argument("--kdd", help="key diversification data, 10 bytes hex (default: random)")
-    new.add_argument("--scp-i", default="70", help="SCP03 i parameter: 00, 10 or 70 (hex)")
-    new.add_argument("--sequence-counter", type=int, default=0,
-                     help="value the next INITIALIZE UPDATE uses and reports")
+    new.add_argument("--kvn", type=_key_version, default="30", help="key version number 01-7F (hex)")
+    new.add_argument("--kdd", type=_hex_type("--kdd", (10,)),
+                     help="key diversification data, 10 bytes hex (default: random)")
+    new.add_argument("--scp-i", type=_scp_i, default="70",
+                     help="SCP03 i parameter (hex): 00/10/20/30/60/70, +01 for S16 mode")
+    new.add_argument("--sequence-counter", type=_sequence_counter, default=0,
+                     help="value the next INITIALIZE UPDATE uses and reports (0-16777215)")
     new.add_argument("--lifecycle", choices=("OP_READY", "INITIALIZED", "SECURED"), default="OP_READY")
     new.set_defaults(func=cmd_card_new)
 
     send = card.add_parser("send", help="send raw APDUs to an image and print decoded responses")
     send.add_argument("image")
-    send.add_argument("apdus", nargs="+", metavar="HEX")
+    send.add_argument("apdus", nargs="+", metavar="HEX", type=_hex_type("APDU"))
     send.set_defaults(func=cmd_card_send)
 
     show = card.add_parser("show", help="print life cycle, registry, files, keys (KCVs) and counters")
@@ -223,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("image")
     serve.add_argument("--vpcd", action="store_true", help="connect to pcscd's vpcd driver")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=35963)
+    serve.add_argument("--port", type=_port, default=35963)
     serve.set_defaults(func=cmd_card_serve)
 
     cdemo = card.add_parser("demo", help="a scripted GlobalPlatform card-management session over SCP03")
@@ -255,7 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error argparse already printed (2)
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     out = Console(highlight=False)

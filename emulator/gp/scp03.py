@@ -40,6 +40,16 @@ log = logging.getLogger(__name__)
 
 KID_ENC, KID_MAC, KID_DEK = 1, 2, 3
 
+#: ``i`` parameter values this card implements (Amendment D §5.1 table 5-1):
+#: b1 S8/S16 mode, b5 pseudo-random card challenge, b6 R-MAC, b7 R-ENC (only
+#: with R-MAC); b2..b4 and b8 are RFU.
+SUPPORTED_I = frozenset(
+    base | s16
+    for base in (0x00, I_PSEUDO_RANDOM, I_RMAC, I_RMAC | I_PSEUDO_RANDOM, I_RMAC | I_RENC,
+                 I_RMAC | I_RENC | I_PSEUDO_RANDOM)
+    for s16 in (0x00, I_S16)
+)
+
 
 def find_key_set(keys: list[KeyEntry], kvn: int) -> tuple[int, bytes, bytes, bytes | None] | None:
     """The AES key set (kvn, ENC, MAC, DEK or None) for key version ``kvn``;

@@ -200,7 +200,42 @@ def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
     out.print("[bold]Files[/bold]")
     for line in _describe_files(card):
         out.print("  " + line)
+    for title, lines in _emv_counters(card):
+        out.print(f"[bold]{title}[/bold]")
+        for line in lines:
+            out.print("  " + line)
     return 0
+
+
+def _emv_counters(card: Card) -> list[tuple[str, list[str]]]:
+    """Counters and flags of each EMV application instance, from its saved
+    state (emulator/applets/emv/state.py): never a key, a PIN or its block."""
+    from emulator.applets.emv.applet import EmvApplet
+    from emulator.gp.lifecycle import app_state_name
+
+    sections: list[tuple[str, list[str]]] = []
+    for rec in card.state.instances:
+        applet = card.applets.get(rec.aid)
+        if not isinstance(applet, EmvApplet):
+            continue
+        d, r = applet.data, applet.data.risk
+        life = app_state_name(rec.lifecycle, EmvApplet.SPECIFIC_STATES)
+        pin = f"{d.pin_try_counter} of {d.pin_try_limit} tries left" if d.pin_block else "no offline PIN"
+        log_capacity = f" of {r.log_records} (SFI {r.log_sfi})" if r.log_sfi else " (no log file)"
+        facts = [
+            ("life cycle", f"{life}, {'BLOCKED' if d.blocked else 'not blocked'}"
+                           f"{'' if d.personalized else ', not personalized'}"),
+            ("ATC (9F36)", f"{d.atc} of {r.max_atc}"),
+            ("last online ATC (9F13)", str(d.last_online_atc)),
+            ("PIN try counter (9F17)", pin),
+            ("consecutive offline", f"{d.consecutive_offline} (limits {r.lower_consecutive_offline}/"
+                                    f"{r.upper_consecutive_offline})"),
+            ("cumulative offline", f"{d.cumulative_offline} (limits {r.lower_cumulative_offline}/"
+                                   f"{r.upper_cumulative_offline}, minor units)"),
+            ("log entries", f"{len(d.log)}{log_capacity}"),
+        ]
+        sections.append((f"EMV application {rec.aid.hex().upper()}", [f"{k:<24}{v}" for k, v in facts]))
+    return sections
 
 
 def _describe_files(card: Card) -> list[str]:

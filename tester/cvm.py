@@ -17,6 +17,7 @@ import hashlib
 
 from .channel import CardChannel
 from .exchange import event, send
+from .oda import OdaError, icc_pin_key
 from .state import TransactionState
 from .terminal import TerminalProfile
 
@@ -223,7 +224,16 @@ def offline_pin(state: TransactionState, channel: CardChannel, pin: str | None, 
         return False, "PIN of the wrong form"
     block = pin_block(pin)
     if enciphered:
-        key = state.extras.get("icc_pin_key") or getattr(state, "icc_pin_key", None) or state.icc_public_key
+        key = state.extras.get("icc_pin_key")
+        if key is None and 0x9F2D in state.card_data:
+            # a distinct ICC PIN encipherment key takes precedence over the ICC key (Book 2 §7.1)
+            try:
+                key = icc_pin_key(state)
+            except OdaError as exc:
+                event(state, STEP, "EMV Book 2 §7.1", "check",
+                      f"the ICC PIN encipherment key cannot be recovered: {exc}: enciphered PIN impossible")
+                return False, "ICC PIN encipherment key not recovered"
+        key = key or state.icc_public_key
         if key is None:
             event(state, STEP, "EMV Book 2 §7.1", "check",
                   "no ICC PIN encipherment key nor ICC public key was recovered: enciphered PIN impossible")

@@ -312,6 +312,35 @@ def icc_public_key(state: TransactionState, issuer: IssuerCertificate, static: b
     return cert
 
 
+def icc_pin_key(state: TransactionState, ca_keys: CaKeyList | None = None,
+                today: date | None = None) -> tuple[int, int]:
+    """Book 2 §7.1: the ICC PIN Encipherment Public Key from its certificate
+    (9F2D, exponent 9F2E, remainder 9F2F), recovered with the issuer public key
+    (the one ODA recovered, else recovered here) like an ICC public key
+    certificate, except that the hash covers no static data. Raises
+    :class:`OdaError`; the key is kept in ``state.extras["icc_pin_key"]``."""
+    _require(state, (0x9F2D, 0x9F2E))
+    when = _today(state, today)
+    issuer = _oda(state).get("issuer")
+    if issuer is None or not issuer.ok:
+        issuer = issuer_public_key(state, ca_keys, when)
+    n, e = issuer.public_key
+    cert = recover_icc_certificate(
+        state.card_data[0x9F2D], n, e, state.card_data.get(0x9F2F, b""), state.card_data[0x9F2E], b"",
+        pan=_pan(state), today=when,
+    )
+    _oda(state)["pin_key"] = cert
+    what = "ICC PIN encipherment public key certificate"
+    if not cert.ok:
+        raise OdaError(what + ": " + "; ".join(cert.problems),
+                       missing=cert.failure == "remainder" and 0x9F2F not in state.card_data)
+    _check(state, "EMV Book 2 §7.1",
+           f"{what} recovered: PAN {mask_pan(cert.pan_digits)}, expiry {cert.expiry.hex()[:2]}/{cert.expiry.hex()[2:]}, "
+           f"key {cert.pk_length * 8} bits; hash, PAN, expiry and algorithms check out")
+    state.extras["icc_pin_key"] = cert.public_key
+    return cert.public_key
+
+
 # -- the methods --------------------------------------------------------------------
 
 

@@ -177,6 +177,10 @@ class Profile:
     dki: int = 0x01
     icc_bits: int = 1024
     icc_slot: int = 0
+    #: > 0: a distinct ICC PIN encipherment key of that size (9F2D/9F2E/9F2F, DGIs 8101–8105)
+    pin_key_bits: int = 0
+    #: the PIN key certificate's PAN field is another PAN (a negative case)
+    pin_key_cert_pan: str = ""
 
     @property
     def method(self) -> int:
@@ -184,7 +188,7 @@ class Profile:
 
     @property
     def uses_rsa(self) -> bool:
-        return self.oda in ("DDA", "CDA")
+        return self.oda in ("DDA", "CDA") or self.pin_key_bits > 0
 
     def mk(self) -> tuple[bytes, bytes, bytes]:
         return tuple(derive_icc_mk(k, self.pan, self.psn) for k in (IMK_AC, IMK_SMI, IMK_SMC))  # type: ignore[return-value]
@@ -275,14 +279,17 @@ def issuer_certificate(p: Profile) -> tuple[bytes, bytes]:
     return cert, remainder
 
 
-def icc_certificate(p: Profile, icc: RsaKey, sda_data: bytes) -> tuple[bytes, bytes]:
-    """(9F46, 9F48) per Book 2 §6.4 Table 14, signed by the test issuer key."""
+def icc_certificate(p: Profile, icc: RsaKey, sda_data: bytes, pan_field: str = "") -> tuple[bytes, bytes]:
+    """(9F46, 9F48) per Book 2 §6.4 Table 14, signed by the test issuer key; with
+    ``sda_data`` empty, the ICC PIN encipherment key certificate (9F2D, 9F2F) of
+    Book 2 §7.1 (same format, no static data in the hash)."""
     iss = load_test_ca()[3]
     room = iss.size - 42
     modulus = icc.modulus
     leftmost, remainder = modulus[:room], modulus[room:]
     leftmost += b"\xBB" * (room - len(leftmost))
-    pan = bytes.fromhex(p.pan + "F" * (20 - len(p.pan)))
+    pan_digits = pan_field or p.pan
+    pan = bytes.fromhex(pan_digits + "F" * (20 - len(pan_digits)))
     mmyy = bytes.fromhex(p.expiry[2:4] + p.expiry[:2])
     body = b"\x04" + pan + mmyy + bytes.fromhex("000002") + b"\x01\x01" + bytes((icc.size, len(icc.exponent)))
     digest = hashlib.sha1(body + leftmost + remainder + icc.exponent + sda_data).digest()
@@ -308,7 +315,9 @@ def build(p: Profile) -> CardData:
     e = tlv.encode
     mk = p.mk()
     aip = aip_for(p.oda)
-    icc = icc_keypair(p.icc_bits, p.icc_slot) if p.uses_rsa else None
+    icc = icc_keypair(p.icc_bits, p.icc_slot) if p.oda in ("DDA", "CDA") else None
+    pin_key = RsaKey.generate(p.pin_key_bits, 3) if p.pin_key_bits else None
+    afl = AFL if pin_key is None else AFL[:-4] + bytes.fromhex("18010300")  # SFI 3 record 3: the PIN key
     _rid, ca_index, _ca, iss = load_test_ca()
     records: dict[tuple[int, int], bytes] = {}
     records[(1, 1)] = e(0x70, e(0x57, track2(p)) + e(0x5F20, p.name.encode()) + e(0x9F1F, b"0000"))
@@ -342,6 +351,9 @@ def build(p: Profile) -> CardData:
         records[(3, 2)] = e(0x70, body)
     else:
         records[(3, 2)] = e(0x70, e(0x9F4A, b"\x82"))
+    if pin_key is not None:  # Book 2 §7.1: certificate over the PIN key, no static data
+        cert, rem = icc_certificate(p, pin_key, b"", p.pin_key_cert_pan)
+        records[(3, 3)] = e(0x70, e(0x9F2D, cert) + e(0x9F2E, pin_key.exponent) + (e(0x9F2F, rem) if rem else b""))
     fci = (
         e(0x50, p.label.encode()) + e(0x87, bytes((p.priority,)))
         + (e(0x9F38, p.pdol) if p.pdol else b"")
@@ -366,7 +378,7 @@ def build(p: Profile) -> CardData:
     dgis: list[tuple[int, bytes]] = [(0x0100 * sfi + rec, body) for (sfi, rec), body in sorted(records.items())]
     dgis += [
         (0x9102, fci),
-        (0x9104, e(0x82, aip) + e(0x94, AFL)),
+        (0x9104, e(0x82, aip) + e(0x94, afl)),
         (0x9000, b"".join(des_kcv(k) for k in mk)),
         (0x9010, bytes((p.pin_try_limit, p.pin_try_limit))),
         (0x0D01, risk),
@@ -377,7 +389,11 @@ def build(p: Profile) -> CardData:
     if icc is not None:
         size = (icc.size + 1) // 2
         dgis += [(0x8201 + i, i2b(v, size)) for i, v in enumerate(icc.crt())]
-    return CardData(p, dgis, records, aip, AFL, icc, sda)
+    if pin_key is not None:
+        size = (pin_key.size + 1) // 2
+        dgis += [(0x8101 + i, i2b(v, size)) for i, v in enumerate(pin_key.crt())]
+    extra = {"pin_key_modulus": pin_key.modulus} if pin_key is not None else {}
+    return CardData(p, dgis, records, aip, afl, icc, sda, extra)
 
 
 # -- personalization over SCP03 ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from kernelkit import P, card_for, shows_pin, terminal, transact
 
 from tester.cvm import condition_met, parse_cvm_list, pin_block
@@ -100,3 +101,27 @@ def test_parse_and_conditions() -> None:
     assert condition_met(s, 0x0A, 0x01, x, y) is None  # unknown condition: skipped
     c = new_state(term, amount=2000, transaction_type=0x09, amount_other=100)
     assert condition_met(c, 0x05, 0x01, x, y) is True
+
+
+@pytest.mark.parametrize("oda", ["SDA", "DDA"])
+def test_enciphered_pin_with_a_distinct_pin_key(oda: str) -> None:
+    # Book 2 §7.1: 9F2D/9F2E recovered with the issuer key (no static data in the hash); the card
+    # deciphers with its PIN key (DGIs 8101-8105) when it has one, so the VERIFY succeeding proves the
+    # tester enciphered under the PIN key and not under the ICC key
+    card, _ = card_for(P(oda=oda, pin_key_bits=1024))
+    state, ch = transact(card, pin="1234")
+    assert state.cvm_result == bytes.fromhex("440302"), [e.text for e in state.events]
+    verify = next(e for e in ch.log if e.command[:4] == bytes.fromhex("00200088"))
+    assert verify.response[-2:] == b"\x90\x00"
+    assert len(verify.command) == 5 + 128  # a 1024-bit block
+    text = render_text(state)
+    assert "ICC PIN encipherment public key certificate recovered" in text
+    assert state.outcome == "approved offline"
+
+
+def test_pin_key_certificate_for_another_pan_is_refused() -> None:
+    card, _ = card_for(P(oda="SDA", pin_key_bits=1024, pin_key_cert_pan="4761739001010028"))
+    state, ch = transact(card, pin="1234")
+    assert not any(e.command[:4] == bytes.fromhex("00200088") for e in ch.log)  # never enciphered
+    assert "the ICC PIN encipherment key cannot be recovered" in render_text(state)
+    assert state.cvm_result == bytes.fromhex("410302")  # the next rule: plaintext PIN

@@ -224,14 +224,14 @@ def _emv_counters(card: Card) -> list[tuple[str, list[str]]]:
         log_capacity = f" of {r.log_records} (SFI {r.log_sfi})" if r.log_sfi else " (no log file)"
         facts = [
             ("life cycle", f"{life}, {'BLOCKED' if d.blocked else 'not blocked'}"
-                           f"{'' if d.personalized else ', not personalized'}"),
+                           + ("" if d.personalized else ", not personalized")),
             ("ATC (9F36)", f"{d.atc} of {r.max_atc}"),
             ("last online ATC (9F13)", str(d.last_online_atc)),
             ("PIN try counter (9F17)", pin),
-            ("consecutive offline", f"{d.consecutive_offline} (limits {r.lower_consecutive_offline}/"
-                                    f"{r.upper_consecutive_offline})"),
-            ("cumulative offline", f"{d.cumulative_offline} (limits {r.lower_cumulative_offline}/"
-                                   f"{r.upper_cumulative_offline}, minor units)"),
+            ("consecutive offline",
+             f"{d.consecutive_offline} (limits {r.lower_consecutive_offline}/{r.upper_consecutive_offline})"),
+            ("cumulative offline",
+             f"{d.cumulative_offline} (limits {r.lower_cumulative_offline}/{r.upper_cumulative_offline}, minor units)"),
             ("log entries", f"{len(d.log)}{log_capacity}"),
         ]
         sections.append((f"EMV application {rec.aid.hex().upper()}", [f"{k:<24}{v}" for k, v in facts]))

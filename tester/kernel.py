@@ -35,7 +35,7 @@ from . import tlv
 from .channel import CardChannel
 from .exchange import case4, event, send
 from .online import parse_ac_response
-from .state import TransactionState
+from .state import EventLog, TraceEvent, TransactionState
 from .terminal import TerminalProfile
 
 PSE = b"1PAY.SYS.DDF01"
@@ -732,18 +732,23 @@ def online_and_completion(state: TransactionState, channel: CardChannel, host: A
 def run_transaction(channel: CardChannel, terminal: TerminalProfile, *, amount: int, pin: str | None = None,
                     online_host: Any = None, force_online: bool = False, amount_other: int = 0,
                     transaction_type: int = 0x00, when: datetime | None = None,
-                    seed: int | None = None) -> TransactionState:
+                    seed: int | None = None,
+                    on_event: Callable[[TransactionState, TraceEvent], None] | None = None) -> TransactionState:
     """One contact transaction from application selection to completion.
 
     ``pin`` is what the cardholder types when asked (never recorded);
     ``seed`` fixes the unpredictable number and random selection; ``when``
-    fixes the transaction date and time.
+    fixes the transaction date and time; ``on_event`` hears every trace event
+    as it happens (``tester.trace.LiveTrace.on_event``).
     """
     from .cvm import cardholder_verification
     from .risk import terminal_action_analysis, terminal_risk_management
 
     state = new_state(terminal, amount=amount, amount_other=amount_other, transaction_type=transaction_type,
                       when=when, seed=seed, force_online=force_online)
+    if on_event is not None and isinstance(state.events, EventLog):
+        live = state
+        state.events.listener = lambda event: on_event(live, event)
     steps: list[Callable[[TransactionState, CardChannel], TransactionState]] = [
         select_application,
         initiate_application_processing,

@@ -9,6 +9,7 @@ TVR and TSI are kept as mutable byte arrays with named bit helpers
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,18 @@ class TraceEvent:
     bits_set: list[str] = field(default_factory=list)  # TVR/TSI bits this event set
 
 
+class EventLog(list[TraceEvent]):
+    """``state.events``: a list that also tells a listener (the live teaching
+    trace) of every event as it is appended."""
+
+    listener: Callable[[TraceEvent], None] | None = None
+
+    def append(self, event: TraceEvent) -> None:
+        super().append(event)
+        if self.listener is not None:
+            self.listener(event)
+
+
 @dataclass
 class TransactionState:
     # terminal side
@@ -105,7 +118,7 @@ class TransactionState:
     online_response: dict[str, Any] = field(default_factory=dict)  # ARC, ARPC, scripts, results
     script_results: list[tuple[bytes, int]] = field(default_factory=list)  # (command, SW)
     outcome: str = ""  # "approved offline" | "approved online" | "declined …" | "aborted: …"
-    events: list[TraceEvent] = field(default_factory=list)
+    events: list[TraceEvent] = field(default_factory=EventLog)
     #: step-private working data (the terminal data objects, the chosen CVM, flags…)
     extras: dict[str, Any] = field(default_factory=dict)
 

@@ -178,38 +178,94 @@ def sections(state: TransactionState) -> list[tuple[str, str, list[TraceEvent]]]
     return out
 
 
+def _section_text(number: int, step: str, refs: str, events: list[TraceEvent], mask: Callable[[str], str]) -> str:
+    lines = [f"[{number}] {step} — {refs}"]
+    for ev in events:
+        lines += _event_lines(ev, mask)
+    return "\n".join(lines) + "\n\n"
+
+
+def _summary_text(state: TransactionState) -> str:
+    lines = [f"Outcome: {state.outcome or '(unfinished)'}", *_bits(state),
+             f"CVM Results {state.cvm_result.hex().upper()}"]
+    return "\n".join(lines) + "\n"
+
+
 def render_text(state: TransactionState) -> str:
     mask = masker(state)
-    lines: list[str] = []
-    for i, (step, refs, events) in enumerate(sections(state), 1):
-        lines.append(f"[{i}] {step} — {refs}")
-        for ev in events:
-            lines += _event_lines(ev, mask)
-        lines.append("")
-    lines.append(f"Outcome: {state.outcome or '(unfinished)'}")
-    lines += _bits(state)
-    lines.append(f"CVM Results {state.cvm_result.hex().upper()}")
-    return "\n".join(lines) + "\n"
+    return "".join(_section_text(i, step, refs, events, mask)
+                   for i, (step, refs, events) in enumerate(sections(state), 1)) + _summary_text(state)
+
+
+class LiveTrace:
+    """The teaching trace printed while the transaction runs: each step's
+    section as soon as the next step starts (complete, with every reference
+    the step cited, PANs masked with what the terminal knows by then), the last
+    one and the outcome at :meth:`finish`. Together exactly :func:`render_text`.
+    Pass :meth:`on_event` as ``run_transaction(on_event=...)``."""
+
+    def __init__(self, write: Callable[[str], object], *, rich_console: object | None = None) -> None:
+        self.write = write
+        self.console = rich_console
+        self.printed = 0
+
+    def _emit(self, state: TransactionState, upto: int) -> None:
+        secs = sections(state)
+        mask = masker(state)
+        while self.printed < min(upto, len(secs)):
+            step, refs, events = secs[self.printed]
+            self.printed += 1
+            if self.console is not None:
+                _rich_section(self.console, self.printed, step, refs, events, mask)
+            else:
+                self.write(_section_text(self.printed, step, refs, events, mask))
+
+    def on_event(self, state: TransactionState, event: TraceEvent) -> None:
+        del event
+        self._emit(state, len(sections(state)) - 1)  # every section but the one still growing
+
+    def finish(self, state: TransactionState) -> None:
+        self._emit(state, len(sections(state)))
+        if self.console is not None:
+            _rich_summary(self.console, state)
+        else:
+            self.write(_summary_text(state))
 
 
 def print_rich(state: TransactionState, console: object | None = None) -> None:
     """The same trace, coloured, on a terminal (rich)."""
     from rich.console import Console
-    from rich.markup import escape
 
     out = console if isinstance(console, Console) else Console()
     mask = masker(state)
     for i, (step, refs, events) in enumerate(sections(state), 1):
-        out.rule(f"[bold cyan]{i}. {escape(step)}[/] [dim]{escape(refs)}[/]", align="left")
-        for ev in events:
-            style = {"apdu": "white", "decision": "bold yellow", "check": "green", "note": "dim"}.get(ev.kind, "")
-            for j, line in enumerate(_event_lines(ev, mask)):
-                out.print(f"[{style if j == 0 else 'dim'}]{escape(line)}[/]", highlight=False)
-    out.rule()
+        _rich_section(out, i, step, refs, events, mask)
+    _rich_summary(out, state)
+
+
+def _rich_section(console: object, number: int, step: str, refs: str, events: list[TraceEvent],
+                  mask: Callable[[str], str]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    assert isinstance(console, Console)
+    console.rule(f"[bold cyan]{number}. {escape(step)}[/] [dim]{escape(refs)}[/]", align="left")
+    for ev in events:
+        style = {"apdu": "white", "decision": "bold yellow", "check": "green", "note": "dim"}.get(ev.kind, "")
+        for j, line in enumerate(_event_lines(ev, mask)):
+            console.print(f"[{style if j == 0 else 'dim'}]{escape(line)}[/]", highlight=False)
+
+
+def _rich_summary(console: object, state: TransactionState) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    assert isinstance(console, Console)
+    console.rule()
     colour = "green" if state.outcome.startswith("approved") else "red"
-    out.print(f"[bold {colour}]Outcome: {escape(state.outcome or '(unfinished)')}[/]")
+    console.print(f"[bold {colour}]Outcome: {escape(state.outcome or '(unfinished)')}[/]")
     for line in _bits(state):
-        out.print(escape(line), highlight=False)
+        console.print(escape(line), highlight=False)
 
 
 _CSS = """

@@ -136,7 +136,7 @@ def _host_for(args: argparse.Namespace) -> IssuerHost | None:
 def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], console: Any = None) -> int:
     from .kernel import run_transaction
     from .terminal import TerminalProfileError, load_terminal
-    from .trace import print_rich, render_html, render_text
+    from .trace import LiveTrace, render_html
 
     try:
         terminal = load_terminal(args.terminal)
@@ -154,20 +154,26 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)
         return 2
     recorder = RecordingChannel(channel.transmit, channel.atr())
+    # the trace is printed step by step while the transaction runs (Book 3's order)
+    live = None
+    if args.trace:
+        if sys.stdout.isatty() and console is None:
+            from rich.console import Console
+
+            console = Console()
+        live = LiveTrace(sys.stdout.write, rich_console=console if sys.stdout.isatty() else None)
     try:
         state = run_transaction(recorder, terminal, amount=args.amount, pin=args.pin,
                                 online_host=host, force_online=args.force_online,
                                 amount_other=args.amount_other, transaction_type=args.transaction_type,
-                                seed=args.seed)
+                                seed=args.seed, on_event=live.on_event if live else None)
     finally:
         close = getattr(channel, "close", None)
         if callable(close):
             close()
-    if args.trace:
-        if sys.stdout.isatty():
-            print_rich(state, console)
-        else:
-            sys.stdout.write(render_text(state))
+    if live is not None:
+        live.finish(state)
+        sys.stdout.flush()
     if args.trace_html:
         Path(args.trace_html).write_text(render_html(state))
     pan = state.card_data.get(0x5A, b"").hex()

@@ -49,3 +49,34 @@ def test_trace_names_tvr_bits() -> None:
     text = render_text(state)
     assert "sets: transaction exceeds floor limit" in text
     assert "TVR 0200008000: SDA selected; transaction exceeds floor limit" in text
+
+
+def test_live_trace_prints_each_step_as_it_happens() -> None:
+    """``--trace`` prints while the transaction runs: each step's section once the next step starts,
+    PANs already masked, and all of it together is exactly the after-the-fact trace."""
+    from tester.trace import LiveTrace
+
+    card, _ = card_for(P(oda="SDA"))
+    chunks: list[tuple[int, str]] = []
+    sent: list[bytes] = []
+
+    def transmit(apdu: bytes) -> bytes:
+        sent.append(apdu)
+        return card.transmit(apdu)
+
+    live = LiveTrace(lambda text: chunks.append((len(sent), text)))
+    from kernelkit import WHEN, terminal
+
+    from tester.channel import RecordingChannel
+    from tester.kernel import run_transaction
+
+    state = run_transaction(RecordingChannel(transmit), terminal(), amount=1500, pin="1234", seed=42, when=WHEN,
+                            on_event=live.on_event)
+    printed_before_the_end = len(chunks)
+    live.finish(state)
+    assert "".join(text for _, text in chunks) == render_text(state)
+    first_gen_ac = next(i for i, apdu in enumerate(sent) if apdu[1] == 0xAE)
+    assert chunks[0][1].startswith("[1] Application selection")
+    assert chunks[0][0] < first_gen_ac  # selection was printed before the card was asked for a cryptogram
+    assert printed_before_the_end >= 6
+    assert all(PAN not in text for _, text in chunks)

@@ -37,7 +37,9 @@ DGI_CONVERSION = 0x0D02
 DGI_DATA_OBJECTS = 0x0E01
 #: card-internal DGIs in the record range: they take the place of records 13/1, 13/2, 14/1
 INTERNAL_DGIS = (DGI_RISK, DGI_CONVERSION, DGI_DATA_OBJECTS)
-#: DGI 0D02 (docs/dgi-map.md): currency n3 (2 bytes BCD) ‖ mantissa n8 (4 bytes BCD) ‖ exponent (1 byte)
+#: DGI 0D02 (docs/dgi-map.md): BER-TLV, tag DF18 = entries of currency n3 (2 bytes BCD) ‖
+#: mantissa n8 (4 bytes BCD) ‖ exponent (1 byte)
+TAG_CONVERSION = 0xDF18
 CONVERSION_ENTRY = 7
 CONVERSION_MAX_ENTRIES = 8
 CONVERSION_MAX_EXPONENT = 12
@@ -360,11 +362,19 @@ def risk_parameters(value: bytes) -> RiskParameters:
 
 
 def conversion_table(value: bytes) -> tuple[ConversionRate, ...]:
-    """DGI 0D02: 1–8 entries of currency n3 ‖ mantissa n8 ‖ exponent (docs/dgi-map.md).
+    """DGI 0D02: ``DF18`` holding 1–8 entries of currency n3 ‖ mantissa n8 ‖
+    exponent (docs/dgi-map.md).
 
-    >>> conversion_table(bytes.fromhex("0978 00010850 04"))
+    >>> conversion_table(bytes.fromhex("DF18 07 0978 00010850 04"))
     (ConversionRate(currency=978, mantissa=10850, exponent=4),)
     """
+    try:
+        items = tlv.parse(value)
+    except tlv.TlvError as exc:
+        raise _bad("DGI 0D02 is not BER-TLV") from exc
+    if len(items) != 1 or items[0].tag != TAG_CONVERSION:
+        raise _bad("DGI 0D02 holds one DF18 (currency conversion table)")
+    value = items[0].value
     if not value or len(value) % CONVERSION_ENTRY or len(value) > CONVERSION_MAX_ENTRIES * CONVERSION_ENTRY:
         raise _bad(f"DGI 0D02 holds 1..{CONVERSION_MAX_ENTRIES} entries of {CONVERSION_ENTRY} bytes")
     out: list[ConversionRate] = []

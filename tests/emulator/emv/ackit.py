@@ -47,7 +47,7 @@ class IssuerProfile(Profile):
     log_format: bytes = h("9F02069A039F36029F2701")
     cdol2: bytes = h("8A029F02069F03069F1A0295055F2A029A039C019F3704")
     extra_risk: list[tuple[int, bytes]] = field(default_factory=list)
-    #: value of DGI 0D02 (currency conversion table), none when empty
+    #: entries of DGI 0D02's DF18 (currency conversion table); no DGI when empty
     conversion: bytes = b""
 
     def icc_keys(self) -> bytes:
@@ -90,7 +90,7 @@ class IssuerProfile(Profile):
         keys = self.icc_keys()
         kcvs = b"".join(kcv("DES", keys[i : i + 16]) for i in (0, 16, 32))
         out = [(d, kcvs if d == 0x9000 else v) for d, v in super().public_dgis()]
-        return out + ([(0x0D02, self.conversion)] if self.conversion else [])
+        return out + ([(0x0D02, tlv.encode(0xDF18, self.conversion))] if self.conversion else [])
 
     def secret_dgis(self) -> list[tuple[int, bytes]]:
         return [(d, self.icc_keys() if d == 0x8000 else v) for d, v in super().secret_dgis()]

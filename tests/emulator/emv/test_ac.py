@@ -136,7 +136,7 @@ def test_cumulative_amount_goes_online() -> None:
     assert cid(host.first(TC, cdol1(amount=600))) == ARQC
 
 
-#: DGI 0D02 of a USD card (docs/dgi-map.md): EUR at 1.0850, JPY at 0.0067 USD per yen
+#: DGI 0D02 entries (DF18) of a USD card (docs/dgi-map.md): EUR at 1.0850, JPY at 0.0067 USD per yen
 #: (0.67 US cents per yen: the yen has no minor unit), GBP at 1.2700
 USD_TABLE = h("0978 00010850 04  0392 00000067 02  0826 00012700 04")
 USD, EUR, JPY, GBP, CHF = h("0840"), h("0978"), h("0392"), h("0826"), h("0756")

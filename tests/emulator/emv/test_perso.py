@@ -11,6 +11,11 @@ from emulator import Card
 from emulator.applets.emv.applet import EmvApplet
 
 
+def dgi_0d02(entries: bytes) -> bytes:
+    """DGI 0D02 value: DF18 {currency n3 ‖ mantissa n8 ‖ exponent, ...} (docs/dgi-map.md)."""
+    return tlv.encode(0xDF18, entries)
+
+
 def started(profile: Profile | None = None) -> tuple[Card, Personalizer]:
     card = new_card()
     perso = Personalizer(card)
@@ -134,15 +139,19 @@ def test_missing_mandatory_dgi(missing: int) -> None:
         (0x0D01, h("DF0102 1200")),  # wrong length
         (0x0D01, h("DF1601 03")),  # response format 3
         (0x0D01, h("DF9901 00")),  # unknown tag
-        (0x0D02, b""),  # conversion table without an entry
-        (0x0D02, h("0978 00010850")),  # entry of 6 bytes
-        (0x0D02, h("097A 00010850 04")),  # currency code not BCD
-        (0x0D02, h("0978 0001085F 04")),  # rate not BCD
-        (0x0D02, h("0000 00010850 04")),  # currency 000
-        (0x0D02, h("0978 00000000 04")),  # rate 0
-        (0x0D02, h("0978 00010850 0D")),  # exponent 13
-        (0x0D02, h("0978 00010850 04  0978 00010900 04")),  # currency twice
-        (0x0D02, b"".join(h(f"0{c} 00010850 04") for c in range(101, 110))),  # 9 entries
+        (0x0D02, dgi_0d02(b"")),  # conversion table without an entry
+        (0x0D02, dgi_0d02(h("0978 00010850"))),  # entry of 6 bytes
+        (0x0D02, dgi_0d02(h("097A 00010850 04"))),  # currency code not BCD
+        (0x0D02, dgi_0d02(h("0978 0001085F 04"))),  # rate not BCD
+        (0x0D02, dgi_0d02(h("0000 00010850 04"))),  # currency 000
+        (0x0D02, dgi_0d02(h("0978 00000000 04"))),  # rate 0
+        (0x0D02, dgi_0d02(h("0978 00010850 0D"))),  # exponent 13
+        (0x0D02, dgi_0d02(h("0978 00010850 04  0978 00010900 04"))),  # currency twice
+        (0x0D02, dgi_0d02(b"".join(h(f"0{c} 00010850 04") for c in range(101, 110)))),  # 9 entries
+        (0x0D02, h("0978 00010850 04")),  # entries without their DF18
+        (0x0D02, h("DF18 08 0978 00010850 04")),  # DF18 runs past the end
+        (0x0D02, h("DF19 07 0978 00010850 04")),  # another tag
+        (0x0D02, dgi_0d02(h("0978 00010850 04")) * 2),  # DF18 twice
         (0x9102, h("9F3802 9F37")),  # PDOL without the length of its tag
         (0x8000, bytes(32)),  # two keys only
         (0x1F01, h("7000")),  # SFI 31
@@ -158,7 +167,7 @@ def test_malformed_dgis_refused(dgi: int, value: bytes) -> None:
 def _with_conversion(table: bytes, currency: bytes = h("0840")) -> list[tuple[int, bytes]]:
     """Profile's DGIs with 9F42 in 0D01 and a DGI 0D02 before the last block."""
     dgis = [(d, v + tlv.encode(0x9F42, currency) if d == 0x0D01 else v) for d, v in Profile().dgis()]
-    return [(0x0D02, table), *dgis]
+    return [(0x0D02, dgi_0d02(table)), *dgis]
 
 
 def test_conversion_table_personalized() -> None:

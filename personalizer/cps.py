@@ -14,6 +14,7 @@ are built here in clear and sealed by the caller at once.
 | ``8010`` / ``9010`` | :func:`pin_block_8010` / :func:`pin_try_9010` |
 | ``8201``–``8205`` | :func:`crt_dgis` |
 | ``0D01`` | :func:`internal_0d01` |
+| ``0D02`` | :func:`conversion_0d02` (only with ``risk.currency_conversion``) |
 | ``0E01`` | :func:`get_data_0e01` |
 """
 
@@ -33,6 +34,7 @@ __all__ = [
     "bcd",
     "build_record",
     "build_records",
+    "conversion_0d02",
     "crt_dgis",
     "fci_9102",
     "get_data_0e01",
@@ -192,6 +194,17 @@ def internal_0d01(app: Application) -> bytes:
     if app.log is not None:
         items += [(0x9F4D, app.log.log_entry), (0x9F4F, encode_dol(app.log.format))]
     return tlv.encode_all(items)
+
+
+def conversion_0d02(app: Application) -> bytes:
+    """DGI 0D02: ``DF18`` {the currency conversion table}, per entry currency n 3 ‖
+    rate mantissa n 8 ‖ decimal exponent (docs/dgi-map.md); empty without entries
+    (the DGI is then not sent): 1 EUR = 1.0850 USD is the entry ``0978 00001085 03``."""
+    rates = app.risk.currency_conversion
+    if not rates:
+        return b""
+    entries = b"".join(bcd(c.currency, 2) + bcd(c.mantissa, 4) + bytes((c.exponent,)) for c in rates)
+    return tlv.encode(0xDF18, entries)
 
 
 def get_data_0e01(app: Application) -> bytes:

@@ -183,6 +183,7 @@ class _AppContext:
     dgi_9010: bytes
     issuer: RsaPublicKey | None
     pan_records: frozenset[int]
+    dgi_0d02: bytes = b""  # currency conversion table; empty: not sent
     issuer_objects: dict[str, dict[int, bytes]] = field(default_factory=dict)  # by BIN
 
 
@@ -248,6 +249,7 @@ class CardPreparer:
                     dgi_9010=cps.pin_try_9010(app.pin_try_limit),
                     issuer=issuer,
                     pan_records=frozenset(r.dgi for r in app.records if PAN_TAGS & set(r.tags)),
+                    dgi_0d02=cps.conversion_0d02(app),
                 )
             )
         if problems:
@@ -452,6 +454,8 @@ class CardPreparer:
             (0x0D01, ctx.dgi_0d01),
             (0x0E01, ctx.dgi_0e01),
         ]
+        if ctx.dgi_0d02:
+            dgis.append((0x0D02, ctx.dgi_0d02))
         if app.offline_pin:
             dgis.append((0x9010, ctx.dgi_9010))
         dgis += secret_dgis

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ import yaml
 __all__ = [
     "TAGS",
     "Application",
+    "ConversionRate",
     "CvmList",
     "CvmRule",
     "DolEntry",
@@ -317,6 +319,16 @@ class Iacs:
 
 
 @dataclass(frozen=True)
+class ConversionRate:
+    """One entry of the currency conversion table, cardlab DGI 0D02 (docs/dgi-map.md):
+    ``mantissa / 10**exponent`` application-currency minor units per minor unit of ``currency``."""
+
+    currency: int  # ISO 4217 numeric
+    mantissa: int  # 1..99 999 999 (n 8)
+    exponent: int  # 0..12
+
+
+@dataclass(frozen=True)
 class RiskManagement:
     """Card risk management parameters: cardlab DGI 0D01 (docs/dgi-map.md)."""
 
@@ -329,6 +341,8 @@ class RiskManagement:
     arpc_method: int = 1  # DF14
     max_atc: int = 0xFFFF  # DF15
     dki: int = 1  # DF02
+    #: DGI 0D02 (optional): foreign amounts converted for the cumulative amounts DF11/DF12
+    currency_conversion: tuple[ConversionRate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -736,8 +750,15 @@ _APP_KEYS = (
 )  # fmt: skip
 _RISK_KEYS = (
     "lcol", "ucol", "lower_cumulative", "upper_cumulative", "default_action", "issuer_auth_required",
-    "arpc_method", "max_atc", "dki",
+    "arpc_method", "max_atc", "dki", "currency_conversion",
 )  # fmt: skip
+#: DGI 0D02 limits (docs/dgi-map.md): entries, n 8 mantissa, decimal exponent
+_CONVERSION_ENTRIES = 8
+_CONVERSION_MANTISSA = 99_999_999
+_CONVERSION_EXPONENT = 12
+_RATE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+#: records whose DGI number is a card-internal DGI (0D01, 0D02, 0E01; docs/dgi-map.md)
+_INTERNAL_RECORDS = {(13, 1): "0D01", (13, 2): "0D02", (14, 1): "0E01"}
 _KEYS_KEYS = ("imk_ac", "imk_smi", "imk_smc", "issuer_rsa", "ca_index")
 _LABEL = re.compile(r"^[\x20-\x7E]{1,16}$")
 
@@ -782,6 +803,12 @@ def _records(
             number = ck.integer(rm, "number", rp, 1, 254, default=j + 1)
             oda = ck.boolean(rm, "oda", rp, default=False)
             place = (sfi, number)
+            if place in _INTERNAL_RECORDS:
+                ck.err(
+                    rp,
+                    f"SFI {sfi} record {number} cannot be personalized: its DGI {_INTERNAL_RECORDS[place]} "
+                    "is card-internal data (docs/dgi-map.md)",
+                )
             if place in seen_place:
                 ck.err(rp, f"SFI {sfi} record {number} is already defined at {seen_place[place]}")
             seen_place[place] = rp
@@ -809,6 +836,75 @@ def _records(
                 tags.append(tag)
             out.append(RecordLayout(sfi, number, tuple(tags), oda))
     return tuple(out)
+
+
+def _conversion(
+    ck: _Checker, rm: Mapping[str, Any], rp: str, currency: int, cexp: int
+) -> tuple[ConversionRate, ...]:
+    """``risk.currency_conversion``: ``[{currency: 978, rate: "1.0850", exponent: 2}]``.
+
+    ``rate`` is how many units of the application currency one unit of ``currency``
+    is worth (a quoted decimal, kept exact); ``exponent`` is that currency's minor
+    unit exponent (ISO 4217, default 2). The card's factor works on minor units:
+    rate · 10^(application exponent − exponent), written as an n 8 mantissa and a
+    decimal exponent 0..12 (DGI 0D02) without rounding.
+    """
+    p = f"{rp}.currency_conversion"
+    entries = _seq(ck, rm, "currency_conversion", rp)
+    if len(entries) > _CONVERSION_ENTRIES:
+        ck.err(p, f"{len(entries)} entries, at most {_CONVERSION_ENTRIES} (DGI 0D02)")
+    out: list[ConversionRate] = []
+    seen: dict[int, str] = {}
+    for i, raw in enumerate(entries):
+        ep = f"{p}[{i}]"
+        em = ck.mapping(raw, ep)
+        ck.known_keys(em, ep, ("currency", "rate", "exponent"))
+        code = ck.integer(em, "currency", ep, 1, 999)
+        exponent = ck.integer(em, "exponent", ep, 0, 9, default=2)
+        if code == currency:
+            ck.err(f"{ep}.currency", f"{code} is the application currency: it needs no conversion")
+        elif code in seen:
+            ck.err(f"{ep}.currency", f"{code} is already converted at {seen[code]}")
+        seen.setdefault(code, ep)
+        rate = _rate(ck, em.get("rate"), f"{ep}.rate")
+        if rate is None:
+            continue
+        factor = rate * Fraction(10) ** (cexp - exponent)  # minor units per minor unit
+        places = next((e for e in range(_CONVERSION_EXPONENT + 1) if (factor * 10**e).denominator == 1), None)
+        if places is None:
+            ck.err(
+                f"{ep}.rate",
+                f"{em['rate']} needs more than {_CONVERSION_EXPONENT} decimal places per minor unit "
+                "(DGI 0D02 exponent 0..12)",
+            )
+            continue
+        mantissa = int(factor * 10**places)
+        if mantissa > _CONVERSION_MANTISSA:
+            ck.err(
+                f"{ep}.rate",
+                f"{em['rate']} is {mantissa}/10^{places} per minor unit: more than 8 digits (DGI 0D02 n 8)",
+            )
+            continue
+        out.append(ConversionRate(code, mantissa, places))
+    return tuple(out)
+
+
+def _rate(ck: _Checker, v: object, p: str) -> Fraction | None:
+    """A positive decimal written as a string (``"1.0850"``) or an integer, kept exact."""
+    if v is None:
+        ck.err(p, 'missing (units of the application currency per unit of the currency, e.g. "1.0850")')
+        return None
+    if isinstance(v, float):
+        ck.err(p, f'{v!r} is a YAML number: quote the rate (e.g. "1.0850") to keep it exact')
+        return None
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or not _RATE.match(str(v).strip()):
+        ck.err(p, f'{v!r} is not a decimal rate (digits with an optional decimal point, e.g. "1.0850")')
+        return None
+    rate = Fraction(str(v).strip())
+    if rate == 0:
+        ck.err(p, "0: a rate must be above zero")
+        return None
+    return rate
 
 
 def _cvm(ck: _Checker, raw: object, p: str) -> CvmList | None:
@@ -983,6 +1079,7 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
         arpc_method=ck.integer(rm, "arpc_method", rp, 1, 2, default=1),
         max_atc=ck.integer(rm, "max_atc", rp, 1, 0xFFFF, default=0xFFFF),
         dki=ck.integer(rm, "dki", rp, 0, 255, default=1),
+        currency_conversion=_conversion(ck, rm, rp, currency, cexp),
     )
     if risk.ucol < risk.lcol:
         ck.err(f"{rp}.ucol", f"{risk.ucol} is below lcol {risk.lcol}")

@@ -1827,6 +1827,8 @@ def expected_dgis(profile: Mapping[str, Any]) -> dict[str, set[int]] | None:
     for app in parsed.applications:
         dgis = {0x9102, 0x9103, 0x9104, 0x8000, 0x9000, 0x0D01, 0x0E01}
         dgis |= {r.dgi for r in app.records}
+        if app.risk.currency_conversion:
+            dgis.add(0x0D02)
         if app.offline_pin:
             dgis |= {0x8010, 0x9010}
         if app.icc_key is not None or any(m in ("DDA", "CDA") for m in app.oda):

@@ -87,6 +87,7 @@ def test_every_application_gets_every_dgi(batches: dict[str, Path], ks: Software
                     assert r.dgi in dgis
                 for g in (0x9102, 0x9104, 0x9000, 0x0D01, 0x0E01, 0x8000):
                     assert g in dgis
+                assert (0x0D02 in dgis) == bool(app.risk.currency_conversion)  # the Mastercard sample has one
                 assert (0x8010 in dgis) == (0x9010 in dgis) == app.offline_pin
                 assert all(g in dgis for g in range(0x8201, 0x8206)) == (app.icc_key is not None)
                 pan_records = {r.dgi for r in app.records if {0x57, 0x5A, 0x9F46, 0x9F2D} & set(r.tags)}

@@ -173,6 +173,73 @@ def test_each_mistake_is_named(edit: Any, expected: str) -> None:
     assert any(expected in p for p in probs), (expected, probs)
 
 
+def test_currency_conversion_to_minor_units() -> None:
+    """risk.currency_conversion: major-unit rates become exact minor-unit factors (DGI 0D02)."""
+    doc = visa_doc()  # credit: USD (840), exponent 2
+    doc["applications"][0]["risk"]["currency_conversion"] = [
+        {"currency": 978, "rate": "1.0850"},  # 1 EUR = 1.0850 USD: 1.085 cents per euro cent
+        {"currency": 392, "rate": "0.0067", "exponent": 0},  # the yen has no minor unit: 0.67 cents
+        {"currency": 414, "rate": "3.25", "exponent": 3},  # Kuwaiti dinar (3 decimals): 0.325 cents per fils
+        {"currency": 360, "rate": "0.000061"},  # rupiah
+        {"currency": 826, "rate": 2},
+    ]
+    (credit, debit) = parse_profile(doc).applications
+    assert [(c.currency, c.mantissa, c.exponent) for c in credit.risk.currency_conversion] == [
+        (978, 1085, 3),
+        (392, 67, 2),
+        (414, 325, 3),
+        (360, 61, 6),
+        (826, 2, 0),
+    ]
+    assert debit.risk.currency_conversion == ()
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ([{"currency": 978, "rate": 1.085}], "currency_conversion[0].rate: 1.085 is a YAML number: quote"),
+        ([{"currency": 978, "rate": "1,085"}], "currency_conversion[0].rate: '1,085' is not a decimal rate"),
+        ([{"currency": 978, "rate": "-1"}], "currency_conversion[0].rate: '-1' is not a decimal rate"),
+        ([{"currency": 978, "rate": "0.00"}], "currency_conversion[0].rate: 0: a rate must be above zero"),
+        ([{"currency": 978}], "currency_conversion[0].rate: missing"),
+        ([{"currency": 840, "rate": "1"}], "currency_conversion[0].currency: 840 is the application currency"),
+        ([{"currency": 1000, "rate": "1"}], "currency_conversion[0].currency: 1000 is out of range 1..999"),
+        ([{"rate": "1"}], "currency_conversion[0].currency: missing"),
+        ([{"currency": 978, "rate": "1", "exponent": 10}], "currency_conversion[0].exponent: 10 is out of range"),
+        ([{"currency": 978, "rate": "1", "scale": 2}], "currency_conversion[0].scale: unknown field"),
+        (
+            [{"currency": 978, "rate": "1.1"}, {"currency": 978, "rate": "1.2"}],
+            "currency_conversion[1].currency: 978 is already converted at applications[0].risk.currency_conversion[0]",
+        ),
+        (
+            [{"currency": 360, "rate": "0.0000000000061"}],
+            "currency_conversion[0].rate: 0.0000000000061 needs more than 12 decimal places",
+        ),
+        (
+            [{"currency": 978, "rate": "1.23456789"}],
+            "currency_conversion[0].rate: 1.23456789 is 123456789/10^8 per minor unit: more than 8 digits",
+        ),
+        ([{"currency": c, "rate": "1"} for c in range(100, 109)], "currency_conversion: 9 entries, at most 8"),
+        ({"currency": 978, "rate": "1"}, "risk.currency_conversion: expected a list"),
+        (["978:1.0850"], "currency_conversion[0]: expected a mapping"),
+    ],
+)
+def test_currency_conversion_mistakes_named(entries: object, expected: str) -> None:
+    doc = visa_doc()
+    doc["applications"][0]["risk"]["currency_conversion"] = entries
+    probs = problems_of(doc)
+    assert any(f"applications[0].risk.{expected}" in p or expected in p for p in probs), (expected, probs)
+    assert all(p.startswith("applications[0].risk.currency_conversion") for p in probs), probs
+
+
+@pytest.mark.parametrize(("sfi", "number", "dgi"), [(13, 1, "0D01"), (13, 2, "0D02"), (14, 1, "0E01")])
+def test_records_in_place_of_internal_dgis_refused(sfi: int, number: int, dgi: str) -> None:
+    doc = visa_doc()
+    doc["applications"][0]["afl"].append({"sfi": sfi, "records": [{"number": number, "data": ["9F08"]}]})
+    probs = problems_of(doc)
+    assert any(f"record {number} cannot be personalized: its DGI {dgi} is card-internal" in p for p in probs), probs
+
+
 def test_bins_optional_and_validated() -> None:
     assert load_profile(VISA).bins == ("476173",) and load_profile(MC).bins == ("541333",)
     doc = visa_doc()

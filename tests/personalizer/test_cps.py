@@ -51,6 +51,16 @@ def test_0d01_mastercard_and_debit() -> None:
     assert cps.get_data_0e01(debit) == h("9F14 01 00 9F23 01 00 9F42 02 0840 5F28 02 0840")
 
 
+def test_0d02_currency_conversion() -> None:
+    """The Mastercard sample (EUR) converts USD at 0.9200: 0.92 euro cent per cent; the card reads it back."""
+    from emulator.applets.emv.perso import conversion_table
+
+    mc = load_profile(MASTERCARD).applications[0]
+    assert cps.conversion_0d02(mc) == h("DF18 07 0840 00000092 02")
+    assert [(e.currency, e.mantissa, e.exponent) for e in conversion_table(cps.conversion_0d02(mc))] == [(840, 92, 2)]
+    assert cps.conversion_0d02(load_profile(VISA).applications[0]) == b""  # no table: no DGI
+
+
 def test_secret_dgis_and_counters() -> None:
     assert cps.pin_block_8010("1234") == h("241234FFFFFFFFFF")
     assert cps.pin_block_8010("123456789012") == h("2C123456789012FF")

@@ -231,7 +231,13 @@ def test_cli_pipeline_cards_read_back_in_a_terminal(pipeline: Pipeline, keystore
     oda = {m for app in pipeline.profile.applications for m in app.oda}
     assert ({"SDA", "DDA"} <= oda) if pipeline.profile_path == VISA else ("CDA" in oda)
     for index, image in sorted(cards.items()):
-        check_emv_card(load_card(image), pipeline.profile, keystore, records[index])
+        card = load_card(image)
+        check_emv_card(card, pipeline.profile, keystore, records[index])
+        for app in pipeline.profile.applications:  # DGI 0D02 reached the card (the Mastercard sample has one)
+            table = card.applets[app.aid].data.currency_conversion  # type: ignore[attr-defined]
+            assert [(e.currency, e.mantissa, e.exponent) for e in table] == [
+                (c.currency, c.mantissa, c.exponent) for c in app.risk.currency_conversion
+            ]
     # the unused stock stays blank
     used = set(cards.values())
     assert len([p for p in pipeline.stock.glob("card-*.json") if p not in used]) == 2

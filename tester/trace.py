@@ -119,7 +119,42 @@ def decode(data: bytes, mask: Callable[[str], str], depth: int = 0) -> Iterator[
             yield "  " * depth + f"{item.tag:X} {name} [{len(item.value)}] = {_value_text(item.tag, item.value, mask)}"
 
 
-def _command_text(command: bytes, mask: Callable[[str], str]) -> list[str]:
+class _Dols:
+    """Which data object list a GPO / GENERATE AC command's data follows, for
+    splitting it into named fields: the PDOL (9F38) for GPO, CDOL1 (8C) for the
+    first GENERATE AC and CDOL2 (8D) for the second (Book 3 §5.4, §6.5.5)."""
+
+    def __init__(self, state: TransactionState) -> None:
+        self.card = state.card_data
+        self.gen_acs = 0
+
+    def for_command(self, command: bytes) -> tuple[str, bytes] | None:
+        if len(command) < 4:
+            return None
+        if command[1] == 0xA8:
+            return ("PDOL", self.card.get(0x9F38, b""))
+        if command[1] == 0xAE:
+            self.gen_acs += 1
+            name, tag = ("CDOL1", 0x8C) if self.gen_acs == 1 else ("CDOL2", 0x8D)
+            return (name, self.card.get(tag, b""))
+        return None
+
+
+def _dol_lines(name: str, dol: bytes, data: bytes, mask: Callable[[str], str]) -> list[str]:
+    try:
+        fields = tlv.parse_dol(dol)
+    except (tlv.TlvError, IndexError):
+        return []
+    if not fields or sum(n for _, n in fields) != len(data):
+        return []
+    lines, at = [f"{name} data:"], 0
+    for tag, n in fields:
+        lines.append(f"  {tag:X} {tag_name(tag)} [{n}] = {_value_text(tag, data[at:at + n], mask)}")
+        at += n
+    return lines
+
+
+def _command_text(command: bytes, mask: Callable[[str], str], dols: _Dols | None = None) -> list[str]:
     if len(command) < 4:
         return [f"C-APDU {command.hex().upper()}"]
     head = command[:4].hex().upper()
@@ -130,6 +165,10 @@ def _command_text(command: bytes, mask: Callable[[str], str]) -> list[str]:
              + (f" Le {command[-1]:02X}" if len(command) == 5 or len(command) > 5 + len(body) else "")]
     if body and command[1] in (0xA8,):
         lines += ["  " + line for line in decode(body, mask)]
+    which = dols.for_command(command) if dols is not None else None
+    if which is not None and body:
+        data = body[2:] if command[1] == 0xA8 and body[:1] == b"\x83" else body
+        lines += ["  " + line for line in _dol_lines(which[0], which[1], data, mask)]
     return lines
 
 
@@ -152,10 +191,10 @@ def _bits(state: TransactionState) -> list[str]:
     ]
 
 
-def _event_lines(event: TraceEvent, mask: Callable[[str], str]) -> list[str]:
+def _event_lines(event: TraceEvent, mask: Callable[[str], str], dols: _Dols | None = None) -> list[str]:
     if event.kind == "apdu":
         out = [f"  > {mask(event.text)}"]
-        out += ["      " + line for line in _command_text(event.command, mask)]
+        out += ["      " + line for line in _command_text(event.command, mask, dols)]
         out += ["      " + line for line in _response_text(event.response, mask)]
         return out
     marker = {"decision": "=>", "check": "- ", "note": "  "}.get(event.kind, "  ")
@@ -178,10 +217,11 @@ def sections(state: TransactionState) -> list[tuple[str, str, list[TraceEvent]]]
     return out
 
 
-def _section_text(number: int, step: str, refs: str, events: list[TraceEvent], mask: Callable[[str], str]) -> str:
+def _section_text(number: int, step: str, refs: str, events: list[TraceEvent], mask: Callable[[str], str],
+                  dols: _Dols | None = None) -> str:
     lines = [f"[{number}] {step} — {refs}"]
     for ev in events:
-        lines += _event_lines(ev, mask)
+        lines += _event_lines(ev, mask, dols)
     return "\n".join(lines) + "\n\n"
 
 
@@ -192,8 +232,8 @@ def _summary_text(state: TransactionState) -> str:
 
 
 def render_text(state: TransactionState) -> str:
-    mask = masker(state)
-    return "".join(_section_text(i, step, refs, events, mask)
+    mask, dols = masker(state), _Dols(state)
+    return "".join(_section_text(i, step, refs, events, mask, dols)
                    for i, (step, refs, events) in enumerate(sections(state), 1)) + _summary_text(state)
 
 
@@ -208,17 +248,21 @@ class LiveTrace:
         self.write = write
         self.console = rich_console
         self.printed = 0
+        self.dols: _Dols | None = None
 
     def _emit(self, state: TransactionState, upto: int) -> None:
         secs = sections(state)
         mask = masker(state)
+        if self.dols is None:
+            self.dols = _Dols(state)
+        self.dols.card = state.card_data
         while self.printed < min(upto, len(secs)):
             step, refs, events = secs[self.printed]
             self.printed += 1
             if self.console is not None:
-                _rich_section(self.console, self.printed, step, refs, events, mask)
+                _rich_section(self.console, self.printed, step, refs, events, mask, self.dols)
             else:
-                self.write(_section_text(self.printed, step, refs, events, mask))
+                self.write(_section_text(self.printed, step, refs, events, mask, self.dols))
 
     def on_event(self, state: TransactionState, event: TraceEvent) -> None:
         del event
@@ -237,14 +281,14 @@ def print_rich(state: TransactionState, console: object | None = None) -> None:
     from rich.console import Console
 
     out = console if isinstance(console, Console) else Console()
-    mask = masker(state)
+    mask, dols = masker(state), _Dols(state)
     for i, (step, refs, events) in enumerate(sections(state), 1):
-        _rich_section(out, i, step, refs, events, mask)
+        _rich_section(out, i, step, refs, events, mask, dols)
     _rich_summary(out, state)
 
 
 def _rich_section(console: object, number: int, step: str, refs: str, events: list[TraceEvent],
-                  mask: Callable[[str], str]) -> None:
+                  mask: Callable[[str], str], dols: _Dols | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -252,7 +296,7 @@ def _rich_section(console: object, number: int, step: str, refs: str, events: li
     console.rule(f"[bold cyan]{number}. {escape(step)}[/] [dim]{escape(refs)}[/]", align="left")
     for ev in events:
         style = {"apdu": "white", "decision": "bold yellow", "check": "green", "note": "dim"}.get(ev.kind, "")
-        for j, line in enumerate(_event_lines(ev, mask)):
+        for j, line in enumerate(_event_lines(ev, mask, dols)):
             console.print(f"[{style if j == 0 else 'dim'}]{escape(line)}[/]", highlight=False)
 
 
@@ -280,7 +324,7 @@ pre{background:#f5f5f5;padding:.4rem;overflow-x:auto;font-size:.85rem;margin:.2r
 
 def render_html(state: TransactionState, title: str = "cardlab transaction trace") -> str:
     """One self-contained page (inline CSS, no scripts, no external links)."""
-    mask = masker(state)
+    mask, dols = masker(state), _Dols(state)
     e = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
@@ -288,7 +332,7 @@ def render_html(state: TransactionState, title: str = "cardlab transaction trace
         parts.append(f"<section><h2>{i}. {e(step)} <span class='ref'>{e(refs)}</span></h2>")
         for ev in events:
             if ev.kind == "apdu":
-                body = _command_text(ev.command, mask) + _response_text(ev.response, mask)
+                body = _command_text(ev.command, mask, dols) + _response_text(ev.response, mask)
                 parts.append(f"<div>{e(mask(ev.text))}</div><pre>{e(chr(10).join(body))}</pre>")
             else:
                 parts.append(f"<div class='{e(ev.kind)}'>{e(mask(ev.text))}</div>")

@@ -324,26 +324,42 @@ class HostError(ValueError):
 
 
 class IssuerHost:
-    """An issuer's authorization host for cards of its issuer master keys."""
+    """An issuer's authorization host for cards of its issuer master keys.
+
+    Only IMK-AC is needed to verify ARQCs and answer ARPCs; scripts need
+    IMK-SMI (the MAC, Book 2 §9.2) and a PIN change IMK-SMC as well (the
+    enciphered PIN, Book 2 §9.3): without them :meth:`authorize` refuses the
+    script with a :class:`HostError` (see :meth:`can_send`)."""
 
     def __init__(
         self,
         imk_ac: bytes,
-        imk_smi: bytes,
-        imk_smc: bytes,
+        imk_smi: bytes | None = None,
+        imk_smc: bytes | None = None,
         *,
         decide: DecideFn | None = None,
         derivation: Literal["auto", "A", "B"] = "auto",
     ) -> None:
         for k in (imk_ac, imk_smi, imk_smc):
-            if len(k) not in (16, 24):
+            if k is not None and len(k) not in (16, 24):
                 raise HostError("issuer master keys are 16- or 24-byte 3DES keys")
-        self.__keys = (bytes(imk_ac), bytes(imk_smi), bytes(imk_smc))
+        self.__keys = (bytes(imk_ac), None if imk_smi is None else bytes(imk_smi),
+                       None if imk_smc is None else bytes(imk_smc))
         self.decide: DecideFn = decide if decide is not None else Policy()
         self.derivation = derivation
         self._crypto: dict[tuple[str, str, int], Any] = {}
         self.requests = 0
         self._queued: list[Script] = []
+
+    def can_send(self, script: Script) -> str:
+        """Why the host cannot build ``script`` ("" when it can): a script needs
+        IMK-SMI, a PIN change IMK-SMC too."""
+        _ac, smi, smc = self.__keys
+        if smi is None:
+            return "no IMK-SMI: the host cannot MAC issuer scripts"
+        if script.kind == "pin change" and smc is None:
+            return "no IMK-SMC: the host cannot encipher a new PIN"
+        return ""
 
     def queue_scripts(self, *scripts: Script) -> None:
         """Scripts for the next authorization that names none (what the
@@ -359,11 +375,13 @@ class IssuerHost:
         obj = self._crypto.get(key)
         if obj is None:
             ac, smi, smc = self.__keys
-            obj = version.factory(ac, smi, smc, pan, psn)
+            # a key the issuer did not share: pyemv gets IMK-AC in its place, and the
+            # derived key is dropped below (can_send keeps scripts from reaching it)
+            obj = version.factory(ac, smi or ac, smc or ac, pan, psn)
             # the derivation option is the host's choice, whatever the pyemv class defaults to
             obj.icc_mk_ac = derive_icc_mk(ac, pan, psn, self.derivation)
-            obj.icc_mk_smi = derive_icc_mk(smi, pan, psn, self.derivation)
-            obj.icc_mk_smc = derive_icc_mk(smc, pan, psn, self.derivation)
+            obj.icc_mk_smi = None if smi is None else derive_icc_mk(smi, pan, psn, self.derivation)
+            obj.icc_mk_smc = None if smc is None else derive_icc_mk(smc, pan, psn, self.derivation)
             if len(self._crypto) > 256:
                 self._crypto.clear()
             self._crypto[key] = obj
@@ -412,6 +430,10 @@ class IssuerHost:
         self.requests += 1
         if not scripts and self._queued:
             scripts, self._queued = tuple(self._queued), []
+        for script in scripts:
+            why = self.can_send(script)
+            if why:
+                raise HostError(f"{script.kind}: {why}")
         valid, arqc_reason, expected = self.verify(request)
         version, _ = cryptogram_version(request.iad, request.aid)
         if request.cid and request.cid[0] & 0xC0 != ARQC:

@@ -20,11 +20,14 @@ from tester import tlv
 from tester.channel import RecordingChannel
 from tester.issuer_host import (
     AuthorizationRequest,
+    HostError,
     IssuerHost,
     Policy,
+    application_block,
     cryptogram_version,
     derive_icc_mk,
     mask_pan,
+    pin_change,
 )
 from tester.state import TransactionState
 
@@ -156,6 +159,28 @@ def test_authorize_approves_good_and_declines_bad(cvn: int) -> None:
     bad = IssuerHost(WRONG_IMK, IMK_SMI, IMK_SMC).authorize(req)
     assert not bad.approved and bad.arc == b"05" and bad.arqc_valid is False
     assert "cryptogram not verified" in bad.reason
+
+
+@pytest.mark.parametrize("cvn", [0x0A, 0x12, 0x10])
+def test_imk_ac_alone_verifies_and_answers_but_sends_no_script(cvn: int) -> None:
+    """An issuer sharing only IMK-AC: ARQC and ARPC as with all three keys;
+    a script needs IMK-SMI, a PIN change IMK-SMC too (HostError, nothing sent)."""
+    p = Profile(cvn=cvn, oda="SDA")
+    card, _ = make_card(p)
+    state, _ = start(card, p.aid)
+    req = AuthorizationRequest.from_state(state)
+    full, ac_only = host().authorize(req), IssuerHost(IMK_AC).authorize(req)
+    assert ac_only.arqc_valid and ac_only.approved
+    assert ac_only.issuer_authentication_data == full.issuer_authentication_data
+    assert "no IMK-SMI" in IssuerHost(IMK_AC).can_send(application_block())
+    assert IssuerHost(IMK_AC, IMK_SMI).can_send(application_block()) == ""
+    assert "no IMK-SMC" in IssuerHost(IMK_AC, IMK_SMI).can_send(pin_change("4321"))
+    with pytest.raises(HostError, match="no IMK-SMI"):
+        IssuerHost(IMK_AC).authorize(req, [application_block()])
+    with pytest.raises(HostError, match="no IMK-SMC"):
+        IssuerHost(IMK_AC, IMK_SMI).authorize(req, [pin_change("4321")])
+    block = [application_block()]
+    assert IssuerHost(IMK_AC, IMK_SMI).authorize(req, block).scripts_after == host().authorize(req, block).scripts_after
 
 
 def test_policy_amount_limit_and_forced() -> None:

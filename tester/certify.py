@@ -34,7 +34,7 @@ from .capk import CaKeyList, CaPublicKey
 from .channel import CardChannel
 from .cvm import offline_pin
 from .exchange import send
-from .issuer_host import AuthorizationRequest, HostError, IssuerHost, Policy, cryptogram_version, put_data
+from .issuer_host import AuthorizationRequest, HostError, IssuerHost, Policy, cryptogram_version, pin_change, put_data
 from .rsa import IccCertificate, IssuerCertificate, certificate_expired, recover_icc_certificate
 from .rules import FAIL, NA, PASS, RULES, Result
 from .sources import (
@@ -206,6 +206,13 @@ class _Ctx:
     found: dict[str, dict[int, bytes]] = field(default_factory=dict)  # place → tag → value
     static_data: bytes | None = None
     atc: int | None = None
+    #: destructive PIN change (tester.certify_scripts): the counter was lowered by a wrong PIN
+    #: so that the reset by PIN CHANGE/UNBLOCK shows; the SW the PIN CHANGE got (None: not sent)
+    pin_lowered: bool = False
+    pin_change_sw: int | None = None
+    #: the certification transaction went online with scripts (KEY-SMI-001): the
+    #: block / unblock transactions follow
+    scripts_online: bool = False
 
     def all_values(self) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
@@ -307,6 +314,11 @@ def _certify_app(ctx: _Ctx) -> None:
     _pin(ctx)
     _generate_ac(ctx)
     _log_file(ctx)
+    # -- hook: destructive script checks in further transactions (tester.certify_scripts) --
+    if ctx.destructive:
+        from .certify_scripts import after_certification
+
+        after_certification(ctx)
 
 
 def _initiate(ctx: _Ctx) -> None:
@@ -719,10 +731,11 @@ def _authenticate(ctx: _Ctx, method: str) -> tuple[bool, str]:
 # -- PIN ---------------------------------------------------------------------------------------
 
 
-def _verify(ctx: _Ctx, pin: str) -> int:
+def _verify(ctx: _Ctx, pin: str, state: TransactionState | None = None) -> int:
     """VERIFY by the cardholder verification module (tester.cvm): plaintext when the
-    CVM list allows, else enciphered under the ICC key; the card's SW."""
-    st = ctx.state
+    CVM list allows, else enciphered under the ICC key; the card's SW. ``state``:
+    a later transaction of the same card (default: the certification transaction)."""
+    st = state or ctx.state
     rules = ctx.all_values().get(0x8E, b"")
     codes = {rules[i] & 0x3F for i in range(8, len(rules) - 1, 2)}
     enciphered = not codes & {0x01, 0x03} and st.icc_public_key is not None
@@ -732,6 +745,10 @@ def _verify(ctx: _Ctx, pin: str) -> int:
     return _sw(verifies[-1]) if verifies else 0x6F00
 
 
+def _wrong_pin(pin: str) -> str:
+    return "0000" if pin != "0000" else "1111"
+
+
 def _pin(ctx: _Ctx) -> None:
     c, app = ctx.c, ctx.app
     if not app.offline_pin:
@@ -739,7 +756,7 @@ def _pin(ctx: _Ctx) -> None:
             c.na(rid, "no offline PIN CVM in the profile")
         return
     if ctx.destructive:
-        sw = _verify(ctx, "0000" if ctx.rec.pin != "0000" else "1111")
+        sw = _verify(ctx, _wrong_pin(ctx.rec.pin))
         c.check("KEY-PIN-003", sw == 0x63C0 | (app.pin_try_limit - 1), f"a wrong PIN answered {sw:04X}", f"63C{app.pin_try_limit - 1:X}", f"{sw:04X}")
     else:
         c.na("KEY-PIN-003", "destructive checks not requested (--destructive)")
@@ -747,18 +764,44 @@ def _pin(ctx: _Ctx) -> None:
     c.check("KEY-PIN-001", sw == 0x9000, f"VERIFY with the record's PIN answered {sw:04X}", "9000", f"{sw:04X}")
     ptc, sw2 = _get_data(ctx, 0x9F17, "PIN try counter")
     c.check("KEY-PIN-002", ptc is not None and ptc[0] == app.pin_try_limit, "PIN try counter after VERIFY", str(app.pin_try_limit), str(ptc[0]) if ptc else f"SW {sw2:04X}")
+    if sw == 0x9000 and app.pin_try_limit >= 2 and _pin_change_host(ctx) is not None:
+        # KEY-SMC-001: one wrong PIN now, so that the PIN CHANGE's counter reset
+        # (Book 3 §6.5.10) shows in the next transaction; a VERIFY there restores it anyway
+        ctx.pin_lowered = _verify(ctx, _wrong_pin(ctx.rec.pin)) == 0x63C0 | (app.pin_try_limit - 1)
 
 
 # -- GENERATE AC and the issuer host ---------------------------------------------------------------
 
 
 def _host(ctx: _Ctx, force: Literal["approve", "decline"] | None = None) -> IssuerHost | None:
-    """The issuer host with the key store's IMK-AC/SMI/SMC for this application."""
+    """The issuer host with the key store's keys for this application: IMK-AC
+    (needed: the ARQC and the ARPC), IMK-SMI and IMK-SMC when the issuer shared
+    them (scripts; :func:`script_keys_missing` says what is missing)."""
     k, a = ctx.keys, ctx.app.keys
     ac, smi, smc = k.symmetric_key(a.get("imk_ac"), "IMK-AC"), k.symmetric_key(a.get("imk_smi"), "IMK-SMI"), k.symmetric_key(a.get("imk_smc"), "IMK-SMC")
-    if ac is None or smi is None or smc is None:
+    if ac is None:
         return None
-    return IssuerHost(ac[1], smi[1], smc[1], decide=Policy(force=force))
+    return IssuerHost(ac[1], smi[1] if smi else None, smc[1] if smc else None, decide=Policy(force=force))
+
+
+def script_keys_missing(ctx: _Ctx, pin_change: bool = False) -> str:
+    """Why no issuer script can be sent for this application ("" when one can):
+    the key store lacks IMK-AC (no host), IMK-SMI (no MAC) or, for a PIN change, IMK-SMC."""
+    k, a = ctx.keys, ctx.app.keys
+    need = [("IMK-AC", "imk_ac", "no issuer host to go online to"), ("IMK-SMI", "imk_smi", "issuer scripts cannot be MACed (Book 2 §9.2)")]
+    if pin_change:
+        need.append(("IMK-SMC", "imk_smc", "a new PIN cannot be enciphered (Book 2 §9.3)"))
+    for usage, field_, why in need:
+        if k.symmetric_key(a.get(field_), usage) is None:
+            return f"the key store holds no {usage} for {a.get(field_) or 'this application'!r} (the issuer did not share it): {why}"
+    return ""
+
+
+def _pin_change_host(ctx: _Ctx) -> IssuerHost | None:
+    """The host for KEY-SMC-001 when it can run: destructive, offline PIN, IMK-AC/SMI/SMC."""
+    if not (ctx.destructive and ctx.app.offline_pin) or script_keys_missing(ctx, pin_change=True):
+        return None
+    return _host(ctx, "approve")
 
 
 def _cda2(state: TransactionState, response: dict[int, bytes], data2: bytes) -> tuple[bool, str]:
@@ -768,7 +811,7 @@ def _cda2(state: TransactionState, response: dict[int, bytes], data2: bytes) -> 
 def _generate_ac(ctx: _Ctx) -> None:
     c, app, v, st = ctx.c, ctx.app, ctx.all_values(), ctx.state
     if 0x8C not in v:
-        for rid in ("GENAC-001", "GENAC-002", "GENAC-003", "KEY-AC-001", "KEY-AC-002", "CDA-001", "KEY-SMI-001"):
+        for rid in ("GENAC-001", "GENAC-002", "GENAC-003", "KEY-AC-001", "KEY-AC-002", "CDA-001", *SCRIPT_RULES):
             c.na(rid, "no CDOL1")
         return
     # first GENERATE AC by the kernel, asking for an ARQC (with CDA when the ICC key is known)
@@ -784,7 +827,7 @@ def _generate_ac(ctx: _Ctx) -> None:
     sw = _sw(genacs[0]) if genacs else 0x6F00
     if not c.check("GENAC-001", sw == 0x9000, f"GENERATE AC (ARQC{'+CDA' if cda else ''}) answered {sw:04X}", "9000", f"{sw:04X}"):
         c.check("KEY-AC-001", False, f"no ARQC to verify: GENERATE AC answered {sw:04X}")
-        for rid in ("GENAC-002", "GENAC-003", "KEY-AC-002", "CDA-001", "KEY-SMI-001"):
+        for rid in ("GENAC-002", "GENAC-003", "KEY-AC-002", "CDA-001", *SCRIPT_RULES):
             c.na(rid, "GENERATE AC failed")
         return
     raw = genacs[0].response[:-2]
@@ -817,12 +860,14 @@ def _generate_ac(ctx: _Ctx) -> None:
     else:
         _verify_ac(ctx)
     if cid & 0xC0 != 0x80:
-        c.na("KEY-SMI-001", "no ARQC: no online transaction to carry a script")
+        for rid in SCRIPT_RULES:
+            c.na(rid, "no ARQC: no online transaction to carry a script")
         return
     if ctx.destructive:
         _script(ctx)
     else:
-        c.na("KEY-SMI-001", "destructive checks not requested (--destructive): a script changes card state")
+        for rid in SCRIPT_RULES:
+            c.na(rid, "destructive checks not requested (--destructive): a script changes card state")
         # completion: unable to go online, the terminal declines (the card's offline counters stay untouched)
         online.complete_offline(st, ctx.ch, decline=True)
 
@@ -833,7 +878,7 @@ def _verify_ac(ctx: _Ctx) -> None:
     c, st = ctx.c, ctx.state
     host = _host(ctx)
     if host is None:
-        c.na("KEY-AC-001", f"no IMK-AC/SMI/SMC in the key store for {ctx.app.keys.get('imk_ac')!r}")
+        c.na("KEY-AC-001", f"the key store holds no IMK-AC for {ctx.app.keys.get('imk_ac')!r}")
         return
     request = replace(AuthorizationRequest.from_state(st), pan=ctx.rec.pan, psn=ctx.rec.psn)
     valid, why, _expected = host.verify(request)
@@ -845,28 +890,52 @@ def _verify_ac(ctx: _Ctx) -> None:
             "ARQC = pyemv(IMK)", "match" if valid else "mismatch" if valid is False else "not verifiable")  # fmt: skip
 
 
+def script_sw(state: TransactionState, mark: int) -> dict[int, int]:
+    """INS → the SW the card gave each issuer script command sent since
+    ``state.script_results[mark]`` (accepted or refused, Book 3 §10.10)."""
+    return {command[1]: sw for command, sw in state.script_results[mark:] if len(command) > 1}
+
+
+#: rules of issuer scripts (destructive): here and in tester.certify_scripts
+SCRIPT_RULES = ("KEY-SMI-001", "KEY-SMC-001", "KEY-SMI-002", "KEY-SMI-003")
+
+
 def _script(ctx: _Ctx) -> None:
     """KEY-SMI-001: the issuer host approves online and sends a PUT DATA of an
     unchanged value MACed with the SMI session key; the card accepting it
-    proves the ICC SMI key."""
+    proves the ICC SMI key. KEY-SMC-001 (first part): a PIN CHANGE/UNBLOCK to
+    the record's own PIN, enciphered under the SMC session key, in its own
+    script (Book 3 §10.10: a failing script does not stop the others)."""
     c, st, v = ctx.c, ctx.state, ctx.all_values()
     host = _host(ctx, "approve")
-    if host is None or 0x8D not in v:
-        c.na("KEY-SMI-001", "no IMKs in the key store or no CDOL2")
+    missing = script_keys_missing(ctx)
+    if host is None or missing or 0x8D not in v:
+        why = missing or "no CDOL2: no second GENERATE AC to complete an online transaction"
+        for rid in SCRIPT_RULES:
+            c.na(rid, why)
+        online.complete_offline(st, ctx.ch, decline=True)
         return
     target = 0x9F42 if 0x9F42 in v else 0x5F28
-    mark = len(st.events)
+    scripts = [put_data(target, v.get(target, b""))]
+    if _pin_change_host(ctx) is not None:
+        scripts.append(pin_change(ctx.rec.pin))
+    mark = len(st.script_results)
     try:
-        online.process(st, ctx.ch, host, scripts=[put_data(target, v.get(target, b""))], cda_check=_cda2)
+        online.process(st, ctx.ch, host, scripts=scripts, cda_check=_cda2)
     except HostError as exc:
-        c.na("KEY-SMI-001", f"script not computable: {exc}")
+        for rid in SCRIPT_RULES:
+            c.na(rid, f"script not computable: {exc}")
+        online.complete_offline(st, ctx.ch, decline=True)
         return
-    puts = _apdus(st, mark, 0xDA)
-    if not puts:
+    ctx.scripts_online = True
+    sent = script_sw(st, mark)
+    ctx.pin_change_sw = sent.get(0x24)
+    sw = sent.get(0xDA)
+    if sw is None:
         c.check("KEY-SMI-001", False, f"no script command reached the card ({st.online_response.get('arqc_reason', 'no host answer')})")
         return
-    sw = _sw(puts[0])
-    c.check("KEY-SMI-001", sw == 0x9000, f"PUT DATA {target:X} with a MAC under the SMI key answered {sw:04X}", "9000", f"{sw:04X}")
+    c.check("KEY-SMI-001", sw == 0x9000, f"PUT DATA {target:X} with a MAC under the SMI key answered {sw:04X}"
+            + (" (secure messaging data incorrect: the MAC)" if sw == 0x6988 else ""), "9000", f"{sw:04X}")
 
 
 # -- log, directory -----------------------------------------------------------------------------
@@ -1051,7 +1120,9 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     src.add_argument("--reader", metavar="NAME", help="PC/SC reader: cards one after another")
     p.add_argument("--record", type=int, help="record number (1-based) for --card / --reader")
     p.add_argument("--report-dir", default="reports", help="where the reports go (default reports/)")
-    p.add_argument("--destructive", action="store_true", help="also run state-changing checks (wrong PIN, scripts)")
+    p.add_argument("--destructive", action="store_true",
+                   help="also run state-changing checks: a wrong PIN, issuer scripts (PUT DATA, PIN change to the "
+                        "record's PIN, application block then unblock); the card ends usable with its PIN, not fresh")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
     p.add_argument("--gp-status", action="store_true", help="read card and application life cycles and privileges over SCP03 (keys from the key store's KMC)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,15 +82,106 @@ def test_every_sample_card_certifies_clean(prepared: certkit.Prepared) -> None:
         assert sum(r.verdict == PASS for r in rep.results) > 60
 
 
+DESTRUCTIVE = ("KEY-PIN-003", *certify.SCRIPT_RULES)
+
+
+def _verdicts(rep: certify.CardReport, app: bytes | None = None) -> dict[str, str]:
+    return {r.rule: r.verdict for r in rep.results if app is None or r.app == app.hex().upper()}
+
+
+def _evidence(rep: certify.CardReport, rid: str) -> str:
+    return " | ".join(r.evidence for r in rep.results if r.rule == rid)
+
+
 def test_destructive_checks(prepared: certkit.Prepared) -> None:
     card = certkit.card_from_dgis(prepared.clear(0))
     prof, rec, keys = certkit.sources_for(prepared)
     rep = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY, destructive=True)
     assert rep.verdict == PASS, [(r.rule, r.evidence) for r in rep.failed]
-    assert {r.verdict for r in rep.results if r.rule in ("KEY-SMI-001", "KEY-PIN-003")} == {PASS}
-    # afterwards the PIN try counter is back at the limit; only the online transaction shows
+    assert {r.verdict for r in rep.results if r.rule in DESTRUCTIVE} == {PASS}, [(r.rule, r.verdict, r.evidence) for r in rep.results if r.rule in DESTRUCTIVE]
+    assert "6283" in _evidence(rep, "KEY-SMI-002") and "reset by the command" in _evidence(rep, "KEY-SMC-001")
+    # afterwards: the same PIN with its counter at the limit, the application not blocked, and
+    # only "fresh card" shows the online transactions (the last online ATC register, Book 3 §10.6.3)
     again = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY)
     assert again.failed_rules() <= {"STATE-ATC-002"}, [(r.rule, r.evidence) for r in again.failed]
+    assert {r.verdict for r in again.results if r.rule in ("KEY-PIN-001", "STATE-PTC-001", "LIFE-APP-001", "KEY-AC-001")} == {PASS}
+    # and a second destructive run passes too (nothing was left half done)
+    third = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY, destructive=True)
+    assert third.failed_rules() <= {"STATE-ATC-002"}, [(r.rule, r.evidence) for r in third.failed]
+
+
+@pytest.mark.parametrize("which", [1, 2])
+def test_destructive_wrong_script_keys(prepared: certkit.Prepared, which: int) -> None:
+    """A wrong ICC SMI key: every script rule fails (the MAC, 6988); a wrong ICC SMC key:
+    the PIN change fails (the new PIN block does not decipher) and the rest passes. Either
+    way the PIN try counter is restored and the application left unblocked."""
+    from test_mutations import wrong_key
+
+    apps = [(aid, list(dgis)) for aid, dgis in prepared.clear(0)]
+    wrong_key(0, which)(apps)
+    card = certkit.card_from_dgis(apps)
+    prof, rec, keys = certkit.sources_for(prepared)
+    plain = certify.certify_card(certkit.channel(certkit.card_from_dgis(apps)), prof, rec, keys, today=certkit.TODAY)
+    assert plain.verdict == PASS  # without --destructive the script keys are never used
+    rep = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY, destructive=True)
+    v = _verdicts(rep, apps[0][0])
+    if which == 1:
+        assert {rid: v[rid] for rid in certify.SCRIPT_RULES} == dict.fromkeys(certify.SCRIPT_RULES, FAIL)
+        assert "6988" in _evidence(rep, "KEY-SMI-002")
+    else:
+        assert v["KEY-SMC-001"] == FAIL and "SMC" in _evidence(rep, "KEY-SMC-001")
+        assert {v[rid] for rid in ("KEY-SMI-001", "KEY-SMI-002", "KEY-SMI-003")} == {PASS}
+    assert rep.failed_rules() == ({"KEY-SMC-001"} if which == 2 else set(certify.SCRIPT_RULES))
+    assert v["KEY-PIN-002"] == PASS and "PIN try counter is 3" in _evidence(rep, "KEY-PIN-002")
+    again = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY)
+    assert again.failed_rules() <= {"STATE-ATC-002"}, [(r.rule, r.evidence) for r in again.failed]
+
+
+def test_keystore_with_imk_ac_only(prepared: certkit.Prepared) -> None:
+    """An issuer sharing only IMK-AC: the ARQC is verified; script rules are not
+    applicable and say which key is missing. With IMK-SMI but no IMK-SMC only the
+    PIN change is."""
+    prof, rec, keys = certkit.sources_for(prepared)
+    ac_only = replace(keys, symmetric={n: k for n, k in keys.symmetric.items() if k[0] == "IMK-AC"})
+    for destructive in (False, True):
+        card = certkit.card_from_dgis(prepared.clear(0))
+        rep = certify.certify_card(certkit.channel(card), prof, rec, ac_only, today=certkit.TODAY, destructive=destructive)
+        assert rep.verdict == PASS, [(r.rule, r.evidence) for r in rep.failed]
+        assert {r.verdict for r in rep.results if r.rule == "KEY-AC-001"} == {PASS}
+        assert {r.verdict for r in rep.results if r.rule in certify.SCRIPT_RULES} == {NA}
+        if destructive:
+            assert all("no IMK-SMI" in r.evidence for r in rep.results if r.rule in certify.SCRIPT_RULES)
+    no_smc = replace(keys, symmetric={n: k for n, k in keys.symmetric.items() if k[0] != "IMK-SMC"})
+    card = certkit.card_from_dgis(prepared.clear(0))
+    rep = certify.certify_card(certkit.channel(card), prof, rec, no_smc, today=certkit.TODAY, destructive=True)
+    assert rep.verdict == PASS, [(r.rule, r.evidence) for r in rep.failed]
+    v = _verdicts(rep, prof.applications[0].aid)
+    assert v["KEY-SMC-001"] == NA and "no IMK-SMC" in _evidence(rep, "KEY-SMC-001")
+    assert {v[rid] for rid in ("KEY-AC-001", "KEY-SMI-001", "KEY-SMI-002", "KEY-SMI-003", "KEY-PIN-002")} == {PASS}
+
+
+def test_command_line_destructive(prepared: certkit.Prepared, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from cardlab.cli import main
+
+    image = tmp_path / "card.json"
+    certkit.card_from_dgis(prepared.clear(0)).save(image)
+    rc = main(["test", "certify", "--profile", str(prepared.profile_path), "--records", str(certkit.SAMPLE),
+               "--keys", str(prepared.keys_path), "--today", "2026-01-15", "--card", str(image), "--record",
+               str(prepared.cards[0].record_index), "--destructive", "--report-dir", str(tmp_path / "r")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    doc = json.loads((tmp_path / "r" / "certification.json").read_text())
+    results = [r for card in doc["cards"] for r in card["results"] if r["rule"] in DESTRUCTIVE]
+    assert results and {r["verdict"] for r in results} == {PASS}
+    # no PIN (nor its PIN block) and no full PAN in any report, though the PIN was changed
+    from kernelkit import shows_pin
+
+    rec = certkit.sources_for(prepared)[1]
+    for report in (tmp_path / "r").iterdir():
+        text = report.read_text()
+        assert not shows_pin(text, rec.pin) and rec.pan not in text, report.name
 
 
 def test_evidence_masks_pans_and_hides_pins_and_keys(prepared: certkit.Prepared) -> None:

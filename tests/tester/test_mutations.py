@@ -1,5 +1,5 @@
 """Mutation tests: single corruptions of a prepared card (a changed byte in a
-data object, a wrong key, a wrong PIN, a dropped record, a wrong certificate,
+data object, a wrong ICC key — AC, SMI, SMC —, a wrong PIN, a dropped record, a wrong certificate,
 a wrong life cycle, a used card); certification must fail on the rule that
 names the defect. The detection rate is printed and recorded in
 reports/mutation-detection.json (under the test's temporary directory)."""
@@ -173,7 +173,8 @@ def _mutations(p: certkit.Prepared) -> list[tuple[str, Callable[[Apps], None], s
         ("card-internal: DKI DF02", flip(0, 0x0D01, 0xDF02), {"KEY-AC-002"}, {}),
         ("card-internal: response format DF16", replace_dgi(0, 0x0D01, lambda v: _set(v, 0xDF16, b"\x01" if _get(v, 0xDF16) != b"\x01" else b"\x02")), {"GPO-001"}, {}),
         ("wrong ICC AC key (IMK-AC)", wrong_key(0, 0), {"KEY-AC-001"}, {}),
-        ("wrong ICC SMI key (IMK-SMI)", wrong_key(0, 1), {"KEY-SMI-001"}, {"destructive": True}),
+        ("wrong ICC SMI key (IMK-SMI)", wrong_key(0, 1), {"KEY-SMI-001", "KEY-SMI-002"}, {"destructive": True}),
+        ("wrong ICC SMC key (IMK-SMC)", wrong_key(0, 2), {"KEY-SMC-001"}, {"destructive": True}),
         ("wrong PIN", wrong_pin, {"KEY-PIN-001"}, {}),
         ("PIN try counter below the limit", replace_dgi(0, 0x9010, lambda v: bytes((v[0], v[0] - 1))), {"STATE-PTC-001"}, {}),
         ("dropped record 1/1", drop_record(0, 1, 1), {"DATA-AFL-001"}, {}),

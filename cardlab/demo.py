@@ -366,7 +366,8 @@ def _certify_worker(job: CertifyJob) -> list[Any]:
 
     items = [(opener(img), idx, cid, img) for img, idx, cid in images]
     try:
-        return certify_batch(items, prof, records, ks)
+        # the demo's cards are KMC-keyed: life cycles and privileges are read over SCP03 too
+        return certify_batch(items, prof, records, ks, gp_status=True)
     finally:
         for img, _idx, _cid in images:
             with contextlib.suppress(Exception):
@@ -604,7 +605,7 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
         f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {rel / keys.name}",
         f"cardlab perso audit {b} --verify",
         f"cardlab test certify --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
-        f"--keys {rel / keys.name} --cards {b} --report-dir {rel / 'reports'}",
+        f"--keys {rel / keys.name} --cards {b} --gp-status --report-dir {rel / 'reports'}",
         f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal {os.path.relpath(r.terminal)} "
         f"--amount 1000 --trace",
     ]

@@ -4,8 +4,8 @@
         [--amount N] [--pin PIN] [--keys K [--decline] [--script S]...]
         [--trace] [--trace-html FILE] [--seed N]
 
-With ``--keys`` (an issuer key store: IMK-AC/SMI/SMC, read by
-:func:`tester.sources.load_keystore`) an ARQC goes online to an
+With ``--keys`` (an issuer key store: IMK-AC, and IMK-SMI/SMC for scripts,
+read by :func:`tester.sources.load_keystore`) an ARQC goes online to an
 :class:`~tester.issuer_host.IssuerHost` that approves a verified ARQC
 (``--decline``: declines) and may send issuer scripts (``--script block``,
 ``unblock``, ``pin-change:NEWPIN``, ``put-data:TAG=HEX``; repeatable).
@@ -53,7 +53,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="transaction type 9C in hex (00 goods/services, 01 cash, 09 cashback)")
     p.add_argument("--pin", help="the PIN the cardholder types when asked (never shown)")
     p.add_argument("--force-online", action="store_true", help="merchant forces the transaction online")
-    p.add_argument("--keys", metavar="K", help="issuer key store (IMK-AC/SMI/SMC): an ARQC goes online to an issuer host")
+    p.add_argument("--keys", metavar="K", help="issuer key store (IMK-AC; IMK-SMI/SMC for scripts): an ARQC goes "
+                   "online to an issuer host")
     p.add_argument("--decline", action="store_true", help="the issuer host declines (with --keys)")
     p.add_argument("--script", action="append", default=[], metavar="S",
                    help="issuer script after the final GENERATE AC (with --keys): block, unblock, "
@@ -65,14 +66,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 class KeyStoreHost(IssuerHost):
-    """An issuer host holding every IMK-AC/SMI/SMC triple of a key store (named
-    ``<prefix>IMK-AC``, ``<prefix>IMK-SMI``, ``<prefix>IMK-SMC``): it answers
-    with the issuer whose keys verify the ARQC (else the first one, which
-    then reports the cryptogram as not verified)."""
+    """An issuer host holding every issuer's master keys of a key store (named
+    ``<prefix>IMK-AC`` and, when the issuer shares them, ``<prefix>IMK-SMI``,
+    ``<prefix>IMK-SMC``): it answers with the issuer whose IMK-AC verifies the
+    ARQC (else the first one, which then reports the cryptogram as not
+    verified). IMK-AC alone is enough to go online; scripts need IMK-SMI, a
+    PIN change IMK-SMC too."""
 
-    def __init__(self, triples: list[tuple[str, bytes, bytes, bytes]], *, decline: bool = False) -> None:
+    def __init__(self, triples: list[tuple[str, bytes, bytes | None, bytes | None]], *,
+                 decline: bool = False) -> None:
         if not triples:
-            raise HostError("the key store holds no IMK-AC/IMK-SMI/IMK-SMC triple")
+            raise HostError("the key store holds no issuer master key IMK-AC")
         policy = Policy(force="decline") if decline else Policy()
         _name, ac, smi, smc = triples[0]
         super().__init__(ac, smi, smc, decide=policy)
@@ -91,16 +95,17 @@ class KeyStoreHost(IssuerHost):
         return host.authorize(request, scripts)
 
 
-def keystore_triples(ks: KeyStore) -> list[tuple[str, bytes, bytes, bytes]]:
-    """(issuer name, IMK-AC, IMK-SMI, IMK-SMC) for each complete triple of the key store."""
-    out = []
+def keystore_triples(ks: KeyStore) -> list[tuple[str, bytes, bytes | None, bytes | None]]:
+    """(issuer name, IMK-AC, IMK-SMI or None, IMK-SMC or None) for each IMK-AC of the key store,
+    with the SMI/SMC keys of the same name prefix when the issuer shared them."""
+    out: list[tuple[str, bytes, bytes | None, bytes | None]] = []
     for name, (usage, ac) in sorted(ks.symmetric.items()):
         if usage != "IMK-AC" or not name.endswith("IMK-AC"):
             continue
         prefix = name[: -len("IMK-AC")]
         smi, smc = ks.symmetric.get(prefix + "IMK-SMI"), ks.symmetric.get(prefix + "IMK-SMC")
-        if smi and smc and smi[0] == "IMK-SMI" and smc[0] == "IMK-SMC":
-            out.append((prefix.rstrip("-") or name, ac, smi[1], smc[1]))
+        out.append((prefix.rstrip("-") or name, ac, smi[1] if smi and smi[0] == "IMK-SMI" else None,
+                    smc[1] if smc and smc[0] == "IMK-SMC" else None))
     return out
 
 
@@ -129,7 +134,12 @@ def _host_for(args: argparse.Namespace) -> IssuerHost | None:
             raise ValueError("--decline and --script need --keys (an issuer host)")
         return None
     host = KeyStoreHost(keystore_triples(load_keystore(args.keys)), decline=args.decline)
-    host.queue_scripts(*(parse_script(s) for s in args.script))
+    scripts = [parse_script(s) for s in args.script]
+    for script in scripts:  # refused before the card sees anything, not halfway through a transaction
+        reasons = [h.can_send(script) for _n, h in host.issuers]
+        if all(reasons):
+            raise ValueError(f"--script {script.kind}: {reasons[0]} (the key store does not share it)")
+    host.queue_scripts(*scripts)
     return host
 
 

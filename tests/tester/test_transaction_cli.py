@@ -78,3 +78,22 @@ def test_bad_script_and_script_without_keys(tmp_path: Path, capsys: pytest.Captu
     assert main(["test", "transaction", "--card", img, "--decline"]) == 2
     err = capsys.readouterr().err
     assert "need --keys" in err and ":12" not in err
+
+
+def test_issuer_sharing_only_imk_ac(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """IMK-AC is enough to go online (ARQC verified, ARPC answered); a script, which needs IMK-SMI,
+    is refused as a usage error before the card sees any command."""
+    import json
+
+    doc = json.loads(Path(KEYS).read_text())
+    doc["keys"] = {n: e for n, e in doc["keys"].items() if e.get("usage") not in ("IMK-SMI", "IMK-SMC")}
+    ac_only = tmp_path / "ac-only.json"
+    ac_only.write_text(json.dumps(doc))
+    img = _image(tmp_path)
+    rc, out = _run(capsys, "--card", img, "--pin", "1234", "--keys", str(ac_only), "--trace")
+    assert rc == 0 and out.splitlines()[-1].startswith("approved online"), out
+    assert "issuer host: ARQC verified" in out
+    before = Path(img).read_bytes()
+    assert main(["test", "transaction", "--card", img, "--keys", str(ac_only), "--script", "block"]) == 2
+    assert "IMK-SMI" in capsys.readouterr().err
+    assert Path(img).read_bytes() == before  # nothing was sent to the card

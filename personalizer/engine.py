@@ -996,14 +996,49 @@ def cmd_stock(args: argparse.Namespace) -> int:
     from personalizer.keys import open_keystore
     from personalizer.stock import make_stock
 
+    kmc, scheme = args.kmc, args.diversification
+    isd_aid, kvn = args.isd_aid, args.key_version
+    if args.profile:  # the card stock the profile's GP details expect (ISD AID, KMC, scheme, key version)
+        from personalizer.profile import ProfileError, load_profile
+
+        try:
+            card = load_profile(args.profile).card
+        except (ProfileError, OSError) as exc:
+            print(f"cardlab perso stock: {exc}", file=sys.stderr)
+            return 2
+        kmc = args.kmc or card.kmc
+        scheme = args.diversification or card.diversification.upper()
+        isd_aid = isd_aid if isd_aid is not None else card.isd_aid
+        kvn = kvn if kvn is not None else card.key_version
     with open_keystore(args.keys) as ks:
         def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
-            k = ks.diversify_card_keys(args.kmc, args.diversification, kdd)
+            k = ks.diversify_card_keys(kmc or "KMC", scheme or "KDF3", kdd)
             return k.enc, k.mac, k.dek
 
-        made = make_stock(args.dir, args.count, div, args.diversification, lifecycle=args.lifecycle)
+        made = make_stock(args.dir, args.count, div, (scheme or "KDF3").lower(), lifecycle=args.lifecycle,
+                          isd_aid=isd_aid, kvn=0x30 if kvn is None else kvn)
     print(f"{len(made)} blank cards in {args.dir}")
     return 0
+
+
+def _hex_aid(text: str) -> bytes:
+    try:
+        aid = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
+    if not 5 <= len(aid) <= 16:
+        raise argparse.ArgumentTypeError("an AID is 5 to 16 bytes")
+    return aid
+
+
+def _key_version(text: str) -> int:
+    try:
+        kvn = int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
+    if not 0x01 <= kvn <= 0x7F:
+        raise argparse.ArgumentTypeError("a key version number is 01 to 7F (GP Card Spec 2.3 §11.1.8)")
+    return kvn
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -1035,7 +1070,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     k.add_argument("dir")
     k.add_argument("--count", type=int, required=True)
     k.add_argument("--keys", required=True, metavar="K", help="key store holding the KMC")
-    k.add_argument("--kmc", default="KMC", help="key store name of the KMC")
-    k.add_argument("--diversification", default="KDF3", choices=("EMV", "VISA2", "KDF3"))
+    k.add_argument("--profile", metavar="P.yaml",
+                   help="issuer profile: ISD AID, KMC, diversification and key version from its card section")
+    k.add_argument("--kmc", help="key store name of the KMC (default: the profile's, else KMC)")
+    k.add_argument("--diversification", choices=("EMV", "VISA2", "KDF3"),
+                   help="card key diversification (default: the profile's, else KDF3)")
+    k.add_argument("--isd-aid", type=_hex_aid, help="ISD AID, hex (default: the profile's, else A000000151000000)")
+    k.add_argument("--key-version", type=_key_version, help="ISD key version number, hex (default: the profile's, else 30)")
     k.add_argument("--lifecycle", default="OP_READY", choices=("OP_READY", "INITIALIZED"))
     k.set_defaults(func=lambda a, *_: cmd_stock(a))

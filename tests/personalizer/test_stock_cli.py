@@ -1,0 +1,71 @@
+"""``cardlab perso stock``: blank cards as the profile's GP details expect them
+(ISD AID, KMC, diversification, key version), and option errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from enginekit import KMC_NAME
+from prepkit import VISA, make_keystore
+
+from cardlab.cli import main
+from cardspec import tlv
+from cardspec.scp03 import HostSession, StaticKeys
+from emulator import Card
+
+
+@pytest.fixture()
+def keys(tmp_path: Path) -> Path:
+    ks = make_keystore([VISA])
+    ks.add_symmetric(KMC_NAME, "AES", "KMC", ks.clear_value("KMC"))
+    path = tmp_path / "keys.json"
+    ks.save(path)
+    return path
+
+
+def _open(card: Card, isd: bytes, kvn: int, keys: Path) -> HostSession:
+    from personalizer.keys import open_keystore
+
+    resp = card.transmit(bytes((0x00, 0xA4, 0x04, 0x00, len(isd))) + isd)
+    assert resp[-2:] == b"\x90\x00", resp.hex()
+    kdd = tlv.find(card.transmit(bytes.fromhex("80CA00CF00"))[:-2], 0xCF)
+    assert kdd is not None
+    with open_keystore(str(keys)) as ks:
+        k = ks.diversify_card_keys(KMC_NAME, "KDF3", kdd.value)
+    hs = HostSession(card.transmit, StaticKeys(k.enc, k.mac, k.dek, kvn))
+    hs.open(0x33)
+    return hs
+
+
+def test_stock_from_the_profile(tmp_path: Path, keys: Path) -> None:
+    doc = yaml.safe_load(VISA.read_text())
+    doc["card"].update(isd_aid="A000000003000000", key_version=0x32)
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert main(["perso", "stock", str(tmp_path / "stock"), "--count", "2", "--keys", str(keys),
+                 "--profile", str(profile)]) == 0  # fmt: skip
+    images = sorted((tmp_path / "stock").glob("card-*.json"))
+    assert len(images) == 2
+    card = Card.load(images[0])
+    card.power_on()
+    hs = _open(card, bytes.fromhex("A000000003000000"), 0x32, keys)  # the profile's ISD, key version and KMC
+    assert hs.send(bytes.fromhex("80CA006600"))[-2:] == b"\x90\x00"
+
+
+def test_explicit_options_win_over_the_profile(tmp_path: Path, keys: Path) -> None:
+    assert main(["perso", "stock", str(tmp_path / "stock"), "--count", "1", "--keys", str(keys),
+                 "--profile", str(VISA), "--key-version", "3A", "--isd-aid", "A000000151000001"]) == 0  # fmt: skip
+    card = Card.load(next((tmp_path / "stock").glob("card-*.json")))
+    card.power_on()
+    _open(card, bytes.fromhex("A000000151000001"), 0x3A, keys)
+
+
+@pytest.mark.parametrize("option", [["--key-version", "80"], ["--key-version", "zz"], ["--isd-aid", "A0"],
+                                    ["--isd-aid", "nothex"]])
+def test_bad_options_are_usage_errors(tmp_path: Path, keys: Path, option: list[str],
+                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    assert main(["perso", "stock", str(tmp_path / "stock"), "--count", "1", "--keys", str(keys), *option]) == 2
+    assert not (tmp_path / "stock").exists()
+    assert "error" in capsys.readouterr().err

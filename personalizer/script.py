@@ -1986,12 +1986,35 @@ def _card_from_args(args: argparse.Namespace) -> tuple[CardPersoData, dict[str, 
                 return card, profile
         raise SystemExit(f"no card {args.card!r} in {batch}")
     if args.records:
-        from .badge import prepare_badges
+        from .badge import is_badge_profile, prepare_badges
 
         if profile is None:
             raise SystemExit("--records needs --profile")
-        cards = list(prepare_badges(profile, Path(args.records), None))
         number = int(args.record or "1")
+        if is_badge_profile(profile):
+            cards = list(prepare_badges(profile, Path(args.records), None))
+        else:  # an EMV issuer profile: data preparation first (ICC keys, certificates), in a scratch batch
+            import shutil
+            import tempfile
+
+            from .batch import iter_cards, iter_rejections
+            from .prepare import PrepareError, prepare
+            from .profile import ProfileError
+
+            if not args.keys:
+                raise SystemExit("--records with an EMV profile needs --keys (the record is prepared first), "
+                                 "or render a prepared batch with --batch")
+            scratch = Path(tempfile.mkdtemp(prefix="cardlab-render-"))
+            try:
+                prepare(args.profile, args.records, args.keys, scratch / "batch")
+                cards = list(iter_cards(scratch / "batch"))
+                refused = {r.record_index: f"{r.field}: {r.message}" for r in iter_rejections(scratch / "batch")}
+            except (PrepareError, ProfileError, OSError) as exc:
+                raise SystemExit(f"cannot prepare {args.records}: {exc}") from None
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if number in refused:
+                raise SystemExit(f"record {number} of {args.records} is rejected: {refused[number]}")
         for c in cards:
             if c.record_index == number:
                 return c, profile
@@ -2039,8 +2062,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     r.add_argument("--batch", help="a prepared batch directory")
     r.add_argument("--card", help="card id (or record number) in the batch")
     r.add_argument("--profile", help="issuer profile (default: the batch's profile.yaml)")
-    r.add_argument("--records", help="badge records (CSV) instead of a batch; needs --profile")
+    r.add_argument("--records", help="cardholder or badge records instead of a batch; needs --profile "
+                   "(and --keys for an EMV profile: the record is prepared first)")
     r.add_argument("--record", help="record number in --records (default 1)")
+    r.add_argument("--keys", help="key store for preparing an EMV record (file or pkcs11:…)")
     r.set_defaults(func=_cmd_render)
     c = ssub.add_parser("check", help="validate a script against a profile without a card")
     c.add_argument("script")

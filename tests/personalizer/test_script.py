@@ -333,6 +333,29 @@ def test_cli_check_and_render(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "Grace Hopper".encode().hex().upper() in out.replace(" ", "").replace("\n", "") or "00E00000" in out
 
 
+def test_cli_render_an_emv_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``script render`` for an EMV profile and a records file: the record is prepared (with --keys) in
+    a scratch batch, then rendered with its secrets and PAN masked; a rejected record is named."""
+    from cardlab.cli import main
+    from cardlab.demo import demo_keystore
+
+    import tempfile
+
+    scratch = set(Path(tempfile.gettempdir()).glob("cardlab-render-*"))
+    keys = demo_keystore(tmp_path / "keys.json")
+    base = ["perso", "script", "render", str(EMV_SCRIPT), "--profile", str(VECTORS / "profiles" / "visa-cvn18.yaml"),
+            "--records", str(VECTORS / "records" / "sample.csv")]
+    assert main([*base, "--record", "1", "--keys", str(keys)]) == 0
+    out = capsys.readouterr().out
+    assert "STORE DATA" in out and "80E6" in out.replace(" ", "")  # INSTALL [for personalization]
+    assert "4761739001010101" not in out.replace(" ", "")
+    with pytest.raises(SystemExit, match="needs --keys"):
+        main([*base, "--record", "1"])
+    with pytest.raises(SystemExit, match="record 7 .* is rejected: pan"):
+        main([*base, "--record", "7", "--keys", str(keys)])
+    assert set(Path(tempfile.gettempdir()).glob("cardlab-render-*")) == scratch  # scratch batches removed
+
+
 @pytest.mark.parametrize("size", [16, 24, 32])
 def test_put_key_from_a_kmc_of_every_aes_size(ks: SoftwareKeyStore, emv: tuple[CardPersoData, Any],
                                               tmp_path: Path, size: int) -> None:  # fmt: skip

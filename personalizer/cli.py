@@ -12,7 +12,7 @@ import importlib
 
 
 #: modules that provide ``add_commands(sub: argparse._SubParsersAction) -> None``
-PARTS = ("personalizer.prepare", "personalizer.script", "personalizer.engine")
+PARTS = ("personalizer.prepare", "personalizer.script", "personalizer.engine", "personalizer.stations")
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -156,7 +156,7 @@ def test_prepared_card_sda_and_dda_objects(ks: SoftwareKeyStore) -> None:
                     static += inner if sfi <= 10 else body
         assert objs[0x9F4A] == b"\x82"
         static += aip
-        assert objs[0x8F] == b"\xfe"
+        assert objs[0x8F] == b"\x7e"  # the sample profiles' test CA index
         issuer = certs.recover_issuer_certificate(objs[0x90], objs.get(0x92, b""), objs[0x9F32], n_ca, e_ca)
         assert issuer.issuer_id == bytes.fromhex("476173FF")
         n_i, e_i = int.from_bytes(issuer.modulus, "big"), int.from_bytes(issuer.exponent, "big")

@@ -54,7 +54,7 @@ def test_visa_sample_two_applications_sda_dda() -> None:
     assert [(r.sfi, r.number) for r in credit.oda_records()] == [(2, 1), (2, 2)]
     assert credit.records[0].dgi == 0x0101
     assert credit.icc_key is not None and credit.icc_key.exponent == 3
-    assert credit.keys.ca_index == 0xFE and credit.keys.issuer_rsa == "TEST-VISA-ISSUER-RSA"
+    assert credit.keys.ca_index == 0x7E and credit.keys.issuer_rsa == "TEST-VISA-ISSUER-RSA"
     assert credit.language_preference == b"enfr"
     assert credit.offline_pin and credit.cvm_list is not None and credit.cvm_list.enciphered_pin
     assert encode_dol(credit.cdol1).hex().upper() == "9F02069F03069F1A0295055F2A029A039C019F3704"

@@ -36,6 +36,7 @@ from emulator.gp.lifecycle import CardLife, app_state_name
 from emulator.gp.manager import DEFAULT_KEY, new_card_state
 
 from .display import split_response, sw_text, tlv_lines
+from .samples import vectors_dir
 
 KDD = bytes.fromhex("0000C0DE0001DEADBEEF")
 LOYALTY_LOAD_FILE = bytes.fromhex("A0000006474C59")
@@ -231,8 +232,8 @@ def run_card_demo(out: Console, keep: Path | None = None) -> int:
 
 # ============================================================================ the main job: cardlab demo
 
-ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT / "vectors"
+#: the sample data (``vectors/`` of a checkout, the package data of an installed cardlab)
+VECTORS = vectors_dir()
 #: sample profile name → (profile, terminal profile for the trace)
 PROFILES = {
     "visa-cvn18": (VECTORS / "profiles" / "visa-cvn18.yaml", VECTORS / "terminals" / "visa-cvn18.yaml"),

@@ -53,16 +53,15 @@ __all__ = [
     "default_script",
 ]
 
-_REPO = Path(__file__).resolve().parents[1]
-#: the EMV CPS perso script of a source checkout (the default ``script=``)
-_EMV_CPS = _REPO / "vectors" / "scripts" / "emv-cps.yaml"
-
 
 def default_script() -> Path:
-    """The EMV CPS perso script of a cardlab source checkout."""
-    if not _EMV_CPS.exists():
-        raise FileNotFoundError("no default perso script here: pass script=PATH")
-    return _EMV_CPS
+    """cardlab's EMV CPS perso script (``vectors/scripts/emv-cps.yaml``, installed with cardlab)."""
+    from .samples import vectors_dir
+
+    path = vectors_dir() / "scripts" / "emv-cps.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no default perso script {path}: pass script=PATH")
+    return path
 
 
 # =========================================================================== options

@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,19 @@ from typing import Any
 
 import yaml
 
-#: the repository's shipped terminal profiles (vectors/terminals/)
-TERMINALS_DIR = Path(__file__).resolve().parents[1] / "vectors" / "terminals"
+
+def _terminals_dir() -> Path:
+    """The shipped terminal profiles: ``terminals/`` of the code-free data package
+    ``cardlab_vectors`` (``vectors/`` of a checkout, package data of an installed
+    cardlab; the profiles read ``../test-ca.json`` and ``../test-keystore.json`` there)."""
+    root = importlib.resources.files("cardlab_vectors")
+    if not isinstance(root, Path):  # a zip import: the profiles name files next to them
+        raise RuntimeError(f"cardlab's terminal profiles are not on a file system ({root})")
+    return root / "terminals"
+
+
+#: the shipped terminal profiles (vectors/terminals/ of a checkout; installed with cardlab)
+TERMINALS_DIR = _terminals_dir()
 
 
 class TerminalProfileError(ValueError):

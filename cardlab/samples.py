@@ -17,7 +17,7 @@ __all__ = ["vectors_dir"]
 
 def vectors_dir() -> Path:
     """The sample data directory (``vectors/`` of a checkout, or the installed ``cardlab_vectors``)."""
-    root = importlib.resources.files("cardlab_vectors")
-    if not isinstance(root, Path):  # a zip import: the commands need real files
-        raise RuntimeError(f"cardlab's sample data is not on a file system ({root}): install cardlab unzipped")
+    root = Path(str(importlib.resources.files("cardlab_vectors")))
+    if not root.is_dir():  # e.g. imported from a zip: the commands need real files
+        raise FileNotFoundError(f"cardlab's sample data is not a directory ({root}): install cardlab unzipped")
     return root

@@ -45,9 +45,9 @@ def _terminals_dir() -> Path:
     """The shipped terminal profiles: ``terminals/`` of the code-free data package
     ``cardlab_vectors`` (``vectors/`` of a checkout, package data of an installed
     cardlab; the profiles read ``../test-ca.json`` and ``../test-keystore.json`` there)."""
-    root = importlib.resources.files("cardlab_vectors")
-    if not isinstance(root, Path):  # a zip import: the profiles name files next to them
-        raise RuntimeError(f"cardlab's terminal profiles are not on a file system ({root})")
+    root = Path(str(importlib.resources.files("cardlab_vectors")))
+    if not root.is_dir():  # e.g. imported from a zip: the profiles name files next to them
+        raise FileNotFoundError(f"cardlab's terminal profiles are not in a directory ({root})")
     return root / "terminals"
 
 

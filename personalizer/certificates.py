@@ -16,13 +16,18 @@ algorithm 01 (RSA) as EMV 4.4 Book 2 §5.1 defines them.
 * :func:`recover_issuer_certificate`, :func:`recover_icc_certificate`,
   :func:`recover_signed_static_data` — the terminal's checks (§5.3, §5.4,
   §6.4) with plain integer RSA; they raise :class:`CertificateError`.
+* :func:`check_issuer_certificate` — every §5.3 check of an issuer certificate
+  the scheme returned (issuer identifier, expiry, the certified key), before
+  data preparation puts it on cards.
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 __all__ = [
     "CertificateError",
@@ -30,6 +35,8 @@ __all__ = [
     "IssuerCertificate",
     "Signer",
     "SignedStaticData",
+    "certificate_end",
+    "check_issuer_certificate",
     "icc_certificate",
     "issuer_certificate",
     "issuer_identifier",
@@ -271,3 +278,63 @@ def recover_signed_static_data(
     if _sha1(rec[1:-21] + static_data) != rec[-21:-1]:
         raise CertificateError("signed static application data: hash differs")
     return SignedStaticData(rec[2], rec[3:5])
+
+
+def certificate_end(mmyy: bytes) -> date | None:
+    """The last day a certificate with expiration date ``mmyy`` (n 4) is valid
+    (Book 2 §5.3 step 9: up to the last day of the month); YY below 50 is 20YY,
+    otherwise 19YY. ``None`` when it is not a date.
+
+    >>> certificate_end(bytes.fromhex("0228"))
+    datetime.date(2028, 2, 29)
+    """
+    text = mmyy.hex()
+    if len(text) != 4 or not text.isdigit() or not 1 <= int(text[:2]) <= 12:
+        return None
+    month, yy = int(text[:2]), int(text[2:])
+    year = 2000 + yy if yy < 50 else 1900 + yy
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def check_issuer_certificate(
+    cert: bytes,
+    remainder: bytes,
+    exponent: bytes,
+    ca_modulus: int,
+    ca_exponent: int,
+    *,
+    issuer_id: bytes,
+    issuer_modulus: bytes,
+    issuer_exponent: bytes,
+    today: date,
+) -> IssuerCertificate:
+    """Book 2 §5.3 for a certificate before it goes on cards: recovery with the
+    CA public key (length, header 6A, format 02, trailer BC, hash algorithm 01,
+    hash), public key algorithm 01, the issuer identifier ``issuer_id`` (4 bytes,
+    F-padded), the expiry against ``today``, and that the certified key (leftmost
+    digits ‖ remainder, exponent) is the issuer key ``issuer_modulus`` /
+    ``issuer_exponent`` — else every card's SDA/DDA would fail at the terminal.
+    Raises :class:`CertificateError` naming the check."""
+    n_ca = (ca_modulus.bit_length() + 7) // 8
+    if len(cert) != n_ca:
+        raise CertificateError(f"issuer certificate: {len(cert)} bytes, but the CA public key is {n_ca} bytes")
+    rec = recover_issuer_certificate(cert, remainder, exponent, ca_modulus, ca_exponent)
+    if rec.pk_algorithm != PK_RSA:
+        raise CertificateError(f"issuer certificate: public key algorithm {rec.pk_algorithm:02X}, expected 01 (RSA)")
+    if rec.issuer_id != issuer_id:
+        raise CertificateError(
+            f"issuer certificate: issuer identifier {rec.issuer_id.hex().upper()}, "
+            f"expected {issuer_id.hex().upper()}"
+        )
+    end = certificate_end(rec.expiry_mmyy)
+    if end is None:
+        raise CertificateError(f"issuer certificate: expiration date {rec.expiry_mmyy.hex().upper()} is not MMYY")
+    if end < today:
+        raise CertificateError(f"issuer certificate: expired at the end of {end:%m/%Y} (today is {today})")
+    if rec.modulus != issuer_modulus or rec.exponent != issuer_exponent:
+        raise CertificateError(
+            f"issuer certificate: certifies another key ({len(rec.modulus) * 8} bits, exponent "
+            f"{rec.exponent.hex().upper()}) than the issuer key ({len(issuer_modulus) * 8} bits, exponent "
+            f"{issuer_exponent.hex().upper()})"
+        )
+    return rec

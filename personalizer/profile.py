@@ -28,6 +28,7 @@ from typing import Any, Final
 import yaml
 
 __all__ = [
+    "ISSUER_CERTIFICATE_FORMAT",
     "TAGS",
     "Application",
     "ConversionRate",
@@ -37,6 +38,7 @@ __all__ = [
     "GpDetails",
     "Iacs",
     "IccKey",
+    "IssuerCertificateRef",
     "KeyRefs",
     "LogSettings",
     "Profile",
@@ -170,7 +172,8 @@ TAGS: Final[Mapping[int, TagInfo]] = {
     0x9F4F: _t("Log Format", "profile"),
     0x5F50: _t("Issuer URL", "profile"),
     0x42: _t("Issuer Identification Number", "profile", 3),
-    # made at data preparation from the key store
+    # made at data preparation from the key store (90, 92, 9F32 may come from the profile's
+    # keys.issuer_certificate: the certificate the scheme returned)
     0x8F: _t("Certification Authority Public Key Index", "keys", 1),
     0x90: _t("Issuer Public Key Certificate", "keys"),
     0x92: _t("Issuer Public Key Remainder", "keys"),
@@ -367,14 +370,45 @@ class IccKey:
 
 
 @dataclass(frozen=True)
+class IssuerCertificateRef:
+    """An Issuer Public Key Certificate the payment scheme's CA returned for the
+    issuer key (EMV Book 2 §5.3, Table 13), given with the profile
+    (``keys.issuer_certificate``): placed on the cards as it is, after data
+    preparation has verified it (``personalizer.prepare``)."""
+
+    #: the certificate's issuer identifier: 3–8 leading PAN digits (F padding removed)
+    issuer_identifier: str
+    certificate: bytes  # 90
+    remainder: bytes  # 92, empty when the issuer modulus fits the certificate
+    exponent: bytes  # 9F32
+    #: the profile field it comes from, for error messages
+    where: str = ""
+
+
+@dataclass(frozen=True)
 class KeyRefs:
-    """Names of keys in the key store (never key values)."""
+    """Names of keys in the key store (never key values), and the issuer
+    certificates the scheme returned (public data)."""
 
     imk_ac: str
     imk_smi: str
     imk_smc: str
     issuer_rsa: str | None  # issuer key pair + certificate, needed for any ODA
     ca_index: int | None  # 8F: index of the CA public key that certified the issuer key
+    #: ``keys.issuer_certificate``: certificates of the issuer key, one per issuer identifier
+    issuer_certificates: tuple[IssuerCertificateRef, ...] = ()
+    #: the certificate document ``keys.issuer_certificate`` names (as written), when a file
+    issuer_certificate_file: str | None = None
+
+    def issuer_certificate_for(self, pan: str) -> IssuerCertificateRef | None:
+        """The certificate whose issuer identifier is the longest prefix of ``pan``."""
+        best: IssuerCertificateRef | None = None
+        for c in self.issuer_certificates:
+            if pan.startswith(c.issuer_identifier) and (
+                best is None or len(c.issuer_identifier) > len(best.issuer_identifier)
+            ):
+                best = c
+        return best
 
 
 @dataclass(frozen=True)
@@ -508,8 +542,10 @@ def _fmt_tag(tag: int) -> str:
 class _Checker:
     """Collects problems while a profile is read, so all of them are reported at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_dir: Path | None = None) -> None:
         self.problems: list[str] = []
+        #: the profile's directory: files the profile names are relative to it
+        self.base_dir = base_dir
 
     def err(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -759,7 +795,16 @@ _CONVERSION_EXPONENT = 12
 _RATE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 #: records whose DGI number is a card-internal DGI (0D01, 0D02, 0E01; docs/dgi-map.md)
 _INTERNAL_RECORDS = {(13, 1): "0D01", (13, 2): "0D02", (14, 1): "0E01"}
-_KEYS_KEYS = ("imk_ac", "imk_smi", "imk_smc", "issuer_rsa", "ca_index")
+_KEYS_KEYS = ("imk_ac", "imk_smi", "imk_smc", "issuer_rsa", "ca_index", "issuer_certificate")
+#: ``format`` of an issuer certificate document (docs/profile.md)
+ISSUER_CERTIFICATE_FORMAT: Final = "cardlab-issuer-certificate"
+_CERT_DOC_KEYS = ("format", "version", "note", "rid", "ca_index", "certificates")
+_CERT_KEYS = ("issuer_identifier", "certificate_90", "remainder_92", "exponent_9F32", "note")
+#: N_CA: CA keys of 512..1984 bits (Book 2 §5.1 allows up to 1984; cardlab's test keys start lower)
+_CERT_LENGTHS = range(64, 249)
+#: N_I ≤ N_CA, so at most N_CA − (N_CA − 36) = 36 bytes of the issuer modulus are left over
+_REMAINDER_LENGTHS = range(37)
+_ISSUER_ID = re.compile(r"^([0-9]{3,8})F*$")
 _LABEL = re.compile(r"^[\x20-\x7E]{1,16}$")
 
 
@@ -1134,12 +1179,18 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
         ca_index = ci[0] if len(ci) == 1 else None
     elif oda_t:
         ck.err(f"{kp}.ca_index", "missing: ODA needs the CA public key index (8F), one hex byte")
+    certs, cert_file = _issuer_certificates(ck, km.get("issuer_certificate"), f"{kp}.issuer_certificate",
+                                            aid, ca_index)  # fmt: skip
+    if km.get("issuer_certificate") is not None and not oda_t:
+        ck.err(f"{kp}.issuer_certificate", "given, but oda is none")
     keys = KeyRefs(
         ck.key_name(km, "imk_ac", kp, required=True) or "",
         ck.key_name(km, "imk_smi", kp, required=True) or "",
         ck.key_name(km, "imk_smc", kp, required=True) or "",
         issuer_rsa,
         ca_index,
+        certs,
+        cert_file,
     )
 
     service_code = ck.string(m, "service_code", p, default="201")
@@ -1164,7 +1215,8 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
             continue
         info = TAGS[tag]
         if info.source != "profile" or tag in _NOT_IN_RECORDS:
-            ck.err(tp, f"tag {_fmt_tag(tag)} ({info.name}) is not a constant the profile may set here")
+            hint = " (give the scheme's certificate as keys.issuer_certificate)" if tag in (0x90, 0x92, 0x9F32) else ""
+            ck.err(tp, f"tag {_fmt_tag(tag)} ({info.name}) is not a constant the profile may set here{hint}")
             continue
         extra[tag] = ck.hexvalue(v, tp, (info.length,) if info.length else range(1, 253))
 
@@ -1180,6 +1232,100 @@ def _application(ck: _Checker, raw: object, p: str) -> Application:
     )  # fmt: skip
     _cross_check(ck, app, p)
     return app
+
+
+def _issuer_certificates(
+    ck: _Checker, raw: object, p: str, aid: bytes, ca_index: int | None
+) -> tuple[tuple[IssuerCertificateRef, ...], str | None]:
+    """``keys.issuer_certificate``: the Issuer Public Key Certificate(s) the scheme returned
+    (Book 2 §5.3), as a file path (relative to the profile) of a certificate document, the
+    document inline (a mapping with ``certificates``), one certificate inline (a mapping
+    with ``certificate_90``) or a list of certificates. Returns (certificates, file)."""
+    if raw is None:
+        return (), None
+    file: str | None = None
+    items: list[tuple[object, str]] = []
+    if isinstance(raw, str):
+        file = raw
+        if ck.base_dir is None:  # parse_profile without the profile's directory: not read
+            return (), file
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else ck.base_dir / path
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            ck.err(p, f"cannot read the certificate document {file}: {e.strerror or type(e).__name__}")
+            return (), file
+        except (UnicodeDecodeError, yaml.YAMLError) as e:
+            ck.err(p, f"{file} is not a JSON/YAML certificate document ({type(e).__name__})")
+            return (), file
+        p = f"{p} ({file})"
+        doc = ck.mapping(raw, p)
+        if not doc:
+            return (), file
+        if doc.get("format") != ISSUER_CERTIFICATE_FORMAT:
+            ck.err(f"{p}.format", f"{doc.get('format')!r}, expected {ISSUER_CERTIFICATE_FORMAT!r}")
+    if isinstance(raw, list):
+        items = [(c, f"{p}[{i}]") for i, c in enumerate(raw)]
+    elif isinstance(raw, Mapping) and ("certificates" in raw or file is not None):
+        ck.known_keys(raw, p, _CERT_DOC_KEYS)
+        if raw.get("version", 1) != 1:
+            ck.err(f"{p}.version", f"{raw.get('version')!r}, expected 1")
+        if raw.get("rid") is not None:
+            rid = ck.hexvalue(raw["rid"], f"{p}.rid", (5,))
+            if len(rid) == 5 and len(aid) >= 5 and rid != aid[:5]:
+                ck.err(f"{p}.rid", f"{rid.hex().upper()}, but the application's RID is {aid[:5].hex().upper()}")
+        if raw.get("ca_index") is not None:
+            ci = ck.hexvalue(raw["ca_index"], f"{p}.ca_index", (1,))
+            if len(ci) == 1 and ca_index is not None and ci[0] != ca_index:
+                ck.err(f"{p}.ca_index", f"{ci.hex().upper()}, but keys.ca_index is {ca_index:02X}")
+        items = [(c, f"{p}.certificates[{i}]") for i, c in enumerate(_seq(ck, raw, "certificates", p))]
+        if not items:
+            ck.err(f"{p}.certificates", "missing: at least one certificate")
+    elif isinstance(raw, Mapping):
+        items = [(raw, p)]
+    else:
+        ck.err(p, f"expected a file name, a certificate or a list of certificates, got {_kind(raw)}")
+    out: list[IssuerCertificateRef] = []
+    seen: dict[str, str] = {}
+    for item, ip in items:
+        if not isinstance(item, Mapping):
+            ck.mapping(item, ip)
+            continue
+        m = item
+        ck.known_keys(m, ip, _CERT_KEYS)
+        ident = _issuer_id(ck, m.get("issuer_identifier"), f"{ip}.issuer_identifier")
+        cert = ck.hexbytes(m, "certificate_90", ip, _CERT_LENGTHS)
+        rem = ck.hexbytes(m, "remainder_92", ip, _REMAINDER_LENGTHS, default=b"")
+        exp = ck.hexbytes(m, "exponent_9F32", ip, (1, 3))
+        if exp and exp not in (b"\x03", b"\x01\x00\x01"):
+            ck.err(f"{ip}.exponent_9F32", f"{exp.hex().upper()}: EMV allows 03 or 010001 (Book 2 §5.1)")
+        if ident in seen:
+            ck.err(f"{ip}.issuer_identifier", f"{ident} is also {seen[ident]}")
+        elif ident:
+            seen[ident] = ip
+        if out and cert and len(cert) != len(out[0].certificate):
+            ck.err(
+                f"{ip}.certificate_90",
+                f"{len(cert)} bytes, but {out[0].where} is {len(out[0].certificate)}: "
+                "one CA key (keys.ca_index) certifies them all",
+            )
+        if ident and cert and exp:
+            out.append(IssuerCertificateRef(ident, cert, rem, exp, ip))
+    return tuple(out), file
+
+
+def _issuer_id(ck: _Checker, v: object, p: str) -> str:
+    """An issuer identifier: 3–8 PAN digits, optionally F-padded to 8 (``476173`` or ``476173FF``)."""
+    if v is None:
+        ck.err(p, "missing (the 3-8 leading PAN digits the certificate is for, e.g. \"476173\")")
+        return ""
+    text = str(v).strip().upper() if isinstance(v, (str, int)) and not isinstance(v, bool) else None
+    m = _ISSUER_ID.match(text) if text is not None and len(text) <= 8 else None
+    if m is None:
+        ck.err(p, f"{v!r} is not an issuer identifier (3-8 digits, optionally F-padded to 8)")
+        return ""
+    return m.group(1)
 
 
 def _cross_check(ck: _Checker, app: Application, p: str) -> None:
@@ -1266,9 +1412,15 @@ def _cross_check(ck: _Checker, app: Application, p: str) -> None:
             ck.err(afl, f"SFI {rec.sfi} record {rec.number} holds at least {fixed} bytes (more than 254)")
 
 
-def parse_profile(document: object, source: str = "<profile>") -> Profile:
-    """Validate an already parsed YAML document (see :func:`load_profile`)."""
-    ck = _Checker()
+def parse_profile(document: object, source: str = "<profile>", *, base_dir: Path | None = None) -> Profile:
+    """Validate an already parsed YAML document (see :func:`load_profile`).
+
+    ``base_dir`` is the profile's directory, which a certificate document named by
+    ``keys.issuer_certificate`` is relative to; without it such a file is not read
+    (``KeyRefs.issuer_certificate_file`` is set, ``issuer_certificates`` empty, and data
+    preparation refuses the profile).
+    """
+    ck = _Checker(base_dir)
     top = ck.mapping(document, "(top)")
     ck.known_keys(top, "", _TOP_KEYS)
     name = ck.string(top, "profile", "")
@@ -1294,6 +1446,10 @@ def parse_profile(document: object, source: str = "<profile>") -> Profile:
         seen_name.setdefault(app.name, i)
         if card.isd_aid and app.aid == card.isd_aid:
             ck.err(f"applications[{i}].aid", "equals the ISD AID")
+        for c in app.keys.issuer_certificates:
+            ident = c.issuer_identifier
+            if bins and not any(b.startswith(ident) or ident.startswith(b) for b in bins):
+                ck.err(f"{c.where}.issuer_identifier", f"{ident} covers none of the profile's bins ({', '.join(bins)})")
     if len(apps) > 1:
         prios = [a.priority & 0x0F for a in apps]
         if len(set(prios)) != len(prios) or 0 in prios:
@@ -1337,4 +1493,4 @@ def load_profile(path: str | Path) -> Profile:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ProfileError(str(p), [f"(yaml): {e}"]) from e
-    return parse_profile(doc, str(p))
+    return parse_profile(doc, str(p), base_dir=p.parent)

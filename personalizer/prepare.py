@@ -27,8 +27,11 @@ transport key; Track 2 Equivalent Data and the magnetic tracks with the service
 code; the AFL record layout; SDA (93) over exactly the records the AFL marks for
 ODA plus the SDA tag list; for DDA/CDA a fresh ICC RSA key pair with its
 certificate (9F46/9F47/9F48) and CRT parts; the issuer certificate objects (8F,
-90, 92, 9F32) from the key store, or signed with the key store's CA key when
-the key store has none for the PAN's BIN.
+90, 92, 9F32): the certificate the scheme returned, given with the profile
+(``keys.issuer_certificate``; verified once per batch before any card, see
+:meth:`CardPreparer.verify_issuer_certificates`), else the key store's ready-made
+one for the PAN's BIN, else one signed with the key store's CA key (test set-ups:
+a bureau never holds a scheme CA's private key).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -55,7 +58,7 @@ from personalizer import certificates, cps, tracks
 from personalizer.batch import FORMAT, VERSION, AppPersoData, CardPersoData, Rejection, Sealed
 from personalizer.keys import KeyStore, KeyStoreError, RsaPublicKey, open_keystore
 from personalizer.masking import mask_pan, redact_pans
-from personalizer.profile import Application, Profile, ProfileError, load_profile
+from personalizer.profile import Application, IssuerCertificateRef, Profile, ProfileError, load_profile
 from personalizer.records import Record, Rejected, RecordsError, read_records
 from personalizer.transport import TransportKeys
 
@@ -67,6 +70,7 @@ __all__ = [
     "PrepareError",
     "PrepareSummary",
     "add_commands",
+    "load_ca_public_keys",
     "prepare",
 ]
 
@@ -207,12 +211,15 @@ class CardPreparer:
         ca_key: str | None = None,
         issuer_cert_years: int = 20,
         today: date | None = None,
+        ca_public_keys: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.profile = profile
         self.keys = keystore
         self.kek = transport_key
         self.today = today or date.today()
         self.issuer_cert_years = issuer_cert_years
+        #: CA public keys (``load_ca_public_keys``) besides the key store's, to verify certificates
+        self.ca_public_keys = tuple(ca_public_keys)
         problems: list[str] = []
         info = self._info(transport_key, problems)
         if info is not None and info.usage != "KEK":
@@ -239,6 +246,7 @@ class CardPreparer:
                             f"{where}.icc_key.size: {app.icc_key.size} bits is longer than the issuer key "
                             f"({n_i * 8} bits, Book 2 §6.1)"
                         )
+                    problems += self._issuer_certificate_problems(app, issuer, where)
             self.apps.append(
                 _AppContext(
                     app=app,
@@ -270,6 +278,105 @@ class CardPreparer:
 
     # -- issuer certificate objects
 
+    def _issuer_certificate_problems(self, app: Application, issuer: RsaPublicKey, where: str) -> list[str]:
+        """Where the application's issuer certificates come from, checked before any card:
+        the profile's (verified), or the key store's ready-made ones, or a CA private key."""
+        field_ = f"{where}.keys.issuer_certificate"
+        keys = app.keys
+        assert keys.issuer_rsa is not None and keys.ca_index is not None
+        if keys.issuer_certificate_file is not None and not keys.issuer_certificates:
+            file = keys.issuer_certificate_file
+            return [f"{field_}: {file} was not read (the profile was parsed without its directory: use load_profile)"]
+        if keys.issuer_certificates:
+            return self.verify_issuer_certificates(app, issuer, where)
+        if self._store_certificates(app):
+            return []
+        try:
+            self._ca_key(keys.ca_index)
+        except (PrepareError, KeyStoreError) as e:
+            return [
+                (
+                    f"{field_}: missing: the key store has no issuer certificate for key {keys.issuer_rsa!r} and "
+                    f"CA index {keys.ca_index:02X}, and no CA private key to sign one ({e}); give the certificate "
+                    "the scheme returned (docs/profile.md)"
+                )
+            ]
+        return []
+
+    def verify_issuer_certificates(self, app: Application, issuer: RsaPublicKey, where: str) -> list[str]:
+        """Every certificate of ``keys.issuer_certificate`` checked as a terminal will
+        (EMV Book 2 §5.3): recovered with the CA public key of the application's RID and
+        ``ca_index``, header/trailer, format 02, algorithms, hash, issuer identifier, expiry
+        against today, and the certified key equal to the ``issuer_rsa`` key's public
+        half. Returns the problems (each names the profile field); once per batch."""
+        keys = app.keys
+        assert keys.issuer_rsa is not None and keys.ca_index is not None
+        rid = app.aid[:5]
+        try:
+            ca = self._ca_public_key(rid, keys.ca_index)
+        except KeyStoreError as e:
+            return [f"{where}.keys.issuer_certificate: cannot verify it: {e}"]
+        if ca is None:
+            return [
+                (
+                    f"{where}.keys.issuer_certificate: cannot verify it: no CA public key for RID "
+                    f"{rid.hex().upper()} index {keys.ca_index:02X} (none in the key store's ca_public_keys, "
+                    "no CA key in the key store; give one with --ca-public-keys FILE)"
+                )
+            ]
+        ca_name, ca_pub = ca
+        problems: list[str] = []
+        for c in keys.issuer_certificates:
+            try:
+                certificates.check_issuer_certificate(
+                    c.certificate, c.remainder, c.exponent, ca_pub.modulus, ca_pub.exponent,
+                    issuer_id=certificates.issuer_identifier(c.issuer_identifier),
+                    issuer_modulus=issuer.modulus_bytes, issuer_exponent=issuer.exponent_bytes,
+                    today=self.today,
+                )  # fmt: skip
+            except certificates.CertificateError as e:
+                problems.append(
+                    f"{c.where} ({app.name}, issuer identifier {c.issuer_identifier}): {e} "
+                    f"[issuer key {keys.issuer_rsa!r}; CA public key {ca_name}]"
+                )
+        return problems
+
+    def _ca_public_key(self, rid: bytes, index: int) -> tuple[str, RsaPublicKey] | None:
+        """(description, key) of the CA public key to verify certificates with: the
+        ``ca_key`` name given; else a ``ca_public_keys`` entry (given to the preparer, then
+        the key store's) for this RID and index; else the public half of the key store's
+        only CA key (a test CA registered under another RID, as the tester assumes)."""
+        if self._ca_key_name is not None:
+            return f"{self._ca_key_name!r} (ca_key)", self.keys.public_key(self._ca_key_name)
+        extra: Mapping[str, Any] = getattr(self.keys, "extra", {}) or {}
+        for entry in (*self.ca_public_keys, *extra.get("ca_public_keys", ())):
+            try:
+                e_rid = bytes.fromhex(str(entry.get("rid", "")))
+                e_index = int(str(entry.get("index", "-1")), 16)
+            except ValueError:
+                continue
+            if e_index != index or (e_rid and e_rid != rid):
+                continue
+            label = f"{rid.hex().upper()}/{index:02X}"
+            if entry.get("modulus") and entry.get("exponent"):
+                return label, RsaPublicKey(int(str(entry["modulus"]), 16), int(str(entry["exponent"]), 16))
+            if entry.get("key") and str(entry["key"]) in self.keys:
+                return f"{label} ({entry['key']!r})", self.keys.public_key(str(entry["key"]))
+        cas = [n for n in self.keys.names() if self.keys.info(n).usage == "CA"]
+        if len(cas) == 1:
+            return f"{cas[0]!r} (the key store's only CA key)", self.keys.public_key(cas[0])
+        return None
+
+    def _store_certificates(self, app: Application) -> list[Mapping[str, Any]]:
+        """The key store's ready-made certificates (``issuer_certificates`` extra data)
+        of the application's issuer key and CA index."""
+        extra: Mapping[str, Any] = getattr(self.keys, "extra", {}) or {}
+        return [
+            c for c in extra.get("issuer_certificates", ())
+            if c.get("issuer_key") == app.keys.issuer_rsa
+            and int(str(c.get("ca_index", "-1")), 16) == app.keys.ca_index
+        ]  # fmt: skip
+
     def _ca_key(self, ca_index: int) -> tuple[str, RsaPublicKey]:
         name = self._ca_key_name
         if name is None:
@@ -289,26 +396,33 @@ class CardPreparer:
         return name, self.keys.public_key(name)
 
     def issuer_objects(self, ctx: _AppContext, pan: str) -> dict[int, bytes]:
-        """8F, 90, 92, 9F32 for the PAN's BIN: the key store's certificate for
+        """8F, 90, 92, 9F32 for the PAN: the profile's certificate whose issuer
+        identifier starts the PAN (a PAN on none is a record problem, field
+        ``pan``); without profile certificates the key store's certificate for
         that issuer key, CA index and BIN, or one signed now with the CA key
         (EMV Book 2 §5.3), once per BIN and batch."""
         app, issuer = ctx.app, ctx.issuer
         assert issuer is not None and app.keys.issuer_rsa is not None and app.keys.ca_index is not None
+        ca_index = app.keys.ca_index
+        if app.keys.issuer_certificates:
+            given: IssuerCertificateRef | None = app.keys.issuer_certificate_for(pan)
+            if given is None:
+                idents = ", ".join(c.issuer_identifier for c in app.keys.issuer_certificates)
+                raise CardProblem(
+                    "pan",
+                    f"on no issuer identifier of {app.name}'s keys.issuer_certificate ({idents}): "
+                    "no issuer certificate for this PAN",
+                )
+            return {0x8F: bytes((ca_index,)), 0x90: given.certificate, 0x92: given.remainder,
+                    0x9F32: given.exponent}  # fmt: skip
         bin6 = pan[:6]
         cached = ctx.issuer_objects.get(bin6)
         if cached is not None:
             return cached
-        ca_index = app.keys.ca_index
         objects: dict[int, bytes] | None = None
-        extra: Mapping[str, Any] = getattr(self.keys, "extra", {}) or {}
-        for c in extra.get("issuer_certificates", ()):
+        for c in self._store_certificates(app):
             ident = str(c.get("issuer_identifier", "")).upper().rstrip("F")
-            if (
-                c.get("issuer_key") == app.keys.issuer_rsa
-                and int(str(c.get("ca_index", "-1")), 16) == ca_index
-                and ident
-                and pan.startswith(ident)
-            ):
+            if ident and pan.startswith(ident):
                 objects = {
                     0x90: bytes.fromhex(c["certificate_90"]),
                     0x92: bytes.fromhex(c.get("remainder_92", "")),
@@ -396,6 +510,9 @@ class CardPreparer:
             0x9F0B: b"",
         })  # fmt: skip
 
+        # issuer certificate objects first: a PAN no certificate covers is rejected before any key work
+        issuer_values = self.issuer_objects(ctx, pan) if app.oda else {}
+
         # ICC master keys, wrapped inside the key store; sealed as one DGI 8000
         icc = self.keys.derive_icc_keys(
             pan, psn, self.kek, "B" if len(pan) > 16 else "A",
@@ -410,7 +527,7 @@ class CardPreparer:
 
         icc_key: IccKeyPair | None = None
         if app.oda:
-            values.update(self.issuer_objects(ctx, pan))
+            values.update(issuer_values)
             if app.icc_key is not None:
                 icc_key = generate_icc_key(app.icc_key.size, app.icc_key.exponent)
                 exponent = app.icc_key.exponent
@@ -519,12 +636,15 @@ def prepare(
     ca_key: str | None = None,
     script: str | Path | None = None,
     keys_spec: str | None = None,
+    ca_public_keys: Sequence[Mapping[str, Any]] = (),
 ) -> PrepareSummary:
     """Prepare every record of ``records_path`` for ``profile_path`` into the
     batch directory ``out_dir`` (created; it must not hold a batch already).
 
     ``keystore`` is a :class:`KeyStore` or a spec for ``open_keystore`` (path or
-    ``pkcs11:…``). ``transport_keys`` opens sealed records files. Raises
+    ``pkcs11:…``). ``transport_keys`` opens sealed records files.
+    ``ca_public_keys`` (:func:`load_ca_public_keys`) verify the profile's issuer
+    certificates when the key store has no CA public key for them. Raises
     :class:`PrepareError` (or ``ProfileError``/``RecordsError``/``KeyStoreError``)
     for problems of the whole batch; record problems go to rejected.jsonl.
 
@@ -540,7 +660,7 @@ def prepare(
         with open_keystore(keystore) as ks:
             return prepare(profile_path, records_path, ks, out_dir, today=today, transport_key=transport_key,
                            transport_keys=transport_keys, ca_key=ca_key, script=script,
-                           keys_spec=spec)  # fmt: skip
+                           keys_spec=spec, ca_public_keys=ca_public_keys)  # fmt: skip
     started = time.perf_counter()
     profile_path, records_path, out = Path(profile_path), Path(records_path), Path(out_dir)
     script_path = Path(script) if script is not None else default_script(profile_path)
@@ -549,7 +669,8 @@ def prepare(
     if _is_badge_profile(profile_path):
         return _prepare_badges(profile_path, records_path, keystore, out, started, script_path, keys_spec)
     profile = load_profile(profile_path)
-    preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today)
+    preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today,
+                            ca_public_keys=ca_public_keys)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     for name in ("manifest.json", "cards.jsonl"):
         if (out / name).exists():
@@ -605,6 +726,41 @@ def prepare(
         out, profile.name, total, cards.count, rejected.count, seconds, cards.sha.hexdigest(),
         transport_key, preparer.kek_kcv.hex().upper(),
     )  # fmt: skip
+
+
+def load_ca_public_keys(path: str | Path) -> list[dict[str, str]]:
+    """The ``ca_public_keys`` list of a JSON/YAML file (a key store file has one,
+    ``docs/keystore.md``): ``{rid, index, modulus, exponent[, checksum]}`` in hex, the
+    scheme's published CA public keys (EMV Book 2 §5.2) that verify the profile's issuer
+    certificates. A given checksum (SHA-1 of RID ‖ index ‖ modulus ‖ exponent) must agree."""
+    import yaml
+
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise PrepareError(f"CA public keys {p}: cannot read it ({type(e).__name__})") from None
+    entries = doc.get("ca_public_keys") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise PrepareError(f"CA public keys {p}: no 'ca_public_keys' list")
+    out: list[dict[str, str]] = []
+    for i, entry in enumerate(entries):
+        where = f"CA public keys {p}: ca_public_keys[{i}]"
+        try:
+            if not isinstance(entry, dict):
+                raise TypeError("not a mapping")
+            rid, index = bytes.fromhex(str(entry["rid"])), bytes.fromhex(str(entry["index"]))
+            modulus, exponent = bytes.fromhex(str(entry["modulus"])), bytes.fromhex(str(entry["exponent"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PrepareError(f"{where}: rid, index, modulus and exponent in hex ({exc})") from None
+        if len(rid) != 5 or len(index) != 1 or not modulus or exponent not in (b"\x03", b"\x01\x00\x01"):
+            raise PrepareError(f"{where}: rid is 5 bytes, index 1, exponent 03 or 010001")
+        checksum = str(entry.get("checksum") or "").upper()
+        if checksum and hashlib.sha1(rid + index + modulus + exponent).hexdigest().upper() != checksum:
+            raise PrepareError(f"{where}: checksum does not match RID, index, modulus and exponent")
+        out.append({"rid": rid.hex().upper(), "index": index.hex().upper(), "modulus": modulus.hex().upper(),
+                    "exponent": exponent.hex().upper()})  # fmt: skip
+    return out
 
 
 #: the shipped perso scripts (vectors/scripts next to the package)
@@ -737,9 +893,10 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
             if not isinstance(priv, rsa.RSAPrivateKey):
                 raise PrepareError("--bureau-key must be an RSA private key")
             tkeys = TransportKeys(priv, load_public_key(args.issuer_public))
+        cas = load_ca_public_keys(args.ca_public_keys) if args.ca_public_keys else []
         s = prepare(
             args.profile, args.records, args.keys, args.out, today=today,
-            transport_key=args.transport_key, transport_keys=tkeys, script=args.script,
+            transport_key=args.transport_key, transport_keys=tkeys, script=args.script, ca_public_keys=cas,
         )  # fmt: skip
     except (PrepareError, ProfileError, RecordsError, KeyStoreError, OSError, ValueError) as e:
         print(f"cardlab perso prepare: {redact_pans(str(e))}", file=sys.stderr)
@@ -770,6 +927,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--script", type=Path,
                    help="perso script to copy into the batch (default: the shipped EMV CPS or badge script)")
     p.add_argument("--today", help="YYYY-MM-DD for the expiry checks (default: today)")
+    p.add_argument("--ca-public-keys", type=Path,
+                   help="JSON/YAML file with a ca_public_keys list (RID, index, modulus, exponent) to verify "
+                        "the profile's issuer certificates (default: the key store's)")
     p.add_argument("--bureau-key", type=Path, help="bureau private key (PEM) to open sealed records")
     p.add_argument("--issuer-public", type=Path, help="issuer public signing key (PEM) of sealed records")
     p.set_defaults(func=_cmd_prepare)

@@ -20,7 +20,7 @@ bytes and as an SQL dump), for
 * every PIN of the records, as a number standing alone and as a PIN block;
 * every full PAN of the records (digits, and the hex of the BCD PAN).
 
-``python -m robustness.secrets_scan [--out DIR] [--cards N] [--quick]``; exit 1 on any hit.
+``python -m robustness.secrets_scan [--out DIR] [--cards N] [--demo-cards N] [--quick]``; exit 1 on any hit.
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def secrets_of_keystore(path: Path) -> dict[str, str]:
     return out
 
 
-def run(out: Path, cards: int = 4) -> Result:
+def run(out: Path, cards: int = 4, demo_cards: int = 200) -> Result:
+    """``cards``: the CLI pipeline on the Visa sample records (1-6); ``demo_cards``: the size of the
+    `cardlab demo` run scanned too (its default, 200: the full main job)."""
     import prepkit  # type: ignore[import-not-found]
 
     from emulator import Card
@@ -134,7 +136,7 @@ def run(out: Path, cards: int = 4) -> Result:
           "--cards", str(batch), "--report-dir", str(reports), "--today", TODAY], out, res, outputs)
     # and the main job itself: `cardlab demo` on both sample profiles, with its trace
     demo = out / "demo"
-    _cli(["demo", "--cards", str(max(2, cards)), "--out", str(demo), "--report-dir", str(demo / "reports")],
+    _cli(["demo", "--cards", str(max(2, demo_cards)), "--out", str(demo), "--report-dir", str(demo / "reports")],
          out, res, outputs)
     demo_rows = [r for path in sorted((demo / "records").glob("*.csv")) for r in csv.DictReader(path.open())]
 
@@ -155,10 +157,19 @@ def run(out: Path, cards: int = 4) -> Result:
     patterns: list[tuple[str, re.Pattern[str]]] = []
     for name, hexval in secrets.items():
         patterns.append((f"key {name}", re.compile(re.escape(hexval), re.IGNORECASE)))
+    pipeline_pins = {r["pin"] for r in rows}
+    standalone: list[tuple[str, re.Pattern[str]]] = []  # for the pipeline's own outputs, not the demo's
     for i, pin in enumerate(sorted(pins)):
         block = ("2" + format(len(pin), "X") + pin).ljust(16, "F")
-        # a PIN standing alone (not the decimals of a timing figure such as 0.1234)
-        patterns.append((f"PIN #{i + 1}", re.compile(rf"(?<![0-9A-Za-z.]){pin}(?![0-9A-Za-z])")))
+        if pin in pipeline_pins:
+            # the few sample PINs of the CLI pipeline: anywhere standing alone (not the decimals
+            # of a timing figure such as 0.1234)
+            standalone.append((f"PIN #{i + 1}", re.compile(rf"(?<![0-9A-Za-z.]){pin}(?![0-9A-Za-z])")))
+        else:
+            # the demo's hundreds of random 4-digit PINs are every 4-digit number of a report (counts,
+            # ids, record numbers): for them, a PIN next to the word "pin" ("pin": "1234", PIN=1234)
+            patterns.append((f"PIN #{i + 1} (labelled)",
+                             re.compile(rf"pin\W{{0,4}}{pin}(?![0-9])", re.IGNORECASE)))
         patterns.append((f"PIN #{i + 1} block", re.compile(re.escape(block), re.IGNORECASE)))
     for i, pan in enumerate(sorted(pans)):
         patterns.append((f"PAN #{i + 1}", re.compile(re.escape(pan))))
@@ -185,13 +196,14 @@ def run(out: Path, cards: int = 4) -> Result:
             texts[f"{path.relative_to(out)} (hex)"] = data.hex()
     for what, text in texts.items():
         res.scanned.append((what, len(text)))
-        for label, pat in patterns:
+        in_demo = what.startswith("demo")  # the demo's files and command output
+        for label, pat in patterns + ([] if in_demo else standalone):
             m = pat.search(text)
             if m:
                 ctx = text[max(0, m.start() - 30): m.end() + 30].replace("\n", " ")
                 res.hits.append(f"{label} in {what}: ...{ctx}...")
     control = "".join(p.read_text() for p in inputs if p.exists())
-    res.control_hits = sum(1 for _, pat in patterns if pat.search(control))
+    res.control_hits = sum(1 for _, pat in patterns + standalone if pat.search(control))
     status = outputs.get("perso status (stdout)", "")
     m = re.search(r"done (\d+)", status)
     res.cards_done = int(m.group(1)) if m else 0
@@ -222,14 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, help="keep every artefact in this directory (must not hold a batch)")
     ap.add_argument("--cards", type=int, default=4, help="cards to prepare, personalize and certify (1-6)")
-    ap.add_argument("--quick", action="store_true", help="2 cards")
+    ap.add_argument("--demo-cards", type=int, default=200, help="cards of the `cardlab demo` run scanned (200: the full demo)")
+    ap.add_argument("--quick", action="store_true", help="2 cards, a 4-card demo")
     args = ap.parse_args(argv)
-    n = 2 if args.quick else args.cards
+    n, demo_n = (2, 4) if args.quick else (args.cards, args.demo_cards)
     if args.out:
-        res = run(args.out, n)
+        res = run(args.out, n, demo_n)
     else:
         with tempfile.TemporaryDirectory(prefix="cardlab-secrets-") as tmp:
-            res = run(Path(tmp), n)
+            res = run(Path(tmp), n, demo_n)
     print(report(res))
     return 0 if res.ok else 1
 

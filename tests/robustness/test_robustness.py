@@ -70,6 +70,6 @@ def test_bad_source_corpus(tmp_path: Path) -> None:
 
 
 def test_secrets_scan(tmp_path: Path) -> None:
-    res = secrets_scan.run(tmp_path, cards=2)
+    res = secrets_scan.run(tmp_path, cards=2, demo_cards=4)
     assert res.ok, secrets_scan.report(res)
     assert res.hits == [] and res.control_hits > 0

@@ -120,3 +120,30 @@ def test_records_generator_is_valid_unique_and_deterministic(tmp_path: Path) -> 
     path = records_gen.write_csv(tmp_path / "r.csv", "541333", 4, seed=1, today=today)
     assert path.read_text().splitlines()[0] == ",".join(records_gen.FIELDS)
     assert records_gen.luhn_digit("476173900000001") == "0" or len(records_gen.luhn_digit("4")) == 1
+
+
+def test_demo_exits_1_when_a_card_fails_certification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data preparation defect (the FCI's application label one letter off the profile) reaches the
+    cards; certification catches it, the demo says which rule failed and exits 1."""
+    from personalizer import cps, prepare
+
+    real = cps.fci_9102
+
+    def wrong_label(app, languages=None):  # type: ignore[no-untyped-def]
+        label = app.label.encode("ascii")
+        return real(app, languages).replace(label, label[:-1] + (b"X" if label[-1:] != b"X" else b"Y"), 1)
+
+    monkeypatch.setattr(cps, "fci_9102", wrong_label)  # the worker processes are forked: they see it
+    monkeypatch.setattr(prepare.cps, "fci_9102", wrong_label)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        monkeypatch.setenv("COLUMNS", "200")
+        rc = main(["demo", "--cards", "2", "--out", str(tmp_path / "out"), "--report-dir", str(tmp_path / "reports")])
+    text = buf.getvalue()
+    assert rc == 1, text[-2000:]
+    doc = json.loads((tmp_path / "reports" / "certification.json").read_text())
+    assert doc["summary"]["failed"] == 2
+    failing = {r["rule"] for c in doc["cards"] for r in c["results"] if r["verdict"] == "fail"}
+    assert "DATA-LABEL-001" in failing, failing  # the label rule names the defect (the directories follow)
+    assert "FAILED card 000001" in text and "DATA-LABEL-001" in text and "some cards failed" in text
+    assert "all cards pass" not in text

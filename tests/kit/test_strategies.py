@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -74,3 +76,30 @@ def test_card_answers_every_apdu_with_a_status_word(apdu: bytes) -> None:
     card.power_on()
     resp = card.transmit(apdu)
     assert len(resp) >= 2 and (resp[-2] == 0x90 or 0x61 <= resp[-2] <= 0x6F)
+
+
+BINS = {"visa-cvn18.yaml": "476173", "mastercard-cvn16.yaml": "541333"}
+
+
+@pytest.fixture(scope="module")
+def sample_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cardlab.demo import demo_keystore
+
+    return demo_keystore(tmp_path_factory.mktemp("keys") / "keys.json")
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+@given(name=st.sampled_from(sorted(BINS)), data=st.data())
+def test_profile_variations_personalize_and_certify(personalized_card: Any, terminal: Any, sample_keys: Path,
+                                                    tmp_path_factory: pytest.TempPathFactory, name: str,
+                                                    data: st.DataObject) -> None:  # fmt: skip
+    """Every variation the strategy draws is a profile the whole pipeline accepts: prepared and
+    personalized with the shipped EMV CPS script, the card passes certification against it."""
+    doc = data.draw(profile_variations(PROFILES / name), label="profile")
+    path = tmp_path_factory.mktemp("variation") / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    record = data.draw(valid_records(personalized_card.today, bin_prefix=BINS[name]), label="record")
+    card = personalized_card(path, record, sample_keys)
+    report = terminal(card).certify()
+    assert report.verdict == "pass", [(r.rule, r.evidence) for r in report.failed]

@@ -763,8 +763,18 @@ def load_ca_public_keys(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
-#: the shipped perso scripts (vectors/scripts next to the package)
-SCRIPTS = Path(__file__).resolve().parents[1] / "vectors" / "scripts"
+def _shipped_scripts() -> Path:
+    """The shipped perso scripts: ``scripts/`` of the sample data package
+    ``cardlab_vectors`` (``vectors/`` of a checkout, package data of a wheel)."""
+    import importlib.resources
+
+    try:
+        return Path(str(importlib.resources.files("cardlab_vectors"))) / "scripts"
+    except ModuleNotFoundError:  # a checkout run without installing the package
+        return Path(__file__).resolve().parents[1] / "vectors" / "scripts"
+
+
+SCRIPTS = _shipped_scripts()
 
 
 def _is_badge_profile(profile_path: Path) -> bool:

@@ -127,6 +127,10 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert "all cards pass" in demo.stdout, demo.stdout[-3000:]
     tx = _run([bin_ / "cardlab", "test", "transaction", "--card", "demo/trace-card.json"], work, env)
     assert tx.stdout.startswith("approved"), tx.stdout
+    # perso prepare without --script takes the shipped EMV CPS script from the installed data
+    _run([bin_ / "cardlab", "perso", "prepare", "--profile", "demo/profiles/visa-cvn18.yaml", "--records",
+          "demo/records/visa-cvn18.csv", "--keys", "demo/keys.json", "--out", "batch"], work, env)  # fmt: skip
+    assert "STORE DATA" in (work / "batch" / "script.yaml").read_text().upper().replace("_", " ")
 
     # a user's own project: the plugin's fixtures with the default perso script and terminal
     project = tmp_path / "project"

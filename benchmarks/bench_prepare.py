@@ -156,10 +156,12 @@ def main() -> int:
         print(f"SDA profile:  prepare {prep:7.1f} cards/s; prepare + personalize {total:7.1f} cards/s "
               f"({n} cards; goal >= 100)")  # fmt: skip
         ok &= total >= 100
-        eng, total_eng, n = prepare_and_engine(sda_profile(tmp), tmp / "r-small.csv", ks, tmp / "sda-engine")
+        eng, total_eng, n = prepare_and_engine(sda_profile(tmp), tmp / "r.csv", ks, tmp / "sda-engine")
         print(f"SDA profile through the perso engine (shipped EMV CPS script, job db, audit, 1 station): "
               f"engine {eng:7.1f} cards/s; prepare + engine {total_eng:7.1f} cards/s ({n} cards; "
-              f"{100 * total_eng / total:.0f} % of the in-memory path above)")  # fmt: skip
+              f"{100 * total_eng / total:.0f} % of the in-memory path above; goal >= 100: "
+              f"{'met' if total_eng >= 100 else 'MISSED'})")  # fmt: skip
+        ok &= total_eng >= 100  # the goal holds for the path a bureau runs, not only the test's shortcut
         # the baseline uses the profile's own ICC exponent: OpenSSL generates
         # e = 3 keys about half as fast as e = 65537 keys (primes p with
         # gcd(3, p-1) = 1 are rarer), so comparing with e = 65537 would be unfair

@@ -168,6 +168,12 @@ class ImageSource:
         if not self.directory.is_dir():
             raise EngineError(f"{self.directory}: no such card stock directory")
         self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"
+        # the stock listing, read once and walked forward: an image passed over is used for good
+        # (card rows are never given back while records are pending), so each claim looks only at
+        # the images after the last one; the directory is read again when the walk reaches its
+        # end (cards added to the stock during a run are found then)
+        self._images: list[str] = []
+        self._next = 0
 
     def _insert(self, path: Path) -> CardInHand:
         from emulator import Card
@@ -188,10 +194,14 @@ class ImageSource:
     def next_card(self, db: JobDb, station: str) -> CardInHand | None:
         if not db.pending_left():
             return None
-        claimed = db.claim_image(station, [str(p) for p in list_images(self.directory)])
+        claimed = db.claim_image(station, self._images[self._next:])
         if claimed is None:
-            return None
+            self._images, self._next = [str(p) for p in list_images(self.directory)], 0
+            claimed = db.claim_image(station, self._images)
+            if claimed is None:
+                return None
         row, path = claimed
+        self._next = self._images.index(path, self._next) + 1
         try:
             hand = self._insert(Path(path))
         except Exception as exc:  # noqa: BLE001 - a broken image is one unusable card

@@ -290,11 +290,13 @@ class JobDb:
 
     # -- stations -----------------------------------------------------------------
     def claim_image(self, station: str, images: Sequence[str]) -> tuple[int, str] | None:
-        """Reserve the first image of ``images`` no station has used yet."""
+        """Reserve the first image of ``images`` no station has used yet (one
+        indexed lookup per image passed over: a caller that remembers where
+        its last claim was keeps a big stock linear, see ``ImageSource``)."""
         with self.transaction() as db:
-            used = {str(r[0]) for r in db.execute("SELECT location FROM cards WHERE kind = 'image'")}
             for path in images:
-                if path not in used:
+                used = db.execute("SELECT 1 FROM cards WHERE kind = 'image' AND location = ?", (path,)).fetchone()
+                if used is None:
                     cur = db.execute(
                         "INSERT INTO cards (kind, location, status, station, updated) VALUES ('image', ?, 'claimed', ?, ?)",
                         (path, station, audit.now()),

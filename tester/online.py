@@ -39,6 +39,7 @@ from .issuer_host import (
     TC,
     AuthorizationRequest,
     AuthorizationResponse,
+    HostError,
     IssuerHost,
     Script,
     dol_values,
@@ -310,7 +311,14 @@ def process(state: TransactionState, channel: CardChannel, host: IssuerHost, *,
                f"no online processing: the first GENERATE AC answered {_cid_name(cid)}")
         return state
     request = AuthorizationRequest.from_state(state)
-    response = host.authorize(request, scripts)
+    try:
+        response = host.authorize(request, scripts)
+    except HostError as exc:  # e.g. a script the issuer's shared keys cannot MAC: no answer at all
+        _event(state, "Online processing", BOOK_ONLINE, "decision",
+               f"the issuer host could not answer ({exc}): unable to go online")
+        terminal = state.terminal
+        return complete_offline(state, channel, tac_default=getattr(terminal, "tac_default", None),
+                                cda_check=cda_check)
     _record_response(state, request, response)
     if kind == AAC:
         _event(state, "Online processing", BOOK_ONLINE, "decision",

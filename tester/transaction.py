@@ -92,6 +92,10 @@ class KeyStoreHost(IssuerHost):
             scripts, self._queued = tuple(self._queued), []
         name, host = next(((n, h) for n, h in self.issuers if h.verify(request)[0]), self.issuers[0])
         self.chosen = name
+        for script in scripts:  # the card's issuer must hold the script keys, not just some issuer
+            reason = host.can_send(script)
+            if reason:
+                raise HostError(f"issuer {name}: {script.kind}: {reason}")
         return host.authorize(request, scripts)
 
 

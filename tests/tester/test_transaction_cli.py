@@ -97,3 +97,26 @@ def test_issuer_sharing_only_imk_ac(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["test", "transaction", "--card", img, "--keys", str(ac_only), "--script", "block"]) == 2
     assert "IMK-SMI" in capsys.readouterr().err
     assert Path(img).read_bytes() == before  # nothing was sent to the card
+
+
+def test_script_the_cards_issuer_cannot_mac_completes_offline(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Two issuers in the key store: another one could MAC a script, the card's own issuer shares no
+    IMK-SMI. The host cannot answer that card: the terminal is unable to go online and completes
+    with the default action (no traceback, nothing half done)."""
+    import json
+    import os
+
+    doc = json.loads(Path(KEYS).read_text())
+    smi = doc["keys"].pop("IMK-SMI")
+    for usage in ("IMK-AC", "IMK-SMI", "IMK-SMC"):  # another issuer's full triple (random test keys)
+        other = dict(smi, usage=usage, value=os.urandom(16).hex().upper())
+        other.pop("kcv", None)
+        doc["keys"][f"OTHER-{usage}"] = other
+    keys = tmp_path / "two-issuers.json"
+    keys.write_text(json.dumps(doc))
+    img = _image(tmp_path)
+    rc, out = _run(capsys, "--card", img, "--pin", "1234", "--keys", str(keys), "--script", "block", "--trace")
+    assert "the issuer host could not answer" in out and "no IMK-SMI" in out, out[-3000:]
+    assert out.splitlines()[-1].startswith(("approved offline (unable", "declined offline (unable")), out[-500:]
+    assert rc in (0, 1)

@@ -430,7 +430,10 @@ class CardPreparer:
                 }
                 break
         if objects is None:
-            ca_name, ca_pub = self._ca_key(ca_index)
+            try:
+                ca_name, ca_pub = self._ca_key(ca_index)
+            except PrepareError as exc:  # this BIN has no certificate and none can be signed: this record only
+                raise CardProblem("pan", f"no issuer certificate covers BIN {bin6} ({exc})") from None
             ident_b = certificates.issuer_identifier(bin6)
             expiry = bytes.fromhex(f"12{(self.today.year + self.issuer_cert_years) % 100:02d}")
             serial = hashlib.sha256(issuer.modulus_bytes + ident_b).digest()[:3]

@@ -372,3 +372,25 @@ def test_prepared_card_passes_the_testers_certification(tmp_path: Path, ks: Soft
     for app in card.apps:
         for rule in ("CERT-ISS-001", "CERT-ISS-004", "CERT-ICC-PAN-001", "SDA-001", "DDA-001"):
             assert (rule, app.aid.hex().upper()) in ok, rule
+
+
+def test_bin_with_no_certificate_source_rejects_only_its_records(tmp_path: Path, ks: SoftwareKeyStore) -> None:
+    """A token-like key store (no CA private key) holding a ready-made certificate for one BIN of
+    two: the other BIN's records are rejected (field pan), the batch goes on and is complete (found
+    in review: the first such PAN raised PrepareError and left a batch without a manifest)."""
+    token = without_ca(ks)
+    cert = scheme_certificate(ks, "476173")
+    token.extra["issuer_certificates"] = [{
+        "issuer_key": ISSUER, "ca_index": CA_INDEX, "issuer_identifier": "476173FF",
+        "certificate_90": cert["certificate_90"], "remainder_92": cert["remainder_92"],
+        "exponent_9F32": cert["exponent_9F32"]}]  # fmt: skip
+    pans = [pan_with("4761731"), pan_with("476174"), pan_with("4761732")]
+    csv = tmp_path / "cards.csv"
+    csv.write_text("pan,psn,expiry,name,pin\n" + "".join(f"{p},00,2030-01,TEST/CARD,1234\n" for p in pans))
+    prepare(visa_with(tmp_path, None, bins=["476173", "476174"]), csv, token, tmp_path / "batch", today=TODAY)
+    from personalizer.batch import iter_cards, iter_rejections, read_manifest
+
+    assert [c.record_index for c in iter_cards(tmp_path / "batch")] == [1, 3]
+    (rej,) = iter_rejections(tmp_path / "batch")
+    assert (rej.record_index, rej.field) == (2, "pan") and "BIN 476174" in rej.message
+    assert read_manifest(tmp_path / "batch")["counts"] == {"input": 3, "accepted": 2, "rejected": 1}

@@ -1998,8 +1998,10 @@ def _card_from_args(args: argparse.Namespace) -> tuple[CardPersoData, dict[str, 
             import tempfile
 
             from .batch import iter_cards, iter_rejections
+            from .keys import KeyStoreError
             from .prepare import PrepareError, prepare
             from .profile import ProfileError
+            from .records import RecordsError
 
             if not args.keys:
                 raise SystemExit("--records with an EMV profile needs --keys (the record is prepared first), "
@@ -2009,7 +2011,7 @@ def _card_from_args(args: argparse.Namespace) -> tuple[CardPersoData, dict[str, 
                 prepare(args.profile, args.records, args.keys, scratch / "batch")
                 cards = list(iter_cards(scratch / "batch"))
                 refused = {r.record_index: f"{r.field}: {r.message}" for r in iter_rejections(scratch / "batch")}
-            except (PrepareError, ProfileError, OSError) as exc:
+            except (PrepareError, ProfileError, KeyStoreError, RecordsError, OSError) as exc:
                 raise SystemExit(f"cannot prepare {args.records}: {exc}") from None
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -31,7 +31,8 @@ from typing import Any
 
 from cardspec.scp03 import unpad80
 from personalizer.batch import CardPersoData, Sealed, iter_cards, read_manifest
-from personalizer.keys import KeyStore, open_keystore
+from personalizer.masking import mask_pan
+from personalizer.keys import KeyStore, KeyStoreError, open_keystore
 
 FORMAT = "cardlab-station-data"
 
@@ -101,7 +102,7 @@ def export(batch: str | Path, keystore: KeyStore, out: str | Path, *, only_done:
             for row in station_rows(batch, keystore, only_done=only_done):
                 fh.write(json.dumps(row, separators=(",", ":")) + "\n")
                 pan = str(row.get("pan", ""))
-                masked.append(pan[:6] + "*" * max(len(pan) - 10, 0) + pan[-4:])
+                masked.append(mask_pan(pan))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, out)
@@ -123,7 +124,7 @@ def cmd_stations(args: argparse.Namespace) -> int:
             raise StationError("no key store: give --keys (or set CARDLAB_KEYS)")
         with open_keystore(spec) as ks:
             masked = export(args.batch, ks, out, only_done=args.only == "done")
-    except (StationError, OSError, ValueError) as exc:
+    except (StationError, KeyStoreError, sqlite3.Error, OSError, ValueError) as exc:
         print(f"cardlab perso stations: {exc}", file=sys.stderr)
         return 1
     shown = ", ".join(masked[:5]) + (f" and {len(masked) - 5} more" if len(masked) > 5 else "")

@@ -353,6 +353,12 @@ def test_cli_render_an_emv_record(tmp_path: Path, capsys: pytest.CaptureFixture[
         main([*base, "--record", "1"])
     with pytest.raises(SystemExit, match="record 7 .* is rejected: pan"):
         main([*base, "--record", "7", "--keys", str(keys)])
+    with pytest.raises(SystemExit, match="cannot prepare"):  # a key store that is not there: one line
+        main([*base, "--record", "1", "--keys", str(tmp_path / "absent.json")])
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"pan,psn,expiry,name,pin\n\xff\xfe\n")
+    with pytest.raises(SystemExit, match="cannot prepare"):
+        main([*base[:-1], str(bad), "--record", "1", "--keys", str(keys)])
     assert set(Path(tempfile.gettempdir()).glob("cardlab-render-*")) == scratch  # scratch batches removed
 
 

@@ -80,3 +80,21 @@ def test_wrong_transport_key_and_refusals(batch: tuple[Path, Path], tmp_path: Pa
     out.write_text("keep me")
     assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(keys)]) == 2
     assert out.read_text() == "keep me"
+
+
+def test_bad_key_store_and_damaged_job_db_are_one_line_errors(batch: tuple[Path, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    b, keys = batch
+    out = tmp_path / "s.jsonl"
+    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 1
+    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", "pkcs11:token=nothing;pin-env=NO_SUCH_VAR"]) == 1
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(b, damaged)
+    (damaged / "jobs.sqlite").write_bytes(b"not a database" * 100)
+    for name in ("jobs.sqlite-wal", "jobs.sqlite-shm"):
+        (damaged / name).unlink(missing_ok=True)
+    assert main(["perso", "stations", str(damaged), "--out", str(out), "--keys", str(keys), "--only", "done"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("cardlab perso stations:") == 3 and "Traceback" not in err and not out.exists()

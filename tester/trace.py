@@ -9,6 +9,8 @@ text on a terminal (:func:`print_rich`) and as one self-contained HTML page
 
 Privacy: PANs are masked to the first 6 and last 4 digits wherever they occur
 (5A, track 2 equivalent 57, track 1 56, and any raw hex that contains them);
+the ICC (PIN encipherment) public key certificates 9F46 / 9F2D are withheld,
+since the PAN can be recovered from them with the CA's public key;
 VERIFY data is never recorded (see :mod:`tester.exchange`), the cardholder
 name is shown, the PIN never.
 """
@@ -97,6 +99,8 @@ def _value_text(tag: int, value: bytes, mask: Callable[[str], str]) -> str:
         return mask_pan(pan) + "D" + rest[:7] + "…"  # PAN masked, expiry and service code kept, the rest cut
     if tag in (0x56, 0x9F6B, 0x9F1F):
         return f"<{len(value)} bytes withheld>"
+    if tag in (0x9F46, 0x9F2D):  # anyone with the CA public key recovers the PAN from them (Book 2 §6.4, §7.1)
+        return f"<{len(value)} bytes withheld: the PAN is recoverable from this certificate>"
     text = value.hex().upper()
     if tag in (0x50, 0x9F12, 0x5F20, 0x5F2D, 0x84) and value and all(0x20 <= b < 0x7F for b in value):
         text += f' "{value.decode("ascii")}"'

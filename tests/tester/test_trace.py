@@ -80,3 +80,15 @@ def test_live_trace_prints_each_step_as_it_happens() -> None:
     assert chunks[0][0] < first_gen_ac  # selection was printed before the card was asked for a cryptogram
     assert printed_before_the_end >= 6
     assert all(PAN not in text for _, text in chunks)
+
+
+def test_icc_certificates_are_withheld() -> None:
+    """9F46 (and 9F2D) hold the PAN, recoverable with the CA public key: never printed."""
+    card, _ = card_for(P(oda="DDA", pin_key_bits=1024))
+    state, _ = transact(card, pin="1234", seed=42)
+    cert = state.card_data[0x9F46].hex().upper()
+    pin_cert = state.card_data[0x9F2D].hex().upper()
+    for out in (render_text(state), render_html(state)):
+        flat = out.replace(" ", "").replace("\n", "")
+        assert cert[:40] not in flat and pin_cert[:40] not in flat
+        assert "bytes withheld: the PAN is recoverable from this certificate" in out

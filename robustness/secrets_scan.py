@@ -57,11 +57,15 @@ class Result:
     cards_done: int = 0
     #: control: patterns found in the records and key store files themselves (must be > 0)
     control_hits: int = 0
+    #: control: every PIN pattern (labelled and PIN block forms) fires on a leak written for it
+    pin_patterns: int = 0
+    pin_controls_missed: int = -1
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.hits and all(c == 0 for c in self.exit_codes) and self.cards_done > 0 and self.control_hits > 0
+        return (not self.hits and all(c == 0 for c in self.exit_codes) and self.cards_done > 0
+                and self.control_hits > 0 and self.pin_controls_missed == 0)
 
 
 def _cli(args: list[str], cwd: Path, res: Result, outputs: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -204,6 +208,13 @@ def run(out: Path, cards: int = 4, demo_cards: int = 200) -> Result:
                 res.hits.append(f"{label} in {what}: ...{ctx}...")
     control = "".join(p.read_text() for p in inputs if p.exists())
     res.control_hits = sum(1 for _, pat in patterns + standalone if pat.search(control))
+    # the PIN patterns must fire on the leaks they are for: a labelled JSON value, a key=value
+    # log field, a PIN block in hex (the records file cannot show that: the label is in its header)
+    leaks = "\n".join(f'{{"pin": "{pin}"}} PIN={pin} {("2" + format(len(pin), "X") + pin).ljust(16, "F")}'
+                      for pin in sorted(pins))
+    pin_pats = [(label, pat) for label, pat in patterns if label.startswith("PIN")]
+    res.pin_patterns = len(pin_pats)
+    res.pin_controls_missed = sum(1 for _, pat in pin_pats if not pat.search(leaks))
     status = outputs.get("perso status (stdout)", "")
     m = re.search(r"done (\d+)", status)
     res.cards_done = int(m.group(1)) if m else 0
@@ -220,6 +231,7 @@ def report(res: Result) -> str:
         ("sources scanned", f"{len(res.scanned)} ({sum(n for _, n in res.scanned):,} characters)"),
         ("hits", len(res.hits)),
         ("control: patterns found in records + key store", res.control_hits),
+        ("control: PIN patterns firing on written leaks", f"{res.pin_patterns - res.pin_controls_missed} of {res.pin_patterns}"),
         ("seconds", f"{res.seconds:.1f}"),
     ]
     text = figures("secrets scan (robustness/secrets_scan.py)", rows)

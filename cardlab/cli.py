@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
+from cardspec.argtypes import hex_byte, hex_bytes, key_version, parse_hex
 from emulator import Card
 from emulator.gp.lifecycle import CardLife
 from emulator.image import ImageError
@@ -29,14 +29,9 @@ class UsageError(Exception):
 
 def _hex_arg(value: str, what: str, lengths: Sequence[int] | None = None) -> bytes:
     try:
-        raw = bytes.fromhex(value.replace(" ", ""))
+        return parse_hex(value, what, lengths)
     except ValueError as exc:
-        raise UsageError(f"{what}: not hex") from exc
-    if lengths is not None and len(raw) not in lengths:
-        expected = (f"{lengths.start}-{lengths.stop - 1}" if isinstance(lengths, range)
-                    else " or ".join(str(n) for n in lengths))
-        raise UsageError(f"{what}: expected {expected} bytes, got {len(raw)}")
-    return raw
+        raise UsageError(str(exc)) from None
 
 
 # -- argparse ``type=`` checks: a bad value is a one-line usage error, exit 2 ---------------
@@ -49,33 +44,9 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def _hex_type(what: str, lengths: Sequence[int] | None = None) -> Callable[[str], bytes]:
-    def parse(value: str) -> bytes:
-        try:
-            return _hex_arg(value, what, lengths)
-        except UsageError as exc:
-            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
-
-    parse.__name__ = what.lstrip("-")
-    return parse
-
-
-def _byte_type(what: str, allowed: Callable[[int], bool], expected: str) -> Callable[[str], int]:
-    """One byte in hex (1 or 2 digits) that ``allowed`` accepts."""
-
-    def parse(value: str) -> int:
-        if not re.fullmatch(r"[0-9A-Fa-f]{1,2}", value) or not allowed(int(value, 16)):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
-        return int(value, 16)
-
-    parse.__name__ = what
-    return parse
-
-
-def _key_version(value: str) -> int:
-    # GP §11.8.2.1: a key version number is 7 bits (b8 of PUT KEY's P1 says
-    # "more commands"), '00' asks for a new key set; the card's PUT KEY takes 01-7F
-    return _byte_type("kvn", lambda n: 0x01 <= n <= 0x7F, "a key version number 01-7F (hex)")(value)
+_hex_type = hex_bytes
+_byte_type = hex_byte
+_key_version = key_version
 
 
 def _scp_i(value: str) -> int:

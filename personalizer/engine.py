@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cardspec import argtypes
 from personalizer.jobdb import JobDb, OpenAttempt, read_card_at, safe_reason
 from personalizer.stock import list_images
 
@@ -863,8 +864,7 @@ def run(
             pending = db.counts().get("pending", 0)
             if cards is not None and pending and not errors:
                 stock = ImageSource(cards)
-                used = {str(r[0]) for r in db.db.execute("SELECT location FROM cards WHERE kind = 'image'")}
-                if all(str(p) in used for p in list_images(stock.directory)):
+                if all(db.image_used(str(p)) for p in list_images(stock.directory)):
                     errors.append(f"card stock used up: {pending} records still pending; add blank cards to "
                                   f"{stock.directory} and run the batch again to resume")
             return RunReport(db.input_count(), db.counts(), db.unaccounted(), db.failures(), reconciled,
@@ -1009,10 +1009,10 @@ def cmd_stock(args: argparse.Namespace) -> int:
     kmc, scheme = args.kmc, args.diversification
     isd_aid, kvn = args.isd_aid, args.key_version
     if args.profile:  # the card stock the profile's GP details expect (ISD AID, KMC, scheme, key version)
-        from personalizer.profile import ProfileError, load_profile
+        from personalizer.profile import ProfileError, load_card_details
 
         try:
-            card = load_profile(args.profile).card
+            card = load_card_details(args.profile)  # EMV or badge profile
         except (ProfileError, OSError) as exc:
             print(f"cardlab perso stock: {exc}", file=sys.stderr)
             return 2
@@ -1031,24 +1031,7 @@ def cmd_stock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hex_aid(text: str) -> bytes:
-    try:
-        aid = bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
-    if not 5 <= len(aid) <= 16:
-        raise argparse.ArgumentTypeError("an AID is 5 to 16 bytes")
-    return aid
 
-
-def _key_version(text: str) -> int:
-    try:
-        kvn = int(text, 16)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
-    if not 0x01 <= kvn <= 0x7F:
-        raise argparse.ArgumentTypeError("a key version number is 01 to 7F (GP Card Spec 2.3 §11.1.8)")
-    return kvn
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -1085,7 +1068,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     k.add_argument("--kmc", help="key store name of the KMC (default: the profile's, else KMC)")
     k.add_argument("--diversification", choices=("EMV", "VISA2", "KDF3"),
                    help="card key diversification (default: the profile's, else KDF3)")
-    k.add_argument("--isd-aid", type=_hex_aid, help="ISD AID, hex (default: the profile's, else A000000151000000)")
-    k.add_argument("--key-version", type=_key_version, help="ISD key version number, hex (default: the profile's, else 30)")
+    k.add_argument("--isd-aid", type=argtypes.aid, help="ISD AID, hex (default: the profile's, else A000000151000000)")
+    k.add_argument("--key-version", type=argtypes.key_version, help="ISD key version number, hex (default: the profile's, else 30)")
     k.add_argument("--lifecycle", default="OP_READY", choices=("OP_READY", "INITIALIZED"))
     k.set_defaults(func=lambda a, *_: cmd_stock(a))

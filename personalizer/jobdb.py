@@ -289,14 +289,18 @@ class JobDb:
         return True
 
     # -- stations -----------------------------------------------------------------
+    def image_used(self, path: str) -> bool:
+        """Whether a station has claimed the card image ``path`` (in this batch)."""
+        row = self.db.execute("SELECT 1 FROM cards WHERE kind = 'image' AND location = ?", (path,)).fetchone()
+        return row is not None
+
     def claim_image(self, station: str, images: Sequence[str]) -> tuple[int, str] | None:
         """Reserve the first image of ``images`` no station has used yet (one
         indexed lookup per image passed over: a caller that remembers where
         its last claim was keeps a big stock linear, see ``ImageSource``)."""
         with self.transaction() as db:
             for path in images:
-                used = db.execute("SELECT 1 FROM cards WHERE kind = 'image' AND location = ?", (path,)).fetchone()
-                if used is None:
+                if not self.image_used(path):
                     cur = db.execute(
                         "INSERT INTO cards (kind, location, status, station, updated) VALUES ('image', ?, 'claimed', ?, ?)",
                         (path, station, audit.now()),

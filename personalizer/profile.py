@@ -1482,6 +1482,22 @@ def _bins(ck: _Checker, top: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def load_card_details(path: str | Path) -> GpDetails:
+    """The ``card`` section (ISD AID, KMC, diversification, key version, target
+    life cycle) of a profile of any kind, EMV or badge: what its blank card
+    stock must be made with. :class:`ProfileError` names the field."""
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ProfileError(str(p), [f"(file): cannot read: {e}"]) from e
+    ck = _Checker(p.parent)
+    card = _card(ck, ck.mapping(doc, "(top)").get("card"))
+    if ck.problems:
+        raise ProfileError(str(p), ck.problems)
+    return card
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read and validate an issuer profile; :class:`ProfileError` lists every problem."""
     p = Path(path)

@@ -69,3 +69,25 @@ def test_bad_options_are_usage_errors(tmp_path: Path, keys: Path, option: list[s
     assert main(["perso", "stock", str(tmp_path / "stock"), "--count", "1", "--keys", str(keys), *option]) == 2
     assert not (tmp_path / "stock").exists()
     assert "error" in capsys.readouterr().err
+
+
+def test_stock_for_the_badge_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The badge profile has a card section too (no EMV applications): its stock is made from it."""
+    badge = Path(__file__).resolve().parents[2] / "vectors" / "profiles" / "badge.yaml"
+    keys = Path(__file__).resolve().parents[2] / "vectors" / "test-keystore.json"
+    assert main(["perso", "stock", str(tmp_path / "stock"), "--count", "1", "--keys", str(keys),
+                 "--profile", str(badge)]) == 0  # fmt: skip
+    card = Card.load(next((tmp_path / "stock").glob("card-*.json")))
+    card.power_on()
+    from personalizer.keys import open_keystore
+
+    card.transmit(bytes.fromhex("00A4040008A000000151000000"))
+    kdd = tlv.find(card.transmit(bytes.fromhex("80CA00CF00"))[:-2], 0xCF)
+    assert kdd is not None
+    with open_keystore(str(keys)) as ks:
+        k = ks.diversify_card_keys("KMC", "KDF3", kdd.value)
+    HostSession(card.transmit, StaticKeys(k.enc, k.mac, k.dek, 0x30)).open(0x33)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("card:\n  isd_aid: A0\n  kmc: KMC\n")
+    assert main(["perso", "stock", str(tmp_path / "s2"), "--count", "1", "--keys", str(keys), "--profile", str(bad)]) == 2
+    assert "card.isd_aid" in capsys.readouterr().err

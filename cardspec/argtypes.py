@@ -1,0 +1,59 @@
+"""Command-line value types shared by the ``cardlab card`` and ``cardlab perso``
+commands: hex bytes of given lengths, one hex byte in a range, a GP key
+version number. Each parser is an argparse ``type=``: a bad value becomes a
+one-line usage error (exit status 2), never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Sequence
+
+
+def parse_hex(value: str, what: str, lengths: Sequence[int] | None = None) -> bytes:
+    """``value`` as bytes (spaces allowed); ``ValueError("what: …")`` when it is
+    not hex or not one of ``lengths`` bytes long."""
+    try:
+        raw = bytes.fromhex(value.replace(" ", ""))
+    except ValueError:
+        raise ValueError(f"{what}: not hex") from None
+    if lengths is not None and len(raw) not in lengths:
+        expected = (f"{lengths.start}-{lengths.stop - 1}" if isinstance(lengths, range)
+                    else " or ".join(str(n) for n in lengths))
+        raise ValueError(f"{what}: expected {expected} bytes, got {len(raw)}")
+    return raw
+
+
+def hex_bytes(what: str, lengths: Sequence[int] | None = None) -> Callable[[str], bytes]:
+    """An argparse type: hex bytes, ``lengths`` long when given."""
+
+    def parse(value: str) -> bytes:
+        try:
+            return parse_hex(value, what, lengths)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
+
+    parse.__name__ = what.lstrip("-")
+    return parse
+
+
+def hex_byte(what: str, allowed: Callable[[int], bool], expected: str) -> Callable[[str], int]:
+    """An argparse type: one byte written as 1 or 2 hex digits (no ``0x``) that ``allowed`` accepts."""
+
+    def parse(value: str) -> int:
+        if not re.fullmatch(r"[0-9A-Fa-f]{1,2}", value) or not allowed(int(value, 16)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return int(value, 16)
+
+    parse.__name__ = what
+    return parse
+
+
+def key_version(value: str) -> int:
+    """A GP key version number 01-7F (GP Card Spec 2.3 §11.8.2.1: 7 bits, b8 of PUT KEY's P1
+    says "more commands"; 00 asks the card for a new key set)."""
+    return hex_byte("kvn", lambda n: 0x01 <= n <= 0x7F, "a key version number 01-7F (hex)")(value)
+
+
+#: an AID: 5 to 16 bytes (ISO/IEC 7816-4 §8.2.1.2, 12.2.3)
+aid = hex_bytes("aid", range(5, 17))

@@ -12,7 +12,8 @@ import importlib
 
 
 #: modules that provide ``add_commands(sub: argparse._SubParsersAction) -> None``
-PARTS = ("personalizer.prepare", "personalizer.script", "personalizer.engine", "personalizer.stations")
+PARTS = ("personalizer.prepare", "personalizer.script", "personalizer.engine", "personalizer.stations",
+         "personalizer.transport")
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -155,3 +155,51 @@ def test_tampered_sealed_records_yield_nothing(tmp_path: Path) -> None:
         for r in read_records(out, keys=TransportKeys(BUREAU, ISSUER_PUB), today=TODAY):
             got.append(r)  # noqa: PERF402 - a loop, to see whether anything came before the error
     assert got == []
+
+
+def test_cli_seal_then_prepare_opens_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cardlab perso seal` (the issuer's side) and `perso prepare --bureau-key --issuer-public`
+    (the bureau's): the same records come out; a flipped byte is refused before any record."""
+    from cardlab.cli import main
+    from cardlab.demo import demo_keystore
+
+    src = ROOT / "vectors/records/sample.csv"
+    sealed = tmp_path / "sample.csv.sealed"
+    for signer in ("TEST-ONLY-issuer-signing-rsa2048.key.pem", "TEST-ONLY-issuer-signing-ed25519.key.pem"):
+        assert main(["perso", "seal", str(src), "--out", str(sealed), "--force",
+                     "--bureau-public", str(KEYS / "TEST-ONLY-bureau-rsa2048.pub.pem"),
+                     "--issuer-key", str(KEYS / signer)]) == 0  # fmt: skip
+        pub = signer.replace(".key.pem", ".pub.pem")
+        opened = list(read_records(sealed, keys=TransportKeys(BUREAU, load_public_key(KEYS / pub)), today=TODAY))
+        assert [repr(r) for r in opened] == [repr(r) for r in read_records(src, today=TODAY)]
+    assert "4761739001010101" not in capsys.readouterr().out
+    keys = demo_keystore(tmp_path / "keys.json")
+    prep = ["perso", "prepare", "--profile", str(ROOT / "vectors/profiles/visa-cvn18.yaml"), "--keys", str(keys),
+            "--bureau-key", str(KEYS / "TEST-ONLY-bureau-rsa2048.key.pem"),
+            "--issuer-public", str(KEYS / "TEST-ONLY-issuer-signing-ed25519.pub.pem")]
+    assert main([*prep, "--records", str(sealed), "--out", str(tmp_path / "b1")]) == 0
+    data = bytearray(sealed.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    sealed.write_bytes(bytes(data))
+    assert main([*prep, "--records", str(sealed), "--out", str(tmp_path / "b2")]) != 0
+    assert not (tmp_path / "b2" / "cards.jsonl").exists() or not (tmp_path / "b2" / "cards.jsonl").read_text()
+
+
+def test_cli_seal_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cardlab.cli import main
+
+    src = ROOT / "vectors/records/sample.csv"
+    base = ["perso", "seal", str(src), "--bureau-public", str(KEYS / "TEST-ONLY-bureau-rsa2048.pub.pem")]
+    out = tmp_path / "x.sealed"
+    out.write_text("keep")
+    assert main([*base, "--issuer-key", str(KEYS / "TEST-ONLY-issuer-signing-rsa2048.key.pem"), "--out", str(out)]) == 2
+    assert out.read_text() == "keep"
+    # an Ed25519 key cannot wrap the data key (RSA-OAEP): refused
+    assert main(["perso", "seal", str(src), "--bureau-public", str(KEYS / "TEST-ONLY-issuer-signing-ed25519.pub.pem"),
+                 "--issuer-key", str(KEYS / "TEST-ONLY-issuer-signing-rsa2048.key.pem"),
+                 "--out", str(tmp_path / "y.sealed")]) == 1  # fmt: skip
+    assert main([*base, "--issuer-key", str(KEYS / "TEST-ONLY-issuer-signing-rsa2048.key.pem"),
+                 "--passphrase-env", "CARDLAB_NO_SUCH_VAR", "--out", str(tmp_path / "z.sealed")]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "must be RSA" in err and "CARDLAB_NO_SUCH_VAR is not set" in err and "Traceback" not in err
+    assert not (tmp_path / "y.sealed").exists() and not (tmp_path / "z.sealed").exists()

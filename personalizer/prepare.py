@@ -290,7 +290,7 @@ class CardPreparer:
         if keys.issuer_certificates:
             return self.verify_issuer_certificates(app, issuer, where)
         if self._store_certificates(app):
-            return []
+            return self._verify_store_certificates(app, issuer, where)
         try:
             self._ca_key(keys.ca_index)
         except (PrepareError, KeyStoreError) as e:
@@ -339,6 +339,37 @@ class CardPreparer:
                     f"{c.where} ({app.name}, issuer identifier {c.issuer_identifier}): {e} "
                     f"[issuer key {keys.issuer_rsa!r}; CA public key {ca_name}]"
                 )
+        return problems
+
+    def _verify_store_certificates(self, app: Application, issuer: RsaPublicKey, where: str) -> list[str]:
+        """The key store's ready-made certificates for this application, checked as the
+        profile's are (:meth:`verify_issuer_certificates`): a stale or foreign one would
+        otherwise go onto every card and fail every terminal's ODA."""
+        keys = app.keys
+        assert keys.ca_index is not None
+        rid = app.aid[:5]
+        label = f"{where}: the key store's issuer_certificates for key {keys.issuer_rsa!r}"
+        try:
+            ca = self._ca_public_key(rid, keys.ca_index)
+        except KeyStoreError as e:
+            return [f"{label}: cannot verify them: {e}"]
+        if ca is None:
+            return [f"{label}: cannot verify them: no CA public key for RID {rid.hex().upper()} index "
+                    f"{keys.ca_index:02X} (give one with --ca-public-keys FILE)"]
+        ca_name, ca_pub = ca
+        problems: list[str] = []
+        for c in self._store_certificates(app):
+            ident = str(c.get("issuer_identifier", "")).upper().rstrip("F")
+            try:
+                certificates.check_issuer_certificate(
+                    bytes.fromhex(str(c.get("certificate_90", ""))), bytes.fromhex(str(c.get("remainder_92", ""))),
+                    bytes.fromhex(str(c.get("exponent_9F32", ""))), ca_pub.modulus, ca_pub.exponent,
+                    issuer_id=certificates.issuer_identifier(ident),
+                    issuer_modulus=issuer.modulus_bytes, issuer_exponent=issuer.exponent_bytes,
+                    today=self.today,
+                )  # fmt: skip
+            except (certificates.CertificateError, ValueError) as e:
+                problems.append(f"{label} (issuer identifier {ident}): {e} [CA public key {ca_name}]")
         return problems
 
     def _ca_public_key(self, rid: bytes, index: int) -> tuple[str, RsaPublicKey] | None:

@@ -387,10 +387,41 @@ def test_bin_with_no_certificate_source_rejects_only_its_records(tmp_path: Path,
     pans = [pan_with("4761731"), pan_with("476174"), pan_with("4761732")]
     csv = tmp_path / "cards.csv"
     csv.write_text("pan,psn,expiry,name,pin\n" + "".join(f"{p},00,2030-01,TEST/CARD,1234\n" for p in pans))
-    prepare(visa_with(tmp_path, None, bins=["476173", "476174"]), csv, token, tmp_path / "batch", today=TODAY)
+    profile = visa_with(tmp_path, None, bins=["476173", "476174"])
+    with pytest.raises(PrepareError, match="key store's issuer_certificates .* cannot verify them: no CA public key"):
+        prepare(profile, csv, token, tmp_path / "refused", today=TODAY)  # ready-made ones are verified too
+    prepare(profile, csv, token, tmp_path / "batch", today=TODAY, ca_public_keys=ca_public_keys(ks))
     from personalizer.batch import iter_cards, iter_rejections, read_manifest
 
     assert [c.record_index for c in iter_cards(tmp_path / "batch")] == [1, 3]
     (rej,) = iter_rejections(tmp_path / "batch")
     assert (rej.record_index, rej.field) == (2, "pan") and "BIN 476174" in rej.message
     assert read_manifest(tmp_path / "batch")["counts"] == {"input": 3, "accepted": 2, "rejected": 1}
+
+
+@pytest.mark.parametrize("defect", ["expired", "another issuer key", "flipped byte"])
+def test_stale_key_store_certificate_is_refused_before_any_card(tmp_path: Path, ks: SoftwareKeyStore,
+                                                                defect: str) -> None:  # fmt: skip
+    """The key store's ready-made certificates are checked like the profile's: a stale or foreign
+    one would go onto every card and fail every terminal's offline data authentication."""
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_
+
+    token = without_ca(ks)
+    if defect == "another issuer key":
+        other = rsa_.generate_private_key(public_exponent=65537, key_size=1152).public_key().public_numbers()
+        cert = scheme_certificate(ks, "476173", issuer=(other.n.to_bytes(144, "big"), b"\x01\x00\x01"))
+    else:
+        cert = scheme_certificate(ks, "476173", expiry="1225" if defect == "expired" else "1249")
+        if defect == "flipped byte":
+            raw = bytearray(bytes.fromhex(cert["certificate_90"]))
+            raw[20] ^= 0x01
+            cert["certificate_90"] = raw.hex().upper()
+    token.extra["issuer_certificates"] = [{
+        "issuer_key": ISSUER, "ca_index": CA_INDEX, "issuer_identifier": "476173FF",
+        "certificate_90": cert["certificate_90"], "remainder_92": cert["remainder_92"],
+        "exponent_9F32": cert["exponent_9F32"]}]  # fmt: skip
+    with pytest.raises(PrepareError, match="the key store's issuer_certificates for key 'TEST-VISA-ISSUER-RSA' "
+                       r"\(issuer identifier 476173\)"):
+        prepare(visa_with(tmp_path, None), SAMPLE, token, tmp_path / "batch", today=TODAY,
+                ca_public_keys=ca_public_keys(ks))
+    assert not (tmp_path / "batch" / "cards.jsonl").exists()

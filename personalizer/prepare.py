@@ -209,7 +209,7 @@ class CardPreparer:
         transport_key: str = "KEK",
         *,
         ca_key: str | None = None,
-        issuer_cert_years: int = 20,
+        issuer_cert_years: int | None = None,
         today: date | None = None,
         ca_public_keys: Sequence[Mapping[str, Any]] = (),
     ) -> None:
@@ -226,6 +226,8 @@ class CardPreparer:
             problems.append(f"transport key {transport_key!r} has usage {info.usage}, not KEK")
         self.kek_kcv = info.kcv if info is not None and info.kcv is not None else b""
         self._ca_key_name = ca_key
+        #: issuer certificate (90) → the last day it is valid, for the card expiry check
+        self._cert_ends: dict[bytes, date] = {}
         self.apps: list[_AppContext] = []
         for i, app in enumerate(profile.applications):
             where = f"applications[{i}] ({app.name})"
@@ -328,12 +330,13 @@ class CardPreparer:
         problems: list[str] = []
         for c in keys.issuer_certificates:
             try:
-                certificates.check_issuer_certificate(
+                rec = certificates.check_issuer_certificate(
                     c.certificate, c.remainder, c.exponent, ca_pub.modulus, ca_pub.exponent,
                     issuer_id=certificates.issuer_identifier(c.issuer_identifier),
                     issuer_modulus=issuer.modulus_bytes, issuer_exponent=issuer.exponent_bytes,
                     today=self.today,
                 )  # fmt: skip
+                self._note_end(c.certificate, rec.expiry_mmyy)
             except certificates.CertificateError as e:
                 problems.append(
                     f"{c.where} ({app.name}, issuer identifier {c.issuer_identifier}): {e} "
@@ -361,16 +364,23 @@ class CardPreparer:
         for c in self._store_certificates(app):
             ident = str(c.get("issuer_identifier", "")).upper().rstrip("F")
             try:
-                certificates.check_issuer_certificate(
-                    bytes.fromhex(str(c.get("certificate_90", ""))), bytes.fromhex(str(c.get("remainder_92", ""))),
+                cert = bytes.fromhex(str(c.get("certificate_90", "")))
+                rec = certificates.check_issuer_certificate(
+                    cert, bytes.fromhex(str(c.get("remainder_92", ""))),
                     bytes.fromhex(str(c.get("exponent_9F32", ""))), ca_pub.modulus, ca_pub.exponent,
                     issuer_id=certificates.issuer_identifier(ident),
                     issuer_modulus=issuer.modulus_bytes, issuer_exponent=issuer.exponent_bytes,
                     today=self.today,
                 )  # fmt: skip
+                self._note_end(cert, rec.expiry_mmyy)
             except (certificates.CertificateError, ValueError) as e:
                 problems.append(f"{label} (issuer identifier {ident}): {e} [CA public key {ca_name}]")
         return problems
+
+    def _note_end(self, certificate: bytes, expiry_mmyy: bytes) -> None:
+        end = certificates.certificate_end(expiry_mmyy)
+        if end is not None:
+            self._cert_ends[certificate] = end
 
     def _ca_public_key(self, rid: bytes, index: int) -> tuple[str, RsaPublicKey] | None:
         """(description, key) of the CA public key to verify certificates with: the
@@ -466,7 +476,10 @@ class CardPreparer:
             except PrepareError as exc:  # this BIN has no certificate and none can be signed: this record only
                 raise CardProblem("pan", f"no issuer certificate covers BIN {bin6} ({exc})") from None
             ident_b = certificates.issuer_identifier(bin6)
-            expiry = bytes.fromhex(f"12{(self.today.year + self.issuer_cert_years) % 100:02d}")
+            # valid to December 2049 unless told otherwise: the latest expiry a card may have (two-digit
+            # years 50-99 read as 19YY, Book 4 §6.7.3), so no card outlives the certificate it carries
+            year = 2049 if self.issuer_cert_years is None else self.today.year + self.issuer_cert_years
+            expiry = bytes.fromhex(f"12{year % 100:02d}")
             serial = hashlib.sha256(issuer.modulus_bytes + ident_b).digest()[:3]
             cert, rem = certificates.issuer_certificate(
                 functools.partial(self.keys.rsa_sign_raw, ca_name),
@@ -478,6 +491,7 @@ class CardPreparer:
                 serial,
             )
             objects = {0x90: cert, 0x92: rem, 0x9F32: issuer.exponent_bytes}
+            self._note_end(cert, expiry)
         objects[0x8F] = bytes((ca_index,))
         ctx.issuer_objects[bin6] = objects
         return objects
@@ -546,6 +560,12 @@ class CardPreparer:
 
         # issuer certificate objects first: a PAN no certificate covers is rejected before any key work
         issuer_values = self.issuer_objects(ctx, pan) if app.oda else {}
+        cert_end = self._cert_ends.get(issuer_values.get(0x90, b""))
+        if cert_end is not None and record.expiry.last_day() > cert_end:
+            # Book 2 §5.3 step 9: terminals refuse an expired issuer certificate, so the card
+            # would fail offline data authentication for its last months
+            raise CardProblem("expiry", f"{record.expiry} is after the issuer public key certificate's expiry "
+                                        f"({cert_end:%m/%Y}) of {app.name}")
 
         # ICC master keys, wrapped inside the key store; sealed as one DGI 8000
         icc = self.keys.derive_icc_keys(

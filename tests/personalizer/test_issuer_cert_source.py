@@ -425,3 +425,35 @@ def test_stale_key_store_certificate_is_refused_before_any_card(tmp_path: Path, 
         prepare(visa_with(tmp_path, None), SAMPLE, token, tmp_path / "batch", today=TODAY,
                 ca_public_keys=ca_public_keys(ks))
     assert not (tmp_path / "batch" / "cards.jsonl").exists()
+
+
+def test_card_expiring_after_its_issuer_certificate_is_rejected(tmp_path: Path, ks: SoftwareKeyStore) -> None:
+    """A card valid beyond its issuer certificate would fail every terminal's offline data
+    authentication for its last months (Book 2 §5.3): that record is rejected, field expiry."""
+    cert = scheme_certificate(ks, "476173", expiry="1231")  # valid to 31 December 2031
+    pans = [pan_with("4761731"), pan_with("4761732"), pan_with("4761733")]
+    csv = tmp_path / "cards.csv"
+    csv.write_text("pan,psn,expiry,name,pin\n" + "".join(
+        f"{p},00,{e},TEST/CARD,1234\n" for p, e in zip(pans, ("2031-12", "2032-01", "2030-06"), strict=True)))
+    prepare(visa_with(tmp_path, [cert]), csv, ks, tmp_path / "batch", today=TODAY)
+    from personalizer.batch import iter_cards, iter_rejections
+
+    assert [c.record_index for c in iter_cards(tmp_path / "batch")] == [1, 3]
+    (rej,) = iter_rejections(tmp_path / "batch")
+    assert (rej.record_index, rej.field) == (2, "expiry")
+    assert "2032-01 is after the issuer public key certificate's expiry (12/2031)" in rej.message
+
+
+def test_certificate_signed_here_outlives_every_card(tmp_path: Path, ks: SoftwareKeyStore) -> None:
+    """Test set-ups sign the issuer certificate with the key store's CA key: valid to 12/2049, the
+    latest card expiry records may have, so a 2049 card is prepared."""
+    csv = tmp_path / "cards.csv"
+    csv.write_text(f"pan,psn,expiry,name,pin\n{pan_with('4761731')},00,2049-12,TEST/CARD,1234\n")
+    prepare(visa_with(tmp_path, None), csv, ks, tmp_path / "batch", today=TODAY)
+    from personalizer.batch import iter_cards
+
+    (card,) = iter_cards(tmp_path / "batch")
+    values, ca = tag_values(ks, card, 0), ks.public_key("CA")
+    rec = certificates.recover_issuer_certificate(values[0x90], values.get(0x92, b""), values[0x9F32],
+                                                  ca.modulus, ca.exponent)  # fmt: skip
+    assert rec.expiry_mmyy == bytes.fromhex("1249")

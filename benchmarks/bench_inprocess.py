@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emulator import Card  # noqa: E402
+from cardlab.emulator import Card  # noqa: E402
 
 GOAL_SIMPLE = 50_000
 SELECT_ISD = bytes.fromhex("00A4040008A000000151000000")
@@ -82,8 +82,8 @@ def report(label: str, value: float, goal: float | None = None) -> None:
 
 def bench_scp03(seconds: float) -> None:
     try:
-        from cardspec.scp03 import HostSession, ScpError, StaticKeys
-        import emulator.gp.scp03  # noqa: F401 - the card side
+        from cardlab.cardspec.scp03 import HostSession, ScpError, StaticKeys
+        import cardlab.emulator.gp.scp03  # noqa: F401 - the card side
     except ImportError as exc:
         print(f"{'SCP03 STORE DATA at level 33':<58} {'n/a':>10}   ({exc.name} not there yet)")
         return

@@ -9,7 +9,7 @@ Prints, on one core:
   is stored into its own emulated card by hand (tests/personalizer/prepkit.py:
   SCP03 level 33, sealed DGIs opened and re-encrypted under the card DEK);
   goal ≥ 100 cards/s. The same profile through the production path
-  (``personalizer.engine.run`` with the shipped EMV CPS script, job database,
+  (``cardlab.personalizer.engine.run`` with the shipped EMV CPS script, job database,
   audit log and durable card image saves, one station) is printed next to it,
   as a ratio of the in-memory path: the engine's own cost per card;
 * DDA profile (the Visa sample's credit application alone: SDA + DDA, one
@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT / "tests" / "personalizer"))
 
 from prepkit import VISA, make_keystore, personalize, sda_profile  # noqa: E402
 
-from emulator import Card  # noqa: E402
-from personalizer.batch import iter_cards  # noqa: E402
-from personalizer.prepare import prepare  # noqa: E402
+from cardlab.emulator import Card  # noqa: E402
+from cardlab.personalizer.batch import iter_cards  # noqa: E402
+from cardlab.personalizer.prepare import prepare  # noqa: E402
 
 TODAY = date(2026, 1, 15)
 SCRIPT = ROOT / "vectors" / "scripts" / "emv-cps.yaml"
@@ -98,13 +98,13 @@ def prepare_and_personalize(profile: Path, records: Path, ks: Any, out: Path) ->
 
 
 def prepare_and_engine(profile: Path, records: Path, ks: Any, out: Path) -> tuple[float, float, int]:
-    """The production path: ``prepare()`` then ``personalizer.engine.run`` with the shipped EMV CPS
+    """The production path: ``prepare()`` then ``cardlab.personalizer.engine.run`` with the shipped EMV CPS
     script (script interpreter, SCP03 with KMC-diversified keys, job database, audit log, card
     images saved after every card) on one station. Card stock is made beforehand, untimed: blank
     cards come from the card manufacturer. Returns (engine cards/s, prepare + engine cards/s, cards)."""
     from enginekit import KMC_NAME, make_cards
 
-    from personalizer import engine
+    from cardlab.personalizer import engine
 
     if KMC_NAME not in ks:
         ks.add_symmetric(KMC_NAME, "AES", "KMC", ks.clear_value("KMC"))

@@ -7,9 +7,9 @@ Prints, for SDA, DDA and CDA cards personalized by the test kit
 
 * full transactions per second (kernel + card + issuer host: selection,
   reading, ODA, CVM, risk management, first GENERATE AC, online with ARPC,
-  second GENERATE AC) — through ``tester.kernel.run_transaction`` when the
+  second GENERATE AC) — through ``cardlab.tester.kernel.run_transaction`` when the
   kernel can run, else through a minimal in-bench sequence (SELECT, GPO, READ
-  RECORD, GENERATE AC) followed by ``tester.online.process`` (said so in the
+  RECORD, GENERATE AC) followed by ``cardlab.tester.online.process`` (said so in the
   output);
 * the share of the time spent in the card (its ``transmit``, timed
   separately) versus the tester (everything else: TLV, RSA recovery,
@@ -43,10 +43,10 @@ except ImportError:  # pragma: no cover
 
 from cardmaker import IMK_AC, IMK_SMC, IMK_SMI, Profile, load_test_ca, make_card
 
-from tester import online, tlv
-from tester.channel import RecordingChannel
-from tester.issuer_host import AuthorizationRequest, IssuerHost
-from tester.state import TransactionState
+from cardlab.tester import online, tlv
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.issuer_host import AuthorizationRequest, IssuerHost
+from cardlab.tester.state import TransactionState
 
 
 class TimedCard:
@@ -67,7 +67,7 @@ class TimedCard:
 
 
 def terminal_profile() -> Any:
-    from tester.terminal import CaKey, TerminalAid, TerminalProfile
+    from cardlab.tester.terminal import CaKey, TerminalAid, TerminalProfile
 
     rid, index, ca, _ = load_test_ca()
     return TerminalProfile(
@@ -84,7 +84,7 @@ def terminal_profile() -> Any:
 
 
 def kernel_transaction(channel: RecordingChannel, host: IssuerHost, terminal: Any, n: int) -> TransactionState:
-    from tester import kernel
+    from cardlab.tester import kernel
 
     state: TransactionState = kernel.run_transaction(channel, terminal, amount=1000 + n, pin="1234",
                                                      online_host=host, force_online=True, seed=n)
@@ -157,19 +157,19 @@ def measure(oda: str, cvn: int, seconds: float, use_kernel: bool) -> tuple[float
 
 def kernel_usable() -> tuple[bool, str]:
     try:
-        importlib.import_module("tester.kernel")
-        importlib.import_module("tester.risk")
-        importlib.import_module("tester.cvm")
+        importlib.import_module("cardlab.tester.kernel")
+        importlib.import_module("cardlab.tester.risk")
+        importlib.import_module("cardlab.tester.cvm")
     except ImportError as exc:
-        return False, f"kernel not runnable yet ({exc}); minimal sequence + tester.online"
+        return False, f"kernel not runnable yet ({exc}); minimal sequence + cardlab.tester.online"
     p = Profile(oda="SDA", cvn=0x12)
     card, _ = make_card(p)
     try:
         state = kernel_transaction(RecordingChannel(card.transmit), IssuerHost(IMK_AC, IMK_SMI, IMK_SMC),
                                    terminal_profile(), 0)
     except Exception as exc:  # noqa: BLE001 — the kernel is written concurrently
-        return False, f"kernel raised {type(exc).__name__}: {exc}; minimal sequence + tester.online"
-    return True, f"tester.kernel.run_transaction (trial outcome: {state.outcome})"
+        return False, f"kernel raised {type(exc).__name__}: {exc}; minimal sequence + cardlab.tester.online"
+    return True, f"cardlab.tester.kernel.run_transaction (trial outcome: {state.outcome})"
 
 
 def host_rates(seconds: float) -> tuple[float, float]:
@@ -205,7 +205,7 @@ def host_rates(seconds: float) -> tuple[float, float]:
 
 
 def certification_rate(seconds: float, profile: str = "visa-cvn18") -> tuple[float, float, int, str]:
-    """Certifications of one card per second (``tester.certify.certify_card`` on a
+    """Certifications of one card per second (``cardlab.tester.certify.certify_card`` on a
     card the personalizer prepared from a sample profile, tests/tester/certkit.py):
     (certifications/s, card share of the time, APDUs per certification, verdict).
     Each run gets a fresh copy of the card (loading it is not timed)."""
@@ -214,8 +214,8 @@ def certification_rate(seconds: float, profile: str = "visa-cvn18") -> tuple[flo
     sys.path.insert(0, str(ROOT / "tests" / "tester"))
     import certkit  # type: ignore[import-not-found]
 
-    from emulator import Card
-    from tester.certify import certify_card
+    from cardlab.emulator import Card
+    from cardlab.tester.certify import certify_card
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = certkit.prepare_sample(profile, Path(tmp))
@@ -244,7 +244,7 @@ def main() -> None:
                     help="sample profiles (vectors/profiles) whose prepared card is certified")
     args = ap.parse_args()
 
-    use_kernel, how = (False, "minimal sequence + tester.online (--minimal)") if args.minimal else kernel_usable()
+    use_kernel, how = (False, "minimal sequence + cardlab.tester.online (--minimal)") if args.minimal else kernel_usable()
     print(f"tester benchmark, CVN {args.cvn:02X}, {args.seconds:.1f} s per card type")
     print(f"transactions through: {how}")
     print(f"{'card':<5} {'tx/s':>8} {'APDUs/tx':>9} {'card %':>7} {'tester %':>9} {'tester/card':>12}  last outcome")

@@ -48,7 +48,7 @@ class TrivialCard:
 
 
 def serve_trivial(port: int) -> int:
-    from emulator.transports import vpcd
+    from cardlab.emulator.transports import vpcd
 
     stop = threading.Event()
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     from pcscd_helper import CardServer, Pcscd, close, connect_reader, pcscd_unavailable, port_listening
 
-    from emulator import Card
+    from cardlab.emulator import Card
 
     own_pcscd: Pcscd | None = None
     processes: list[subprocess.Popen[bytes]] = []

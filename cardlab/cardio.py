@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emulator import Card
-from emulator.transports import pyscard_reader
-from tester.channel import PyscardChannel
+from cardlab.emulator import Card
+from cardlab.emulator.transports import pyscard_reader
+from cardlab.tester.channel import PyscardChannel
 
 
 def open_image_channel(path: str) -> PyscardChannel:

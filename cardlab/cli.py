@@ -13,10 +13,10 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from cardspec.argtypes import hex_byte, hex_bytes, key_version, parse_hex
-from emulator import Card
-from emulator.gp.lifecycle import CardLife
-from emulator.image import ImageError
+from cardlab.cardspec.argtypes import hex_byte, hex_bytes, key_version, parse_hex
+from cardlab.emulator import Card
+from cardlab.emulator.gp.lifecycle import CardLife
+from cardlab.emulator.image import ImageError
 
 from .display import split_response, sw_text, tlv_lines
 
@@ -50,7 +50,7 @@ _key_version = key_version
 
 
 def _scp_i(value: str) -> int:
-    from emulator.gp.scp03 import SUPPORTED_I
+    from cardlab.emulator.gp.scp03 import SUPPORTED_I
 
     supported = ", ".join(f"{i:02X}" for i in sorted(SUPPORTED_I))
     # Amendment D §5.1 table 5-1; values the emulated card implements
@@ -91,14 +91,14 @@ def _card_keys(args: argparse.Namespace, kdd: bytes) -> tuple[bytes, bytes, byte
         keys: tuple[bytes, bytes, bytes] = args.keys
         return keys
     if args.kmc:
-        from cardspec.keys import diversify
+        from cardlab.cardspec.keys import diversify
 
         return diversify(args.diversification, args.kmc, kdd)
     return None
 
 
 def cmd_card_new(args: argparse.Namespace, out: Console) -> int:
-    from emulator.gp.manager import new_card_state
+    from cardlab.emulator.gp.manager import new_card_state
 
     kdd = args.kdd if args.kdd is not None else os.urandom(10)
     keys = _card_keys(args, kdd)
@@ -137,8 +137,8 @@ def cmd_card_send(args: argparse.Namespace, out: Console) -> int:
 
 
 def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
-    from emulator.gp.lifecycle import app_state_name
-    from emulator.registry import applet_class
+    from cardlab.emulator.gp.lifecycle import app_state_name
+    from cardlab.emulator.registry import applet_class
 
     card = Card.load(args.image)
     st = card.state
@@ -181,8 +181,8 @@ def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
 def _emv_counters(card: Card) -> list[tuple[str, list[str]]]:
     """Counters and flags of each EMV application instance, from its saved
     state (emulator/applets/emv/state.py): never a key, a PIN or its block."""
-    from emulator.applets.emv.applet import EmvApplet
-    from emulator.gp.lifecycle import app_state_name
+    from cardlab.emulator.applets.emv.applet import EmvApplet
+    from cardlab.emulator.gp.lifecycle import app_state_name
 
     sections: list[tuple[str, list[str]]] = []
     for rec in card.state.instances:
@@ -211,7 +211,7 @@ def _emv_counters(card: Card) -> list[tuple[str, list[str]]]:
 
 def _describe_files(card: Card) -> list[str]:
     """The file tree, one line a file: FID, structure, size, SFI, name."""
-    from emulator import filesystem as fsm
+    from cardlab.emulator import filesystem as fsm
 
     kinds = {fsm.FDB_DF: "DF", fsm.FDB_TRANSPARENT: "transparent", fsm.FDB_LINEAR_FIXED: "linear fixed",
              fsm.FDB_LINEAR_VARIABLE: "linear variable", fsm.FDB_CYCLIC: "cyclic"}
@@ -243,7 +243,7 @@ def _describe_files(card: Card) -> list[str]:
 def cmd_card_serve(args: argparse.Namespace, out: Console) -> int:
     if not args.vpcd:
         raise UsageError("serve needs a transport: --vpcd")
-    from emulator.transports import vpcd
+    from cardlab.emulator.transports import vpcd
 
     Card.load(args.image)  # fail early on a bad image
     vpcd.run(args.image, args.host, args.port)
@@ -312,11 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     cdemo.add_argument("--out", type=Path, help="keep the card image in this directory")
     cdemo.set_defaults(func=cmd_card_demo)
 
-    from personalizer.cli import register as register_perso
+    from cardlab.personalizer.cli import register as register_perso
 
     register_perso(groups)
 
-    from tester.cli import register as register_test
+    from cardlab.tester.cli import register as register_test
 
     from .cardio import open_image_channel
 

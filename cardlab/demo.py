@@ -29,11 +29,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
-from emulator.gp.lifecycle import CardLife, app_state_name
-from emulator.gp.manager import DEFAULT_KEY, new_card_state
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator.gp.lifecycle import CardLife, app_state_name
+from cardlab.emulator.gp.manager import DEFAULT_KEY, new_card_state
 
 from .display import split_response, sw_text, tlv_lines
 from .samples import vectors_dir
@@ -296,8 +296,8 @@ def demo_keystore(path: Path) -> Path:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from personalizer.keys import SoftwareKeyStore
-    from personalizer.profile import load_profile
+    from cardlab.personalizer.keys import SoftwareKeyStore
+    from cardlab.personalizer.profile import load_profile
 
     ks = SoftwareKeyStore.load(TEST_KEYSTORE)
     for profile, _terminal in PROFILES.values():
@@ -326,7 +326,7 @@ def _split(total: int, parts: int) -> list[int]:
 # -- workers (module level: they run in forked processes) --------------------------------------
 
 def _prepare_worker(args: tuple[str, str, str, str]) -> tuple[int, int, int, float]:
-    from personalizer.prepare import prepare
+    from cardlab.personalizer.prepare import prepare
 
     profile, records, keys, batch = args
     s = prepare(profile, records, keys, batch)
@@ -334,8 +334,8 @@ def _prepare_worker(args: tuple[str, str, str, str]) -> tuple[int, int, int, flo
 
 
 def _stock_worker(args: tuple[str, str, str, str, int]) -> int:
-    from personalizer.keys import open_keystore
-    from personalizer.stock import make_stock
+    from cardlab.personalizer.keys import open_keystore
+    from cardlab.personalizer.stock import make_stock
 
     directory, keys, kmc, scheme, count = args
     with open_keystore(keys) as ks:
@@ -352,10 +352,10 @@ CertifyJob = tuple[str, str, str, list[tuple[str, int, str]]]
 
 def _certify_worker(job: CertifyJob) -> list[Any]:
     """Certify some cards of one batch through the PC/SC code path (pyscard plug-in)."""
-    from emulator.transports import pyscard_reader
-    from tester.certify import certify_batch
-    from tester.channel import CardChannel
-    from tester.sources import load_keystore, load_profile
+    from cardlab.emulator.transports import pyscard_reader
+    from cardlab.tester.certify import certify_batch
+    from cardlab.tester.channel import CardChannel
+    from cardlab.tester.sources import load_keystore, load_profile
 
     from .cardio import open_image_channel
 
@@ -398,10 +398,10 @@ def run_demo(out: Console, opts: DemoOptions | None = None) -> int:
 
 
 def _run(out: Console, opts: DemoOptions, work: Path) -> int:
-    from personalizer import engine
-    from personalizer.profile import load_profile
-    from tester.certify import map_images
-    from tester.report import write_reports
+    from cardlab.personalizer import engine
+    from cardlab.personalizer.profile import load_profile
+    from cardlab.tester.certify import map_images
+    from cardlab.tester.report import write_reports
 
     from . import records_gen
 
@@ -542,7 +542,7 @@ def _summary(out: Console, runs: list[ProfileRun], reports: list[Any], stages: l
 
 def load_profile_name(path: Path) -> str:
     """The ``profile:`` name a profile file declares (what the reports carry)."""
-    from tester.sources import load_profile
+    from cardlab.tester.sources import load_profile
 
     return load_profile(path).name
 
@@ -550,16 +550,16 @@ def load_profile_name(path: Path) -> str:
 def _trace(out: Console, run: ProfileRun, keys: Path, work: Path) -> bool:
     """One transaction on a copy of the first card (the certified image stays as
     certified), online, with the teaching trace. True when approved."""
-    from tester.channel import RecordingChannel
-    from tester.issuer_host import IssuerHost
-    from tester.kernel import run_transaction
-    from tester.sources import load_keystore, load_profile, read_records
-    from tester.terminal import load_terminal
-    from tester.trace import print_rich
+    from cardlab.tester.channel import RecordingChannel
+    from cardlab.tester.issuer_host import IssuerHost
+    from cardlab.tester.kernel import run_transaction
+    from cardlab.tester.sources import load_keystore, load_profile, read_records
+    from cardlab.tester.terminal import load_terminal
+    from cardlab.tester.trace import print_rich
 
     from .cardio import open_image_channel
 
-    from tester.certify import map_images
+    from cardlab.tester.certify import map_images
 
     mapped = map_images(run.batch)
     if not mapped:
@@ -615,7 +615,7 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
 
 
 def load_profile_kmc(path: Path) -> tuple[str, str]:
-    from personalizer.profile import load_profile
+    from cardlab.personalizer.profile import load_profile
 
     card = load_profile(path).card
     return card.kmc, card.diversification.upper()

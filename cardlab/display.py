@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cardspec import tlv
+from cardlab.cardspec import tlv
 
 #: ISO 7816-4 §5.6 and GP Card Spec 2.3 §11.1.3 meanings
 SW_TEXT: dict[int, str] = {

@@ -8,8 +8,8 @@ project where cardlab is installed. It adds (``docs/testing-kit.md``):
   or the card in the PC/SC reader named by ``--cardlab-reader NAME``;
 * ``personalized_card`` — a factory ``(profile, record, keystore, *, script)``
   → :class:`PersonalizedCard`: the record validated and prepared by the real
-  data preparation (:class:`personalizer.prepare.CardPreparer`) and the perso
-  script run by the real interpreter (:func:`personalizer.script.execute`) on
+  data preparation (:class:`cardlab.personalizer.prepare.CardPreparer`) and the perso
+  script run by the real interpreter (:func:`cardlab.personalizer.script.execute`) on
   an emulated blank card whose GP keys come from the profile's KMC — or on the
   card in the reader with ``--cardlab-reader``;
 * ``terminal`` — a factory ``terminal(card=None)`` → :class:`Terminal`: the
@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 if TYPE_CHECKING:
-    from emulator import Card
-    from personalizer.batch import CardPersoData
-    from personalizer.keys import KeyStore
-    from personalizer.records import Record
-    from personalizer.script import ScriptResult
-    from tester.certify import CardReport
-    from tester.state import TransactionState
+    from cardlab.emulator import Card
+    from cardlab.personalizer.batch import CardPersoData
+    from cardlab.personalizer.keys import KeyStore
+    from cardlab.personalizer.records import Record
+    from cardlab.personalizer.script import ScriptResult
+    from cardlab.tester.certify import CardReport
+    from cardlab.tester.state import TransactionState
 
 __all__ = [
     "CardReader",
@@ -222,9 +222,9 @@ class PersonalizedCard:
 class Personalizer:
     """Prepares one record for a profile and runs a perso script on a card.
 
-    Everything is the product's own code path: :func:`personalizer.records.validate`,
-    :class:`personalizer.prepare.CardPreparer`, :func:`personalizer.script.load_script`
-    and :func:`personalizer.script.execute`. Profiles, key stores and scripts
+    Everything is the product's own code path: :func:`cardlab.personalizer.records.validate`,
+    :class:`cardlab.personalizer.prepare.CardPreparer`, :func:`cardlab.personalizer.script.load_script`
+    and :func:`cardlab.personalizer.script.execute`. Profiles, key stores and scripts
     are loaded once per path."""
 
     def __init__(
@@ -246,8 +246,8 @@ class Personalizer:
     # -- inputs
     def keystore(self, keystore: str | os.PathLike[str] | KeyStore) -> tuple[KeyStore, Path]:
         """(key store, its file): the file is what the tester reads."""
-        from personalizer.keys import KeyStore as _KeyStore
-        from personalizer.keys import SoftwareKeyStore
+        from cardlab.personalizer.keys import KeyStore as _KeyStore
+        from cardlab.personalizer.keys import SoftwareKeyStore
 
         if isinstance(keystore, _KeyStore):
             cached = self._keystores.get(id(keystore))
@@ -276,8 +276,8 @@ class Personalizer:
         return self._docs[key]
 
     def validate(self, record: Mapping[str, object] | Record, index: int = 1) -> Record:
-        from personalizer.records import Record as _Record
-        from personalizer.records import Rejected, validate
+        from cardlab.personalizer.records import Record as _Record
+        from cardlab.personalizer.records import Rejected, validate
 
         if isinstance(record, _Record):
             return record
@@ -295,8 +295,8 @@ class Personalizer:
         transport_key: str = "KEK",
     ) -> CardPersoData:
         """The card's perso data, as ``cardlab prepare`` writes it to ``cards.jsonl``."""
-        from personalizer.prepare import CardPreparer, CardProblem
-        from personalizer.profile import load_profile
+        from cardlab.personalizer.prepare import CardPreparer, CardProblem
+        from cardlab.personalizer.profile import load_profile
 
         ks, _ = self.keystore(keystore)
         rec = self.validate(record)
@@ -314,9 +314,9 @@ class Personalizer:
     def blank_card_for(self, profile: str | os.PathLike[str], keystore: KeyStore) -> Card:
         """An emulated blank card as card stock ships it for ``profile``: its
         ISD keys diversified from the profile's KMC with a fresh KDD."""
-        from emulator import Card
-        from emulator.gp.manager import DEFAULT_KEY
-        from personalizer.profile import load_profile
+        from cardlab.emulator import Card
+        from cardlab.emulator.gp.manager import DEFAULT_KEY
+        from cardlab.personalizer.profile import load_profile
 
         gp = load_profile(Path(profile)).card
         kdd = os.urandom(10)
@@ -340,8 +340,8 @@ class Personalizer:
         """Validate and prepare ``record`` for ``profile``, then run ``script``
         (default: the EMV CPS script) on a blank card. Raises
         :class:`RecordRejected` for a record the personalizer refuses and
-        :class:`personalizer.script.StepFailed` when the card refuses a step."""
-        from personalizer.script import execute, load_script
+        :class:`cardlab.personalizer.script.StepFailed` when the card refuses a step."""
+        from cardlab.personalizer.script import execute, load_script
 
         ks, ks_path = self.keystore(keystore)
         rec = self.validate(record)
@@ -371,7 +371,7 @@ class Terminal:
         terminal_profile: str | os.PathLike[str] | None = None,
         today: date | None = None,
     ) -> None:
-        from tester.channel import RecordingChannel
+        from cardlab.tester.channel import RecordingChannel
 
         self.personalized = card if isinstance(card, PersonalizedCard) else None
         transmit: Callable[[bytes], bytes] = card.transmit
@@ -384,10 +384,10 @@ class Terminal:
         return self.channel.transmit(apdu)
 
     def run_transaction(self, *, amount: int = 1000, pin: str | None = None, **options: Any) -> TransactionState:
-        """One contact EMV transaction (``tester.kernel.run_transaction``); the
+        """One contact EMV transaction (``cardlab.tester.kernel.run_transaction``); the
         PIN defaults to the personalized record's."""
-        from tester.kernel import run_transaction
-        from tester.terminal import load_terminal
+        from cardlab.tester.kernel import run_transaction
+        from cardlab.tester.terminal import load_terminal
 
         if pin is None and self.personalized is not None:
             pin = self.personalized.record.pin
@@ -403,12 +403,12 @@ class Terminal:
         destructive: bool = False,
         gp_status: bool = False,
     ) -> CardReport:
-        """Every rule of the certification catalogue (``tester.certify.certify_card``)
+        """Every rule of the certification catalogue (``cardlab.tester.certify.certify_card``)
         against the source data; defaults: the personalized card's profile,
         record and key store. ``gp_status``: also read the GP life cycles and
         privileges over the tester's SCP03 (``cardlab certify --gp-status``)."""
-        from tester import sources
-        from tester.certify import certify_card
+        from cardlab.tester import sources
+        from cardlab.tester.certify import certify_card
 
         p = self.personalized
         profile_path = Path(profile) if profile is not None else (p.profile_path if p else None)
@@ -424,7 +424,7 @@ class Terminal:
             rec = sources.load_record(path, 1)
         term: Any = None
         if self.terminal_profile is not None:
-            from tester.terminal import load_terminal
+            from cardlab.tester.terminal import load_terminal
 
             term = load_terminal(Path(self.terminal_profile))
         return certify_card(self.channel, sources.load_profile(profile_path), rec, sources.load_keystore(keys_path),
@@ -453,7 +453,7 @@ def _today(config: pytest.Config) -> date | None:
 @pytest.fixture
 def blank_card() -> Card:
     """A fresh emulated card (default GP keys), powered on."""
-    from emulator import Card
+    from cardlab.emulator import Card
 
     card = Card.create()
     card.power_on()
@@ -465,7 +465,7 @@ def card_reader(request: pytest.FixtureRequest) -> Iterator[CardReader]:
     """The test's card: an emulated blank card, or ``--cardlab-reader NAME``."""
     name = request.config.getoption("--cardlab-reader")
     if name is None:
-        from emulator import Card
+        from cardlab.emulator import Card
 
         reader: CardReader = EmulatedReader(Card.create())
     else:

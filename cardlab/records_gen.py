@@ -5,12 +5,12 @@ issuer profiles (``vectors/profiles/*.yaml``: Visa-like 476173, Mastercard-like
 541333); names and PINs are made up.
 
 :func:`generate` yields one dict per record with the fields of
-``personalizer.records`` (``pan, psn, expiry, effective, name, pin,
+``cardlab.personalizer.records`` (``pan, psn, expiry, effective, name, pin,
 service_code, language, discretionary``); :func:`write_csv` writes them as the
 CSV the personalizer (``cardlab perso prepare``) and the tester (``cardlab test
 certify``) read. The same ``seed``, ``count`` and ``today`` give the same file.
 
-Every record passes ``personalizer.records.validate``: Luhn-valid 16-digit
+Every record passes ``cardlab.personalizer.records.validate``: Luhn-valid 16-digit
 PANs (unique per file), PSN 00–03, effective 1–24 months before ``today``,
 expiry in year + 2 to year + 5, ISO/IEC 7813 names of 2–26 characters, 4–6 digit
 PINs, an empty service code (the profile's applies), languages the profile

@@ -1,4 +1,4 @@
-"""Where cardlab's sample data is: the package ``cardlab_vectors``.
+"""Where cardlab's sample data is: the package ``cardlab.vectors``.
 
 ``vectors/`` of a source checkout is that package (``pyproject.toml`` maps
 it), and a wheel installs the files the commands need at run time (sample
@@ -16,8 +16,8 @@ __all__ = ["vectors_dir"]
 
 
 def vectors_dir() -> Path:
-    """The sample data directory (``vectors/`` of a checkout, or the installed ``cardlab_vectors``)."""
-    root = Path(str(importlib.resources.files("cardlab_vectors")))
+    """The sample data directory (``vectors/`` of a checkout, or the installed ``cardlab.vectors``)."""
+    root = Path(str(importlib.resources.files("cardlab.vectors")))
     if not root.is_dir():  # e.g. imported from a zip: the commands need real files
         raise FileNotFoundError(f"cardlab's sample data is not a directory ({root}): install cardlab unzipped")
     return root

@@ -2,7 +2,7 @@
 
 Shipped with cardlab (``docs/testing-kit.md``); needs ``hypothesis`` (the
 ``test`` extra). Everything drawn is plain data — dicts ready for
-:func:`personalizer.records.validate`, profile and perso-script documents ready
+:func:`cardlab.personalizer.records.validate`, profile and perso-script documents ready
 for ``yaml.safe_dump``, APDUs as bytes — so the strategies combine with the
 ``cardlab`` pytest fixtures and with anything else.
 
@@ -79,7 +79,7 @@ def valid_records(
     optional: bool = True,
     max_expiry_year: int = 2049,
 ) -> dict[str, str]:
-    """A cardholder record (field → text) that :func:`personalizer.records.validate`
+    """A cardholder record (field → text) that :func:`cardlab.personalizer.records.validate`
     accepts on ``today``. ``bin_prefix`` fixes the first PAN digits (e.g. the
     issuer BIN the profile's keys are for); ``optional=False`` leaves out the
     optional fields. Expiry dates stop at ``max_expiry_year`` (at most 2049:
@@ -230,7 +230,7 @@ def profile_variations(
     cvn: bool = True,
 ) -> dict[str, Any]:
     """A variation of the issuer profile ``base`` (a document or a YAML file) that
-    :func:`personalizer.profile.parse_profile` accepts: per application the
+    :func:`cardlab.personalizer.profile.parse_profile` accepts: per application the
     label and preferred name, the priority (distinct 1..15 with several
     applications), card risk limits (LCOL ≤ UCOL, cumulative limits), the PIN
     try limit, the CVN (within the base CVN's scheme), the ODA method (subsets
@@ -323,7 +323,7 @@ def emv_cps_script(
 
 
 def _common_dgis(profile: Mapping[str, Any]) -> set[int] | None:
-    from personalizer.script import expected_dgis
+    from cardlab.personalizer.script import expected_dgis
 
     per_app = expected_dgis(profile)
     if not per_app:
@@ -339,7 +339,7 @@ def dgi_sets(
     """The DGIs every application gets, in a random order (the order a script
     stores them): ``dgis`` (e.g. ``[d for d, _ in perso_data.apps[0].dgis]``,
     what data preparation really produced), else what
-    :func:`personalizer.script.expected_dgis` says for ``profile``."""
+    :func:`cardlab.personalizer.script.expected_dgis` says for ``profile``."""
     common = set(dgis) if dgis is not None else _common_dgis(_load_doc(profile)) if profile is not None else None
     if common is None:
         raise ValueError("the profile's applications get different DGI sets: no common DGI list")
@@ -354,7 +354,7 @@ def perso_scripts(
     R-MAC…), STORE DATA of ``${app.dgis}`` or of an explicit DGI list in any
     order, split over 1–3 STORE DATA commands. Explicit lists need the DGIs
     every application gets: ``dgis`` (best: from the prepared card data) or
-    ``profile`` (:func:`personalizer.script.expected_dgis`, when all its
+    ``profile`` (:func:`cardlab.personalizer.script.expected_dgis`, when all its
     applications get the same set)."""
     level = draw(st.sampled_from([0x33, 0x13, 0x03, 0x01]))
     common = set(dgis) if dgis is not None else _common_dgis(_load_doc(profile)) if profile is not None else None

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from cardlab.pytest_plugin import Personalizer, RecordRejected
 from cardlab.strategies import Corruption, all_single_corruptions, invalid_records, valid_records
-from personalizer.script import ScriptError, StepFailed
+from cardlab.personalizer.script import ScriptError, StepFailed
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 #: the issuer profile my script personalizes (cardlab's TEST Mastercard-like profile)

@@ -80,7 +80,7 @@ def _names_field(message: str, name: str) -> bool:
 
 
 def check_records(path: Path, want: str, keys: Path, out: Path, res: Result) -> None:
-    from personalizer.prepare import prepare
+    from cardlab.personalizer.prepare import prepare
 
     s = prepare(GOOD_PROFILE, path, str(keys), out, today=TODAY)
     rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines() if x.strip()]
@@ -103,8 +103,8 @@ def check_records(path: Path, want: str, keys: Path, out: Path, res: Result) -> 
 
 
 def check_profile(path: Path, want: str, keys: Path, out: Path, res: Result) -> None:
-    from personalizer.prepare import prepare
-    from personalizer.profile import ProfileError
+    from cardlab.personalizer.prepare import prepare
+    from cardlab.personalizer.profile import ProfileError
 
     try:
         prepare(path, GOOD_RECORDS, str(keys), out, today=TODAY)
@@ -127,10 +127,10 @@ def check_profile(path: Path, want: str, keys: Path, out: Path, res: Result) -> 
 
 def check_engine(work: Path, keys: Path, record_files: list[Path], res: Result) -> None:
     """All bad CSV records in one batch; the engine must personalize none."""
-    from personalizer import engine
-    from personalizer.keys import open_keystore
-    from personalizer.prepare import prepare
-    from personalizer.stock import make_stock
+    from cardlab.personalizer import engine
+    from cardlab.personalizer.keys import open_keystore
+    from cardlab.personalizer.prepare import prepare
+    from cardlab.personalizer.stock import make_stock
 
     lines: list[str] = []
     header = ""

@@ -2,7 +2,7 @@
 
 A prepared batch (the real ``prepare()`` on the SDA sample profile, with a few
 records that fail validation) is personalized onto a stock of emulated cards by
-``personalizer.engine.run`` (2 stations) in a child process, which is killed
+``cardlab.personalizer.engine.run`` (2 stations) in a child process, which is killed
 with SIGKILL at random moments (``--kills``, default 20), then resumed; after
 the kills a last run finishes the batch. Printed: records done / failed /
 rejected / unaccounted (must be 0), the job database consistency check after
@@ -33,7 +33,7 @@ RUNNER = """
 import sys
 sys.path.insert(0, {kit!r})
 from enginekit import stand_in_execute
-from personalizer import engine
+from cardlab.personalizer import engine
 engine.run({batch!r}, cards={cards!r}, keys={keys!r}, stations=2, executor=stand_in_execute)
 """
 
@@ -75,8 +75,8 @@ def run(work: Path, kills: int = 20, records: int = 60, seed: int = 1, delay: fl
         stand_in_execute,
     )
 
-    from personalizer import audit, engine
-    from personalizer.jobdb import JobDb
+    from cardlab.personalizer import audit, engine
+    from cardlab.personalizer.jobdb import JobDb
 
     res = Result(kills_asked=kills)
     started = time.perf_counter()

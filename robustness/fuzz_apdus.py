@@ -12,7 +12,7 @@ application LOCKED.  Each sequence starts from a copy of one of them and sends:
 * EMV transaction bursts (PPSE/PSE, SELECT, GPO, READ RECORD, GET DATA,
   VERIFY with the right and wrong PIN, INTERNAL AUTHENTICATE, GENERATE AC,
   EXTERNAL AUTHENTICATE, issuer script commands), commands mutated at random,
-* SCP03 sessions opened with :class:`cardspec.scp03.HostSession` at a random
+* SCP03 sessions opened with :class:`cardlab.cardspec.scp03.HostSession` at a random
   security level, carrying mutated GP commands wrapped by the host (and
   sometimes changed after wrapping),
 * power cycles, and image save/load round trips (the card continues on the
@@ -28,7 +28,7 @@ invariants violated:
   answer to VERIFY / PIN CHANGE/UNBLOCK / STORE DATA / PUT DATA;
 * the SCP03 sequence counter never decreases;
 * the card life cycle changes only along GP's transition table, an
-  application's only along :func:`emulator.gp.lifecycle.app_transition`;
+  application's only along :func:`cardlab.emulator.gp.lifecycle.app_transition`;
 * saving and loading the image gives back an equal image;
 * a 9000 answer to a host-wrapped command carries a valid R-MAC.
 
@@ -47,11 +47,11 @@ from dataclasses import dataclass, field
 
 from robustness.common import figures  # sets sys.path for the test kits
 
-from cardspec.scp03 import HostSession, ScpError, StaticKeys
-from emulator import Card
-from emulator import image as card_image
-from emulator.gp.lifecycle import CARD_TRANSITIONS, CardLife, app_transition
-from emulator.state import CardState
+from cardlab.cardspec.scp03 import HostSession, ScpError, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator import image as card_image
+from cardlab.emulator.gp.lifecycle import CARD_TRANSITIONS, CardLife, app_transition
+from cardlab.emulator.state import CardState
 
 GP_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 GP_KEYS = StaticKeys(GP_KEY, GP_KEY, GP_KEY, 0x30)
@@ -102,7 +102,7 @@ def _ok(resp: bytes, what: str) -> None:
 def build_full_card() -> Card:
     """Loyalty (personalized + not), EMV CDA + SDA personalized, EMV unpersonalized, PSE/PPSE."""
     import cardmaker  # type: ignore[import-not-found]
-    from cardspec import tlv
+    from cardlab.cardspec import tlv
 
     p1 = cardmaker.Profile()
     p2 = cardmaker.Profile(pan="4761739001010119", oda="SDA", aid=EMV_SDA, log=True, pin="98765",

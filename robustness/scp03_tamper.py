@@ -5,7 +5,7 @@ the session; replayed commands are refused too.
 For each level and each of three commands (GET STATUS with data, SET STATUS
 without data, STORE DATA to the ISD; all sent without Le, so that every byte
 of the command is covered by the C-MAC, GP Amendment D §6.2.4), a fresh
-session is opened with :class:`cardspec.scp03.HostSession`, the wrapped command
+session is opened with :class:`cardlab.cardspec.scp03.HostSession`, the wrapped command
 has one bit flipped, and the card must:
 
 * answer an error status word (not 9000, 61xx, 62xx or 63xx),
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 from robustness.common import figures
 
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
-from emulator import image as card_image
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator import image as card_image
 
 GP_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 GP_KEYS = StaticKeys(GP_KEY, GP_KEY, GP_KEY, 0x30)
@@ -92,7 +92,7 @@ def _refused(resp: bytes) -> bool:
 
 
 def _other_channel(original: bytes, tampered: bytes) -> bool:
-    from emulator import apdu
+    from cardlab.emulator import apdu
 
     try:
         return apdu.parse(tampered).channel != apdu.parse(original).channel

@@ -105,9 +105,9 @@ def run(out: Path, cards: int = 4, demo_cards: int = 200) -> Result:
     `cardlab demo` run scanned too (its default, 200: the full main job)."""
     import prepkit  # type: ignore[import-not-found]
 
-    from emulator import Card
-    from personalizer.keys import open_keystore
-    from personalizer.profile import load_profile
+    from cardlab.emulator import Card
+    from cardlab.personalizer.keys import open_keystore
+    from cardlab.personalizer.profile import load_profile
 
     res = Result()
     started = time.perf_counter()

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardspec import emv
-from emulator.applets.emv.cvn import PROFILES, CvnProfile, CvrFacts, profile
+from cardlab.cardspec import emv
+from cardlab.emulator.applets.emv.cvn import PROFILES, CvnProfile, CvrFacts, profile
 
 pyemv = pytest.importorskip("pyemv")
 #: the oracle's TripleDES use warns with recent ``cryptography``; not our concern here

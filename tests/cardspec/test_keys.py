@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cardspec.keys import diversify, kcv
+from cardlab.cardspec.keys import diversify, kcv
 
 DOC = json.loads((Path(__file__).parents[2] / "vectors" / "diversification.json").read_text())
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cardspec import tlv
+from cardlab.cardspec import tlv
 
 # primitive tags as encoded ints (ISO 8825-1 §8.1.2): class bits, b6 = 0,
 # a number below 31 in one byte, or 1F and a second byte for numbers 31-127

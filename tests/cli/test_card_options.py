@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from cardlab.cli import main
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
-from emulator.gp.manager import DEFAULT_KEY
-from emulator.gp.scp03 import SUPPORTED_I
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator.gp.manager import DEFAULT_KEY
+from cardlab.emulator.gp.scp03 import SUPPORTED_I
 
 KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from cardlab.cli import main
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
-from emulator.applets.emv.applet import EmvApplet
-from emulator.gp.manager import DEFAULT_KEY
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator.applets.emv.applet import EmvApplet
+from cardlab.emulator.gp.manager import DEFAULT_KEY
 
 CREDIT, DEBIT = bytes.fromhex("A0000000031010"), bytes.fromhex("A0000000032010")
 PIN = "9731"

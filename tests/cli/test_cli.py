@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cardlab.cli import main
-from cardspec.keys import kcv
-from emulator import Card
+from cardlab.cardspec.keys import kcv
+from cardlab.emulator import Card
 
 VECTORS = json.loads((Path(__file__).parents[2] / "vectors" / "diversification.json").read_text())["vectors"]
 

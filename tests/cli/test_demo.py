@@ -15,7 +15,7 @@ import pytest
 
 from cardlab import records_gen
 from cardlab.cli import main
-from personalizer.records import Record, validate
+from cardlab.personalizer.records import Record, validate
 
 REPORTS = ("certification.txt", "certification.json", "certification.html", "certification-junit.xml")
 
@@ -113,7 +113,7 @@ def test_records_generator_is_valid_unique_and_deterministic(tmp_path: Path) -> 
             assert isinstance(validate(r, today=today, index=i), Record), r["name"]
     # the generator's BIN for each sample profile is the one the profile lists (else prepare rejects them all)
     from cardlab.demo import PROFILES
-    from personalizer.profile import load_profile
+    from cardlab.personalizer.profile import load_profile
 
     for name, (bin_, _languages) in records_gen.BINS.items():
         assert load_profile(PROFILES[name][0]).bins == (bin_,), name
@@ -125,7 +125,7 @@ def test_records_generator_is_valid_unique_and_deterministic(tmp_path: Path) -> 
 def test_demo_exits_1_when_a_card_fails_certification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A data preparation defect (the FCI's application label one letter off the profile) reaches the
     cards; certification catches it, the demo says which rule failed and exits 1."""
-    from personalizer import cps, prepare
+    from cardlab.personalizer import cps, prepare
 
     real = cps.fci_9102
 

@@ -25,7 +25,7 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
 
 @pytest.fixture
 def card_image(tmp_path: Path) -> Path:
-    from emulator import Card
+    from cardlab.emulator import Card
 
     path = tmp_path / "card.json"
     Card.create().save(path)

@@ -137,7 +137,7 @@ def pcscd_unavailable() -> str | None:
 
 
 class CardServer:
-    """``python -m emulator.transports.vpcd IMAGE`` in a subprocess."""
+    """``python -m cardlab.emulator.transports.vpcd IMAGE`` in a subprocess."""
 
     def __init__(self, image: Path, log_path: Path, port: int = VPCD_PORT, *, cli: bool = False) -> None:
         self.image = image
@@ -146,7 +146,7 @@ class CardServer:
         if cli:  # through the command line: cardlab card serve IMAGE --vpcd
             command = [sys.executable, "-m", "cardlab", "card", "serve", str(image), "--vpcd", "--port", str(port)]
         else:
-            command = [sys.executable, "-m", "emulator.transports.vpcd", str(image), "--port", str(port), "-v"]
+            command = [sys.executable, "-m", "cardlab.emulator.transports.vpcd", str(image), "--port", str(port), "-v"]
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import Card
+from cardlab.emulator import Card
 
 from pcscd_helper import CardServer, Pcscd, close, connect_reader, transmit, wait_for
 
@@ -99,8 +99,8 @@ def test_server_waits_for_pcscd_then_survives_restart(pcscd: Pcscd, card_image: 
 def test_scp03_session(card_server: CardServer, card_image: Path, level: int) -> None:
     """An SCP03 session opened and used through pcscd: the same answers as the
     in-process card gives to the same host session (fixed host challenge)."""
-    scp03 = pytest.importorskip("cardspec.scp03")
-    pytest.importorskip("emulator.gp.scp03")  # the card side
+    scp03 = pytest.importorskip("cardlab.cardspec.scp03")
+    pytest.importorskip("cardlab.emulator.gp.scp03")  # the card side
     conn = connect_reader()
     try:
         assert transmit(conn, SELECT_ISD)[-2:] == b"\x90\x00"
@@ -123,7 +123,7 @@ def test_scp03_session(card_server: CardServer, card_image: Path, level: int) ->
 def test_image_saved_as_the_card_changes(card_server: CardServer, card_image: Path) -> None:
     """A persistent change (the SCP03 sequence counter, bumped by INITIALIZE
     UPDATE) reaches the image file while the server keeps running."""
-    pytest.importorskip("emulator.gp.scp03")
+    pytest.importorskip("cardlab.emulator.gp.scp03")
     before = Card.load(card_image).state.sequence_counter
     conn = connect_reader()
     try:

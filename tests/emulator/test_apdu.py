@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.apdu import SW, Command, StatusError, parse
+from cardlab.emulator.apdu import SW, Command, StatusError, parse
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from emulator import Card
-from emulator.applet import Applet
-from emulator.image import ImageError, load_state, save_state
-from emulator.gp.manager import new_card_state
+from cardlab.emulator import Card
+from cardlab.emulator.applet import Applet
+from cardlab.emulator.image import ImageError, load_state, save_state
+from cardlab.emulator.gp.manager import new_card_state
 
 ISD = "A000000151000000"
 
@@ -132,8 +132,8 @@ def test_bad_images_are_refused_clearly(tmp_path: Path, text: str) -> None:
 
 
 def test_selecting_a_file_keeps_the_application_and_its_session(card: Card) -> None:
-    from cardspec.scp03 import HostSession, StaticKeys
-    from emulator.gp.manager import DEFAULT_KEY
+    from cardlab.cardspec.scp03 import HostSession, StaticKeys
+    from cardlab.emulator.gp.manager import DEFAULT_KEY
 
     scp = HostSession(card.transmit, StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30))
     scp.open(0x03)

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardspec import tlv
-from emulator import Card
-from emulator.apdu import sw_valid
-from emulator.filesystem import (
+from cardlab.cardspec import tlv
+from cardlab.emulator import Card
+from cardlab.emulator.apdu import sw_valid
+from cardlab.emulator.filesystem import (
     ALWAYS,
     CREATE_DF,
     CREATE_EF,
@@ -489,7 +489,7 @@ def test_change_reference_data(card: Card) -> None:
 
 
 def test_pin_not_in_error_text(card: Card, caplog: pytest.LogCaptureFixture) -> None:
-    from emulator.apdu import StatusError
+    from cardlab.emulator.apdu import StatusError
 
     try:
         card.fs.pin.check(card.fs, b"\x39" * 8)

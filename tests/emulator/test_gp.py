@@ -1,5 +1,5 @@
 """The GP card manager (GP Card Spec 2.3 §11), driven through Card.transmit
-with real SCP03 sessions (cardspec.scp03.HostSession)."""
+with real SCP03 sessions (cardlab.cardspec.scp03.HostSession)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from cardspec import tlv
-from cardspec.keys import kcv
-from cardspec.scp03 import HostSession, ScpError, StaticKeys, dek_encrypt, pad80
-from emulator import Card
-from emulator.applets.loyalty import LoyaltyApplet
-from emulator.gp.manager import ISD_LOAD_FILE_AID, ISD_MODULE_AID, new_card_state
+from cardlab.cardspec import tlv
+from cardlab.cardspec.keys import kcv
+from cardlab.cardspec.scp03 import HostSession, ScpError, StaticKeys, dek_encrypt, pad80
+from cardlab.emulator import Card
+from cardlab.emulator.applets.loyalty import LoyaltyApplet
+from cardlab.emulator.gp.manager import ISD_LOAD_FILE_AID, ISD_MODULE_AID, new_card_state
 
 K = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 KEYS = StaticKeys(K, K, K, 0x30)
@@ -619,7 +619,7 @@ def test_loyalty_perso_data_errors(gp: GP) -> None:
 
 # -- life cycles against a model (hypothesis) ----------------------------------------
 
-#: GP §5.1.1 figure 5-1, written out again independently of emulator.gp.lifecycle
+#: GP §5.1.1 figure 5-1, written out again independently of cardlab.emulator.gp.lifecycle
 CARD_MODEL = {
     0x01: {0x07, 0x0F, 0xFF},
     0x07: {0x0F, 0xFF},

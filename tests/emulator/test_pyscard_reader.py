@@ -14,9 +14,9 @@ from smartcard.sw.ErrorCheckingChain import ErrorCheckingChain
 from smartcard.sw.SWExceptions import CheckingErrorException
 from smartcard.System import readers
 
-from emulator import Card
-from emulator.transports import pyscard_reader
-from emulator.transports.pyscard_reader import EmulatedReader, insert, remove
+from cardlab.emulator import Card
+from cardlab.emulator.transports import pyscard_reader
+from cardlab.emulator.transports.pyscard_reader import EmulatedReader, insert, remove
 
 SELECT_ISD = [0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00, 0x00]
 NAME = "cardlab test reader"
@@ -109,7 +109,7 @@ def test_transmit_needs_connect(card: Card) -> None:
 
 def test_reader_factory_create_reader(card: Card) -> None:
     reader = insert(card, name=NAME)
-    made = ReaderFactory.createReader("emulator.transports.pyscard_reader.EmulatedReader", NAME)
+    made = ReaderFactory.createReader("cardlab.emulator.transports.pyscard_reader.EmulatedReader", NAME)
     assert made is reader
 
 

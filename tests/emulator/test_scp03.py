@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardspec import scp03
-from cardspec.keys import kcv
-from cardspec.scp03 import HostSession, ScpError, StaticKeys
-from emulator import apdu
-from emulator.card import Card
-from emulator.gp.manager import new_card_state
-from emulator.gp.scp03 import CardSession
+from cardlab.cardspec import scp03
+from cardlab.cardspec.keys import kcv
+from cardlab.cardspec.scp03 import HostSession, ScpError, StaticKeys
+from cardlab.emulator import apdu
+from cardlab.emulator.card import Card
+from cardlab.emulator.gp.manager import new_card_state
+from cardlab.emulator.gp.scp03 import CardSession
 
 DOC = json.loads((Path(__file__).parents[2] / "vectors" / "scp03.json").read_text())
 h = bytes.fromhex

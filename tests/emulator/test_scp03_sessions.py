@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from cardspec.scp03 import I_PSEUDO_RANDOM, I_RENC, I_RMAC, I_S16, HostSession, ScpError, StaticKeys
-from emulator import Card
-from emulator.gp.manager import DEFAULT_KEY, new_card_state
-from emulator.gp.scp03 import SUPPORTED_I
+from cardlab.cardspec.scp03 import I_PSEUDO_RANDOM, I_RENC, I_RMAC, I_S16, HostSession, ScpError, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator.gp.manager import DEFAULT_KEY, new_card_state
+from cardlab.emulator.gp.scp03 import SUPPORTED_I
 
 KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
 GET_CARD_DATA = bytes.fromhex("80CA006600")

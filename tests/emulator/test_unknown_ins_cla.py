@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
-from emulator.applets.emv.applet import EmvApplet
-from emulator.applets.loyalty import LoyaltyApplet
-from emulator.gp.manager import DEFAULT_KEY
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator.applets.emv.applet import EmvApplet
+from cardlab.emulator.applets.loyalty import LoyaltyApplet
+from cardlab.emulator.gp.manager import DEFAULT_KEY
 
 KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
 ISD = bytes.fromhex("A000000151000000")

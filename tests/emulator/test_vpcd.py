@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator import Card
-from emulator.transports import vpcd
+from cardlab.emulator import Card
+from cardlab.emulator.transports import vpcd
 
 SELECT_ISD = bytes.fromhex("00A4040008A000000151000000")
 

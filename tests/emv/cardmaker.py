@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 from Crypto.Cipher import DES3
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys, pad80
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys, pad80
 
 if TYPE_CHECKING:
-    from emulator import Card
+    from cardlab.emulator import Card
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 
-#: the card's default ISD keys (emulator.gp.manager.DEFAULT_KEY)
+#: the card's default ISD keys (cardlab.emulator.gp.manager.DEFAULT_KEY)
 GP_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 GP_KEYS = StaticKeys(GP_KEY, GP_KEY, GP_KEY, 0x30)
 
@@ -419,11 +419,11 @@ def _ok(resp: bytes, what: str) -> bytes:
 
 def emv_classes() -> dict[str, Any]:
     """The EMV application class and, when they exist, the PSE / PPSE classes."""
-    from emulator.applets.emv.applet import EmvApplet
+    from cardlab.emulator.applets.emv.applet import EmvApplet
 
     out: dict[str, Any] = {"emv": EmvApplet}
     try:
-        from emulator.applets import pse
+        from cardlab.emulator.applets import pse
     except ImportError:
         return out
     for name in dir(pse):
@@ -493,7 +493,7 @@ def personalize(card: object, data: CardData | list[tuple[int, bytes]], aid: byt
 
 def make_card(*profiles: Profile) -> tuple[Card, list[CardData]]:
     """A new emulated card with one personalized EMV instance per profile."""
-    from emulator import Card
+    from cardlab.emulator import Card
 
     card = Card.create()
     made = []

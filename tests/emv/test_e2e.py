@@ -11,7 +11,7 @@ import pytest
 from cardmaker import LOG_FORMAT, IMK_AC, IMK_SMC, IMK_SMI, CardData, Profile, make_card, load_test_ca
 from terminal import CID_AAC, CID_ARQC, CID_TC, CardError, Issuer, Terminal
 
-from emulator import Card
+from cardlab.emulator import Card
 
 CVNS = [0x0A, 0x12, 0x10]
 OFFLINE = dict(lcol=3, ucol=5, lower_cumulative=50_000, upper_cumulative=100_000)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from terminal import CID_AAC, CID_ARQC, Issuer, Terminal, build_dol
 
-from emulator import Card
-from emulator.state import CardState
+from cardlab.emulator import Card
+from cardlab.emulator.state import CardState
 
 PROFILE = Profile(cvn=0x12, oda="DDA", lcol=2, ucol=4, lower_cumulative=50_000, upper_cumulative=100_000)
 SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -34,7 +34,7 @@ def test_import_is_cheap() -> None:
 
 
 def test_blank_card_and_reader(blank_card: object, card_reader: object) -> None:
-    from emulator import Card
+    from cardlab.emulator import Card
 
     assert isinstance(blank_card, Card)
     resp = card_reader.transmit(bytes.fromhex("00A4040008A00000015100000000"))  # type: ignore[attr-defined]

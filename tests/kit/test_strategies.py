@@ -22,10 +22,10 @@ from cardlab.strategies import (
     valid_apdus,
     valid_records,
 )
-from emulator import Card
-from personalizer.profile import parse_profile
-from personalizer.records import Record, Rejected, validate
-from personalizer.script import parse_script
+from cardlab.emulator import Card
+from cardlab.personalizer.profile import parse_profile
+from cardlab.personalizer.records import Record, Rejected, validate
+from cardlab.personalizer.script import parse_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "vectors" / "profiles"

@@ -25,8 +25,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("emulator", "cardspec", "cardlab", "personalizer", "tester")
-#: what the commands read at run time (pyproject.toml's package-data for cardlab_vectors)
+CODE = ("cardlab",)
+#: import names the wheel must not put on the import path (one namespace: cardlab)
+FOREIGN = ("emulator", "cardspec", "personalizer", "tester", "cardlab_vectors")
+#: what the commands read at run time (pyproject.toml's package-data for cardlab.vectors)
 RUNTIME_DATA = {
     "profiles/visa-cvn18.yaml", "profiles/mastercard-cvn16.yaml",
     "terminals/default.yaml", "terminals/visa-cvn18.yaml", "terminals/mastercard-cvn16.yaml",
@@ -41,7 +43,7 @@ RECORD = {"pan": "4761739001010119", "psn": "01", "expiry": "2035-12", "name": "
 
 
 def test_installed_plugin(personalized_card, terminal):
-    vectors = importlib.resources.files("cardlab_vectors")
+    vectors = importlib.resources.files("cardlab.vectors")
     card = personalized_card(vectors / "profiles" / "visa-cvn18.yaml", RECORD, vectors / "test-keystore.json")
     assert terminal(card).certify().verdict == "pass"
     assert terminal(card).run_transaction(amount=1000).outcome.startswith("approved")
@@ -67,7 +69,7 @@ def _source_copy(dest: Path) -> Path:
 def _dependency_view(dest: Path) -> Path:
     """Links to every entry of the dev environment's site-packages except cardlab's own."""
     site = Path(sysconfig.get_paths()["purelib"])
-    own = {*CODE, "cardlab_vectors"}
+    own = {*CODE}
     dest.mkdir()
     for entry in site.iterdir():
         name = entry.name
@@ -100,9 +102,12 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = _code_modules() - names
     assert not missing, f"modules missing from the wheel (list their packages in pyproject.toml): {sorted(missing)}"
-    data = {n.removeprefix("cardlab_vectors/") for n in names if n.startswith("cardlab_vectors/")}
+    data = {n.removeprefix("cardlab/vectors/") for n in names if n.startswith("cardlab/vectors/")}
     assert data == RUNTIME_DATA | {"__init__.py"}
     assert not any(n.startswith(("tests/", "vectors/")) for n in names)
+    # one namespace: the wheel's only top-level import package is cardlab
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"cardlab"}, tops
 
     # a fresh venv with the wheel, seeing the dev environment's dependencies but not its cardlab
     venv = tmp_path / "venv"
@@ -117,11 +122,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     work = tmp_path / "work"  # outside the repository (tmp_path is)
     work.mkdir()
     assert ROOT not in work.resolve().parents
-    code = ("import cardlab, cardlab_vectors, tester.terminal as t; "
-            "print(cardlab.__file__, cardlab_vectors.__file__, t.TERMINALS_DIR, t.load_terminal().name)")
+    code = ("import cardlab, cardlab.vectors, cardlab.tester.terminal as t; "
+            "print(cardlab.__file__, cardlab.vectors.__file__, t.TERMINALS_DIR, t.load_terminal().name)")
     where = _run([python, "-c", code], work, env).stdout.split()
     assert all(Path(p).is_relative_to(site) for p in where[:3]), where
     assert where[3] == "default"
+    # the generic names are not importable from the wheel
+    probe = "import importlib.util as u; print([n for n in %r if u.find_spec(n)])" % (FOREIGN,)
+    assert _run([python, "-c", probe], work, env).stdout.strip() == "[]"
 
     demo = _run([bin_ / "cardlab", "demo", "--cards", "4", "--workers", "1", "--out", "demo"], work, env)
     assert "all cards pass" in demo.stdout, demo.stdout[-3000:]

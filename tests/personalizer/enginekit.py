@@ -1,6 +1,6 @@
 """TEST-ONLY helpers for the perso engine tests: a prepared batch (the real
 ``prepare()`` on the SDA sample profile), a card stock, and a stand-in perso
-script executor with the API of ``personalizer.script.execute``.
+script executor with the API of ``cardlab.personalizer.script.execute``.
 
 The stand-in is used where a test needs a card to fail or to be slow at a
 given step; it does what the EMV CPS script does (SCP03 with keys from the
@@ -23,10 +23,10 @@ from typing import Any
 
 from prepkit import VISA, app_commands, make_keystore, sda_profile  # noqa: F401
 
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys
-from personalizer.batch import CardPersoData
-from personalizer.keys import KeyStore
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.personalizer.batch import CardPersoData
+from cardlab.personalizer.keys import KeyStore
 
 KMC_NAME = "TEST-KMC-VISA"
 
@@ -94,7 +94,7 @@ def write_records(path: Path, count: int, bad: tuple[int, ...] = ()) -> Path:
 
 def make_batch(tmp: Path, count: int = 6, bad: tuple[int, ...] = (3,)) -> tuple[Path, Path]:
     """A prepared batch (``tmp/batch``) and its key store file (``tmp/keys.json``)."""
-    from personalizer.prepare import prepare
+    from cardlab.personalizer.prepare import prepare
 
     profile = sda_profile(tmp)
     ks = make_keystore([profile])
@@ -108,8 +108,8 @@ def make_batch(tmp: Path, count: int = 6, bad: tuple[int, ...] = (3,)) -> tuple[
 
 
 def make_cards(tmp: Path, keys: Path, count: int, name: str = "stock") -> Path:
-    from personalizer.keys import open_keystore
-    from personalizer.stock import make_stock
+    from cardlab.personalizer.keys import open_keystore
+    from cardlab.personalizer.stock import make_stock
 
     with open_keystore(str(keys)) as ks:
         def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:

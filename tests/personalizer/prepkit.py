@@ -23,11 +23,11 @@ from typing import Any
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys, pad80, unpad80
-from personalizer.batch import AppPersoData, CardPersoData, Sealed
-from personalizer.keys import KeyStore, SoftwareKeyStore
-from personalizer.profile import Application, load_profile
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys, pad80, unpad80
+from cardlab.personalizer.batch import AppPersoData, CardPersoData, Sealed
+from cardlab.personalizer.keys import KeyStore, SoftwareKeyStore
+from cardlab.personalizer.profile import Application, load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "vectors"
@@ -37,7 +37,7 @@ PROFILES = (VISA, MASTERCARD)
 
 sys.path.insert(0, str(ROOT / "tests" / "emv"))
 
-#: the emulated card's default ISD keys (emulator.gp.manager.DEFAULT_KEY)
+#: the emulated card's default ISD keys (cardlab.emulator.gp.manager.DEFAULT_KEY)
 GP_KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")
 GP_KEYS = StaticKeys(GP_KEY, GP_KEY, GP_KEY, 0x30)
 

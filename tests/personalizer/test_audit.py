@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from personalizer import audit
+from cardlab.personalizer import audit
 
 
 @pytest.fixture()

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from cardspec.scp03 import unpad80
-from emulator import Card
-from personalizer.badge import KEY_DGI, BadgeLayout, BadgeRecordError, prepare_badges, validate
-from personalizer.batch import Sealed
-from personalizer.keys import SoftwareKeyStore
-from personalizer.script import StepFailed, check, execute, load_script, render
+from cardlab.cardspec.scp03 import unpad80
+from cardlab.emulator import Card
+from cardlab.personalizer.badge import KEY_DGI, BadgeLayout, BadgeRecordError, prepare_badges, validate
+from cardlab.personalizer.batch import Sealed
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.script import StepFailed, check, execute, load_script, render
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 SCRIPT = VECTORS / "scripts" / "badge.yaml"

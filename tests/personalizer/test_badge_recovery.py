@@ -1,6 +1,6 @@
 """Crash recovery of badge batches: a badge installs no GP application and
 leaves the card OP_READY, so the engine settles an interrupted attempt by
-reading the badge's files back (personalizer.badge.read_badge) — the
+reading the badge's files back (cardlab.personalizer.badge.read_badge) — the
 completion marker EF the script writes last, and the holder files compared
 with the record. A record is never personalized twice: a badge finished
 before the crash is ``done`` on that card, a half-written one is rolled back
@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from emulator import Card
-from personalizer import engine
-from personalizer.badge import BadgeLayout, BadgeOnCard, read_badge
-from personalizer.batch import CardPersoData, iter_cards
-from personalizer.jobdb import JobDb
-from personalizer.keys import open_keystore
-from personalizer.script import Script, StepEvent, load_script
-from personalizer.script import execute as script_execute
+from cardlab.emulator import Card
+from cardlab.personalizer import engine
+from cardlab.personalizer.badge import BadgeLayout, BadgeOnCard, read_badge
+from cardlab.personalizer.batch import CardPersoData, iter_cards
+from cardlab.personalizer.jobdb import JobDb
+from cardlab.personalizer.keys import open_keystore
+from cardlab.personalizer.script import Script, StepEvent, load_script
+from cardlab.personalizer.script import execute as script_execute
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 KEYSTORE = VECTORS / "test-keystore.json"
@@ -41,7 +41,7 @@ class Crash(BaseException):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from personalizer.prepare import prepare
+    from cardlab.personalizer.prepare import prepare
 
     out = tmp_path_factory.mktemp("badges") / "batch"
     prepare(PROFILE, RECORDS, str(KEYSTORE), out)
@@ -55,7 +55,7 @@ def batch(prepared: Path, tmp_path: Path) -> Path:
 
 
 def make_stock(tmp: Path, count: int) -> Path:
-    from personalizer.stock import make_stock as stock
+    from cardlab.personalizer.stock import make_stock as stock
 
     with open_keystore(str(KEYSTORE)) as ks:
         def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
@@ -197,7 +197,7 @@ def test_a_partial_badge_that_cannot_be_deleted_fails_the_record(batch: Path, tm
     with JobDb(batch / "jobs.sqlite") as db:
         (att,) = db.open_attempts()
     image = Card.load(Path(att.location))
-    from emulator.filesystem import CREATE_DF, CREATE_EF, DELETE_CHILD, NEVER, SC_SM, compact_acl
+    from cardlab.emulator.filesystem import CREATE_DF, CREATE_EF, DELETE_CHILD, NEVER, SC_SM, compact_acl
 
     root = image.fs.root
     root.spec = dataclasses.replace(root.spec, acl=compact_acl({DELETE_CHILD: NEVER, CREATE_EF: SC_SM,

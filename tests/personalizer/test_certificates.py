@@ -13,12 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prepkit import VECTORS, VISA, clear_dgis, make_keystore
 
-from cardspec import tlv
-from personalizer import certificates as certs
-from personalizer.keys import SoftwareKeyStore
-from personalizer.prepare import CardPreparer, generate_icc_key
-from personalizer.profile import load_profile
-from personalizer.records import Record, YearMonth
+from cardlab.cardspec import tlv
+from cardlab.personalizer import certificates as certs
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.prepare import CardPreparer, generate_icc_key
+from cardlab.personalizer.profile import load_profile
+from cardlab.personalizer.records import Record, YearMonth
 
 SHA1 = hashlib.sha1
 

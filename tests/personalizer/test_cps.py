@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prepkit import MASTERCARD, VISA
 
-from personalizer import cps, tracks
-from personalizer.profile import load_profile
+from cardlab.personalizer import cps, tracks
+from cardlab.personalizer.profile import load_profile
 
 
 def h(s: str) -> bytes:
@@ -53,7 +53,7 @@ def test_0d01_mastercard_and_debit() -> None:
 
 def test_0d02_currency_conversion() -> None:
     """The Mastercard sample (EUR) converts USD at 0.9200: 0.92 euro cent per cent; the card reads it back."""
-    from emulator.applets.emv.perso import conversion_table
+    from cardlab.emulator.applets.emv.perso import conversion_table
 
     mc = load_profile(MASTERCARD).applications[0]
     assert cps.conversion_0d02(mc) == h("DF18 07 0840 00000092 02")

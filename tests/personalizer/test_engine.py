@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from enginekit import KMC_NAME, make_batch, make_cards, stand_in_execute
 
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
-from personalizer import audit, engine
-from personalizer.batch import iter_cards
-from personalizer.jobdb import JobDb, JobDbError
-from personalizer.keys import open_keystore
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
+from cardlab.personalizer import audit, engine
+from cardlab.personalizer.batch import iter_cards
+from cardlab.personalizer.jobdb import JobDb, JobDbError
+from cardlab.personalizer.keys import open_keystore
 
 SECURED, PERSONALIZED = 0x0F, 0x0F
 
@@ -85,7 +85,7 @@ def test_no_key_pin_or_pan_in_the_database(batch: tuple[Path, Path], tmp_path: P
 
 def _poison(path: Path, keys: Path, aid: bytes) -> None:
     """A card that already holds an instance of ``aid``: its INSTALL answers an error SW."""
-    from emulator.applets.emv.applet import EmvApplet
+    from cardlab.emulator.applets.emv.applet import EmvApplet
 
     card = Card.load(path)
     with open_keystore(str(keys)) as ks:
@@ -282,7 +282,7 @@ def test_cli_parser_registers_commands() -> None:
 
 
 def test_real_emv_cps_script(batch: tuple[Path, Path], tmp_path: Path) -> None:
-    """The shipped EMV CPS script through personalizer.script, on stock cards."""
+    """The shipped EMV CPS script through cardlab.personalizer.script, on stock cards."""
     script = Path(__file__).resolve().parents[2] / "vectors" / "scripts" / "emv-cps.yaml"
     if not script.exists():
         pytest.skip("no EMV CPS script shipped yet")

@@ -20,13 +20,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prepkit import ROOT, VECTORS, VISA, clear_dgis, make_keystore
 
-from cardspec import tlv
-from personalizer import certificates
-from personalizer.batch import CardPersoData, Rejection
-from personalizer.keys import SoftwareKeyStore
-from personalizer.prepare import CardPreparer, PrepareError, iter_prepared, load_ca_public_keys, prepare
-from personalizer.profile import ISSUER_CERTIFICATE_FORMAT, ProfileError, load_profile, parse_profile
-from personalizer.records import luhn_ok, read_records
+from cardlab.cardspec import tlv
+from cardlab.personalizer import certificates
+from cardlab.personalizer.batch import CardPersoData, Rejection
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.prepare import CardPreparer, PrepareError, iter_prepared, load_ca_public_keys, prepare
+from cardlab.personalizer.profile import ISSUER_CERTIFICATE_FORMAT, ProfileError, load_profile, parse_profile
+from cardlab.personalizer.records import luhn_ok, read_records
 
 TODAY = date(2026, 1, 15)
 SAMPLE = VECTORS / "records" / "sample.csv"
@@ -280,7 +280,7 @@ def test_records_on_no_certificate_are_rejected_for_pan(tmp_path: Path, ks: Soft
     csv = tmp_path / "cards.csv"
     csv.write_text("pan,psn,expiry,name,pin\n" + "".join(f"{p},00,2030-01,TEST/CARD,1234\n" for p in pans))
     prepare(prof_path, csv, ks, tmp_path / "batch", today=TODAY)
-    from personalizer.batch import iter_cards, iter_rejections
+    from cardlab.personalizer.batch import iter_cards, iter_rejections
 
     cards = {c.record_index: c for c in iter_cards(tmp_path / "batch")}
     assert sorted(cards) == [1, 2, 3]
@@ -320,7 +320,7 @@ def test_token_like_store_without_ca_key_works_with_the_profile_certificate(tmp_
     capk.write_text(json.dumps({"ca_public_keys": [entry]}))
     prepare(visa_with(tmp_path, str(DOCUMENT)), SAMPLE, token, tmp_path / "batch", today=TODAY,
             ca_public_keys=load_ca_public_keys(capk))
-    from personalizer.batch import iter_cards
+    from cardlab.personalizer.batch import iter_cards
 
     cert = json.loads(DOCUMENT.read_text())["certificates"][0]
     cards = list(iter_cards(tmp_path / "batch"))
@@ -355,8 +355,8 @@ def test_prepared_card_passes_the_testers_certification(tmp_path: Path, ks: Soft
     sys.path.insert(0, str(ROOT / "tests" / "tester"))
     import certkit  # type: ignore[import-not-found]
 
-    from tester import certify, sources
-    from tester.rules import PASS
+    from cardlab.tester import certify, sources
+    from cardlab.tester.rules import PASS
 
     token = without_ca(ks)
     prof_path = visa_with(tmp_path, str(DOCUMENT))
@@ -391,7 +391,7 @@ def test_bin_with_no_certificate_source_rejects_only_its_records(tmp_path: Path,
     with pytest.raises(PrepareError, match="key store's issuer_certificates .* cannot verify them: no CA public key"):
         prepare(profile, csv, token, tmp_path / "refused", today=TODAY)  # ready-made ones are verified too
     prepare(profile, csv, token, tmp_path / "batch", today=TODAY, ca_public_keys=ca_public_keys(ks))
-    from personalizer.batch import iter_cards, iter_rejections, read_manifest
+    from cardlab.personalizer.batch import iter_cards, iter_rejections, read_manifest
 
     assert [c.record_index for c in iter_cards(tmp_path / "batch")] == [1, 3]
     (rej,) = iter_rejections(tmp_path / "batch")
@@ -436,7 +436,7 @@ def test_card_expiring_after_its_issuer_certificate_is_rejected(tmp_path: Path, 
     csv.write_text("pan,psn,expiry,name,pin\n" + "".join(
         f"{p},00,{e},TEST/CARD,1234\n" for p, e in zip(pans, ("2031-12", "2032-01", "2030-06"), strict=True)))
     prepare(visa_with(tmp_path, [cert]), csv, ks, tmp_path / "batch", today=TODAY)
-    from personalizer.batch import iter_cards, iter_rejections
+    from cardlab.personalizer.batch import iter_cards, iter_rejections
 
     assert [c.record_index for c in iter_cards(tmp_path / "batch")] == [1, 3]
     (rej,) = iter_rejections(tmp_path / "batch")
@@ -450,7 +450,7 @@ def test_certificate_signed_here_outlives_every_card(tmp_path: Path, ks: Softwar
     csv = tmp_path / "cards.csv"
     csv.write_text(f"pan,psn,expiry,name,pin\n{pan_with('4761731')},00,2049-12,TEST/CARD,1234\n")
     prepare(visa_with(tmp_path, None), csv, ks, tmp_path / "batch", today=TODAY)
-    from personalizer.batch import iter_cards
+    from cardlab.personalizer.batch import iter_cards
 
     (card,) = iter_cards(tmp_path / "batch")
     values, ca = tag_values(ks, card, 0), ks.public_key("CA")

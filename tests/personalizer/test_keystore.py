@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardspec.keys import diversify
-from cardspec.keys import kcv as gp_kcv
-from personalizer.keys import (
+from cardlab.cardspec.keys import diversify
+from cardlab.cardspec.keys import kcv as gp_kcv
+from cardlab.personalizer.keys import (
     KeyNotFoundError,
     KeyStore,
     KeyStoreError,
@@ -367,7 +367,7 @@ def token(soft: SoftwareKeyStore, tmp_path_factory: pytest.TempPathFactory) -> I
         )
     import pkcs11
 
-    from personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
+    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
 
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir()
@@ -410,7 +410,7 @@ def test_token_keys_are_not_extractable(token: KeyStore) -> None:
     import pkcs11
     from pkcs11 import Attribute
 
-    from personalizer.keystore_pkcs11 import Pkcs11KeyStore
+    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore
 
     assert isinstance(token, Pkcs11KeyStore)
     for obj in token.session.get_objects({Attribute.CLASS: pkcs11.ObjectClass.SECRET_KEY}):
@@ -420,7 +420,7 @@ def test_token_keys_are_not_extractable(token: KeyStore) -> None:
 
 
 def test_token_refuses_duplicate_import(soft: SoftwareKeyStore, token: KeyStore) -> None:
-    from personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
+    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
 
     assert isinstance(token, Pkcs11KeyStore)
     with pytest.raises(KeyStoreError, match="already holds a key 'KEK'"):
@@ -480,7 +480,7 @@ def test_token_refuses_what_the_software_store_refuses(token: KeyStore) -> None:
 def test_open_keystore_by_name(
     soft: SoftwareKeyStore, token: KeyStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from personalizer.keys import open_keystore
+    from cardlab.personalizer.keys import open_keystore
 
     assert open_keystore(str(KEYSTORE)).names() == soft.names()
     prod = SoftwareKeyStore.from_json(soft.to_json())

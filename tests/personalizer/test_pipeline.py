@@ -29,11 +29,11 @@ from pathlib import Path
 import pytest
 from prepkit import MASTERCARD, VECTORS, VISA, run_transaction
 
-from emulator import Card
-from personalizer.batch import Sealed, iter_cards, read_manifest
-from personalizer.keys import SoftwareKeyStore
-from personalizer.profile import Profile, load_profile
-from personalizer.records import Record, read_records
+from cardlab.emulator import Card
+from cardlab.personalizer.batch import Sealed, iter_cards, read_manifest
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.profile import Profile, load_profile
+from cardlab.personalizer.records import Record, read_records
 
 KEYSTORE = VECTORS / "test-keystore.json"
 SAMPLE = VECTORS / "records" / "sample.csv"

@@ -37,9 +37,9 @@ from test_pipeline import (
     secrets_of,
 )
 
-from cardspec import tlv
-from personalizer.batch import iter_cards
-from personalizer.keys import SoftwareKeyStore
+from cardlab.cardspec import tlv
+from cardlab.personalizer.batch import iter_cards
+from cardlab.personalizer.keys import SoftwareKeyStore
 
 SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
 TOKEN = "cardlab-batch"
@@ -58,7 +58,7 @@ def token_spec(soft: SoftwareKeyStore, tmp_path_factory: pytest.TempPathFactory)
         pytest.skip("SoftHSM2 is not installed (softhsm2-util / libsofthsm2.so missing; Debian package softhsm2)")
     import pkcs11
 
-    from personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
+    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
 
     base = tmp_path_factory.mktemp("softhsm-batch")
     (base / "tokens").mkdir()
@@ -141,9 +141,9 @@ def test_token_batch_prepares_the_same_data(both: tuple[Pipeline, Pipeline], sof
 
 def test_token_cards_read_back_and_certify_identically(both: tuple[Pipeline, Pipeline],
                                                        soft: SoftwareKeyStore) -> None:  # fmt: skip
-    from tester import certify, sources
-    from tester.channel import RecordingChannel
-    from tester.rules import PASS
+    from cardlab.tester import certify, sources
+    from cardlab.tester.channel import RecordingChannel
+    from cardlab.tester.rules import PASS
 
     software, token = both
     records = records_by_index(SAMPLE)

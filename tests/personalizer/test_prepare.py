@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from prepkit import MASTERCARD, PROFILES, VECTORS, VISA, clear_dgis, make_keystore, open_sealed, personalize, run_transaction, sda_profile
 
-from cardspec import emv, tlv
-from personalizer.batch import CardPersoData, Sealed, iter_cards, iter_rejections, read_manifest
-from personalizer.keys import SoftwareKeyStore
-from personalizer.prepare import PrepareError, prepare
-from personalizer.profile import load_profile
-from personalizer.records import read_records
+from cardlab.cardspec import emv, tlv
+from cardlab.personalizer.batch import CardPersoData, Sealed, iter_cards, iter_rejections, read_manifest
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.prepare import PrepareError, prepare
+from cardlab.personalizer.profile import load_profile
+from cardlab.personalizer.records import read_records
 
 TODAY = date(2026, 1, 15)
 SAMPLE = VECTORS / "records" / "sample.csv"
@@ -102,7 +102,7 @@ def test_every_application_gets_every_dgi(batches: dict[str, Path], ks: Software
 
 
 def test_icc_master_keys_known_answer(batches: dict[str, Path], ks: SoftwareKeyStore) -> None:
-    """Sealed 8000 opens to Option A ICC MKs (cardspec.emv, independent of keys.py) and 9000 holds their KCVs."""
+    """Sealed 8000 opens to Option A ICC MKs (cardlab.cardspec.emv, independent of keys.py) and 9000 holds their KCVs."""
     records = [r for r in read_records(SAMPLE, today=TODAY) if not hasattr(r, "problems")]
     by_index = {r.index: r for r in records}  # type: ignore[union-attr]
     imks = [ks.clear_value(n) for n in ("IMK-AC", "IMK-SMI", "IMK-SMC")]
@@ -204,7 +204,7 @@ def test_stations_consistent_with_chip(batches: dict[str, Path], ks: SoftwareKey
 def test_prepared_card_personalizes_and_transacts(
     profile: Path, batches: dict[str, Path], ks: SoftwareKeyStore
 ) -> None:
-    from emulator import Card
+    from cardlab.emulator import Card
 
     prof = load_profile(profile)
     card_data = next(iter_cards(batches[profile.stem]))

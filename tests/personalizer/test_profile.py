@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from personalizer.profile import (
+from cardlab.personalizer.profile import (
     TAGS,
     CvmList,
     CvmRule,

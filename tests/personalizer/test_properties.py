@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from prepkit import run_transaction, sda_profile
 from test_pipeline import KEYSTORE, load_card, personalized
 
-from personalizer import engine
-from personalizer.keys import SoftwareKeyStore
-from personalizer.prepare import prepare
-from personalizer.profile import load_profile
-from personalizer.records import Record, read_records
-from personalizer.stock import make_stock
+from cardlab.personalizer import engine
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.prepare import prepare
+from cardlab.personalizer.profile import load_profile
+from cardlab.personalizer.records import Record, read_records
+from cardlab.personalizer.stock import make_stock
 
 TODAY = date(2026, 1, 15)
 BIN = "476173"  # the Visa sample profile's test BIN

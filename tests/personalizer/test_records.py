@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from cardlab.strategies import invalid_records as kit_invalid_records
 from cardlab.strategies import valid_records as kit_valid_records
-from personalizer.masking import mask_pan, redact_pans
-from personalizer.records import (
+from cardlab.personalizer.masking import mask_pan, redact_pans
+from cardlab.personalizer.records import (
     FIELDS,
     Record,
     RecordsError,

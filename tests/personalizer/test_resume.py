@@ -11,11 +11,11 @@ from pathlib import Path
 
 from enginekit import KMC_NAME, kill_during_batch, make_batch, make_cards, stand_in_execute
 
-from emulator import Card
-from personalizer import audit, engine
-from personalizer.batch import iter_cards
-from personalizer.jobdb import JobDb
-from personalizer.keys import open_keystore
+from cardlab.emulator import Card
+from cardlab.personalizer import audit, engine
+from cardlab.personalizer.batch import iter_cards
+from cardlab.personalizer.jobdb import JobDb
+from cardlab.personalizer.keys import open_keystore
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,7 +23,7 @@ RUNNER = """
 import sys
 sys.path.insert(0, {here!r})
 from enginekit import stand_in_execute
-from personalizer import engine
+from cardlab.personalizer import engine
 engine.run({batch!r}, cards={cards!r}, keys={keys!r}, stations=2, executor=stand_in_execute)
 """
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from cardspec import tlv
-from cardspec.scp03 import pad80
-from emulator import Card
-from personalizer.batch import AppPersoData, CardPersoData, Sealed
-from personalizer.keys import SoftwareKeyStore
-from personalizer.script import (
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import pad80
+from cardlab.emulator import Card
+from cardlab.personalizer.batch import AppPersoData, CardPersoData, Sealed
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.script import (
     ScriptError,
     StepEvent,
     StepFailed,
@@ -57,7 +57,7 @@ def seal(ks: SoftwareKeyStore, clear: bytes) -> Sealed:
 
 @pytest.fixture(scope="module")
 def emv(ks: SoftwareKeyStore) -> tuple[CardPersoData, cardmaker.CardData]:
-    from emulator.applets.emv.applet import EmvApplet
+    from cardlab.emulator.applets.emv.applet import EmvApplet
 
     made = cardmaker.build(cardmaker.Profile())
     dgis = tuple((d, seal(ks, v) if 0x8000 <= d <= 0x8FFF else v) for d, v in made.dgis)
@@ -369,7 +369,7 @@ def test_put_key_from_a_kmc_of_every_aes_size(ks: SoftwareKeyStore, emv: tuple[C
     a 256-bit KMC once failed with "negative count" because the key size was fixed at 16)."""
     import os
 
-    from cardspec.scp03 import HostSession, StaticKeys
+    from cardlab.cardspec.scp03 import HostSession, StaticKeys
 
     data, _ = emv
     store = SoftwareKeyStore.load(VECTORS / "test-keystore.json")

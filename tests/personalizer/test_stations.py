@@ -11,11 +11,11 @@ import pytest
 from enginekit import make_batch, make_cards, stand_in_execute
 
 from cardlab.cli import main
-from cardspec import tlv
-from personalizer import engine
-from personalizer.batch import Sealed, iter_cards
-from personalizer.keys import SoftwareKeyStore, open_keystore
-from personalizer.stations import StationError, export, unseal
+from cardlab.cardspec import tlv
+from cardlab.personalizer import engine
+from cardlab.personalizer.batch import Sealed, iter_cards
+from cardlab.personalizer.keys import SoftwareKeyStore, open_keystore
+from cardlab.personalizer.stations import StationError, export, unseal
 
 
 @pytest.fixture(scope="module")

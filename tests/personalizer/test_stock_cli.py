@@ -11,9 +11,9 @@ from enginekit import KMC_NAME
 from prepkit import VISA, make_keystore
 
 from cardlab.cli import main
-from cardspec import tlv
-from cardspec.scp03 import HostSession, StaticKeys
-from emulator import Card
+from cardlab.cardspec import tlv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys
+from cardlab.emulator import Card
 
 
 @pytest.fixture()
@@ -26,7 +26,7 @@ def keys(tmp_path: Path) -> Path:
 
 
 def _open(card: Card, isd: bytes, kvn: int, keys: Path) -> HostSession:
-    from personalizer.keys import open_keystore
+    from cardlab.personalizer.keys import open_keystore
 
     resp = card.transmit(bytes((0x00, 0xA4, 0x04, 0x00, len(isd))) + isd)
     assert resp[-2:] == b"\x90\x00", resp.hex()
@@ -79,7 +79,7 @@ def test_stock_for_the_badge_profile(tmp_path: Path, capsys: pytest.CaptureFixtu
                  "--profile", str(badge)]) == 0  # fmt: skip
     card = Card.load(next((tmp_path / "stock").glob("card-*.json")))
     card.power_on()
-    from personalizer.keys import open_keystore
+    from cardlab.personalizer.keys import open_keystore
 
     card.transmit(bytes.fromhex("00A4040008A000000151000000"))
     kdd = tlv.find(card.transmit(bytes.fromhex("80CA00CF00"))[:-2], 0xCF)

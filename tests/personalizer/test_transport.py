@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from personalizer.records import Record, RecordsError, read_records
-from personalizer.transport import (
+from cardlab.personalizer.records import Record, RecordsError, read_records
+from cardlab.personalizer.transport import (
     MAGIC,
     TransportError,
     TransportKeys,

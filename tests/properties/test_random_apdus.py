@@ -10,10 +10,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cardspec.scp03 import SECURITY_LEVELS, HostSession, ScpError, StaticKeys
-from emulator import Card
-from emulator.gp.lifecycle import CardLife
-from emulator.gp.manager import DEFAULT_KEY, new_card_state
+from cardlab.cardspec.scp03 import SECURITY_LEVELS, HostSession, ScpError, StaticKeys
+from cardlab.emulator import Card
+from cardlab.emulator.gp.lifecycle import CardLife
+from cardlab.emulator.gp.manager import DEFAULT_KEY, new_card_state
 
 KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
 

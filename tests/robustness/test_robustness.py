@@ -24,7 +24,7 @@ def test_fuzz_detectors(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fuzzer counts an exception the card turns into 6F00, and a counter going down."""
     import logging
 
-    from emulator.card import Card
+    from cardlab.emulator.card import Card
 
     fz = fuzz_apdus.Fuzzer(3, fuzz_apdus.Result())
     card = Card(fuzz_apdus.card_image.loads(fz.scenarios[0].image))

@@ -17,13 +17,13 @@ sys.path.insert(0, str(ROOT / "tests" / "emv"))
 
 import cardmaker  # type: ignore[import-not-found]  # noqa: E402
 import prepkit  # type: ignore[import-not-found]  # noqa: E402
-from cardspec.scp03 import HostSession, pad80  # noqa: E402
-from emulator import Card  # noqa: E402
-from personalizer.batch import CardPersoData, iter_cards  # noqa: E402
-from personalizer.prepare import prepare  # noqa: E402
+from cardlab.cardspec.scp03 import HostSession, pad80  # noqa: E402
+from cardlab.emulator import Card  # noqa: E402
+from cardlab.personalizer.batch import CardPersoData, iter_cards  # noqa: E402
+from cardlab.personalizer.prepare import prepare  # noqa: E402
 
-from tester import sources  # noqa: E402
-from tester.channel import RecordingChannel  # noqa: E402
+from cardlab.tester import sources  # noqa: E402
+from cardlab.tester.channel import RecordingChannel  # noqa: E402
 
 __all__ = ["cardmaker", "prepkit", "sources", "Prepared", "prepare_sample", "card_from_dgis", "channel", "sources_for", "TODAY", "SAMPLE", "PROFILES"]
 

@@ -12,12 +12,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "emv"))
 
 from cardmaker import CardData, Profile, build, make_card, personalize  # noqa: E402
 
-from cardspec import tlv as card_tlv  # noqa: E402
-from emulator import Card  # noqa: E402
-from tester.channel import RecordingChannel  # noqa: E402
-from tester.kernel import run_transaction  # noqa: E402
-from tester.state import TransactionState  # noqa: E402
-from tester.terminal import TerminalProfile, load_terminal  # noqa: E402
+from cardlab.cardspec import tlv as card_tlv  # noqa: E402
+from cardlab.emulator import Card  # noqa: E402
+from cardlab.tester.channel import RecordingChannel  # noqa: E402
+from cardlab.tester.kernel import run_transaction  # noqa: E402
+from cardlab.tester.state import TransactionState  # noqa: E402
+from cardlab.tester.terminal import TerminalProfile, load_terminal  # noqa: E402
 
 WHEN = datetime(2025, 6, 1, 12, 0, 0)
 

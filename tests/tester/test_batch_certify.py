@@ -24,10 +24,10 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 def test_certify_a_personalized_batch_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cardlab.cli import main
-    from personalizer.engine import run
-    from personalizer.keys import open_keystore
-    from personalizer.prepare import prepare
-    from personalizer.stock import make_stock
+    from cardlab.personalizer.engine import run
+    from cardlab.personalizer.keys import open_keystore
+    from cardlab.personalizer.prepare import prepare
+    from cardlab.personalizer.stock import make_stock
 
     lines = (VECTORS / "records" / "sample.csv").read_text().splitlines()
     records = tmp_path / "records.csv"
@@ -35,7 +35,7 @@ def test_certify_a_personalized_batch_directory(tmp_path: Path, capsys: pytest.C
     batch = tmp_path / "batch"
     prepare(PROFILE, records, str(KEYS), batch, today=TODAY)
 
-    from tester.sources import load_profile
+    from cardlab.tester.sources import load_profile
 
     kmc = load_profile(PROFILE).kmc or "TEST-KMC-VISA"
     with open_keystore(str(KEYS)) as ks:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import certkit
-from tester import certify, rules, sources
-from tester.channel import CardChannel
-from tester.rules import FAIL, NA, PASS
+from cardlab.tester import certify, rules, sources
+from cardlab.tester.channel import CardChannel
+from cardlab.tester.rules import FAIL, NA, PASS
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -32,7 +32,7 @@ def test_catalogue_has_at_least_60_named_rules() -> None:
 
 
 def test_rules_md_is_the_generated_catalogue() -> None:
-    """docs/rules.md holds exactly ``python -m tester.rules`` (regenerate it after a rule change)."""
+    """docs/rules.md holds exactly ``python -m cardlab.tester.rules`` (regenerate it after a rule change)."""
     doc = (certkit.ROOT / "docs" / "rules.md").read_text()
     assert rules.markdown_table() in doc and f"({len(rules.RULES)} rules)" in doc
 
@@ -57,7 +57,7 @@ def test_sources_match_the_sample_files() -> None:
 
 
 def test_encrypted_keystore(tmp_path: Path) -> None:
-    from personalizer.keys import SoftwareKeyStore
+    from cardlab.personalizer.keys import SoftwareKeyStore
 
     s = SoftwareKeyStore.load(certkit.prepkit.VECTORS / "test-keystore.json")
     s.test_only = False
@@ -200,7 +200,7 @@ def test_evidence_masks_pans_and_hides_pins_and_keys(prepared: certkit.Prepared)
 
 
 def test_batch_directory_and_exit_code(prepared: certkit.Prepared, tmp_path: Path) -> None:
-    from emulator import Card
+    from cardlab.emulator import Card
 
     for n, cd in enumerate(prepared.cards[:3]):
         certkit.card_from_dgis(prepared.clear(n)).save(tmp_path / f"card-{cd.card_id}.json")

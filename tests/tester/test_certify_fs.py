@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from emulator import Card
-from personalizer.badge import prepare_badges
-from personalizer.keys import SoftwareKeyStore
-from personalizer.script import execute, load_script
-from tester import certify_fs, sources
-from tester.channel import RecordingChannel
-from tester.rules import FAIL, FS_RULE_IDS, NA, PASS, RULES, Result
+from cardlab.emulator import Card
+from cardlab.personalizer.badge import prepare_badges
+from cardlab.personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.script import execute, load_script
+from cardlab.tester import certify_fs, sources
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.rules import FAIL, FS_RULE_IDS, NA, PASS, RULES, Result
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 PROFILE = VECTORS / "profiles" / "badge.yaml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from kernelkit import P, card_for, shows_pin, terminal, transact
 
-from tester.cvm import condition_met, parse_cvm_list, pin_block
-from tester.kernel import new_state
-from tester.state import TransactionState
-from tester.trace import render_text
+from cardlab.tester.cvm import condition_met, parse_cvm_list, pin_block
+from cardlab.tester.kernel import new_state
+from cardlab.tester.state import TransactionState
+from cardlab.tester.trace import render_text
 
 NO_SIGNATURE = bytes.fromhex("E0D0C8")  # plaintext, online and enciphered PIN; no signature, no "no CVM"
 

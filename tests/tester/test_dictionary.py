@@ -1,4 +1,4 @@
-"""The tester's data dictionary (tester.dictionary) names every tag that the
+"""The tester's data dictionary (cardlab.tester.dictionary) names every tag that the
 cards, the issuer profiles and the DGI map of this repository use."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tester import dictionary
-from tester.tlv import parse
+from cardlab.tester import dictionary
+from cardlab.tester.tlv import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emv"))

@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "emv"))
 
 from cardmaker import IMK_AC, IMK_SMC, IMK_SMI, Profile, build, des_kcv, make_card, personalize
 
-from emulator import Card
-from tester import tlv
-from tester.channel import RecordingChannel
-from tester.issuer_host import (
+from cardlab.emulator import Card
+from cardlab.tester import tlv
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.issuer_host import (
     AuthorizationRequest,
     HostError,
     IssuerHost,
@@ -29,7 +29,7 @@ from tester.issuer_host import (
     mask_pan,
     pin_change,
 )
-from tester.state import TransactionState
+from cardlab.tester.state import TransactionState
 
 CVNS = [0x0A, 0x12, 0x10]
 WRONG_IMK = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
@@ -87,7 +87,7 @@ def start(card: Card, aid: bytes, *, amount: int = 1000, un: bytes = b"\x12\x34\
             state.card_data.update(tlv.flatten(body))
     state.cdol1_data = build_dol(state.card_data[0x8C], values)
     body = ok(channel, bytes((0x80, 0xAE, first, 0x00, len(state.cdol1_data))) + state.cdol1_data + b"\x00")
-    from tester.online import parse_ac_response
+    from cardlab.tester.online import parse_ac_response
 
     state.ac1 = parse_ac_response(body)
     return state, channel

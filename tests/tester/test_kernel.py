@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from kernelkit import OFFLINE, WHEN, P, Profile, card_for, make_card, terminal, transact
 
-from tester.kernel import build_dol, fit, run_transaction
-from tester.channel import RecordingChannel
-from tester.terminal import TerminalAid, TerminalProfileError, load_terminal, parse_terminal
+from cardlab.tester.kernel import build_dol, fit, run_transaction
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.terminal import TerminalAid, TerminalProfileError, load_terminal, parse_terminal
 
 AID1 = bytes.fromhex("F0000000011010")
 AID2 = bytes.fromhex("F0000000012010")

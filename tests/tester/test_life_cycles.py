@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emv"))
 
 import cardmaker  # type: ignore[import-not-found]  # noqa: E402
-from emulator import Card  # noqa: E402
+from cardlab.emulator import Card  # noqa: E402
 
-from tester import certify_life, gp, scp03, sources  # noqa: E402
-from tester.channel import RecordingChannel  # noqa: E402
-from tester.rules import FAIL, NA, PASS, RULES, Result  # noqa: E402
+from cardlab.tester import certify_life, gp, scp03, sources  # noqa: E402
+from cardlab.tester.channel import RecordingChannel  # noqa: E402
+from cardlab.tester.rules import FAIL, NA, PASS, RULES, Result  # noqa: E402
 
 KEYSTORE = ROOT / "vectors" / "test-keystore.json"
 KDD = bytes.fromhex("AABBCCDDEE0000000042")
@@ -112,7 +112,7 @@ def test_no_kmc_not_applicable(keys: sources.KeyStore) -> None:
 
 def test_certify_card_hook(keys: sources.KeyStore) -> None:
     """certify_card(gp_status=True) carries the life-cycle results; off by default."""
-    from tester import certify
+    from cardlab.tester import certify
 
     card, aid = _card(keys)
     prof = sources.load_profile(ROOT / "vectors" / "profiles" / "visa-cvn18.yaml")

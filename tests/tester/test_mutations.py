@@ -16,8 +16,8 @@ import pytest
 from Crypto.Cipher import DES3
 
 import certkit
-from tester import certify, rules
-from tester.tlv import encode, parse
+from cardlab.tester import certify, rules
+from cardlab.tester.tlv import encode, parse
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

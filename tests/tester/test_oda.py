@@ -1,4 +1,4 @@
-"""The tester's offline data authentication (tester.oda, tester.rsa, tester.capk).
+"""The tester's offline data authentication (cardlab.tester.oda, cardlab.tester.rsa, cardlab.tester.capk).
 
 1. Public worked examples (vectors/oda_public.json, transcribed from
    openemv/emv-utils): every recovered field as emv-utils expects it, and
@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from tester import oda, rsa
-from tester.capk import CaKeyList, CapkError
-from tester.channel import RecordingChannel
-from tester.state import TransactionState
-from tester.terminal import TerminalProfile
-from tester.tlv import encode, flatten, parse
+from cardlab.tester import oda, rsa
+from cardlab.tester.capk import CaKeyList, CapkError
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.state import TransactionState
+from cardlab.tester.terminal import TerminalProfile
+from cardlab.tester.tlv import encode, flatten, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "emv"))
@@ -196,7 +196,7 @@ def _read_card(card: Any, p: Profile) -> tuple[TransactionState, RecordingChanne
 
 
 def _card(cd: CardData) -> Any:
-    from emulator import Card
+    from cardlab.emulator import Card
 
     card = Card.create()
     personalize(card, cd)
@@ -367,7 +367,7 @@ def test_unknown_ca_key_fails(sda_card: CardData) -> None:
 
 
 def test_ca_keys_from_terminal_profile(sda_card: CardData) -> None:
-    from tester.terminal import CaKey
+    from cardlab.tester.terminal import CaKey
 
     ca = next(iter(TEST_CA))
     term = TerminalProfile(ca_keys=[CaKey(ca.rid, ca.index, ca.n, ca.e)])

@@ -17,10 +17,10 @@ from cardmaker import IMK_SMC, IMK_SMI, Profile, make_card
 from kernelkit import shows_pin
 from test_issuer_host import WRONG_IMK, host, ok, start
 
-from emulator import Card
-from tester import online
-from tester.channel import RecordingChannel
-from tester.issuer_host import (
+from cardlab.emulator import Card
+from cardlab.tester import online
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.issuer_host import (
     AuthorizationRequest,
     IssuerHost,
     Policy,
@@ -31,7 +31,7 @@ from tester.issuer_host import (
     put_data,
     update_record,
 )
-from tester.state import TransactionState
+from cardlab.tester.state import TransactionState
 
 CVNS = [0x0A, 0x12, 0x10]
 OFFLINE = {"lcol": 3, "ucol": 5, "lower_cumulative": 50_000, "upper_cumulative": 100_000}
@@ -194,7 +194,7 @@ def test_bad_mac_is_refused_and_reported(cvn: int, when: str) -> None:
 
 def test_script_failure_stops_that_script_only() -> None:
     """Two commands in one template: the second is not sent after the first fails."""
-    from tester import tlv
+    from cardlab.tester import tlv
 
     card, p = card_for(0x0A)
     state, channel = start(card, p.aid)
@@ -236,12 +236,12 @@ def test_complete_offline_approves_y3() -> None:
 
 @pytest.mark.parametrize("oda", ["SDA", "DDA", "CDA"])
 def test_kernel_online_transaction_with_script(oda: str) -> None:
-    pytest.importorskip("tester.risk")
-    pytest.importorskip("tester.cvm")
+    pytest.importorskip("cardlab.tester.risk")
+    pytest.importorskip("cardlab.tester.cvm")
     from cardmaker import load_test_ca
 
-    from tester import kernel
-    from tester.terminal import CaKey, TerminalAid, TerminalProfile
+    from cardlab.tester import kernel
+    from cardlab.tester.terminal import CaKey, TerminalAid, TerminalProfile
 
     rid, index, ca, _ = load_test_ca()
     terminal = TerminalProfile(ca_keys=[CaKey(rid, index, ca.n, ca.e)], aids=[TerminalAid(bytes.fromhex("F0000000011010"))],

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from cardlab.pytest_plugin import PersonalizedCard, Personalizer, Terminal
-from tester import certify_dir, sources
-from tester.rules import FAIL, NA, PASS, RULES
-from tester.tlv import encode
+from cardlab.tester import certify_dir, sources
+from cardlab.tester.rules import FAIL, NA, PASS, RULES
+from cardlab.tester.tlv import encode
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = ROOT / "vectors" / "profiles" / "mastercard-cvn16.yaml"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import certkit
-from tester import certify, report, rules
-from tester.rules import FAIL, PASS
+from cardlab.tester import certify, report, rules
+from cardlab.tester.rules import FAIL, PASS
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 

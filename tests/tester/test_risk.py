@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tester.risk import AAC, ARQC, TC, action_codes, decide, random_selection_percent
-from tester.terminal import TerminalProfile
+from cardlab.tester.risk import AAC, ARQC, TC, action_codes, decide, random_selection_percent
+from cardlab.tester.terminal import TerminalProfile
 
 five = st.binary(min_size=5, max_size=5)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tester import sources
+from cardlab.tester import sources
 
 PROFILES = Path(__file__).resolve().parents[2] / "vectors" / "profiles"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tester import scp03
-from tester.scp03 import Scp03Error, Scp03Session
+from cardlab.tester import scp03
+from cardlab.tester.scp03 import Scp03Error, Scp03Session
 
 h = bytes.fromhex
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kernelkit import P, card_for, shows_pin, transact
 
-from tester.trace import render_html, render_text
+from cardlab.tester.trace import render_html, render_text
 
 SNAPSHOT = Path(__file__).with_name("snapshots") / "trace_sda_offline.txt"
 PAN = "4761739001010010"
@@ -54,7 +54,7 @@ def test_trace_names_tvr_bits() -> None:
 def test_live_trace_prints_each_step_as_it_happens() -> None:
     """``--trace`` prints while the transaction runs: each step's section once the next step starts,
     PANs already masked, and all of it together is exactly the after-the-fact trace."""
-    from tester.trace import LiveTrace
+    from cardlab.tester.trace import LiveTrace
 
     card, _ = card_for(P(oda="SDA"))
     chunks: list[tuple[int, str]] = []
@@ -67,8 +67,8 @@ def test_live_trace_prints_each_step_as_it_happens() -> None:
     live = LiveTrace(lambda text: chunks.append((len(sent), text)))
     from kernelkit import WHEN, terminal
 
-    from tester.channel import RecordingChannel
-    from tester.kernel import run_transaction
+    from cardlab.tester.channel import RecordingChannel
+    from cardlab.tester.kernel import run_transaction
 
     state = run_transaction(RecordingChannel(transmit), terminal(), amount=1500, pin="1234", seed=42, when=WHEN,
                             on_event=live.on_event)

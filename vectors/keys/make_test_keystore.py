@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from personalizer.keys import SoftwareKeyStore
+from cardlab.personalizer.keys import SoftwareKeyStore
 
 VECTORS = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ from typing import Any
 import pyemv
 from emvkit import Personalizer, Profile, Terminal, h, lv, new_card
 
-from cardspec import tlv
-from cardspec.keys import kcv
-from emulator import Card
-from emulator.applets.emv.applet import EmvApplet
+from cardlab.cardspec import tlv
+from cardlab.cardspec.keys import kcv
+from cardlab.emulator import Card
+from cardlab.emulator.applets.emv.applet import EmvApplet
 
 IMK_AC = h("0123456789ABCDEFFEDCBA9876543210")
 IMK_SMI = h("FEDCBA98765432100123456789ABCDEF")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from emvkit import Terminal, personalized_card
 
-from emulator import Card
+from cardlab.emulator import Card
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cardspec import tlv
-from cardspec.keys import kcv
-from cardspec.scp03 import HostSession, StaticKeys, dek_encrypt, pad80
-from emulator import Card
-from emulator.applets.emv.applet import EmvApplet
-from emulator.gp.manager import DEFAULT_KEY, new_card_state
+from cardlab.cardspec import tlv
+from cardlab.cardspec.keys import kcv
+from cardlab.cardspec.scp03 import HostSession, StaticKeys, dek_encrypt, pad80
+from cardlab.emulator import Card
+from cardlab.emulator.applets.emv.applet import EmvApplet
+from cardlab.emulator.gp.manager import DEFAULT_KEY, new_card_state
 
 KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
 AID_CREDIT = bytes.fromhex("A0000000031010")

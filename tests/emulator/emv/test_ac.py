@@ -13,9 +13,9 @@ from emvkit import h, lv, rsa_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cardspec import tlv
-from emulator.applets.emv.ac import convert_amount
-from emulator.applets.emv.state import ConversionRate
+from cardlab.cardspec import tlv
+from cardlab.emulator.applets.emv.ac import convert_amount
+from cardlab.emulator.applets.emv.state import ConversionRate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

@@ -19,10 +19,10 @@ from emvkit import (
     rsa_key,
 )
 
-from cardspec import tlv
-from emulator import Card
-from emulator.applets.emv import core
-from emulator.applets.emv.applet import EmvApplet
+from cardlab.cardspec import tlv
+from cardlab.emulator import Card
+from cardlab.emulator.applets.emv import core
+from cardlab.emulator.applets.emv.applet import EmvApplet
 
 
 def app(card: Card, aid: bytes = AID_CREDIT) -> EmvApplet:

@@ -10,7 +10,7 @@ import pytest
 from ackit import CVNS, Host, IssuerProfile, cdol1, make_card
 from emvkit import PIN, h
 
-from cardspec import tlv
+from cardlab.cardspec import tlv
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

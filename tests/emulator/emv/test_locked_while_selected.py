@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from emvkit import AID_CREDIT, KEYS, Terminal, h, lv, personalized_card, status
 
-from cardspec.scp03 import HostSession
-from emulator import Card
+from cardlab.cardspec.scp03 import HostSession
+from cardlab.emulator import Card
 
 ISD = h("A000000151000000")
 GET_ATC = "CA9F3600"  # GET DATA ATC (EMV Book 3 §6.5.7), CLA added per channel

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from emvkit import AID_CREDIT, MK, Personalizer, Profile, Terminal, crt_dgis, h, new_card, rsa_key
 
-from cardspec import tlv
-from emulator import Card
-from emulator.applets.emv.applet import EmvApplet
+from cardlab.cardspec import tlv
+from cardlab.emulator import Card
+from cardlab.emulator.applets.emv.applet import EmvApplet
 
 
 def dgi_0d02(entries: bytes) -> bytes:
@@ -189,7 +189,7 @@ def test_conversion_table_naming_the_application_currency_refused_at_the_last_bl
 
 def test_card_image_without_conversion_table_loads() -> None:
     """Card images saved before DGI 0D02 existed have no ``currency_conversion``."""
-    from emulator.applets.emv.state import EmvData
+    from cardlab.emulator.applets.emv.state import EmvData
 
     image = EmvData().dump()
     del image["currency_conversion"]

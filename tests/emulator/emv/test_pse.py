@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from emvkit import AID_CREDIT, AID_DEBIT, Personalizer, Profile, Terminal, h, new_card
 
-from cardspec import tlv
-from emulator import Card
-from emulator.applets.pse import PPSE_NAME, PSE_NAME, PpseApplet, PseApplet
+from cardlab.cardspec import tlv
+from cardlab.emulator import Card
+from cardlab.emulator.applets.pse import PPSE_NAME, PSE_NAME, PpseApplet, PseApplet
 
 CREDIT = Profile()
 DEBIT = Profile(aid=AID_DEBIT, label=b"CARDLAB DEBIT", priority=2)

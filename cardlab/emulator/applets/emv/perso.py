@@ -1,0 +1,468 @@
+"""Personalization of the EMV application (EMV CPS 1.1 over GP STORE DATA).
+
+The contract with the personalizer is ``docs/dgi-map.md``. Each STORE DATA
+command is applied atomically: its DGIs are checked and applied to a copy of
+the application data, which replaces the live data only when every DGI of the
+command was accepted (a refused command leaves nothing behind).
+
+Secret DGIs (``8xxx``) are accepted only from a block the ISD decrypted
+(STORE DATA P1 b7b6 = 11, GP Card Spec 2.3 §11.11.2.1; CPS §4.3.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from cardlab.cardspec import tlv
+from cardlab.cardspec.keys import kcv
+
+from ...apdu import SW, Command, StatusError
+from ...applet import Context
+from ...gp import lifecycle
+from .state import ConversionRate, EmvData, RiskParameters, RsaCrtKey
+
+if TYPE_CHECKING:
+    from .applet import EmvApplet
+
+DGI_FCI = 0x9102
+DGI_FCI_CONTACTLESS = 0x9103
+DGI_GPO = 0x9104
+DGI_MASTER_KEYS = 0x8000
+DGI_KCV = 0x9000
+DGI_PIN_BLOCK = 0x8010
+DGI_PIN_TRY = 0x9010
+DGI_RISK = 0x0D01
+DGI_CONVERSION = 0x0D02
+DGI_DATA_OBJECTS = 0x0E01
+#: card-internal DGIs in the record range: they take the place of records 13/1, 13/2, 14/1
+INTERNAL_DGIS = (DGI_RISK, DGI_CONVERSION, DGI_DATA_OBJECTS)
+#: DGI 0D02 (docs/dgi-map.md): BER-TLV, tag DF18 = entries of currency n3 (2 bytes BCD) ‖
+#: mantissa n8 (4 bytes BCD) ‖ exponent (1 byte)
+TAG_CONVERSION = 0xDF18
+CONVERSION_ENTRY = 7
+CONVERSION_MAX_ENTRIES = 8
+CONVERSION_MAX_EXPONENT = 12
+#: CRT components in DGI order 1..5 (CPS §5.5): q⁻¹ mod p, d mod (q−1), d mod (p−1), q, p
+ICC_KEY_DGIS = range(0x8201, 0x8206)
+PIN_KEY_DGIS = range(0x8101, 0x8106)
+#: mandatory at the last block (docs/dgi-map.md)
+MANDATORY = (DGI_FCI, DGI_GPO, DGI_MASTER_KEYS, DGI_KCV, DGI_RISK)
+
+#: CVM codes (b6..b1 of a CV rule) performed by the ICC (EMV Book 3 Annex C3)
+OFFLINE_PLAIN_PIN_CVMS = frozenset({0x01, 0x03})
+OFFLINE_ENCIPHERED_PIN_CVMS = frozenset({0x04, 0x05})
+AIP_DDA = 0x20  # AIP byte 1 b6 (EMV Book 3 Annex C1)
+AIP_CDA = 0x01  # AIP byte 1 b1
+
+
+@dataclass
+class _Work:
+    """What one STORE DATA command changes, applied only if it all succeeds."""
+
+    data: EmvData
+    #: CRT components and the 9000 check values received so far, DGI → value
+    #: (transient, see EmvApplet.perso_parts)
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
+def _bad(message: str) -> StatusError:
+    return StatusError(SW.WRONG_DATA, message)
+
+
+def install(app: EmvApplet, params: bytes) -> None:
+    """INSTALL [for install]: the application takes no install parameters
+    (everything is personalization data); an empty C9 is required."""
+    if params:
+        raise _bad("the EMV application takes no install parameters")
+    app.mark_dirty()
+
+
+def is_secret(dgi: int) -> bool:
+    """DGIs 8000–8FFF carry secrets and travel encrypted (CPS §5.5)."""
+    return 0x8000 <= dgi <= 0x8FFF
+
+
+def store_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+    """STORE DATA routed by the ISD after INSTALL [for personalization]."""
+    if app.data.personalized:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "already personalized")
+    if (cmd.p1 >> 3) & 0x03 != 0x01:
+        raise _bad("personalization data is in DGI format")
+    decrypted = (cmd.p1 >> 5) & 0x03 == 0x03
+    try:
+        dgis = tlv.parse_dgis(cmd.data)
+    except tlv.TlvError as exc:
+        raise _bad("malformed DGI") from exc
+    work = _Work(EmvData.load(app.data.dump()), dict(app.perso_parts))
+    for dgi, value in dgis:
+        if is_secret(dgi) and not decrypted:
+            raise _bad(f"DGI {dgi:04X} must be encrypted")
+        _apply(work, dgi, value)
+        work.data.received.add(dgi)
+    _check_master_keys(app, work)
+    last = bool(cmd.p1 & 0x80)
+    if last:
+        _complete(work)
+        app.record.lifecycle = lifecycle.app_transition(
+            app.record.lifecycle, app.PERSONALIZED_STATE, app.SPECIFIC_STATES
+        )
+        work.data.personalized = True
+        work.parts.clear()
+    app.data = work.data
+    app.perso_parts = work.parts
+    app.mark_dirty()
+    return b""
+
+
+# -- one DGI ---------------------------------------------------------------------
+
+
+def _apply(work: _Work, dgi: int, value: bytes) -> None:
+    data = work.data
+    hi, lo = dgi >> 8, dgi & 0xFF
+    if dgi in INTERNAL_DGIS:
+        # these take the place of records 13/1, 13/2 and 14/1 (as in Visa's CPS profiles)
+        _internal(data, dgi, value)
+    elif 1 <= hi <= 30 and lo >= 1:
+        data.records[(hi, lo)] = _record(value)
+    elif dgi == DGI_FCI:
+        data.fci_proprietary = _ber(value, "9102")
+        found = tlv.find(value, 0x9F38)
+        if found is not None:
+            try:
+                dol_length(found.value)
+            except ValueError as exc:
+                raise _bad("malformed PDOL") from exc
+    elif dgi == DGI_FCI_CONTACTLESS:
+        data.fci_proprietary_contactless = _ber(value, "9103")
+    elif dgi == DGI_GPO:
+        data.aip, data.afl = _gpo_data(value)
+    elif dgi == DGI_MASTER_KEYS:
+        if len(value) != 48:
+            raise _bad("DGI 8000 holds three 16-byte keys")
+        data.mk_ac, data.mk_smi, data.mk_smc = value[:16], value[16:32], value[32:]
+    elif dgi == DGI_KCV:
+        if len(value) != 9:
+            raise _bad("DGI 9000 holds three 3-byte check values")
+        work.parts[DGI_KCV] = value
+    elif dgi == DGI_PIN_BLOCK:
+        if not valid_pin_block(value):
+            raise _bad("DGI 8010 is not a format 2 PIN block")
+        data.pin_block = value
+    elif dgi == DGI_PIN_TRY:
+        if len(value) != 2 or not 1 <= value[0] <= 15 or value[1] > value[0]:
+            raise _bad("DGI 9010: PIN try limit 1..15, counter at most the limit")
+        data.pin_try_limit, data.pin_try_counter = value[0], value[1]
+    elif dgi in ICC_KEY_DGIS or dgi in PIN_KEY_DGIS:
+        if not value:
+            raise _bad("empty key component")
+        work.parts[dgi] = value
+        _assemble_key(work, ICC_KEY_DGIS)
+        _assemble_key(work, PIN_KEY_DGIS)
+    else:
+        raise _bad(f"DGI {dgi:04X} is not in the DGI map")
+
+
+def _internal(data: EmvData, dgi: int, value: bytes) -> None:
+    if dgi == DGI_RISK:
+        data.risk = risk_parameters(value)
+        return
+    if dgi == DGI_CONVERSION:
+        data.currency_conversion = conversion_table(value)
+        return
+    try:
+        data.data_objects.update({t.tag: t.value for t in tlv.iterate(value)})
+    except tlv.TlvError as exc:
+        raise _bad("DGI 0E01 is not BER-TLV") from exc
+
+
+def _ber(value: bytes, name: str) -> bytes:
+    try:
+        tlv.parse(value)
+    except tlv.TlvError as exc:
+        raise _bad(f"DGI {name} is not BER-TLV") from exc
+    return value
+
+
+def _record(value: bytes) -> bytes:
+    """A record DGI is one 70 template filling the whole value (CPS §5.3)."""
+    try:
+        items = tlv.parse(value)
+        if len(items) != 1 or items[0].tag != 0x70 or items[0].encode() != value:
+            raise _bad("a record DGI holds exactly one 70 template")
+        tlv.parse(items[0].value)
+    except tlv.TlvError as exc:
+        raise _bad("malformed record template") from exc
+    return value
+
+
+def _gpo_data(value: bytes) -> tuple[bytes, bytes]:
+    """DGI 9104: 82 AIP ‖ 94 AFL (EMV Book 3 §10.2: AFL entries of 4 bytes)."""
+    try:
+        items = tlv.to_dict(value)
+    except tlv.TlvError as exc:
+        raise _bad("DGI 9104 is not BER-TLV") from exc
+    aip, afl = items.get(0x82), items.get(0x94)
+    if aip is None or afl is None or len(aip) != 2 or not afl or len(afl) % 4:
+        raise _bad("DGI 9104 needs 82 (2 bytes) and 94 (4n bytes)")
+    for sfi, first, last in afl_entries(afl):
+        if not 1 <= sfi <= 30 or first == 0 or last < first:
+            raise _bad("invalid AFL entry")
+    for i in range(0, len(afl), 4):
+        if afl[i + 3] > afl[i + 2] - afl[i + 1] + 1:
+            raise _bad("invalid AFL entry")
+    return aip, afl
+
+
+def afl_entries(afl: bytes) -> list[tuple[int, int, int]]:
+    """(SFI, first record, last record) of each AFL entry (EMV Book 3 §10.2)."""
+    return [(afl[i] >> 3, afl[i + 1], afl[i + 2]) for i in range(0, len(afl) - 3, 4)]
+
+
+def dol_length(dol: bytes) -> int:
+    """Total length of the data a DOL asks for (EMV Book 3 §5.4: tag, length
+    pairs); :class:`ValueError` when malformed.
+
+    >>> dol_length(bytes.fromhex("9F66049F02069F37045F2A02"))
+    16
+    """
+    total, i, n = 0, 0, len(dol)
+    while i < n:
+        first = dol[i]
+        i += 1
+        if first & 0x1F == 0x1F:  # multi-byte tag (ISO 8825-1)
+            while i < n and dol[i] & 0x80:
+                i += 1
+            i += 1
+        if i >= n:
+            raise ValueError("malformed DOL")
+        total += dol[i]
+        i += 1
+    return total
+
+
+def valid_pin_block(block: bytes) -> bool:
+    """Plaintext offline PIN block (EMV Book 3 §6.5.12): C=2, N=4..12, PIN
+    digits, F filler, 8 bytes."""
+    if len(block) != 8:
+        return False
+    digits = block.hex().upper()
+    n = int(digits[1], 16)
+    return digits[0] == "2" and 4 <= n <= 12 and digits[2 : 2 + n].isdigit() and set(digits[2 + n :]) <= {"F"}
+
+
+def _assemble_key(work: _Work, dgis: range) -> None:
+    """Build the RSA CRT key once its five DGIs have arrived; check that the
+    components belong together (q·q⁻¹ ≡ 1 mod p, exponents below p−1, q−1)."""
+    parts = work.parts
+    if not all(d in parts for d in dgis):
+        return
+    qinv, dq, dp, q, p = (int.from_bytes(parts.pop(d), "big") for d in dgis)
+    if p < 3 or q < 3 or p == q or (qinv * q) % p != 1 or not 0 < dp < p - 1 or not 0 < dq < q - 1:
+        raise _bad("inconsistent RSA key components")
+    key = RsaCrtKey(p=p, q=q, dp=dp, dq=dq, qinv=qinv)
+    if key.size < 64:
+        raise _bad("RSA key too short")
+    if dgis is ICC_KEY_DGIS:
+        work.data.icc_key = key
+    else:
+        work.data.pin_key = key
+
+
+def _check_master_keys(app: EmvApplet, work: _Work) -> None:
+    """DGI 8000 against DGI 9000 (CPS §5.5: 3DES check values of zeros),
+    whichever arrives first; on a mismatch both are forgotten (also when the
+    other one came in an earlier command) and the command is refused."""
+    data, kcvs = work.data, work.parts.get(DGI_KCV)
+    if kcvs is None or DGI_MASTER_KEYS not in data.received:
+        return
+    if all(
+        kcv("DES", key) == kcvs[3 * i : 3 * i + 3]
+        for i, key in enumerate((data.mk_ac, data.mk_smi, data.mk_smc))
+    ):
+        return
+    for live in (app.data, data):
+        live.mk_ac = live.mk_smi = live.mk_smc = b""
+        live.received -= {DGI_MASTER_KEYS, DGI_KCV}
+    app.perso_parts.pop(DGI_KCV, None)
+    app.mark_dirty()
+    raise _bad("ICC master keys do not match their check values")
+
+
+def risk_parameters(value: bytes) -> RiskParameters:
+    """DGI 0D01 (cardlab card-internal data, see docs/dgi-map.md)."""
+    try:
+        items = tlv.parse(value)
+    except tlv.TlvError as exc:
+        raise _bad("DGI 0D01 is not BER-TLV") from exc
+    r = RiskParameters()
+    lengths = {
+        0xDF01: 1,
+        0xDF02: 1,
+        0x9F14: 1,
+        0x9F23: 1,
+        0xDF11: 6,
+        0xDF12: 6,
+        0x9F42: 2,
+        0xDF17: 1,
+        0x9F52: 2,
+        0xDF13: 1,
+        0xDF14: 1,
+        0xDF15: 2,
+        0xDF16: 1,
+        0x9F4D: 2,
+    }
+    for item in items:
+        tag, v = item.tag, item.value
+        if tag == 0x9F4F:
+            r.log_format = v
+            continue
+        if lengths.get(tag) != len(v):
+            raise _bad(f"DGI 0D01: unexpected tag {tag:X} or length")
+        n = int.from_bytes(v, "big")
+        if tag == 0xDF01:
+            r.cvn = n
+        elif tag == 0xDF02:
+            r.dki = n
+        elif tag == 0x9F14:
+            r.lower_consecutive_offline = n
+        elif tag == 0x9F23:
+            r.upper_consecutive_offline = n
+        elif tag in (0xDF11, 0xDF12):
+            amount = _bcd(v)
+            if tag == 0xDF11:
+                r.lower_cumulative_offline = amount
+            else:
+                r.upper_cumulative_offline = amount
+        elif tag == 0x9F42:
+            r.currency = _bcd(v)
+        elif tag == 0xDF17:
+            r.currency_exponent = n
+        elif tag == 0x9F52:
+            r.default_action = v
+        elif tag in (0xDF13, 0xDF14, 0xDF16):
+            if tag == 0xDF13 and n in (0, 1):
+                r.issuer_auth_required = bool(n)
+            elif tag == 0xDF14 and n in (1, 2):
+                r.arpc_method = n
+            elif tag == 0xDF16 and n in (1, 2):
+                r.response_format = n
+            else:
+                raise _bad(f"DGI 0D01: value of {tag:X} out of range")
+        elif tag == 0xDF15:
+            if n == 0:
+                raise _bad("DGI 0D01: maximum ATC 0")
+            r.max_atc = n
+        elif tag == 0x9F4D:
+            if not 1 <= v[0] <= 30 or v[1] == 0:
+                raise _bad("DGI 0D01: log entry SFI 1..30 and at least one record")
+            r.log_sfi, r.log_records = v[0], v[1]
+    return r
+
+
+def conversion_table(value: bytes) -> tuple[ConversionRate, ...]:
+    """DGI 0D02: ``DF18`` holding 1–8 entries of currency n3 ‖ mantissa n8 ‖
+    exponent (docs/dgi-map.md).
+
+    >>> conversion_table(bytes.fromhex("DF18 07 0978 00010850 04"))
+    (ConversionRate(currency=978, mantissa=10850, exponent=4),)
+    """
+    try:
+        items = tlv.parse(value)
+    except tlv.TlvError as exc:
+        raise _bad("DGI 0D02 is not BER-TLV") from exc
+    if len(items) != 1 or items[0].tag != TAG_CONVERSION:
+        raise _bad("DGI 0D02 holds one DF18 (currency conversion table)")
+    value = items[0].value
+    if not value or len(value) % CONVERSION_ENTRY or len(value) > CONVERSION_MAX_ENTRIES * CONVERSION_ENTRY:
+        raise _bad(f"DGI 0D02 holds 1..{CONVERSION_MAX_ENTRIES} entries of {CONVERSION_ENTRY} bytes")
+    out: list[ConversionRate] = []
+    for i in range(0, len(value), CONVERSION_ENTRY):
+        code, mantissa = value[i : i + 2].hex(), value[i + 2 : i + 6].hex()
+        exponent = value[i + 6]
+        if not (code.isdigit() and mantissa.isdigit()):
+            raise _bad("DGI 0D02: currency code or rate is not BCD")
+        entry = ConversionRate(int(code), int(mantissa), exponent)
+        if entry.currency == 0 or entry.mantissa == 0 or exponent > CONVERSION_MAX_EXPONENT:
+            raise _bad("DGI 0D02: currency 000, rate 0 or exponent above 12")
+        if any(e.currency == entry.currency for e in out):
+            raise _bad(f"DGI 0D02: currency {entry.currency:03d} twice")
+        out.append(entry)
+    return tuple(out)
+
+
+def _bcd(v: bytes) -> int:
+    digits = v.hex()
+    if not digits.isdigit():
+        raise _bad("DGI 0D01: amount or code is not BCD")
+    return int(digits)
+
+
+# -- the last block -------------------------------------------------------------------
+
+
+def _complete(work: _Work) -> None:
+    """Completeness check at the last block (docs/dgi-map.md)."""
+    data = work.data
+    missing = [d for d in MANDATORY if d not in data.received]
+    if missing:
+        raise _bad("mandatory DGI missing: " + " ".join(f"{d:04X}" for d in missing))
+    if any(e.currency == data.risk.currency for e in data.currency_conversion):
+        raise _bad("DGI 0D02 converts the application currency (9F42) into itself")
+    if any(d in work.parts for d in (*ICC_KEY_DGIS, *PIN_KEY_DGIS)):
+        raise _bad("incomplete RSA key")
+    for sfi, first, last in afl_entries(data.afl):
+        for rec in range(first, last + 1):
+            if (sfi, rec) not in data.records:
+                raise _bad(f"record {sfi}/{rec} named by the AFL is missing")
+    cvms = cvm_codes(data)
+    offline_pin = cvms & (OFFLINE_PLAIN_PIN_CVMS | OFFLINE_ENCIPHERED_PIN_CVMS)
+    if offline_pin and (not data.pin_block or DGI_PIN_TRY not in data.received):
+        raise _bad("offline PIN in the CVM list without DGIs 8010 and 9010")
+    if data.aip[0] & (AIP_DDA | AIP_CDA) and data.icc_key is None:
+        raise _bad("DDA/CDA in the AIP without the ICC private key")
+    if cvms & OFFLINE_ENCIPHERED_PIN_CVMS and data.pin_key is None and data.icc_key is None:
+        raise _bad("enciphered PIN in the CVM list without a key to decipher it")
+    _check_public_exponent(data)
+
+
+def record_tag(data: EmvData, tag: int) -> bytes | None:
+    """Value of ``tag`` in the personalized records (the first one found).
+    Once personalized, answers are cached in ``data.tag_cache`` (GENERATE AC
+    looks up CDOL1/CDOL2 in every transaction)."""
+    if data.personalized and tag in data.tag_cache:
+        return data.tag_cache[tag]
+    value = None
+    for _key, record in sorted(data.records.items()):
+        try:
+            found = tlv.find(record, tag)
+        except tlv.TlvError:
+            continue
+        if found is not None:
+            value = found.value
+            break
+    if data.personalized:
+        data.tag_cache[tag] = value
+    return value
+
+
+def cvm_codes(data: EmvData) -> set[int]:
+    """CVM codes (b6..b1) of the CVM list 8E (EMV Book 3 Annex C3): 8 bytes of
+    amounts, then 2-byte CV rules."""
+    cvm_list = record_tag(data, 0x8E)
+    if cvm_list is None:
+        return set()
+    return {cvm_list[i] & 0x3F for i in range(8, len(cvm_list) - 1, 2)}
+
+
+def _check_public_exponent(data: EmvData) -> None:
+    """With the public exponent in the records (9F47 ICC, 9F2E PIN key), the
+    CRT exponents must be its inverses: e·dp ≡ 1 mod (p−1), e·dq ≡ 1 mod (q−1)."""
+    for key, tag in ((data.icc_key, 0x9F47), (data.pin_key, 0x9F2E)):
+        exponent = record_tag(data, tag)
+        if key is None or exponent is None:
+            continue
+        e = int.from_bytes(exponent, "big")
+        if (e * key.dp) % (key.p - 1) != 1 or (e * key.dq) % (key.q - 1) != 1:
+            raise _bad("RSA private key does not match the public exponent in the records")

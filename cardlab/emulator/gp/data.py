@@ -1,0 +1,121 @@
+"""Data objects the Issuer Security Domain answers with (pure builders).
+
+* CPLC — Card Production Life Cycle data, GET DATA 9F7F (GP Card Spec 2.3 §H.6;
+  42 bytes, dates coded YDDD: last digit of the year and day of the year),
+* Card Recognition Data, GET DATA 66 and in the ISD's FCI (§H.2),
+* Key Information Template, GET DATA E0 (§11.3.3.1, table 11-35),
+* Card Capability Information, GET DATA 67 (§H.4).
+
+>>> len(cplc(1))
+42
+>>> card_recognition_data(0x70)[:2].hex()
+'732e'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cardlab.cardspec import tlv
+
+from ..state import KeyEntry
+
+#: {iso(1) member-body(2) us(840) globalPlatform(114283)}
+GP_OID = bytes.fromhex("2A864886FC6B")
+
+#: GP key type coding (GP §11.1.8, table 11-16)
+KEY_TYPE = {"DES": 0x80, "AES": 0x88}
+
+
+def _arc(n: int) -> bytes:
+    """One OID arc in base-128 (X.690 §8.19)."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _oid(*arcs: int) -> bytes:
+    return tlv.encode(0x06, GP_OID + b"".join(_arc(a) for a in arcs))
+
+
+def card_recognition_data(scp_i: int) -> bytes:
+    """Tag 73 (GP §H.2): GP card recognition data, card management type
+    and version (GP 2.3), card identification scheme, SCP03 with ``i``."""
+    return tlv.encode(
+        0x73,
+        _oid(1)  # {globalPlatform 1}: card recognition data
+        + tlv.encode(0x60, _oid(2, 2, 3))  # {globalPlatform 2 v}: GP 2.3
+        + tlv.encode(0x63, _oid(3))  # {globalPlatform 3}: card identification scheme
+        + tlv.encode(0x64, _oid(4, 3, scp_i)),  # {globalPlatform 4 scp i}: SCP03
+    )
+
+
+def card_data(scp_i: int) -> bytes:
+    """GET DATA 66: Card Data wrapping the card recognition data (§H.2)."""
+    return tlv.encode(0x66, card_recognition_data(scp_i))
+
+
+def _yddd(year: int, day: int) -> bytes:
+    return bytes.fromhex(f"{year % 10}{day:03d}")
+
+
+def cplc(serial: int) -> bytes:
+    """A deterministic, plausible CPLC for ``serial`` (GP §H.6 field order).
+
+    Fabricator/OS identifiers are cardlab's own (not a real vendor's)."""
+    serial &= 0xFFFFFFFF
+    day = 1 + serial % 365
+    fields = [
+        bytes.fromhex("4341"),  # IC fabricator
+        bytes.fromhex("0003"),  # IC type
+        bytes.fromhex("4C42"),  # operating system identifier
+        _yddd(2026, 1),  # operating system release date
+        bytes.fromhex("0100"),  # operating system release level
+        _yddd(2026, day),  # IC fabrication date
+        serial.to_bytes(4, "big"),  # IC serial number
+        ((serial >> 16) & 0xFFFF).to_bytes(2, "big"),  # IC batch identifier
+        bytes.fromhex("4341"),  # IC module fabricator
+        _yddd(2026, min(day + 1, 365)),  # IC module packaging date
+        bytes.fromhex("4C42"),  # ICC manufacturer
+        _yddd(2026, min(day + 2, 365)),  # IC embedding date
+        bytes.fromhex("4C42"),  # IC pre-personalizer
+        _yddd(2026, min(day + 3, 365)),  # IC pre-personalization equipment date
+        (0x50000000 | (serial & 0xFFFFFF)).to_bytes(4, "big"),  # pre-perso equipment ID
+        bytes(2),  # IC personalizer (not personalized yet)
+        bytes(2),  # IC personalization date
+        bytes(4),  # IC personalization equipment identifier
+    ]
+    out = b"".join(fields)
+    assert len(out) == 42
+    return out
+
+
+def key_information(keys: Iterable[KeyEntry]) -> bytes:
+    """E0 with one C0 per key: id, version, (type, length) (§11.3.3.1)."""
+    body = b""
+    for key in sorted(keys, key=lambda k: (k.kvn, k.kid)):
+        body += tlv.encode(0xC0, bytes((key.kid, key.kvn, KEY_TYPE.get(key.kind, 0xFF), len(key.value))))
+    return tlv.encode(0xE0, body)
+
+
+def card_capability(scp_i: int) -> bytes:
+    """GET DATA 67 (§H.4): SCP information (SCP03, i, AES-128/192/256),
+    assignable privileges, LFDB hash algorithms, token/receipt/DAP suites."""
+    scp = tlv.encode_all([(0x80, b"\x03"), (0x81, bytes([scp_i])), (0x82, b"\x07")])
+    return tlv.encode(
+        0x67,
+        tlv.encode(0xA0, scp)
+        + tlv.encode_all(
+            [
+                (0x81, bytes.fromhex("000000")),  # no supplementary SDs
+                (0x82, bytes.fromhex("1EFE80")),  # application privileges
+                (0x83, b"\x02"),  # SHA-256
+                (0x85, b"\x00"),  # no token support
+                (0x86, b"\x00"),  # no receipts
+                (0x87, b"\x00"),  # no DAP
+            ]
+        ),
+    )

@@ -1,0 +1,173 @@
+"""Card images: the whole persistent state as a readable JSON file.
+
+Bytes are written as upper-case hex strings; the layout mirrors
+:class:`cardlab.emulator.state.CardState`. Writes are atomic: a temporary file in the
+same directory, fsync, rename, then fsync of the directory — a power cut leaves
+either the old image or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
+
+FORMAT = "cardlab-card-image"
+VERSION = 1
+
+
+class ImageError(ValueError):
+    """The file is not a card image this version understands."""
+
+
+def _hex(b: bytes) -> str:
+    return b.hex().upper()
+
+
+def _unhex(s: object, what: str) -> bytes:
+    if not isinstance(s, str):
+        raise ImageError(f"{what}: expected a hex string")
+    try:
+        return bytes.fromhex(s)
+    except ValueError as exc:
+        raise ImageError(f"{what}: not hex") from exc
+
+
+def to_json(state: CardState) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "isd_aid": _hex(state.isd_aid),
+        "lifecycle": state.lifecycle,
+        "atr": _hex(state.atr),
+        "scp": {"i": state.scp_i, "sequence_counter": state.sequence_counter, "kdd": _hex(state.kdd)},
+        "iin": _hex(state.iin),
+        "cin": _hex(state.cin),
+        "cplc": _hex(state.cplc),
+        "keys": [
+            {"kvn": k.kvn, "kid": k.kid, "type": k.kind, "value": _hex(k.value), "kcv": _hex(k.kcv())}
+            for k in state.keys
+        ],
+        "load_files": [
+            {
+                "aid": _hex(lf.aid),
+                "modules": [_hex(m) for m in lf.modules],
+                "lifecycle": lf.lifecycle,
+                "version": _hex(lf.version),
+            }
+            for lf in state.load_files
+        ],
+        "instances": [
+            {
+                "aid": _hex(r.aid),
+                "load_file": _hex(r.load_file_aid),
+                "module": _hex(r.module_aid),
+                "privileges": _hex(r.privileges),
+                "lifecycle": r.lifecycle,
+                "install_params": _hex(r.install_params),
+                "state": r.state,
+            }
+            for r in state.instances
+        ],
+        "isd_data": {f"{tag:X}": _hex(v) for tag, v in sorted(state.isd_data.items())},
+        "filesystem": state.filesystem,
+    }
+
+
+def from_json(doc: dict[str, Any]) -> CardState:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ImageError("not a cardlab card image")
+    if doc.get("version") != VERSION:
+        raise ImageError(f"unsupported image version {doc.get('version')!r}")
+    try:
+        scp = doc["scp"]
+        return CardState(
+            isd_aid=_unhex(doc["isd_aid"], "isd_aid"),
+            lifecycle=int(doc["lifecycle"]),
+            atr=_unhex(doc["atr"], "atr"),
+            scp_i=int(scp["i"]),
+            sequence_counter=int(scp["sequence_counter"]),
+            kdd=_unhex(scp["kdd"], "kdd"),
+            iin=_unhex(doc["iin"], "iin"),
+            cin=_unhex(doc["cin"], "cin"),
+            cplc=_unhex(doc["cplc"], "cplc"),
+            keys=[
+                KeyEntry(int(k["kvn"]), int(k["kid"]), str(k["type"]), _unhex(k["value"], "key value"))
+                for k in doc["keys"]
+            ],
+            load_files=[
+                LoadFileRecord(
+                    _unhex(lf["aid"], "load file aid"),
+                    [_unhex(m, "module aid") for m in lf["modules"]],
+                    int(lf["lifecycle"]),
+                    _unhex(lf["version"], "load file version"),
+                )
+                for lf in doc["load_files"]
+            ],
+            instances=[
+                InstanceRecord(
+                    _unhex(r["aid"], "instance aid"),
+                    _unhex(r["load_file"], "instance load file"),
+                    _unhex(r["module"], "instance module"),
+                    _unhex(r["privileges"], "privileges"),
+                    int(r["lifecycle"]),
+                    _unhex(r["install_params"], "install params"),
+                    dict(r["state"]),
+                )
+                for r in doc["instances"]
+            ],
+            isd_data={int(t, 16): _unhex(v, "isd data") for t, v in doc["isd_data"].items()},
+            filesystem=dict(doc["filesystem"]),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ImageError(f"card image incomplete: {exc}") from exc
+
+
+def dumps(state: CardState, *, compact: bool = False) -> str:
+    """The image as JSON text: indented for people, or ``compact`` (one line,
+    through json's C encoder, several times faster) for the per-APDU saves of
+    a card being personalized; :func:`loads` reads both."""
+    if compact:
+        return json.dumps(to_json(state), separators=(",", ":")) + "\n"
+    return json.dumps(to_json(state), indent=1, sort_keys=False) + "\n"
+
+
+def loads(text: str) -> CardState:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImageError(f"card image is not JSON: {exc}") from exc
+    return from_json(doc)
+
+
+def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
+    """Write atomically: temp file + fsync + rename + directory fsync."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    data = dumps(state).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def load_state(path: str | os.PathLike[str]) -> CardState:
+    return loads(Path(path).read_text())

@@ -1,0 +1,86 @@
+"""The card's persistent state: everything a power cut must not lose.
+
+It is plain data; :mod:`cardlab.emulator.image` turns it into a readable JSON file.
+Transient state (selected applications, secure channel sessions, PIN
+verification status) lives in :class:`cardlab.emulator.card.Channel` and the card
+object and is lost at power-off, as on a real card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ISD_AID = bytes.fromhex("A000000151000000")
+
+
+@dataclass
+class KeyEntry:
+    """One key of a key set (GP Card Spec 2.3 §11.8: key version + key identifier)."""
+
+    kvn: int
+    kid: int
+    kind: str  # "AES" (GP key type 88) or "DES" (80)
+    value: bytes
+
+    def kcv(self) -> bytes:
+        from cardlab.cardspec.keys import kcv
+
+        return kcv(self.kind, self.value)
+
+
+@dataclass
+class InstanceRecord:
+    """A registry entry for an application or security domain instance."""
+
+    aid: bytes
+    load_file_aid: bytes
+    module_aid: bytes
+    privileges: bytes  # 3 bytes, GP Card Spec 2.3 §6.6.1 table 6-1
+    lifecycle: int
+    install_params: bytes = b""
+    state: dict[str, Any] = field(default_factory=dict)
+    #: set when ``state`` changed and the image must be written (not saved)
+    dirty: bool = field(default=False, compare=False, repr=False)
+
+
+@dataclass
+class LoadFileRecord:
+    """A built-in Executable Load File and its modules (GP §5.3)."""
+
+    aid: bytes
+    modules: list[bytes]
+    lifecycle: int = 0x01  # LOADED
+    version: bytes = b"\x01\x00"
+
+
+@dataclass
+class CardState:
+    isd_aid: bytes = DEFAULT_ISD_AID
+    lifecycle: int = 0x01  # OP_READY
+    keys: list[KeyEntry] = field(default_factory=list)
+    scp_i: int = 0x70
+    sequence_counter: int = 0
+    kdd: bytes = bytes(10)
+    iin: bytes = b""
+    cin: bytes = b""
+    cplc: bytes = b""
+    atr: bytes = bytes.fromhex("3B8880010000000000718100F9")
+    load_files: list[LoadFileRecord] = field(default_factory=list)
+    instances: list[InstanceRecord] = field(default_factory=list)
+    #: the ISO file system tree, owned by cardlab.emulator.filesystem (dump/load)
+    filesystem: dict[str, Any] = field(default_factory=dict)
+    #: other data stored in the ISD by STORE DATA (tag → value, both hex-free bytes)
+    isd_data: dict[int, bytes] = field(default_factory=dict)
+
+    def instance(self, aid: bytes) -> InstanceRecord | None:
+        for rec in self.instances:
+            if rec.aid == aid:
+                return rec
+        return None
+
+    def load_file(self, aid: bytes) -> LoadFileRecord | None:
+        for rec in self.load_files:
+            if rec.aid == aid:
+                return rec
+        return None

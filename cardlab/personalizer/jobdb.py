@@ -1,0 +1,537 @@
+"""The batch job database (``BATCH/jobs.sqlite``).
+
+One SQLite file per batch, shared by the stations (one connection per
+process, WAL journal, ``synchronous=FULL``); every change is one
+``BEGIN IMMEDIATE`` transaction that also appends its audit entries
+(:mod:`cardlab.personalizer.audit`), so a crash at any point leaves either the state
+before or the state after a step, never half of it.
+
+Schema (see ``docs/perso-engine.md``)::
+
+    records   one row per input record (accepted or rejected)
+      record_index INTEGER PRIMARY KEY  -- 1-based position in the source
+      card_id      TEXT UNIQUE          -- CardPersoData.card_id (NULL: rejected)
+      pan_masked   TEXT                 -- first 6 / last 4 only
+      status       pending | in_progress | done | failed | rejected
+      attempts     INTEGER              -- how many times a station started it
+      card         INTEGER → cards.id   -- the card that holds it (done) or held it
+      reason       TEXT                 -- why failed / rejected (masked)
+      updated      TEXT
+
+    cards     one row per physical card a station used
+      id INTEGER PRIMARY KEY
+      kind         image | reader
+      location     TEXT                 -- image path, or the reader's name
+      cin, cplc_hash                    -- identity read from the card (GET DATA 45 / 9F7F)
+      status       claimed | in_use | personalized | spoiled | unusable
+      record_index INTEGER              -- the record it holds / held (at most one)
+      reason, station, updated
+
+    attempts  one row per (record, card) start
+      id, record_index, card, station, started, ended,
+      outcome      NULL (running) | done | failed | redo | spoiled
+      reason, stages TEXT (JSON: stage name → seconds)
+
+    audit, meta — see cardlab.personalizer.audit
+
+Invariants (checked by :meth:`JobDb.check`): every record has exactly one
+status; a done record names a card whose status is personalized and which
+names it back; no card holds two records; an in-progress record has exactly
+one open attempt; only open attempts have no outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cardlab.personalizer import audit
+from cardlab.personalizer.batch import CardPersoData, iter_rejections
+from cardlab.personalizer.masking import redact_pans
+
+STATUSES = ("pending", "in_progress", "done", "failed", "rejected")
+CARD_STATUSES = ("claimed", "in_use", "personalized", "spoiled", "unusable")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    record_index INTEGER PRIMARY KEY,
+    card_id      TEXT UNIQUE,
+    pan_masked   TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('pending','in_progress','done','failed','rejected')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    card         INTEGER REFERENCES cards(id),
+    reason       TEXT,
+    offset       INTEGER,               -- byte offset of its line in cards.jsonl
+    updated      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_status ON records(status, record_index);
+CREATE TABLE IF NOT EXISTS cards (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('image','reader')),
+    location     TEXT NOT NULL,
+    cin          TEXT,
+    cplc_hash    TEXT,
+    status       TEXT NOT NULL CHECK (status IN ('claimed','in_use','personalized','spoiled','unusable')),
+    record_index INTEGER UNIQUE REFERENCES records(record_index),
+    reason       TEXT,
+    station      TEXT,
+    updated      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS cards_image ON cards(location) WHERE kind = 'image';
+CREATE UNIQUE INDEX IF NOT EXISTS cards_identity ON cards(cin, cplc_hash) WHERE cin IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempts (
+    id           INTEGER PRIMARY KEY,
+    record_index INTEGER NOT NULL REFERENCES records(record_index),
+    card         INTEGER NOT NULL REFERENCES cards(id),
+    station      TEXT NOT NULL,
+    started      TEXT NOT NULL,
+    ended        TEXT,
+    outcome      TEXT CHECK (outcome IS NULL OR outcome IN ('done','failed','redo','spoiled')),
+    reason       TEXT,
+    stages       TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_open ON attempts(outcome, record_index);
+"""
+
+
+class JobDbError(RuntimeError):
+    pass
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def iter_cards_at(batch: Path) -> Iterator[tuple[int, CardPersoData]]:
+    """``cards.jsonl`` with the byte offset of each line (a station reads one
+    card's data with :func:`read_card_at`, without holding the batch in memory)."""
+    with (batch / "cards.jsonl").open("rb") as fh:
+        offset = 0
+        for line in fh:
+            if line.strip():
+                yield offset, CardPersoData.from_json(json.loads(line))
+            offset += len(line)
+
+
+def read_card_at(batch: Path, offset: int) -> CardPersoData:
+    with (batch / "cards.jsonl").open("rb") as fh:
+        fh.seek(offset)
+        return CardPersoData.from_json(json.loads(fh.readline()))
+
+
+def safe_reason(text: str, limit: int = 300) -> str:
+    """A failure reason fit for the database, the audit log and the screen:
+    card numbers masked, one line, bounded length."""
+    one_line = " ".join(redact_pans(str(text)).split())
+    return one_line[:limit]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A record a station is about to write to a card."""
+
+    record_index: int
+    card_id: str
+    pan_masked: str
+    attempt: int
+    card: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class OpenAttempt:
+    """An attempt left running by a crashed run."""
+
+    attempt: int
+    record_index: int
+    card_id: str
+    pan_masked: str
+    card: int
+    kind: str
+    location: str
+    cin: str | None
+    cplc_hash: str | None
+    station: str
+    offset: int
+
+
+class JobDb:
+    """One process's connection to the batch job database."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        # idempotent DDL; executescript commits by itself
+        self.db.executescript(_SCHEMA)
+        audit.create_tables(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> JobDb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any exception)."""
+        for delay in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 0.0):
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or not delay:
+                    raise
+                time.sleep(delay)
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- meta ---------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- loading ------------------------------------------------------------------
+    @staticmethod
+    def _check_against_manifest(batch: Path, cards_digest: str, rejected_digest: str) -> None:
+        """The batch files are the ones data preparation wrote: a truncated or
+        edited ``cards.jsonl`` would otherwise load as a smaller batch and
+        silently lose records (the manifest, written last, holds their SHA-256)."""
+        path = batch / "manifest.json"
+        if not path.exists():
+            return
+        manifest = json.loads(path.read_text())
+        empty = hashlib.sha256(b"").hexdigest()
+        for name, expected, found in (
+            ("cards.jsonl", manifest.get("cards_sha256"), cards_digest),
+            ("rejected.jsonl", manifest.get("rejected_sha256"), rejected_digest or empty),
+        ):
+            if expected is not None and expected != found:
+                counts = manifest.get("counts", {})
+                raise JobDbError(
+                    f"{batch}: {name} is not the file data preparation wrote (SHA-256 differs from "
+                    f"manifest.json, which counts {counts.get('accepted', '?')} accepted and "
+                    f"{counts.get('rejected', '?')} rejected records): the batch was edited or truncated; "
+                    "prepare it again"
+                )
+
+    def load_batch(self, batch: Path) -> bool:
+        """Fill the records table from ``cards.jsonl`` and ``rejected.jsonl``
+        (once: one transaction with its audit entries). Returns ``False`` when
+        the batch was already loaded; :class:`JobDbError` when the batch
+        changed since."""
+        digest = _sha256_file(batch / "cards.jsonl")
+        rejected_path = batch / "rejected.jsonl"
+        rejected_digest = _sha256_file(rejected_path) if rejected_path.exists() else ""
+        loaded = self.meta("cards_sha256")
+        if loaded is not None:
+            if loaded != digest or (self.meta("rejected_sha256") or "") != rejected_digest:
+                raise JobDbError(
+                    f"{batch}: cards.jsonl or rejected.jsonl changed since the job database was made; "
+                    "refusing to mix two batches"
+                )
+            return False
+        self._check_against_manifest(batch, digest, rejected_digest)
+        stamp = audit.now()
+        with self.transaction() as db:
+            accepted = 0
+            for offset, card in iter_cards_at(batch):
+                db.execute(
+                    "INSERT INTO records (record_index, card_id, pan_masked, status, offset, updated) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?)",
+                    (card.record_index, card.card_id, card.pan_masked, offset, stamp),
+                )
+                accepted += 1
+            rejected = 0
+            for rej in iter_rejections(batch):
+                reason = safe_reason(f"{rej.field}: {rej.message}")
+                db.execute(
+                    "INSERT INTO records (record_index, card_id, pan_masked, status, reason, updated) "
+                    "VALUES (?, NULL, ?, 'rejected', ?, ?)",
+                    (rej.record_index, safe_reason(rej.record_id, 40), reason, stamp),
+                )
+                audit.append(db, "reject", {"record": rej.record_index, "id": safe_reason(rej.record_id, 40),
+                                            "reason": reason})
+                rejected += 1
+            self._set_meta(db, "cards_sha256", digest)
+            self._set_meta(db, "rejected_sha256", rejected_digest)
+            self._set_meta(db, "input_count", str(accepted + rejected))
+            audit.append(db, "load", {"batch": batch.name, "cards_sha256": digest, "accepted": accepted,
+                                      "rejected": rejected})
+        return True
+
+    # -- stations -----------------------------------------------------------------
+    def image_used(self, path: str) -> bool:
+        """Whether a station has claimed the card image ``path`` (in this batch)."""
+        row = self.db.execute("SELECT 1 FROM cards WHERE kind = 'image' AND location = ?", (path,)).fetchone()
+        return row is not None
+
+    def claim_image(self, station: str, images: Sequence[str]) -> tuple[int, str] | None:
+        """Reserve the first image of ``images`` no station has used yet (one
+        indexed lookup per image passed over: a caller that remembers where
+        its last claim was keeps a big stock linear, see ``ImageSource``)."""
+        with self.transaction() as db:
+            for path in images:
+                if not self.image_used(path):
+                    cur = db.execute(
+                        "INSERT INTO cards (kind, location, status, station, updated) VALUES ('image', ?, 'claimed', ?, ?)",
+                        (path, station, audit.now()),
+                    )
+                    assert cur.lastrowid is not None
+                    return cur.lastrowid, path
+        return None
+
+    def known_card(self, cin: str, cplc_hash: str) -> tuple[int, str] | None:
+        row = self.db.execute(
+            "SELECT id, status FROM cards WHERE cin = ? AND cplc_hash = ?", (cin, cplc_hash)
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def pending_left(self) -> bool:
+        return self.db.execute("SELECT 1 FROM records WHERE status = 'pending' LIMIT 1").fetchone() is not None
+
+    def start(
+        self, station: str, kind: str, location: str, cin: str, cplc_hash: str, card: int | None = None
+    ) -> Claim | None:
+        """Take the next pending record for the card ``cin``: record →
+        in_progress, card → in_use, a new attempt, an audit entry — one
+        transaction, committed before the first APDU that writes the card.
+        ``None`` when no record is pending (a claimed image is released)."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT record_index, card_id, pan_masked, offset FROM records WHERE status = 'pending' "
+                "ORDER BY record_index LIMIT 1"
+            ).fetchone()
+            if row is None:
+                if card is not None:
+                    db.execute("DELETE FROM cards WHERE id = ? AND status = 'claimed'", (card,))
+                return None
+            index, card_id, pan_masked = int(row[0]), str(row[1]), str(row[2])
+            stamp = audit.now()
+            if card is None:
+                cur = db.execute(
+                    "INSERT INTO cards (kind, location, cin, cplc_hash, status, record_index, station, updated) "
+                    "VALUES (?, ?, ?, ?, 'in_use', ?, ?, ?)",
+                    (kind, location, cin, cplc_hash, index, station, stamp),
+                )
+                assert cur.lastrowid is not None
+                card = cur.lastrowid
+            else:
+                db.execute(
+                    "UPDATE cards SET cin = ?, cplc_hash = ?, status = 'in_use', record_index = ?, station = ?, "
+                    "updated = ? WHERE id = ? AND status = 'claimed'",
+                    (cin, cplc_hash, index, station, stamp, card),
+                )
+            db.execute(
+                "UPDATE records SET status = 'in_progress', attempts = attempts + 1, card = ?, updated = ? "
+                "WHERE record_index = ?",
+                (card, stamp, index),
+            )
+            cur = db.execute(
+                "INSERT INTO attempts (record_index, card, station, started) VALUES (?, ?, ?, ?)",
+                (index, card, station, stamp),
+            )
+            assert cur.lastrowid is not None
+            attempt = cur.lastrowid
+            audit.append(db, "card start", {"record": index, "card_id": card_id, "pan": pan_masked,
+                                            "station": station, "card": location, "cin": cin,
+                                            "cplc_sha256": cplc_hash, "attempt": attempt})
+            return Claim(index, card_id, pan_masked, attempt, card, int(row[3]))
+
+    def release_card(self, card: int, status: str = "unusable", reason: str = "") -> None:
+        """A claimed card that will not be used (mark it, so no station picks it again)."""
+        with self.transaction() as db:
+            db.execute("UPDATE cards SET status = ?, reason = ?, updated = ? WHERE id = ? AND status = 'claimed'",
+                       (status, safe_reason(reason), audit.now(), card))
+            audit.append(db, "card refused", {"card": card, "reason": safe_reason(reason)})
+
+    def finish(
+        self,
+        claim: Claim,
+        outcome: str,
+        reason: str = "",
+        stages: Sequence[tuple[str, float]] = (),
+        *,
+        station: str = "",
+    ) -> None:
+        """Close an attempt: ``done`` (record done, card personalized) or
+        ``failed`` (record failed, card spoiled). The stage entries and the
+        result go to the audit log in the same transaction."""
+        if outcome not in ("done", "failed"):
+            raise ValueError(outcome)
+        reason = safe_reason(reason)
+        stamp = audit.now()
+        with self.transaction() as db:
+            for name, seconds in stages:
+                audit.append(db, "stage", {"record": claim.record_index, "attempt": claim.attempt,
+                                           "stage": safe_reason(name, 80), "ms": round(seconds * 1000, 3)})
+            db.execute(
+                "UPDATE attempts SET ended = ?, outcome = ?, reason = ?, stages = ? WHERE id = ? AND outcome IS NULL",
+                (stamp, outcome, reason or None, json.dumps([[n, round(s, 6)] for n, s in stages]), claim.attempt),
+            )
+            db.execute(
+                "UPDATE records SET status = ?, reason = ?, updated = ? WHERE record_index = ? AND status = 'in_progress'",
+                (outcome, reason or None, stamp, claim.record_index),
+            )
+            db.execute(
+                "UPDATE cards SET status = ?, reason = ?, updated = ? WHERE id = ?",
+                ("personalized" if outcome == "done" else "spoiled", reason or None, stamp, claim.card),
+            )
+            audit.append(db, "card " + outcome, {"record": claim.record_index, "card_id": claim.card_id,
+                                                   "pan": claim.pan_masked, "attempt": claim.attempt,
+                                                   "station": station, "reason": reason})
+
+    # -- reconciliation ---------------------------------------------------------
+    def open_attempts(self) -> list[OpenAttempt]:
+        rows = self.db.execute(
+            "SELECT a.id, a.record_index, r.card_id, r.pan_masked, c.id, c.kind, c.location, c.cin, c.cplc_hash, "
+            "a.station, r.offset FROM attempts a JOIN records r ON r.record_index = a.record_index "
+            "JOIN cards c ON c.id = a.card WHERE a.outcome IS NULL ORDER BY a.id"
+        ).fetchall()
+        return [OpenAttempt(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]), str(r[6]),
+                            r[7], r[8], str(r[9]), int(r[10])) for r in rows]
+
+    def resolve(self, att: OpenAttempt, decision: str, reason: str, card_status: str | None = None) -> None:
+        """Settle an attempt a crash left open, from what the card showed.
+
+        ``done``: record done, card personalized. ``failed``: record failed,
+        card spoiled (or ``card_status``). ``redo``: the card is untouched —
+        the record goes back to pending and the card is released (it is
+        still blank). ``spoiled``: the card was rolled back and is not
+        reused; the record goes back to pending for a fresh card.
+        """
+        reason = safe_reason(reason)
+        stamp = audit.now()
+        record_status, default_card = {
+            "done": ("done", "personalized"),
+            "failed": ("failed", "spoiled"),
+            "redo": ("pending", ""),
+            "spoiled": ("pending", "spoiled"),
+        }[decision]
+        with self.transaction() as db:
+            db.execute("UPDATE attempts SET ended = ?, outcome = ?, reason = ? WHERE id = ? AND outcome IS NULL",
+                       (stamp, decision, reason, att.attempt))
+            db.execute("UPDATE records SET status = ?, reason = ?, updated = ?, card = ? "
+                       "WHERE record_index = ? AND status = 'in_progress'",
+                       (record_status, None if record_status == "pending" else reason, stamp,
+                        None if record_status == "pending" else att.card, att.record_index))
+            if decision == "redo":
+                # the card holds nothing of the record: it may be used again
+                self._free_card(db, att.card, reason)
+            else:
+                status = card_status or default_card
+                db.execute("UPDATE cards SET status = ?, reason = ?, updated = ?, "
+                           "record_index = CASE WHEN ? = 'pending' THEN NULL ELSE record_index END WHERE id = ?",
+                           (status, reason, stamp, record_status, att.card))
+            audit.append(db, "reconcile", {"record": att.record_index, "card_id": att.card_id, "pan": att.pan_masked,
+                                           "attempt": att.attempt, "card": att.location, "decision": decision,
+                                           "reason": reason})
+
+    @staticmethod
+    def _free_card(db: sqlite3.Connection, card: int, reason: str) -> None:
+        """A card that holds nothing: keep the row (attempts point to it) but
+        under a free identity, so the image or physical card can be claimed
+        again by its location / CIN."""
+        db.execute("UPDATE cards SET status = 'unusable', record_index = NULL, cin = NULL, cplc_hash = NULL, "
+                   "location = location || '#released-' || id, reason = ?, updated = ? WHERE id = ?",
+                   (reason, audit.now(), card))
+
+    def forget_claims(self) -> int:
+        """Claimed images no record was started on (a crash between the
+        claim and the start): free them."""
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM cards WHERE status = 'claimed' AND id NOT IN (SELECT card FROM attempts)")
+            return cur.rowcount
+
+    # -- reports ----------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUSES}
+        for status, n in self.db.execute("SELECT status, COUNT(*) FROM records GROUP BY status"):
+            out[str(status)] = int(n)
+        return out
+
+    def input_count(self) -> int:
+        value = self.meta("input_count")
+        return int(value) if value is not None else 0
+
+    def unaccounted(self) -> list[tuple[int, str, str]]:
+        """Records neither done, failed nor rejected: (index, card_id, status)."""
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in self.db.execute(
+            "SELECT record_index, card_id, status FROM records WHERE status IN ('pending','in_progress') "
+            "ORDER BY record_index")]
+
+    def failures(self) -> list[tuple[int, str, str, str]]:
+        return [(int(r[0]), str(r[1] or ""), str(r[2]), str(r[3] or "")) for r in self.db.execute(
+            "SELECT record_index, card_id, pan_masked, reason FROM records WHERE status = 'failed' ORDER BY record_index")]
+
+    def stage_summary(self) -> list[tuple[str, int, float]]:
+        """(stage, count, total seconds) over every finished attempt."""
+        totals: dict[str, list[float]] = {}
+        for (text,) in self.db.execute("SELECT stages FROM attempts WHERE stages IS NOT NULL"):
+            for name, seconds in json.loads(text):
+                t = totals.setdefault(str(name), [0, 0.0])
+                t[0] += 1
+                t[1] += float(seconds)
+        return [(name, int(t[0]), t[1]) for name, t in totals.items()]
+
+    def check(self) -> list[str]:
+        """The invariants of the module docstring; an empty list when they hold."""
+        problems: list[str] = []
+        q = self.db.execute
+        for (idx,) in q("SELECT r.record_index FROM records r LEFT JOIN cards c ON c.id = r.card "
+                        "WHERE r.status = 'done' AND (c.id IS NULL OR c.status != 'personalized' "
+                        "OR c.record_index != r.record_index)"):
+            problems.append(f"record {idx} done but its card does not hold it")
+        for (cid, idx) in q("SELECT c.id, c.record_index FROM cards c LEFT JOIN records r "
+                            "ON r.record_index = c.record_index WHERE c.status = 'personalized' "
+                            "AND (r.status IS NULL OR r.status != 'done' OR r.card != c.id)"):
+            problems.append(f"card {cid} personalized with record {idx}, which is not done on it")
+        for (cid, n) in q("SELECT card, COUNT(*) FROM records WHERE status IN ('done','in_progress') "
+                          "AND card IS NOT NULL GROUP BY card HAVING COUNT(*) > 1"):
+            problems.append(f"card {cid} holds {n} records")
+        for (idx, n) in q("SELECT r.record_index, COUNT(a.id) FROM records r LEFT JOIN attempts a "
+                          "ON a.record_index = r.record_index AND a.outcome IS NULL "
+                          "WHERE r.status = 'in_progress' GROUP BY r.record_index HAVING COUNT(a.id) != 1"):
+            problems.append(f"record {idx} in progress with {n} open attempts")
+        for (idx,) in q("SELECT a.record_index FROM attempts a JOIN records r ON r.record_index = a.record_index "
+                        "WHERE a.outcome IS NULL AND r.status != 'in_progress'"):
+            problems.append(f"record {idx} has an open attempt but is not in progress")
+        for (idx, n) in q("SELECT record_index, COUNT(*) FROM attempts WHERE outcome = 'done' "
+                          "GROUP BY record_index HAVING COUNT(*) > 1"):
+            problems.append(f"record {idx} personalized {n} times")
+        total = sum(self.counts().values())
+        if self.meta("input_count") is not None and total != self.input_count():
+            problems.append(f"{total} records in the database, {self.input_count()} in the input")
+        return problems
+
+    def summary(self) -> Mapping[str, Any]:
+        c = self.counts()
+        return {"input": self.input_count(), **c}

@@ -1,0 +1,203 @@
+"""``cardlab test transaction``: one EMV transaction against a card.
+
+    cardlab test transaction (--card IMAGE | --reader NAME) [--terminal T.yaml]
+        [--amount N] [--pin PIN] [--keys K [--decline] [--script S]...]
+        [--trace] [--trace-html FILE] [--seed N]
+
+With ``--keys`` (an issuer key store: IMK-AC, and IMK-SMI/SMC for scripts,
+read by :func:`cardlab.tester.sources.load_keystore`) an ARQC goes online to an
+:class:`~tester.issuer_host.IssuerHost` that approves a verified ARQC
+(``--decline``: declines) and may send issuer scripts (``--script block``,
+``unblock``, ``pin-change:NEWPIN``, ``put-data:TAG=HEX``; repeatable).
+Without it the terminal is unable to go online and completes with the
+default action (Book 3 §10.8).
+
+Exit status: 0 approved, 1 declined, 2 aborted (or a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .channel import CardChannel, PyscardChannel, RecordingChannel
+from .exchange import mask_pan
+from .issuer_host import (
+    AuthorizationRequest,
+    AuthorizationResponse,
+    HostError,
+    IssuerHost,
+    Policy,
+    Script,
+    application_block,
+    application_unblock,
+    pin_change,
+    put_data,
+)
+from .sources import KeyStore, SourceError, load_keystore
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 open_image: Callable[[str], CardChannel]) -> None:
+    p = sub.add_parser("transaction", help="run one EMV transaction (selection to completion)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--card", metavar="IMAGE", help="an emulated card image")
+    where.add_argument("--reader", metavar="NAME", help="a PC/SC reader (name or prefix)")
+    p.add_argument("--terminal", metavar="T.yaml", help="terminal profile (default: vectors/terminals/default.yaml)")
+    p.add_argument("--amount", type=int, default=1000, help="amount in minor units (default 1000)")
+    p.add_argument("--amount-other", type=int, default=0, help="cashback amount in minor units")
+    p.add_argument("--type", type=lambda s: int(s, 16), default=0x00, dest="transaction_type",
+                   help="transaction type 9C in hex (00 goods/services, 01 cash, 09 cashback)")
+    p.add_argument("--pin", help="the PIN the cardholder types when asked (never shown)")
+    p.add_argument("--force-online", action="store_true", help="merchant forces the transaction online")
+    p.add_argument("--keys", metavar="K", help="issuer key store (IMK-AC; IMK-SMI/SMC for scripts): an ARQC goes "
+                   "online to an issuer host")
+    p.add_argument("--decline", action="store_true", help="the issuer host declines (with --keys)")
+    p.add_argument("--script", action="append", default=[], metavar="S",
+                   help="issuer script after the final GENERATE AC (with --keys): block, unblock, "
+                        "pin-change:NEWPIN or put-data:TAG=HEX; repeatable")
+    p.add_argument("--seed", type=int, help="seed for the unpredictable number and random selection")
+    p.add_argument("--trace", action="store_true", help="print the teaching trace")
+    p.add_argument("--trace-html", metavar="FILE", help="write the teaching trace as an HTML page")
+    p.set_defaults(func=lambda args, out=None: run(args, open_image, out))
+
+
+class KeyStoreHost(IssuerHost):
+    """An issuer host holding every issuer's master keys of a key store (named
+    ``<prefix>IMK-AC`` and, when the issuer shares them, ``<prefix>IMK-SMI``,
+    ``<prefix>IMK-SMC``): it answers with the issuer whose IMK-AC verifies the
+    ARQC (else the first one, which then reports the cryptogram as not
+    verified). IMK-AC alone is enough to go online; scripts need IMK-SMI, a
+    PIN change IMK-SMC too."""
+
+    def __init__(self, triples: list[tuple[str, bytes, bytes | None, bytes | None]], *,
+                 decline: bool = False) -> None:
+        if not triples:
+            raise HostError("the key store holds no issuer master key IMK-AC")
+        policy = Policy(force="decline") if decline else Policy()
+        _name, ac, smi, smc = triples[0]
+        super().__init__(ac, smi, smc, decide=policy)
+        self.issuers = [(name, IssuerHost(a, b, c, decide=policy)) for name, a, b, c in triples]
+        self.chosen = ""
+
+    def __repr__(self) -> str:
+        return f"KeyStoreHost(issuers={[n for n, _ in self.issuers]!r}, decide={self.decide!r})"
+
+    def authorize(self, request: AuthorizationRequest, scripts: Sequence[Script] = ()) -> AuthorizationResponse:
+        self.requests += 1
+        if not scripts and self._queued:
+            scripts, self._queued = tuple(self._queued), []
+        name, host = next(((n, h) for n, h in self.issuers if h.verify(request)[0]), self.issuers[0])
+        self.chosen = name
+        for script in scripts:  # the card's issuer must hold the script keys, not just some issuer
+            reason = host.can_send(script)
+            if reason:
+                raise HostError(f"issuer {name}: {script.kind}: {reason}")
+        return host.authorize(request, scripts)
+
+
+def keystore_triples(ks: KeyStore) -> list[tuple[str, bytes, bytes | None, bytes | None]]:
+    """(issuer name, IMK-AC, IMK-SMI or None, IMK-SMC or None) for each IMK-AC of the key store,
+    with the SMI/SMC keys of the same name prefix when the issuer shared them."""
+    out: list[tuple[str, bytes, bytes | None, bytes | None]] = []
+    for name, (usage, ac) in sorted(ks.symmetric.items()):
+        if usage != "IMK-AC" or not name.endswith("IMK-AC"):
+            continue
+        prefix = name[: -len("IMK-AC")]
+        smi, smc = ks.symmetric.get(prefix + "IMK-SMI"), ks.symmetric.get(prefix + "IMK-SMC")
+        out.append((prefix.rstrip("-") or name, ac, smi[1] if smi and smi[0] == "IMK-SMI" else None,
+                    smc[1] if smc and smc[0] == "IMK-SMC" else None))
+    return out
+
+
+def parse_script(text: str) -> Script:
+    """``block``, ``unblock``, ``pin-change:NEWPIN``, ``put-data:TAG=HEX``."""
+    kind, _, arg = text.partition(":")
+    if kind == "block" and not arg:
+        return application_block()
+    if kind == "unblock" and not arg:
+        return application_unblock()
+    if kind == "pin-change" and arg.isdigit() and 4 <= len(arg) <= 12:
+        return pin_change(arg)
+    if kind == "put-data" and "=" in arg:
+        tag, _, value = arg.partition("=")
+        try:
+            return put_data(int(tag, 16), bytes.fromhex(value))
+        except ValueError:
+            pass
+    raise ValueError("a script is block, unblock, pin-change:NEWPIN (4-12 digits) or put-data:TAG=HEX")
+
+
+def _host_for(args: argparse.Namespace) -> IssuerHost | None:
+    """The issuer host of ``--keys`` with ``--script`` queued, or None (unable to go online)."""
+    if not getattr(args, "keys", None):
+        if args.decline or args.script:
+            raise ValueError("--decline and --script need --keys (an issuer host)")
+        return None
+    host = KeyStoreHost(keystore_triples(load_keystore(args.keys)), decline=args.decline)
+    scripts = [parse_script(s) for s in args.script]
+    for script in scripts:  # refused before the card sees anything, not halfway through a transaction
+        reasons = [h.can_send(script) for _n, h in host.issuers]
+        if all(reasons):
+            raise ValueError(f"--script {script.kind}: {reasons[0]} (the key store does not share it)")
+    host.queue_scripts(*scripts)
+    return host
+
+
+def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], console: Any = None) -> int:
+    from .kernel import run_transaction
+    from .terminal import TerminalProfileError, load_terminal
+    from .trace import LiveTrace, render_html
+
+    try:
+        terminal = load_terminal(args.terminal)
+    except TerminalProfileError as exc:
+        print(f"cardlab test transaction: {exc}", file=sys.stderr)
+        return 2
+    try:
+        host = _host_for(args)
+    except (SourceError, HostError, ValueError) as exc:
+        print(f"cardlab test transaction: {exc}", file=sys.stderr)
+        return 2
+    try:
+        channel: CardChannel = open_image(args.card) if args.card else PyscardChannel(args.reader)
+    except (OSError, LookupError, ValueError) as exc:
+        print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)
+        return 2
+    recorder = RecordingChannel(channel.transmit, channel.atr())
+    # the trace is printed step by step while the transaction runs (Book 3's order)
+    live = None
+    if args.trace:
+        if sys.stdout.isatty() and console is None:
+            from rich.console import Console
+
+            console = Console()
+        live = LiveTrace(sys.stdout.write, rich_console=console if sys.stdout.isatty() else None)
+    try:
+        state = run_transaction(recorder, terminal, amount=args.amount, pin=args.pin,
+                                online_host=host, force_online=args.force_online,
+                                amount_other=args.amount_other, transaction_type=args.transaction_type,
+                                seed=args.seed, on_event=live.on_event if live else None)
+    finally:
+        close = getattr(channel, "close", None)
+        if callable(close):
+            close()
+    if live is not None:
+        live.finish(state)
+        sys.stdout.flush()
+    if args.trace_html:
+        Path(args.trace_html).write_text(render_html(state))
+    pan = state.card_data.get(0x5A, b"").hex()
+    summary = [f"application {state.aid.hex().upper() or '-'}", f"PAN {mask_pan(pan) if pan else '-'}",
+               f"TVR {bytes(state.tvr).hex().upper()}", f"TSI {bytes(state.tsi).hex().upper()}",
+               f"CVM {state.cvm_result.hex().upper()}"]
+    arc = state.online_response.get("arc")
+    if isinstance(arc, bytes):
+        summary.append(f"ARC {arc.decode('ascii', 'replace')}")
+    print(f"{state.outcome or 'unfinished'}  ({', '.join(summary)})")
+    if state.outcome.startswith("approved"):
+        return 0
+    return 1 if state.outcome.startswith("declined") else 2

@@ -124,20 +124,14 @@ def append(db: sqlite3.Connection, event: str, details: Mapping[str, Any]) -> in
     return seq
 
 
-@dataclass(frozen=True)
-class _Row:
-    seq: int
-    time: str
-    event: str
-    details: str
-    prev: str
-    hash: str
+_SELECT_ROWS = "SELECT seq, time, event, details, prev, hash FROM audit ORDER BY seq"
 
-    def hash_as(self, seq: int) -> str:
-        try:
-            return entry_hash(self.prev, seq, self.time, self.event, self.details)
-        except (ValueError, json.JSONDecodeError):
-            return ""
+
+def _hash_as(seq: int, when: str, event: str, details: str, prev: str) -> str:
+    try:
+        return entry_hash(prev, seq, when, event, details)
+    except (ValueError, json.JSONDecodeError):
+        return ""
 
 
 @dataclass
@@ -151,15 +145,39 @@ class Verification:
         return not self.problems
 
 
+def _intact(db: sqlite3.Connection) -> Verification | None:
+    """One streaming pass for the usual case, in constant memory: sequence numbers 1, 2, …, each
+    entry chained to the one before and hashing to its stored hash, the head on the last entry.
+    None when anything is off (then :func:`_diagnose` names what)."""
+    expected, tip = 1, GENESIS
+    for seq, when, event, details, prev, digest in db.execute(_SELECT_ROWS):
+        if seq != expected or prev != tip or _hash_as(seq, when, event, details, prev) != digest:
+            return None
+        expected, tip = seq + 1, digest
+    head = db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+    if (head is None) != (expected == 1) or (head is not None and str(head[0]) != f"{expected - 1}:{tip}"):
+        return None
+    return Verification(entries=expected - 1, head=tip)
+
+
 def verify(db: sqlite3.Connection) -> Verification:
-    """Check the whole chain; every problem is named with the entry it concerns."""
-    rows = [_Row(*r) for r in db.execute("SELECT seq, time, event, details, prev, hash FROM audit ORDER BY seq")]
-    result = Verification(entries=len(rows), head=rows[-1].hash if rows else GENESIS)
+    """Check the whole chain; every problem is named with the entry it concerns.
+
+    An intact chain is read once as a stream (memory does not grow with the log); a broken one is
+    diagnosed from its links (sequence number, prev, hash: no entry bodies are held)."""
+    return _intact(db) or _diagnose(db)
+
+
+def _diagnose(db: sqlite3.Connection) -> Verification:
+    # the links only: (seq, prev, hash, event) — event to name entries in problems
+    links = [(int(r[0]), str(r[1]), str(r[2]), str(r[3]))
+             for r in db.execute("SELECT seq, prev, hash, event FROM audit ORDER BY seq")]  # fmt: skip
+    result = Verification(entries=len(links), head=links[-1][2] if links else GENESIS)
     problems = result.problems
-    by_prev: dict[str, list[_Row]] = {}
-    for r in rows:
-        by_prev.setdefault(r.prev, []).append(r)
-    known = {r.hash for r in rows}
+    by_prev: dict[str, list[tuple[int, str, str, str]]] = {}
+    for link in links:
+        by_prev.setdefault(link[1], []).append(link)
+    known = {link[2] for link in links}
 
     # 1. walk the chain from the genesis by the prev links: the position an
     #    entry has in the walk is the sequence number it was written with
@@ -167,60 +185,60 @@ def verify(db: sqlite3.Connection) -> Verification:
     visited: set[int] = set()
     position = 0
     current = GENESIS
-    starts = [current] + sorted({r.prev for r in rows if r.prev not in known and r.prev != GENESIS})
+    starts = [current] + sorted({link[1] for link in links if link[1] not in known and link[1] != GENESIS})
     for start_index, start in enumerate(starts):
         current = start
         if start_index:  # the chain broke: entries before this one are missing
-            first = by_prev[start][0]
+            first_seq, _, _, first_event = by_prev[start][0]
             problems.append(
-                f"entry {first.seq} ({first.event}): the entry it was chained to is missing "
+                f"entry {first_seq} ({first_event}): the entry it was chained to is missing "
                 f"(an entry was removed before it, or its predecessor was rewritten)"
             )
             # its position is unknown; assume its stored place
-            position = first.seq - 1
+            position = first_seq - 1
         while current in by_prev:
-            candidates = [r for r in by_prev[current] if r.seq not in visited]
+            candidates = [link for link in by_prev[current] if link[0] not in visited]
             if not candidates:
                 break
-            row = candidates[0]
+            seq, _, digest, _ = candidates[0]
             if len(candidates) > 1:
-                problems.append(f"entries {', '.join(str(c.seq) for c in candidates)} chain to the same predecessor")
+                problems.append(f"entries {', '.join(str(c[0]) for c in candidates)} chain to the same predecessor")
             position += 1
-            visited.add(row.seq)
-            original[row.seq] = position
-            current = row.hash
-    for r in rows:
-        if r.seq not in visited:
-            problems.append(f"entry {r.seq} ({r.event}) is not part of the chain")
+            visited.add(seq)
+            original[seq] = position
+            current = digest
+    for seq, _, _, event in links:
+        if seq not in visited:
+            problems.append(f"entry {seq} ({event}) is not part of the chain")
 
-    # 2. each entry's own hash, under the position the chain gives it
-    for r in rows:
-        pos = original.get(r.seq, r.seq)
-        if r.hash_as(r.seq) == r.hash:
+    # 2. each entry's own hash, under the position the chain gives it (entry bodies streamed)
+    for seq, when, event, details, prev, digest in db.execute(_SELECT_ROWS):
+        pos = original.get(seq, seq)
+        if _hash_as(seq, when, event, details, prev) == digest:
             continue
-        if pos != r.seq and r.hash_as(pos) == r.hash:
-            problems.append(f"entry {r.seq} ({r.event}) reordered: it was written as entry {pos}")
+        if pos != seq and _hash_as(pos, when, event, details, prev) == digest:
+            problems.append(f"entry {seq} ({event}) reordered: it was written as entry {pos}")
         else:
-            problems.append(f"entry {r.seq} ({r.event}) altered: its hash does not match its content")
+            problems.append(f"entry {seq} ({event}) altered: its hash does not match its content")
 
     # 3. sequence numbers: gaps mean removed entries
     expected = 1
-    for r in rows:
-        if r.seq > expected:
-            missing = f"{expected}" if r.seq == expected + 1 else f"{expected}-{r.seq - 1}"
-            problems.append(f"entry {missing} removed (sequence jumps to {r.seq})")
-        expected = r.seq + 1
+    for seq, _, _, _ in links:
+        if seq > expected:
+            missing = f"{expected}" if seq == expected + 1 else f"{expected}-{seq - 1}"
+            problems.append(f"entry {missing} removed (sequence jumps to {seq})")
+        expected = seq + 1
 
     # 4. the head: removing the last entries leaves a valid but shorter chain
     head = db.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
     if head is not None:
         seq_text, _, digest = str(head[0]).partition(":")
-        last = rows[-1] if rows else None
-        if last is None or int(seq_text) != last.seq or digest != last.hash:
-            if last is None or int(seq_text) > last.seq:
-                problems.append(f"entries after {last.seq if last else 0} removed (the head was entry {seq_text})")
+        last_seq, last_hash = (links[-1][0], links[-1][2]) if links else (0, "")
+        if not links or int(seq_text) != last_seq or digest != last_hash:
+            if not links or int(seq_text) > last_seq:
+                problems.append(f"entries after {last_seq} removed (the head was entry {seq_text})")
             else:
-                problems.append(f"the recorded head (entry {seq_text}) does not match the last entry {last.seq}")
-    elif rows:
+                problems.append(f"the recorded head (entry {seq_text}) does not match the last entry {last_seq}")
+    elif links:
         problems.append("the audit head is missing")
     return result

@@ -16,11 +16,18 @@ that holds the full PAN) are :class:`Sealed`: encrypted under the batch
 transport key (a key-store key, AES-CBC with zero ICV over ISO 9797-1 method 2
 padding), never clear at rest. Only the engine opens them, to re-encrypt them
 under the card's DEK.
+
+A batch appears whole or not at all: :func:`staging` builds it in a private directory next
+to the target and moves it into place only when the manifest is written, so a preparation that
+fails (bad file, Ctrl-C, kill) leaves nothing that blocks the next attempt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +35,66 @@ from typing import Any
 
 FORMAT = "cardlab-batch"
 VERSION = 1
+
+#: the files whose presence means a directory already holds a batch
+BATCH_FILES = ("manifest.json", "cards.jsonl")
+_STAGING = ".{name}.preparing-{pid}"
+
+
+class BatchExistsError(ValueError):
+    """The target directory already holds a batch (or is not a directory)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Staging directories of preparations that were killed (their process is gone)."""
+    prefix = f".{out.name}.preparing-"
+    for entry in out.parent.glob(prefix + "*"):
+        pid = entry.name.removeprefix(prefix)
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staging(out: Path) -> Iterator[Path]:
+    """A private (0700) directory to build the batch ``out`` in; on a normal exit its files are moved
+    into ``out`` (created, or an existing directory that holds no batch) with ``manifest.json`` last;
+    on any exception, KeyboardInterrupt included, it is removed and ``out`` is left as it was."""
+    if out.exists() and not out.is_dir():
+        raise BatchExistsError(f"{out}: not a directory")
+    for name in BATCH_FILES:
+        if (out / name).exists():
+            raise BatchExistsError(f"{out}: already holds a batch ({name})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(out)
+    tmp = out.parent / _STAGING.format(name=out.name, pid=os.getpid())
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    try:
+        yield tmp
+        if not out.exists():
+            tmp.chmod(0o755)
+            os.rename(tmp, out)
+            return
+        for name in BATCH_FILES:  # checked again: another run may have finished meanwhile
+            if (out / name).exists():
+                raise BatchExistsError(f"{out}: already holds a batch ({name})")
+        names = sorted(p.name for p in tmp.iterdir())
+        for name in sorted(names, key=lambda n: n == "manifest.json"):
+            os.replace(tmp / name, out / name)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _h(b: bytes) -> str:

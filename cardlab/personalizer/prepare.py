@@ -55,7 +55,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cardlab.cardspec.scp03 import pad80
 from cardlab.personalizer import certificates, cps, tracks
-from cardlab.personalizer.batch import FORMAT, VERSION, AppPersoData, CardPersoData, Rejection, Sealed
+from cardlab.personalizer.badge import BadgeLayout, BadgeRecordError, prepare_badges
+from cardlab.personalizer.batch import (
+    FORMAT, VERSION, AppPersoData, BatchExistsError, CardPersoData, Rejection, Sealed, staging,
+)
 from cardlab.personalizer.keys import KeyStore, KeyStoreError, RsaPublicKey, open_keystore
 from cardlab.personalizer.masking import mask_pan, redact_pans
 from cardlab.personalizer.profile import Application, IssuerCertificateRef, Profile, ProfileError, load_profile
@@ -656,7 +659,8 @@ class _JsonLines:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.fh: IO[bytes] = path.open("wb")
+        # 0600 from the first byte: the lines hold sealed secrets and masked card numbers
+        self.fh: IO[bytes] = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         self.sha = hashlib.sha256()
         self.count = 0
 
@@ -725,18 +729,37 @@ def prepare(
     profile = load_profile(profile_path)
     preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today,
                             ca_public_keys=ca_public_keys)  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.json", "cards.jsonl"):
-        if (out / name).exists():
-            raise PrepareError(f"{out}: already holds a batch ({name})")
+    try:
+        with staging(out) as work:
+            return _prepare_into(work, out, profile, preparer, profile_path, records_path, script_path,
+                                 transport_key, transport_keys, today, keys_spec, started)  # fmt: skip
+    except BatchExistsError as e:
+        raise PrepareError(str(e)) from None
+
+
+def _prepare_into(
+    work: Path,
+    out: Path,
+    profile: Profile,
+    preparer: CardPreparer,
+    profile_path: Path,
+    records_path: Path,
+    script_path: Path | None,
+    transport_key: str,
+    transport_keys: TransportKeys | None,
+    today: date | None,
+    keys_spec: str | None,
+    started: float,
+) -> PrepareSummary:
+    """The EMV batch's files, written into the staging directory ``work`` (moved to ``out`` after)."""
     records_sha = _sha256_file(records_path)
     profile_sha = _sha256_file(profile_path)
-    shutil.copyfile(profile_path, out / "profile.yaml")
+    shutil.copyfile(profile_path, work / "profile.yaml")
     if script_path is not None:
-        shutil.copyfile(script_path, out / "script.yaml")
+        shutil.copyfile(script_path, work / "script.yaml")
 
-    cards = _JsonLines(out / "cards.jsonl")
-    rejected = _JsonLines(out / "rejected.jsonl")
+    cards = _JsonLines(work / "cards.jsonl")
+    rejected = _JsonLines(work / "rejected.jsonl")
     total = 0
     try:
         for item in read_records(records_path, today=today, keys=transport_keys):
@@ -775,7 +798,7 @@ def prepare(
         "profile_file": "profile.yaml",
         **_script_and_keys(script_path, keys_spec),
     }
-    _atomic_json(out / "manifest.json", manifest)
+    _atomic_json(work / "manifest.json", manifest)
     return PrepareSummary(
         out, profile.name, total, cards.count, rejected.count, seconds, cards.sha.hexdigest(),
         transport_key, preparer.kek_kcv.hex().upper(),
@@ -876,23 +899,39 @@ def _prepare_badges(
     """A badge batch (:mod:`cardlab.personalizer.badge`): same directory layout."""
     import yaml
 
-    from cardlab.personalizer.badge import BadgeLayout, BadgeRecordError, prepare_badges
-
     doc: dict[str, Any] = yaml.safe_load(profile_path.read_text())
     layout = BadgeLayout.from_profile(doc)
     info = keystore.info(layout.kek)
     if info.usage != "KEK":
         raise PrepareError(f"transport key {layout.kek!r} has usage {info.usage}, not KEK")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.json", "cards.jsonl"):
-        if (out / name).exists():
-            raise PrepareError(f"{out}: already holds a batch ({name})")
-    shutil.copyfile(profile_path, out / "profile.yaml")
+    try:
+        with staging(out) as work:
+            return _badges_into(work, out, doc, layout, info.kcv, keystore, profile_path, records_path,
+                                script_path, keys_spec, started)  # fmt: skip
+    except BatchExistsError as e:
+        raise PrepareError(str(e)) from None
+
+
+def _badges_into(
+    work: Path,
+    out: Path,
+    doc: dict[str, Any],
+    layout: BadgeLayout,
+    kek_kcv: bytes | None,
+    keystore: KeyStore,
+    profile_path: Path,
+    records_path: Path,
+    script_path: Path | None,
+    keys_spec: str | None,
+    started: float,
+) -> PrepareSummary:
+    """The badge batch's files, written into the staging directory ``work`` (moved to ``out`` after)."""
+    shutil.copyfile(profile_path, work / "profile.yaml")
     if script_path is not None:
-        shutil.copyfile(script_path, out / "script.yaml")
+        shutil.copyfile(script_path, work / "script.yaml")
     errors: list[BadgeRecordError] = []
-    cards = _JsonLines(out / "cards.jsonl")
-    rejected = _JsonLines(out / "rejected.jsonl")
+    cards = _JsonLines(work / "cards.jsonl")
+    rejected = _JsonLines(work / "rejected.jsonl")
     try:
         for card in prepare_badges(doc, records_path, keystore, errors=errors):
             cards.write(card.to_json())
@@ -903,7 +942,7 @@ def _prepare_badges(
         rejected.close()
     total = cards.count + rejected.count
     name = str(doc.get("profile") or profile_path.stem)
-    kcv = (info.kcv or b"").hex().upper()
+    kcv = (kek_kcv or b"").hex().upper()
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -922,7 +961,7 @@ def _prepare_badges(
         "profile_file": "profile.yaml",
         **_script_and_keys(script_path, keys_spec),
     }
-    _atomic_json(out / "manifest.json", manifest)
+    _atomic_json(work / "manifest.json", manifest)
     return PrepareSummary(out, name, total, cards.count, rejected.count, time.perf_counter() - started,
                           cards.sha.hexdigest(), layout.kek, kcv)  # fmt: skip
 

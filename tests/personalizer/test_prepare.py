@@ -242,3 +242,53 @@ def test_cli(ks: SoftwareKeyStore, tmp_path: Path, capsys: pytest.CaptureFixture
     for rec in read_records(SAMPLE, today=TODAY):
         assert rec.pan not in out.out + out.err  # type: ignore[union-attr]
     assert read_manifest(tmp_path / "b")["counts"] == {"input": 10, "accepted": 6, "rejected": 4}
+
+
+def test_a_failed_preparation_leaves_no_batch(ks: SoftwareKeyStore, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Ctrl-C (or any error) in the middle of a batch leaves neither a half-made batch that blocks the
+    next attempt nor a staging directory; the next attempt then succeeds."""
+    from cardlab.personalizer import prepare as prepare_module
+
+    real = prepare_module.CardPreparer.prepare
+    calls = {"n": 0}
+
+    def interrupted(self: object, record: object) -> CardPersoData:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prepare_module.CardPreparer, "prepare", interrupted)
+    out = tmp_path / "batch"
+    with pytest.raises(KeyboardInterrupt):
+        prepare(VISA, SAMPLE, ks, out, today=TODAY)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    summary = prepare(VISA, SAMPLE, ks, out, today=TODAY)
+    assert summary.accepted == len(ON_BIN["visa-cvn18"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch"]
+
+
+def test_batch_into_an_existing_empty_directory_and_private_files(ks: SoftwareKeyStore, tmp_path: Path) -> None:
+    out = tmp_path / "given"
+    out.mkdir()
+    prepare(VISA, SAMPLE, ks, out, today=TODAY)
+    assert (out / "manifest.json").exists()
+    for name in ("cards.jsonl", "rejected.jsonl"):
+        assert (out / name).stat().st_mode & 0o077 == 0, name
+    with pytest.raises(PrepareError, match="not a directory"):
+        prepare(VISA, SAMPLE, ks, out / "manifest.json", today=TODAY)
+
+
+def test_stale_staging_of_a_killed_preparation_is_removed(ks: SoftwareKeyStore, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    stale = tmp_path / f".batch.preparing-{dead}"
+    stale.mkdir()
+    (stale / "cards.jsonl").write_text("{}\n")
+    prepare(VISA, SAMPLE, ks, tmp_path / "batch", today=TODAY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch"]

@@ -20,6 +20,7 @@ knows, and discretionary data that fits track 2.
 from __future__ import annotations
 
 import csv
+import os
 import random
 from collections.abc import Iterator
 from datetime import date
@@ -91,10 +92,14 @@ def generate(bin_: str, count: int, *, seed: int = 0, today: date | None = None,
 
 def write_csv(path: str | Path, bin_: str, count: int, *, seed: int = 0, today: date | None = None,
               languages: tuple[str, ...] = ("en",)) -> Path:
-    """Write :func:`generate`'s records as CSV with a header row; returns the path."""
+    """Write :func:`generate`'s records as CSV with a header row; returns the path.
+
+    The file holds full PANs and PINs: it is created 0600 from its first byte (and truncated if it exists)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as f:
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS, lineterminator="\n")
         w.writeheader()
         for row in generate(bin_, count, seed=seed, today=today, languages=languages):

@@ -12,7 +12,7 @@ import importlib
 
 
 #: modules that provide ``add_commands(sub: argparse._SubParsersAction) -> None``
-PARTS = ("cardlab.personalizer.prepare", "cardlab.personalizer.script", "cardlab.personalizer.engine", "cardlab.personalizer.stations",
+PARTS = ("cardlab.personalizer.prepare", "cardlab.personalizer.script.cli", "cardlab.personalizer.engine", "cardlab.personalizer.stations",
          "cardlab.personalizer.transport")
 
 

@@ -22,10 +22,10 @@ from cardlab.personalizer.script import (
     check,
     execute,
     load_script,
-    plan_store_blocks,
     render,
-    Data,
 )
+from cardlab.personalizer.script.storedata import plan_store_blocks
+from cardlab.personalizer.script.values import Data
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "vectors"

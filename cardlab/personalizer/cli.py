@@ -12,8 +12,8 @@ import importlib
 
 
 #: modules that provide ``add_commands(sub: argparse._SubParsersAction) -> None``
-PARTS = ("cardlab.personalizer.prepare", "cardlab.personalizer.script.cli", "cardlab.personalizer.engine", "cardlab.personalizer.stations",
-         "cardlab.personalizer.transport")
+PARTS = ("cardlab.personalizer.prepare", "cardlab.personalizer.script.cli", "cardlab.personalizer.engine.cli",
+         "cardlab.personalizer.embossing", "cardlab.personalizer.transport")
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

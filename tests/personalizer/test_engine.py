@@ -13,6 +13,7 @@ from enginekit import KMC_NAME, make_batch, make_cards, stand_in_execute
 from cardlab.cardspec.scp03 import HostSession, StaticKeys
 from cardlab.emulator import Card
 from cardlab.personalizer import audit, engine
+from cardlab.personalizer.engine.cli import cmd_audit, cmd_status, print_report
 from cardlab.personalizer.batch import iter_cards
 from cardlab.personalizer.jobdb import JobDb, JobDbError
 from cardlab.personalizer.keys import open_keystore
@@ -114,7 +115,7 @@ def test_unexpected_sw_fails_that_card_and_the_batch_goes_on(batch: tuple[Path, 
         assert db.check() == []
         status = db.db.execute("SELECT status FROM cards WHERE location LIKE '%card-000002.json'").fetchone()[0]
     assert status == "spoiled"
-    assert engine.cmd_status(_ns(batch=str(b))) == 1
+    assert cmd_status(_ns(batch=str(b))) == 1
     out = capsys.readouterr().out
     assert "failed: record" in out and "expected 9000" in out
 
@@ -192,7 +193,7 @@ def test_stock_runs_out_records_unaccounted(batch: tuple[Path, Path], tmp_path: 
     assert [s for _, _, s in rep.unaccounted] == ["pending", "pending"]
     from rich.console import Console
 
-    engine._print_report(rep, Console())
+    print_report(rep, Console())
     printed = capsys.readouterr().out
     assert "2 records unaccounted for" in printed
     assert "card stock used up: 2 records still pending" in printed
@@ -261,14 +262,14 @@ def test_cli_audit_verify_and_tamper(batch: tuple[Path, Path], tmp_path: Path,
     b, keys = batch
     cards = make_cards(tmp_path, keys, 6)
     engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
-    assert engine.cmd_audit(_ns(batch=str(b), verify=True)) == 0
-    assert engine.cmd_status(_ns(batch=str(b))) == 0
+    assert cmd_audit(_ns(batch=str(b), verify=True)) == 0
+    assert cmd_status(_ns(batch=str(b))) == 0
     db = sqlite3.connect(b / "jobs.sqlite")
     db.execute("UPDATE audit SET details = '{}' WHERE seq = 5")
     db.commit()
     db.close()
     capsys.readouterr()
-    assert engine.cmd_audit(_ns(batch=str(b), verify=True)) == 1
+    assert cmd_audit(_ns(batch=str(b), verify=True)) == 1
     assert "entry 5" in capsys.readouterr().out
 
 

@@ -1,5 +1,5 @@
-"""``cardlab perso stations``: the embossing and magnetic stripe data of a batch, opened for the
-other stations — consistent with the chip data, mode 0600, never a full PAN on the terminal."""
+"""``cardlab perso emboss-files`` (formerly ``stations``): the embossing and magnetic stripe data of a
+batch, opened for the other stations — consistent with the chip data, mode 0600, never a full PAN on the terminal."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cardlab.cardspec import tlv
 from cardlab.personalizer import engine
 from cardlab.personalizer.batch import Sealed, iter_cards
 from cardlab.personalizer.keys import SoftwareKeyStore, open_keystore
-from cardlab.personalizer.stations import StationError, export, unseal
+from cardlab.personalizer.embossing import EmbossingError, export, unseal
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_station_file_matches_the_chip(batch: tuple[Path, Path], tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     b, keys = batch
     out = tmp_path / "stations.jsonl"
-    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(keys)]) == 0
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(keys)]) == 0
     printed = capsys.readouterr().out
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     header, *rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -70,15 +70,15 @@ def test_wrong_transport_key_and_refusals(batch: tuple[Path, Path], tmp_path: Pa
     assert other.kcv("KEK") != SoftwareKeyStore.load(keys).kcv("KEK")
     other.save(tmp_path / "other.json")
     out = tmp_path / "s.jsonl"
-    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(tmp_path / "other.json")]) == 1
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(tmp_path / "other.json")]) == 1
     assert "check value" in capsys.readouterr().err and not out.exists()
-    with pytest.raises(StationError, match="no job database"), open_keystore(str(keys)) as ks:
+    with pytest.raises(EmbossingError, match="no job database"), open_keystore(str(keys)) as ks:
         fresh = tmp_path / "fresh"
         fresh.mkdir()
         make_batch(fresh, count=2, bad=())
         export(fresh / "batch", ks, tmp_path / "x.jsonl", only_done=True)
     out.write_text("keep me")
-    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(keys)]) == 2
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(keys)]) == 2
     assert out.read_text() == "keep me"
 
 
@@ -86,8 +86,8 @@ def test_bad_key_store_and_damaged_job_db_are_one_line_errors(batch: tuple[Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     b, keys = batch
     out = tmp_path / "s.jsonl"
-    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 1
-    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", "pkcs11:token=nothing;pin-env=NO_SUCH_VAR"]) == 1
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 1
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", "pkcs11:token=nothing;pin-env=NO_SUCH_VAR"]) == 1
     import shutil
 
     damaged = tmp_path / "damaged"
@@ -95,6 +95,22 @@ def test_bad_key_store_and_damaged_job_db_are_one_line_errors(batch: tuple[Path,
     (damaged / "jobs.sqlite").write_bytes(b"not a database" * 100)
     for name in ("jobs.sqlite-wal", "jobs.sqlite-shm"):
         (damaged / name).unlink(missing_ok=True)
-    assert main(["perso", "stations", str(damaged), "--out", str(out), "--keys", str(keys), "--only", "done"]) == 1
+    assert main(["perso", "emboss-files", str(damaged), "--out", str(out), "--keys", str(keys), "--only", "done"]) == 1
     err = capsys.readouterr().err
-    assert err.count("cardlab perso stations:") == 3 and "Traceback" not in err and not out.exists()
+    assert err.count("cardlab perso emboss-files:") == 3 and "Traceback" not in err and not out.exists()
+
+
+def test_stations_is_a_deprecated_alias(batch: tuple[Path, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """The former name still works, with a one-line notice on stderr naming the new one."""
+    b, keys = batch
+    new, old = tmp_path / "new.jsonl", tmp_path / "old.jsonl"
+    assert main(["perso", "emboss-files", str(b), "--out", str(new), "--keys", str(keys)]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["perso", "stations", str(b), "--out", str(old), "--keys", str(keys)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "deprecated" in err and "cardlab perso emboss-files" in err
+    assert old.read_text() == new.read_text()
+    out = tmp_path / "absent-keys.jsonl"
+    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 1
+    assert "cardlab perso stations: " in capsys.readouterr().err  # errors name the command as typed

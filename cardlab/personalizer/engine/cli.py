@@ -1,0 +1,187 @@
+"""``cardlab perso run | status | audit | stock``: the engine's command line.
+
+Each command parses its options, calls the engine (:func:`~cardlab.personalizer.engine.runner.run`,
+the job database, the audit chain, :func:`~cardlab.personalizer.stock.make_stock`) and prints;
+the logic lives in those modules. Exit codes: 0 all good, 1 a record failed or is unaccounted for
+(listed), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cardlab.cardspec import argtypes
+from cardlab.personalizer.engine.errors import EngineError
+from cardlab.personalizer.engine.runner import RunReport, run
+from cardlab.personalizer.jobdb import JobDb, safe_reason
+
+
+def print_report(rep: RunReport, out: Any) -> None:
+    c = rep.counts
+    rate = rep.cards_this_run / rep.seconds if rep.seconds > 0 else 0.0
+    out.print(f"input {rep.input}: done {c['done']}, failed {c['failed']}, rejected {c['rejected']}, "
+              f"pending {c['pending']}, in progress {c['in_progress']}")
+    if rep.reconciled:
+        out.print("reconciled after a crash: " + ", ".join(f"{k} {v}" for k, v in sorted(rep.reconciled.items())))
+    out.print(f"this run: {rep.cards_this_run} cards in {rep.seconds:.2f} s ({rate:.1f} cards/s)")
+    if rep.stages:
+        from rich.table import Table
+
+        table = Table(title="time per stage (all runs)")
+        for col in ("stage", "times", "total s", "mean ms", "per s"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for name, count, total in rep.stages:
+            mean = total / count if count else 0.0
+            table.add_row(name, str(count), f"{total:.2f}", f"{mean * 1000:.2f}", f"{1 / mean:.1f}" if mean else "-")
+        out.print(table)
+    for index, card_id, pan, reason in rep.failures:
+        out.print(f"failed: record {index} (card {card_id}, {pan}): {reason}")
+    if rep.unaccounted:
+        listed = ", ".join(f"{i} ({s})" for i, _, s in rep.unaccounted[:50])
+        more = f" and {len(rep.unaccounted) - 50} more" if len(rep.unaccounted) > 50 else ""
+        out.print(f"[bold red]{len(rep.unaccounted)} records unaccounted for[/]: {listed}{more}")
+    for err in rep.errors:
+        out.print(f"[red]error[/]: {err}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    out = Console(stderr=False)
+    try:
+        rep = run(args.batch, cards=args.cards, readers=args.reader or (), stations=args.stations,
+                  script=args.script, keys=args.keys, progress=not args.quiet,
+                  reader_timeout=args.card_timeout, wait_removal=not args.no_wait_removal)
+    except EngineError as exc:
+        out.print(f"[red]error[/]: {safe_reason(str(exc))}")
+        return 2
+    print_report(rep, out)
+    return rep.exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    out = Console()
+    batch = Path(args.batch)
+    if not (batch / "jobs.sqlite").exists():
+        out.print(f"{batch}: not run yet (no jobs.sqlite)")
+        return 1
+    with JobDb(batch / "jobs.sqlite") as db:
+        c = db.counts()
+        total = sum(c.values())
+        out.print(f"input {db.input_count()}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()))
+        for index, card_id, pan, reason in db.failures():
+            out.print(f"failed: record {index} (card {card_id}, {pan}): {reason}")
+        left = db.unaccounted()
+        if left:
+            out.print(f"{len(left)} records not finished: " + ", ".join(f"{i} ({s})" for i, _, s in left[:50]))
+        problems = db.check()
+        for p in problems:
+            out.print(f"[red]inconsistent[/]: {p}")
+        head = db.meta("audit_head") or "0:"
+        out.print(f"audit head: entry {head.replace(':', ' hash ')}")
+        ok = total == db.input_count() and not left and not db.failures() and not problems
+    return 0 if ok else 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cardlab.personalizer import audit
+
+    out = Console()
+    path = Path(args.batch) / "jobs.sqlite"
+    if not path.exists():
+        out.print(f"{args.batch}: no job database")
+        return 2
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        if not args.verify:
+            for seq, when, event, details in db.execute("SELECT seq, time, event, details FROM audit ORDER BY seq"):
+                out.print(f"{seq:6d} {when} {event:12s} {details}", markup=False, highlight=False)
+            return 0
+        result = audit.verify(db)
+    finally:
+        db.close()
+    if result.ok:
+        out.print(f"audit chain verified: {result.entries} entries, head {result.head}")
+        return 0
+    for p in result.problems:
+        out.print(f"[red]audit[/]: {p}")
+    out.print(f"audit chain [bold red]NOT[/] verified ({len(result.problems)} problems, {result.entries} entries)")
+    return 1
+
+
+def cmd_stock(args: argparse.Namespace) -> int:
+    from cardlab.personalizer.keys import open_keystore
+    from cardlab.personalizer.stock import make_stock
+
+    kmc, scheme = args.kmc, args.diversification
+    isd_aid, kvn = args.isd_aid, args.key_version
+    if args.profile:  # the card stock the profile's GP details expect (ISD AID, KMC, scheme, key version)
+        from cardlab.personalizer.profile import ProfileError, load_card_details
+
+        try:
+            card = load_card_details(args.profile)  # EMV or badge profile
+        except (ProfileError, OSError) as exc:
+            print(f"cardlab perso stock: {exc}", file=sys.stderr)
+            return 2
+        kmc = args.kmc or card.kmc
+        scheme = args.diversification or card.diversification.upper()
+        isd_aid = isd_aid if isd_aid is not None else card.isd_aid
+        kvn = kvn if kvn is not None else card.key_version
+    with open_keystore(args.keys) as ks:
+        def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
+            k = ks.diversify_card_keys(kmc or "KMC", scheme or "KDF3", kdd)
+            return k.enc, k.mac, k.dek
+
+        made = make_stock(args.dir, args.count, div, (scheme or "KDF3").lower(), lifecycle=args.lifecycle,
+                          isd_aid=isd_aid, kvn=0x30 if kvn is None else kvn)
+    print(f"{len(made)} blank cards in {args.dir}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="personalize a prepared batch (resumes after a crash)")
+    p.add_argument("batch", help="batch directory (from perso prepare)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cards", metavar="DIR", help="card stock directory of emulated card images")
+    src.add_argument("--reader", metavar="NAME", action="append",
+                     help="PC/SC reader (repeat for several stations, one per reader)")
+    p.add_argument("--stations", type=int, default=1, help="parallel stations (worker processes) for --cards")
+    p.add_argument("--script", metavar="PATH", help="perso script (default BATCH/script.yaml)")
+    p.add_argument("--keys", metavar="K", help="key store (path or pkcs11:token=…); default $CARDLAB_KEYS")
+    p.add_argument("--card-timeout", type=float, default=None,
+                   help="with --reader: seconds to wait for a card before the station stops (default: forever)")
+    p.add_argument("--no-wait-removal", action="store_true", help="with --reader: do not wait for card removal")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=lambda a, *_: cmd_run(a))
+
+    s = sub.add_parser("status", help="counts and failures of a batch's job database")
+    s.add_argument("batch")
+    s.set_defaults(func=lambda a, *_: cmd_status(a))
+
+    a = sub.add_parser("audit", help="show or verify a batch's audit chain")
+    a.add_argument("batch")
+    a.add_argument("--verify", action="store_true", help="verify the hash chain")
+    a.set_defaults(func=lambda a, *_: cmd_audit(a))
+
+    k = sub.add_parser("stock", help="make blank emulated cards (card stock) with ISD keys from the KMC")
+    k.add_argument("dir")
+    k.add_argument("--count", type=int, required=True)
+    k.add_argument("--keys", required=True, metavar="K", help="key store holding the KMC")
+    k.add_argument("--profile", metavar="P.yaml",
+                   help="issuer profile: ISD AID, KMC, diversification and key version from its card section")
+    k.add_argument("--kmc", help="key store name of the KMC (default: the profile's, else KMC)")
+    k.add_argument("--diversification", choices=("EMV", "VISA2", "KDF3"),
+                   help="card key diversification (default: the profile's, else KDF3)")
+    k.add_argument("--isd-aid", type=argtypes.aid, help="ISD AID, hex (default: the profile's, else A000000151000000)")
+    k.add_argument("--key-version", type=argtypes.key_version, help="ISD key version number, hex (default: the profile's, else 30)")
+    k.add_argument("--lifecycle", default="OP_READY", choices=("OP_READY", "INITIALIZED"))
+    k.set_defaults(func=lambda a, *_: cmd_stock(a))

@@ -1,0 +1,171 @@
+"""The per-card flow: identify, claim, script, save, finish (:func:`personalize_card`).
+
+::
+
+    identify     SELECT ISD, GET DATA 45 (CIN) and 9F7F (CPLC) — before any session
+    claim        job DB transaction: next pending record → in_progress, attempt row,
+                 card row (CIN, CPLC hash, image or reader), audit "card start"
+    script       cardlab.personalizer.script.execute(script, card data, transmit, key store)
+                 — stops at the first unexpected SW (StepFailed)
+    save         emulated: the image, atomically (and after every APDU that changed it)
+    finish       job DB transaction: done / failed, stage timings, audit entries
+
+A failed card does not stop the batch; its reason (:func:`failure_reason`)
+names the step and status words, never card data. :class:`Job` is what every
+station of a run shares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cardlab.personalizer.engine.errors import EngineError
+from cardlab.personalizer.engine.gp import GpAccess
+from cardlab.personalizer.engine.identity import read_identity
+from cardlab.personalizer.jobdb import read_card_at, safe_reason
+
+if TYPE_CHECKING:
+    from cardlab.personalizer.engine.sources import CardInHand
+    from cardlab.personalizer.jobdb import JobDb
+    from cardlab.personalizer.keys import KeyStore
+
+#: ``execute(script, card, transmit, keystore, *, profile=None, on_step=None)``
+Executor = Callable[..., Any]
+
+
+@dataclass
+class Outcome:
+    record_index: int
+    status: str  # done | failed
+    reason: str = ""
+    stages: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _step_name(args: tuple[Any, ...], kwargs: dict[str, Any], n: int) -> str:
+    for key in ("step_name", "name"):
+        if isinstance(kwargs.get(key), str):
+            return str(kwargs[key])
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, str):
+            return value
+        name = getattr(value, "name", None) or getattr(value, "step_name", None)
+        if isinstance(name, str):
+            return name
+    return f"step {n}"
+
+
+def _is_step_failed(exc: BaseException) -> bool:
+    try:
+        from cardlab.personalizer import script as script_mod
+    except ImportError:
+        script_mod = None  # type: ignore[assignment]
+    if script_mod is not None and isinstance(exc, script_mod.StepFailed):
+        return True
+    return hasattr(exc, "step_name") and hasattr(exc, "sw")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A failure reason with no secret in it: for a StepFailed the step and
+    the status words; otherwise the exception type and its (PAN-masked)
+    message."""
+    if _is_step_failed(exc):
+        index = getattr(exc, "step_index", "?")
+        name = getattr(exc, "step_name", "?")
+        sw = getattr(exc, "sw", None)
+        expected = getattr(exc, "expected", None)
+        sw_text = f"{sw:04X}" if isinstance(sw, int) else str(sw)
+        if isinstance(expected, (list, tuple, set, frozenset)):
+            exp_text = " or ".join(f"{e:04X}" if isinstance(e, int) else str(e) for e in expected)
+        else:
+            exp_text = f"{expected:04X}" if isinstance(expected, int) else str(expected)
+        return safe_reason(f"step {index} ({name}): SW {sw_text}, expected {exp_text}")
+    sw = getattr(exc, "sw", None)
+    extra = f" (SW {sw:04X})" if isinstance(sw, int) else ""
+    return safe_reason(f"{type(exc).__name__}: {exc}{extra}")
+
+
+@dataclass
+class Job:
+    """What every station of a run shares (picklable into workers by fork)."""
+
+    batch: Path
+    script_path: Path
+    keys_spec: str
+    gp: GpAccess
+    executor: Executor | None = None
+    profile: Any = None
+
+
+def load_script(job: Job) -> tuple[Any, Executor]:
+    if job.executor is not None:
+        return job.script_path, job.executor
+    try:
+        from cardlab.personalizer import script as script_mod
+    except ImportError as exc:
+        raise EngineError("the perso script interpreter (cardlab.personalizer.script) is not available") from exc
+    return script_mod.load_script(job.script_path), script_mod.execute
+
+
+def personalize_card(
+    job: Job, db: JobDb, hand: CardInHand, station: str, script: Any, executor: Executor, keystore: KeyStore
+) -> Outcome | None:
+    """Identify the card, claim a record, run the script, record the result.
+    ``None`` when there was nothing to do (no pending record, card refused)."""
+    t = time.perf_counter()
+    stages: list[tuple[str, float]] = []
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        stages.append((name, now - t))
+        t = now
+
+    try:
+        ident = read_identity(hand.channel.transmit, job.gp.isd_aid)
+    except Exception as exc:  # noqa: BLE001
+        if hand.card_row is not None:
+            db.release_card(hand.card_row, "unusable", f"cannot identify the card: {failure_reason(exc)}")
+        hand.finish()
+        return None
+    lap("identify")
+    known = db.known_card(ident.cin, ident.cplc_hash)
+    if known is not None:
+        if hand.card_row is not None:
+            db.release_card(hand.card_row, "unusable", f"card CIN {ident.cin} already used in this batch")
+        else:
+            print(f"card CIN {ident.cin} was already used in this batch ({known[1]}); take it out",
+                  file=sys.stderr)
+        hand.finish()
+        return None
+    claim = db.start(station, hand.kind, hand.location, ident.cin, ident.cplc_hash, hand.card_row)
+    if claim is None:
+        hand.finish()
+        return None
+    lap("claim")
+    data = read_card_at(job.batch, claim.offset)
+    try:
+        step_count = 0
+
+        def on_step(*args: Any, **kwargs: Any) -> None:
+            nonlocal step_count
+            step_count += 1
+            lap(_step_name(args, kwargs, step_count))
+
+        executor(script, data, hand.channel.transmit, keystore, profile=job.profile, on_step=on_step)
+        lap("script")
+        hand.finish()
+        lap("save")
+    except Exception as exc:  # noqa: BLE001 - this card fails, the batch goes on
+        reason = failure_reason(exc)
+        with contextlib.suppress(Exception):
+            hand.finish()
+        db.finish(claim, "failed", reason, stages, station=station)
+        return Outcome(claim.record_index, "failed", reason, stages)
+    db.finish(claim, "done", "", stages, station=station)
+    return Outcome(claim.record_index, "done", "", stages)

@@ -1,0 +1,130 @@
+"""``run()``: run (or resume) a prepared batch's perso script on cards.
+
+One code path for every card: a card is whatever answers APDUs behind a PC/SC
+reader name. Emulated cards (a stock directory of card images, see
+:mod:`cardlab.personalizer.stock`) are put in a private emulated reader through the
+pyscard plug-in (:mod:`cardlab.emulator.transports.pyscard_reader`); real cards are in
+a real reader (:mod:`cardlab.personalizer.engine.sources`). A run takes the batch
+lock, loads the batch into the job database, settles what a crash left open
+(:mod:`cardlab.personalizer.engine.reconcile`), then runs the stations
+(:mod:`cardlab.personalizer.engine.stations`) and reports the counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cardlab.personalizer.engine.errors import EngineError
+from cardlab.personalizer.engine.flow import Executor, Job, Outcome
+from cardlab.personalizer.engine.gp import gp_access
+from cardlab.personalizer.engine.progress import ProgressBar
+from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
+from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
+from cardlab.personalizer.engine.stations import batch_lock, run_stations
+from cardlab.personalizer.jobdb import JobDb
+from cardlab.personalizer.stock import list_images
+
+
+@dataclass
+class RunReport:
+    input: int
+    counts: dict[str, int]
+    unaccounted: list[tuple[int, str, str]]
+    failures: list[tuple[int, str, str, str]]
+    reconciled: dict[str, int]
+    seconds: float
+    cards_this_run: int
+    stages: list[tuple[str, int, float]]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if not self.failures and not self.unaccounted and not self.errors else 1
+
+
+def run(
+    batch: str | Path,
+    *,
+    cards: str | Path | None = None,
+    readers: Sequence[str] = (),
+    stations: int = 1,
+    script: str | Path | None = None,
+    keys: str | None = None,
+    executor: Executor | None = None,
+    progress: bool = False,
+    reader_timeout: float | None = None,
+    wait_removal: bool = True,
+    limit: int | None = None,
+) -> RunReport:
+    """Run (or resume) a batch. Exactly one of ``cards`` (a stock directory)
+    and ``readers`` (PC/SC reader names, one station each)."""
+    from cardlab.personalizer.batch import read_manifest
+    from cardlab.personalizer.keys import open_keystore
+
+    batch = Path(batch)
+    manifest = read_manifest(batch)
+    if (cards is None) == (not readers):
+        raise EngineError("give either a card stock directory or reader names")
+    script_path = Path(script) if script else batch / "script.yaml"
+    if executor is None and not script_path.exists():
+        raise EngineError(f"{script_path}: no perso script")
+    keys_spec = keys or os.environ.get("CARDLAB_KEYS") or str(manifest.get("keys") or "")
+    if not keys_spec:
+        raise EngineError("no key store: give --keys (or set CARDLAB_KEYS)")
+    profile = None
+    if (batch / "profile.yaml").exists():
+        import yaml
+
+        with contextlib.suppress(Exception):
+            profile = yaml.safe_load((batch / "profile.yaml").read_text())
+    job = Job(batch, script_path, keys_spec, gp_access(batch), executor, profile)
+
+    def make_source(k: int) -> CardSource:
+        if cards is not None:
+            return ImageSource(cards, reader_name=f"cardlab perso station {k}")
+        return ReaderSource(readers[k], timeout=reader_timeout, wait_removal=wait_removal)
+
+    n = stations if cards is not None else len(readers)
+    started = time.perf_counter()
+    processed = 0
+    with batch_lock(batch):
+        with JobDb(batch / "jobs.sqlite") as db:
+            db.load_batch(batch)
+            with open_keystore(keys_spec) as keystore:
+                if cards is not None:
+                    reconciled = reconcile(job, db, ImageSource(cards, reader_name="cardlab perso reconcile"),
+                                           keystore)
+                else:
+                    reconciled = {}
+                    for reader in readers:
+                        atts = [a for a in db.open_attempts() if a.location == reader]
+                        src = ReaderSource(reader, timeout=0, wait_removal=False)
+                        for att in atts:
+                            r = reconcile_one(job, db, src, att, keystore)
+                            reconciled[r] = reconciled.get(r, 0) + 1
+            todo = len(db.unaccounted())
+        bar = ProgressBar(todo, progress)
+
+        def report(o: Outcome) -> None:
+            nonlocal processed
+            processed += 1
+            bar.advance(o)
+
+        try:
+            errors = run_stations(job, [make_source(k) for k in range(max(n, 1))], report, limit=limit)
+        finally:
+            bar.close()
+        with JobDb(batch / "jobs.sqlite") as db:
+            pending = db.counts().get("pending", 0)
+            if cards is not None and pending and not errors:
+                stock = ImageSource(cards)
+                if all(db.image_used(str(p)) for p in list_images(stock.directory)):
+                    errors.append(f"card stock used up: {pending} records still pending; add blank cards to "
+                                  f"{stock.directory} and run the batch again to resume")
+            return RunReport(db.input_count(), db.counts(), db.unaccounted(), db.failures(), reconciled,
+                             time.perf_counter() - started, processed, db.stage_summary(), errors)

@@ -1,0 +1,193 @@
+"""Card sources: where a station gets its next blank card.
+
+* :class:`ImageSource` — emulated cards, the images of a stock directory
+  (:mod:`cardlab.personalizer.stock`), each claimed in the job database and
+  loaded into a private emulated reader;
+* :class:`ReaderSource` — the card in a PC/SC reader, swapped by an operator
+  or a feeder between two cards.
+
+Either way the station gets a :class:`CardInHand` whose channel is a
+:class:`~cardlab.personalizer.engine.channel.PcscChannel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from cardlab.personalizer.engine.channel import PcscChannel, card_present
+from cardlab.personalizer.engine.errors import EngineError
+from cardlab.personalizer.stock import list_images
+
+if TYPE_CHECKING:
+    from cardlab.emulator import Card
+    from cardlab.personalizer.jobdb import JobDb
+
+
+@dataclass
+class CardInHand:
+    """The card a station is working on."""
+
+    kind: str  # "image" | "reader"
+    location: str  # image path or reader name
+    channel: PcscChannel
+    card_row: int | None = None
+    #: called once the card is finished (saved / ejected)
+    finish: Callable[[], None] = lambda: None
+
+
+class CardSource(Protocol):
+    kind: str
+
+    def next_card(self, db: JobDb, station: str) -> CardInHand | None:
+        """The next blank card, or ``None`` when there is none (stock used up,
+        nothing pending, the operator stopped)."""
+
+    def open(self, location: str) -> CardInHand | None:
+        """The card at ``location`` again (reconciliation); ``None`` if gone."""
+
+    def close(self) -> None: ...
+
+
+def _quick_save(card: Card, path: Path) -> None:
+    """Atomic replace of an image after each APDU that changed the card (a
+    crash leaves either the old or the new state, as on a real card's
+    EEPROM); the durable fsync'ed save comes at the end of the card."""
+    from cardlab.emulator.image import dumps
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(dumps(card.state, compact=True))
+    os.replace(tmp, path)
+
+
+class ImageSource:
+    """Emulated cards: card images in a stock directory, each loaded into a
+    private emulated reader and used through :class:`PcscChannel`."""
+
+    kind = "image"
+
+    def __init__(self, directory: str | Path, *, reader_name: str | None = None) -> None:
+        # absolute, so that the job database names each card image the same
+        # whatever directory a later command (resume, certify) runs from
+        self.directory = Path(directory).resolve()
+        if not self.directory.is_dir():
+            raise EngineError(f"{self.directory}: no such card stock directory")
+        self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"
+        # the stock listing, read once and walked forward: an image passed over is used for good
+        # (card rows are never given back while records are pending), so each claim looks only at
+        # the images after the last one; the directory is read again when the walk reaches its
+        # end (cards added to the stock during a run are found then)
+        self._images: list[str] = []
+        self._next = 0
+
+    def _insert(self, path: Path) -> CardInHand:
+        from cardlab.emulator import Card
+        from cardlab.emulator.transports import pyscard_reader
+
+        card = Card.load(path)
+        card.on_commit = lambda c: _quick_save(c, path)
+        pyscard_reader.insert(card, self.reader_name)
+        channel = PcscChannel(self.reader_name)
+
+        def finish() -> None:
+            channel.close()
+            card.save(path)  # durable: fsync file and directory
+            pyscard_reader.remove(self.reader_name)
+
+        return CardInHand("image", str(path), channel, finish=finish)
+
+    def next_card(self, db: JobDb, station: str) -> CardInHand | None:
+        if not db.pending_left():
+            return None
+        claimed = db.claim_image(station, self._images[self._next:])
+        if claimed is None:
+            self._images, self._next = [str(p) for p in list_images(self.directory)], 0
+            claimed = db.claim_image(station, self._images)
+            if claimed is None:
+                return None
+        row, path = claimed
+        self._next = self._images.index(path, self._next) + 1
+        try:
+            hand = self._insert(Path(path))
+        except Exception as exc:  # noqa: BLE001 - a broken image is one unusable card
+            db.release_card(row, "unusable", f"image cannot be loaded: {type(exc).__name__}")
+            return self.next_card(db, station)
+        hand.card_row = row
+        return hand
+
+    def open(self, location: str) -> CardInHand | None:
+        path = Path(location)
+        if not path.exists():
+            return None
+        return self._insert(path)
+
+    def close(self) -> None:
+        from cardlab.emulator.transports import pyscard_reader
+
+        with contextlib.suppress(Exception):
+            pyscard_reader.remove(self.reader_name)
+
+
+class ReaderSource:
+    """A real (or any PC/SC) reader: the next card is the card in the reader.
+
+    The station waits for a card to be inserted (polling every
+    ``poll`` seconds, up to ``timeout`` seconds per card, ``None`` = forever),
+    and after each card, when ``wait_removal`` is set, for its removal — so
+    the operator (or a card feeder) swaps cards between two runs of the script.
+    """
+
+    kind = "reader"
+
+    def __init__(
+        self,
+        reader: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.25,
+        wait_removal: bool = True,
+        say: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    ) -> None:
+        self.reader = reader
+        self.timeout = timeout
+        self.poll = poll
+        self.wait_removal = wait_removal
+        self.say = say
+
+    def _wait(self, present: bool) -> bool:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        told = False
+        while card_present(self.reader) != present:
+            if not told:
+                self.say(f"{'insert a card into' if present else 'remove the card from'} reader {self.reader!r}")
+                told = True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll)
+        return True
+
+    def next_card(self, db: JobDb, station: str) -> CardInHand | None:
+        if not db.pending_left() or not self._wait(True):
+            return None
+        channel = PcscChannel(self.reader)
+
+        def finish() -> None:
+            channel.close()
+            if self.wait_removal:
+                self._wait(False)
+
+        return CardInHand("reader", self.reader, channel, finish=finish)
+
+    def open(self, location: str) -> CardInHand | None:
+        if not card_present(location):
+            return None
+        return CardInHand("reader", location, PcscChannel(location))
+
+    def close(self) -> None:
+        pass

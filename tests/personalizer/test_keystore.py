@@ -367,7 +367,7 @@ def token(soft: SoftwareKeyStore, tmp_path_factory: pytest.TempPathFactory) -> I
         )
     import pkcs11
 
-    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
+    from cardlab.personalizer.keys.pkcs11_token import Pkcs11KeyStore, import_keystore_into_token
 
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir()
@@ -410,7 +410,7 @@ def test_token_keys_are_not_extractable(token: KeyStore) -> None:
     import pkcs11
     from pkcs11 import Attribute
 
-    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore
+    from cardlab.personalizer.keys.pkcs11_token import Pkcs11KeyStore
 
     assert isinstance(token, Pkcs11KeyStore)
     for obj in token.session.get_objects({Attribute.CLASS: pkcs11.ObjectClass.SECRET_KEY}):
@@ -420,7 +420,7 @@ def test_token_keys_are_not_extractable(token: KeyStore) -> None:
 
 
 def test_token_refuses_duplicate_import(soft: SoftwareKeyStore, token: KeyStore) -> None:
-    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
+    from cardlab.personalizer.keys.pkcs11_token import Pkcs11KeyStore, import_keystore_into_token
 
     assert isinstance(token, Pkcs11KeyStore)
     with pytest.raises(KeyStoreError, match="already holds a key 'KEK'"):

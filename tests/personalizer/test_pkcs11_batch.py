@@ -58,7 +58,7 @@ def token_spec(soft: SoftwareKeyStore, tmp_path_factory: pytest.TempPathFactory)
         pytest.skip("SoftHSM2 is not installed (softhsm2-util / libsofthsm2.so missing; Debian package softhsm2)")
     import pkcs11
 
-    from cardlab.personalizer.keystore_pkcs11 import Pkcs11KeyStore, import_keystore_into_token
+    from cardlab.personalizer.keys.pkcs11_token import Pkcs11KeyStore, import_keystore_into_token
 
     base = tmp_path_factory.mktemp("softhsm-batch")
     (base / "tokens").mkdir()

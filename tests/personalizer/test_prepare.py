@@ -102,7 +102,7 @@ def test_every_application_gets_every_dgi(batches: dict[str, Path], ks: Software
 
 
 def test_icc_master_keys_known_answer(batches: dict[str, Path], ks: SoftwareKeyStore) -> None:
-    """Sealed 8000 opens to Option A ICC MKs (cardlab.cardspec.emv, independent of keys.py) and 9000 holds their KCVs."""
+    """Sealed 8000 opens to Option A ICC MKs (cardlab.cardspec.emv, independent of cardlab.personalizer.keys) and 9000 holds their KCVs."""
     records = [r for r in read_records(SAMPLE, today=TODAY) if not hasattr(r, "problems")]
     by_index = {r.index: r for r in records}  # type: ignore[union-attr]
     imks = [ks.clear_value(n) for n in ("IMK-AC", "IMK-SMI", "IMK-SMC")]

@@ -28,33 +28,7 @@ REF_GET_DATA = "EMV Book 3 §6.5.7"
 AMOUNT = 100
 
 
-# -- talking to the card -----------------------------------------------------------------
-
-
-def _value_of_get_data(data: bytes, tag: int) -> bytes | None:
-    try:
-        items = parse(data)
-    except TlvError:
-        return None
-    for t in items:
-        if t.tag == tag:
-            return t.value
-    return None
-
-
-def hex_or_dash(b: bytes | None) -> str:
-    return "-" if b is None else b.hex().upper()
-
-
-def tagname(tag: int) -> str:
-    try:
-        from ..dictionary import name
-
-        return f"{tag:X} {name(tag)}"
-    except Exception:
-        return f"{tag:X}"
-
-
+# -- the contexts -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -112,6 +86,33 @@ class AppContext:
 
 class Stop(Exception):
     """A step cannot go on: the application's remaining rules are not reached (the message says why)."""
+
+
+# -- talking to the card -----------------------------------------------------------------
+
+
+def _value_of_get_data(data: bytes, tag: int) -> bytes | None:
+    try:
+        items = parse(data)
+    except TlvError:
+        return None
+    for t in items:
+        if t.tag == tag:
+            return t.value
+    return None
+
+
+def hex_or_dash(b: bytes | None) -> str:
+    return "-" if b is None else b.hex().upper()
+
+
+def tagname(tag: int) -> str:
+    try:
+        from ..dictionary import name
+
+        return f"{tag:X} {name(tag)}"
+    except Exception:
+        return f"{tag:X}"
 
 
 def sw_of(ev: TraceEvent) -> int:

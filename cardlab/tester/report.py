@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from tabulate import tabulate
 
-from .certify import CardReport
+from .certify.results import CardReport
 from .rules import FAIL, NA, PASS, RULES
 
 SCHEMA = "cardlab-certification-report"

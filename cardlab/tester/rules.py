@@ -167,14 +167,14 @@ _RULES: list[tuple[str, str, str, str]] = [
     ("DIR-001", "PSE directory (when present) lists the application with its label and priority", f"{B1} §12.2.2–12.2.3", MINOR),
 ]
 
-# -- GP life cycles over SCP03 (cardlab.tester.certify_life) and file-system profiles (cardlab.tester.certify_fs) --
+# -- GP life cycles over SCP03 (cardlab.tester.certify.life) and file-system profiles (cardlab.tester.certify.fs) --
 GP, I4 = "GP Card Spec 2.3", "ISO/IEC 7816-4:2020"
 _RULES += [
     ("LIFE-CARD-002", "SCP03 opens with the card keys diversified from the key store's KMC by the card's KDD (card cryptogram verifies)", f"{GP} Amendment D §6.2.2, §7.1.1; {GP} §7.2", CRITICAL),
     ("LIFE-APP-003", "Every profile application instance is PERSONALIZED (0F), not LOCKED (GET STATUS P1=40), and selectable", f"{GP} §5.3.1, §11.4, §11.9", CRITICAL),
     ("PRIV-001", "Privileges (C5, GET STATUS P1=40 over SCP03) of every profile application instance and of the PSE / PPSE equal the profile's (00: no privileges)", f"{GP} §11.4, table 11-38; §11.1.2", MAJOR),
 ]
-# -- payment system directories, card level (cardlab.tester.certify_dir) --
+# -- payment system directories, card level (cardlab.tester.certify.directories) --
 _RULES += [
     ("DIR-002", "PPSE 2PAY.SYS.DDF01 selectable; its FCI (6F {84, A5 {BF0C}}) lists exactly the profile's applications: AID 4F, label 50, priority 87", f"{B1} §12.3; EMV Contactless Book B §3.3", MAJOR),
     ("DIR-003", "PSE 1PAY.SYS.DDF01 (when present): its directory records list exactly the profile's applications: AID 4F, label 50, priority 87", f"{B1} §12.2.2–12.3.2", MAJOR),
@@ -192,13 +192,13 @@ _FS_RULES: list[tuple[str, str, str, str]] = [
     ("FS-AC-003", "Updates outside the secure channel are refused (6982)", f"{I4} §5.4, §11.2.4; {GP} Amendment D §6.2", MAJOR),
 ]
 _RULES += _FS_RULES
-#: rules evaluated once per card by cardlab.tester.certify_life
+#: rules evaluated once per card by cardlab.tester.certify.life
 LIFE_RULE_IDS = ["LIFE-CARD-001", "LIFE-CARD-002", "LIFE-APP-003"]
-#: rule evaluated once per card by cardlab.tester.certify_life over SCP03, opt-in like the life cycles
+#: rule evaluated once per card by cardlab.tester.certify.life over SCP03, opt-in like the life cycles
 PRIV_RULE_IDS = ["PRIV-001"]
-#: rules evaluated once per card by cardlab.tester.certify_dir
+#: rules evaluated once per card by cardlab.tester.certify.directories
 DIR_RULE_IDS = ["DIR-002", "DIR-003"]
-#: rules of file-system profiles only (cardlab.tester.certify_fs)
+#: rules of file-system profiles only (cardlab.tester.certify.fs)
 FS_RULE_IDS = [r[0] for r in _FS_RULES]
 
 RULES: dict[str, Rule] = {r[0]: Rule(r[0], r[1], r[2], r[3], r[0].split("-")[0]) for r in _RULES}

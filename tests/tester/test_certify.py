@@ -80,6 +80,36 @@ def test_every_sample_card_certifies_clean(prepared: certkit.Prepared) -> None:
         ok = {r.rule for r in rep.results if r.verdict == PASS}
         assert {"DATA-PAN-001", "KEY-AC-001", "KEY-PIN-001", "KEY-PIN-002", "CERT-ICC-PAN-001", "CERT-ISS-004"} <= ok
         assert sum(r.verdict == PASS for r in rep.results) > 60
+        # each card evaluator gives one result per rule it declares, in order
+        assert [r.rule for r in rep.results if not r.app] == certify.CARD_RULES
+
+
+def test_card_evaluators_declare_catalogue_rules() -> None:
+    """The plug-in list of certify/evaluators.py: card rules are catalogue rules, each owned by one evaluator."""
+    assert certify.CARD_RULES and len(set(certify.CARD_RULES)) == len(certify.CARD_RULES)
+    assert set(certify.CARD_RULES) <= set(rules.RULES) and not set(certify.CARD_RULES) & set(certify.APP_RULES)
+    assert all(ev.rule_ids and ev.name for ev in certify.CARD_EVALUATORS)
+
+
+def test_card_evaluator_before_the_applications(prepared: certkit.Prepared, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``before_applications`` evaluator sees the card as powered on (no command sent yet)
+    and its results come first; the others run after the applications."""
+    from cardlab.tester.certify import card as card_module
+    from cardlab.tester.certify.context import CardContext
+
+    seen: list[int] = []
+
+    def power_on(ctx: CardContext) -> list[rules.Result]:
+        seen.append(len(getattr(ctx.channel, "log")))
+        return [rules.Result("DIR-001", NA, "a test evaluator")]
+
+    extra = certify.CardEvaluator("test", ("DIR-001",), power_on, before_applications=True)
+    monkeypatch.setattr(card_module, "CARD_EVALUATORS", (extra, *certify.CARD_EVALUATORS))
+    prof, rec, keys = certkit.sources_for(prepared, 0)
+    rep = certify.certify_card(certkit.channel(certkit.card_from_dgis(prepared.clear(0))), prof, rec, keys, today=certkit.TODAY)
+    assert seen == [0]
+    assert rep.results[0].evidence == "a test evaluator"
+    assert [r.rule for r in rep.results if not r.app] == ["DIR-001", *certify.CARD_RULES]
 
 
 DESTRUCTIVE = ("KEY-PIN-003", *certify.SCRIPT_RULES)

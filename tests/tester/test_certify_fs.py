@@ -16,7 +16,8 @@ from cardlab.emulator import Card
 from cardlab.personalizer.badge import prepare_badges
 from cardlab.personalizer.keys import SoftwareKeyStore
 from cardlab.personalizer.script import execute, load_script
-from cardlab.tester import certify_fs, sources
+from cardlab.tester import sources
+from cardlab.tester.certify import fs
 from cardlab.tester.channel import RecordingChannel
 from cardlab.tester.rules import FAIL, FS_RULE_IDS, NA, PASS, RULES, Result
 
@@ -32,7 +33,7 @@ def ks() -> SoftwareKeyStore:
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    return certify_fs.load_fs_profile(PROFILE)
+    return fs.load_fs_profile(PROFILE)
 
 
 def badge_card(ks: SoftwareKeyStore, doc: dict[str, Any], n: int = 0) -> Card:
@@ -51,8 +52,8 @@ def ef(card: Card, fid: int) -> Any:
 
 
 def certify(card: Card, doc: dict[str, Any], n: int = 0) -> list[Result]:
-    rec = certify_fs.read_badge_records(RECORDS)[n]
-    return certify_fs.certify_fs(RecordingChannel(card.transmit), certify_fs.expected_badge(doc, rec))
+    rec = fs.read_badge_records(RECORDS)[n]
+    return fs.certify_fs(RecordingChannel(card.transmit), fs.expected_badge(doc, rec))
 
 
 def failed(results: list[Result]) -> set[str]:
@@ -60,8 +61,8 @@ def failed(results: list[Result]) -> set[str]:
 
 
 def test_profile_detection() -> None:
-    assert certify_fs.is_fs_profile(PROFILE)
-    assert not certify_fs.is_fs_profile(VECTORS / "profiles" / "visa-cvn18.yaml")
+    assert fs.is_fs_profile(PROFILE)
+    assert not fs.is_fs_profile(VECTORS / "profiles" / "visa-cvn18.yaml")
     for rid in ("FS-DF-001", "FS-DATA-001", "FS-REC-001", "FS-AC-001", "FS-AC-002", "FS-TYPE-001"):
         assert rid in RULES and "7816-4" in RULES[rid].reference
 
@@ -129,8 +130,8 @@ def test_command_line_and_life_cycles(ks: SoftwareKeyStore, doc: dict[str, Any],
     assert rc == 0, out
     assert "FS-REC-001" in out or (tmp_path / "r").exists()
     # the key check for the life cycle: the channel opened with the KMC's keys
-    rep = certify_fs.certify_fs_card(RecordingChannel(Card.load(cards / "card-01.json").transmit), doc,
-                                     certify_fs.read_badge_records(RECORDS)[0], keys=sources.load_keystore(VECTORS / "test-keystore.json"),
+    rep = fs.certify_fs_card(RecordingChannel(Card.load(cards / "card-01.json").transmit), doc,
+                                     fs.read_badge_records(RECORDS)[0], keys=sources.load_keystore(VECTORS / "test-keystore.json"),
                                      gp_status=True)  # fmt: skip
     v = {r.rule: r.verdict for r in rep.results}
     assert v["LIFE-CARD-002"] == PASS and v["LIFE-APP-003"] == NA and rep.verdict == PASS

@@ -16,7 +16,8 @@ sys.path.insert(0, str(ROOT / "tests" / "emv"))
 import cardmaker  # type: ignore[import-not-found]  # noqa: E402
 from cardlab.emulator import Card  # noqa: E402
 
-from cardlab.tester import certify_life, gp, scp03, sources  # noqa: E402
+from cardlab.tester import gp, scp03, sources  # noqa: E402
+from cardlab.tester.certify import life  # noqa: E402
 from cardlab.tester.channel import RecordingChannel  # noqa: E402
 from cardlab.tester.rules import FAIL, NA, PASS, RULES, Result  # noqa: E402
 
@@ -42,8 +43,8 @@ def _card(keys: sources.KeyStore, lifecycle: int = 0x0F) -> tuple[Card, bytes]:
     return card, made[0].profile.aid
 
 
-def _prof(aid: bytes, target: str = "SECURED") -> certify_life.GpCardProfile:
-    return certify_life.GpCardProfile(None, "KMC", "KDF3", 0, target, (aid,))
+def _prof(aid: bytes, target: str = "SECURED") -> life.GpCardProfile:
+    return life.GpCardProfile(None, "KMC", "KDF3", 0, target, (aid,))
 
 
 def _verdicts(results: list[Result]) -> dict[str, str]:
@@ -51,14 +52,14 @@ def _verdicts(results: list[Result]) -> dict[str, str]:
 
 
 def test_rules_in_catalogue() -> None:
-    for rid in certify_life.LIFE_RULES:
+    for rid in life.LIFE_RULES:
         assert rid in RULES and "GP" in RULES[rid].reference and "§" in RULES[rid].reference
 
 
 def test_personalized_secured_card_passes(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
     ch = RecordingChannel(card.transmit)
-    res = certify_life.life_cycle_results(ch, _prof(aid), keys)
+    res = life.life_cycle_results(ch, _prof(aid), keys)
     assert _verdicts(res) == {"LIFE-CARD-001": PASS, "LIFE-CARD-002": PASS, "LIFE-APP-003": PASS}, [(r.rule, r.evidence) for r in res]
     # GET STATUS went over SCP03 (CLA 84 with a C-MAC), P1=80 and P1=40
     status = [x.command for x in ch.log if x.command[1] == 0xF2]
@@ -71,7 +72,7 @@ def test_personalized_secured_card_passes(keys: sources.KeyStore) -> None:
 
 def test_card_left_op_ready_fails(keys: sources.KeyStore) -> None:
     card, aid = _card(keys, lifecycle=0x01)
-    res = certify_life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), keys)
+    res = life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), keys)
     v = _verdicts(res)
     assert v["LIFE-CARD-001"] == FAIL and v["LIFE-CARD-002"] == PASS
     bad = next(r for r in res if r.rule == "LIFE-CARD-001")
@@ -82,7 +83,7 @@ def test_locked_instance_fails(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
     rec = next(r for r in card.state.instances if r.aid == aid)
     rec.lifecycle |= 0x80
-    res = certify_life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), keys)
+    res = life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), keys)
     v = _verdicts(res)
     assert v["LIFE-APP-003"] == FAIL and v["LIFE-CARD-001"] == PASS
     assert "LOCKED(PERSONALIZED)" in next(r.evidence for r in res if r.rule == "LIFE-APP-003")
@@ -92,13 +93,13 @@ def test_instance_not_personalized_fails(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
     rec = next(r for r in card.state.instances if r.aid == aid)
     rec.lifecycle = 0x07  # SELECTABLE: personalization never completed
-    res = certify_life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), keys)
+    res = life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), keys)
     assert _verdicts(res)["LIFE-APP-003"] == FAIL
 
 
 def test_card_keys_not_from_the_kmc(keys: sources.KeyStore) -> None:
     card, made = cardmaker.make_card(cardmaker.Profile())  # default ISD keys
-    res = certify_life.life_cycle_results(RecordingChannel(card.transmit), _prof(made[0].profile.aid), keys)
+    res = life.life_cycle_results(RecordingChannel(card.transmit), _prof(made[0].profile.aid), keys)
     v = _verdicts(res)
     assert v["LIFE-CARD-002"] == FAIL and v["LIFE-CARD-001"] == NA and v["LIFE-APP-003"] == NA
 
@@ -106,7 +107,7 @@ def test_card_keys_not_from_the_kmc(keys: sources.KeyStore) -> None:
 def test_no_kmc_not_applicable(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
     empty = sources.KeyStore()
-    res = certify_life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), empty)
+    res = life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), empty)
     assert set(_verdicts(res).values()) == {NA}
 
 
@@ -117,9 +118,9 @@ def test_certify_card_hook(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
     prof = sources.load_profile(ROOT / "vectors" / "profiles" / "visa-cvn18.yaml")
     rec = next(sources.read_records(ROOT / "vectors" / "records" / "sample.csv"))
-    results = certify_life.card_life_results(RecordingChannel(card.transmit), prof, keys, pan=rec.pan, enabled=False)
+    results = life.card_life_results(RecordingChannel(card.transmit), prof, keys, pan=rec.pan, enabled=False)
     assert set(_verdicts(results).values()) == {NA}
-    assert set(certify_life.LIFE_RULES) <= set(certify.CARD_RULES)
+    assert set(life.LIFE_RULES) <= set(certify.CARD_RULES)
 
 
 def test_gp_parsers() -> None:
@@ -137,7 +138,7 @@ def test_gp_parsers() -> None:
 
 def test_get_status_and_cplc_on_the_card(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
-    session, _isd = certify_life.open_session(RecordingChannel(card.transmit), _prof(aid), keys, level=0x13)
+    session, _isd = life.open_session(RecordingChannel(card.transmit), _prof(aid), keys, level=0x13)
     apps, sw = gp.get_status(session.send, gp.APPS)
     assert sw == 0x9000 and aid in {e.aid for e in apps}
     cplc = session.send(bytes.fromhex("80CA9F7F00"))

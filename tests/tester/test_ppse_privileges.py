@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from cardlab.pytest_plugin import PersonalizedCard, Personalizer, Terminal
-from cardlab.tester import certify_dir, sources
+from cardlab.tester import sources
+from cardlab.tester.certify import directories
 from cardlab.tester.rules import FAIL, NA, PASS, RULES
 from cardlab.tester.tlv import encode
 
@@ -121,11 +122,11 @@ class _FakeDirectories:
         self.pse, self.ppse = pse, ppse
 
     def transmit(self, apdu: bytes) -> bytes:
-        if apdu[1] == 0xA4 and certify_dir.PPSE in apdu:
+        if apdu[1] == 0xA4 and directories.PPSE in apdu:
             a5 = encode(0xBF0C, b"".join(self.ppse))
-            return encode(0x6F, encode(0x84, certify_dir.PPSE) + encode(0xA5, a5)) + b"\x90\x00"
-        if apdu[1] == 0xA4 and certify_dir.PSE in apdu:
-            return encode(0x6F, encode(0x84, certify_dir.PSE) + encode(0xA5, encode(0x88, b"\x01"))) + b"\x90\x00"
+            return encode(0x6F, encode(0x84, directories.PPSE) + encode(0xA5, a5)) + b"\x90\x00"
+        if apdu[1] == 0xA4 and directories.PSE in apdu:
+            return encode(0x6F, encode(0x84, directories.PSE) + encode(0xA5, encode(0x88, b"\x01"))) + b"\x90\x00"
         if apdu[1] == 0xB2 and apdu[2] == 1 and self.pse:
             return encode(0x70, b"".join(self.pse)) + b"\x90\x00"
         return b"\x6a\x83"
@@ -142,11 +143,11 @@ def test_directories_list_exactly_the_profile_applications() -> None:
     prof = sources.load_profile(PROFILE)
     mine = _entry("A0000000041010", "MASTERCARD", 1)
     other = _entry("A0000000043060", "MAESTRO", 2)
-    ok = certify_dir.directory_results(_FakeDirectories([mine], [mine]), prof)
+    ok = directories.directory_results(_FakeDirectories([mine], [mine]), prof)
     assert [(r.rule, r.verdict) for r in ok] == [("DIR-002", PASS), ("DIR-003", PASS)]
-    extra = certify_dir.directory_results(_FakeDirectories([mine, other], [mine, mine]), prof)
+    extra = directories.directory_results(_FakeDirectories([mine, other], [mine, mine]), prof)
     assert [r.verdict for r in extra] == [FAIL, FAIL]
     assert "listed twice" in extra[0].evidence and "A0000000043060" in extra[1].evidence
-    wrong = certify_dir.directory_results(_FakeDirectories([_entry("A0000000041010", "MASTERCARD", 2)],
+    wrong = directories.directory_results(_FakeDirectories([_entry("A0000000041010", "MASTERCARD", 2)],
                                                            [_entry("A0000000041010", "OTHER", 1)]), prof)  # fmt: skip
     assert [r.verdict for r in wrong] == [FAIL, FAIL] and "missing or different" in wrong[0].evidence

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .channel import CardChannel
-from .rules import FAIL, NA, PASS, Result
-from .sources import mask_pan, redact
-from .tlv import Tlv, TlvError, parse
+from ..channel import CardChannel
+from ..sources import mask_pan, redact
+from ..tlv import Tlv, TlvError, parse
+from .results import FAIL, NA, PASS, Result
 
 PSE = b"1PAY.SYS.DDF01"
 PPSE = b"2PAY.SYS.DDF01"

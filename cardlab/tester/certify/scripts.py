@@ -1,7 +1,7 @@
 """Destructive key checks by issuer scripts, in transactions after the
 certification transaction (``certify_card(destructive=True)``, ``--destructive``).
 
-The certification transaction (cardlab.tester.certify) went online with a PUT DATA
+The certification transaction (:mod:`.cryptograms`) went online with a PUT DATA
 (KEY-SMI-001) and, for an application with an offline PIN, a PIN CHANGE to the
 record's own PIN after one wrong PIN (so that the counter reset shows). Then,
 each a new transaction from SELECT through the kernel's steps (cardlab.tester.kernel)
@@ -25,27 +25,19 @@ from __future__ import annotations
 from datetime import datetime
 from datetime import time as dtime
 
-from . import kernel, online
-from .certify import (
-    AMOUNT,
-    REF_GET_DATA,
-    STEP,
-    _Ctx,
-    _host,
-    _pin_change_host,
-    _verify,
-    script_keys_missing,
-    script_sw,
-)
-from .exchange import send
-from .issuer_host import AAC, ARQC, HostError, Script, application_block, application_unblock
-from .state import TransactionState
-from .tlv import TlvError, flatten
+from .. import kernel, online
+from ..exchange import send
+from ..issuer_host import AAC, ARQC, HostError, Script, application_block, application_unblock
+from ..state import TransactionState
+from ..tlv import TlvError, flatten
+from .context import AMOUNT, REF_GET_DATA, STEP, AppContext
+from .host import host_for, pin_change_host, script_keys_missing, script_sw
+from .pin import verify_pin
 
 CID = {ARQC: "ARQC", AAC: "AAC", 0x40: "TC", 0xC0: "RFU"}
 
 
-def _begin(ctx: _Ctx) -> tuple[TransactionState, int]:
+def _begin(ctx: AppContext) -> tuple[TransactionState, int]:
     """A new transaction: SELECT the application (a blocked one answers 6283 with
     its FCI, Book 1 §12.4 — the issuer's terminal goes on), GPO, READ RECORDs.
     The state's outcome says when it could not go on."""
@@ -70,7 +62,7 @@ def _begin(ctx: _Ctx) -> tuple[TransactionState, int]:
     return st, sw
 
 
-def _ask_arqc(ctx: _Ctx, st: TransactionState) -> int | None:
+def _ask_arqc(ctx: AppContext, st: TransactionState) -> int | None:
     """First GENERATE AC asking for an ARQC (no CDA); the CID type it answered."""
     st.extras["ask"] = ARQC
     st.outcome = ""
@@ -79,15 +71,15 @@ def _ask_arqc(ctx: _Ctx, st: TransactionState) -> int | None:
     return cid[0] & 0xC0 if cid else None
 
 
-def _ptc(ctx: _Ctx, st: TransactionState) -> int | None:
+def _ptc(ctx: AppContext, st: TransactionState) -> int | None:
     data, sw = send(st, ctx.ch, bytes.fromhex("80CA9F1700"), STEP, REF_GET_DATA, "GET DATA PIN try counter (9F17)")
     return data[3] if sw == 0x9000 and len(data) >= 4 and data[:3] == b"\x9F\x17\x01" else None
 
 
-def _online(ctx: _Ctx, st: TransactionState, script: Script) -> int | None:
+def _online(ctx: AppContext, st: TransactionState, script: Script) -> int | None:
     """Online with one script (the host declines: the issuer's own transaction);
     the SW the script command got, None when it never reached the card."""
-    host = _host(ctx, "decline")
+    host = host_for(ctx, "decline")
     if host is None:
         return None
     mark = len(st.script_results)
@@ -98,12 +90,18 @@ def _online(ctx: _Ctx, st: TransactionState, script: Script) -> int | None:
     return script_sw(st, mark).get({"application block": 0x1E, "application unblock": 0x18}[script.kind])
 
 
-def after_certification(ctx: _Ctx) -> None:
+def destructive_transactions(ctx: AppContext) -> None:
+    """The last application step: T2–T4 when destructive checks are requested."""
+    if ctx.destructive:
+        after_certification(ctx)
+
+
+def after_certification(ctx: AppContext) -> None:
     """T2–T4 of the module docstring; every rule they feed gets its verdict."""
     c, app = ctx.c, ctx.app
     if not app.offline_pin:
         c.na("KEY-SMC-001", "no offline PIN CVM in the profile: the card holds no PIN to change (the ICC SMC key has no other use)")
-    elif _pin_change_host(ctx) is None:
+    elif pin_change_host(ctx) is None:
         c.na("KEY-SMC-001", script_keys_missing(ctx, pin_change=True) or f"PIN try limit {app.pin_try_limit}")
     if not (ctx.scripts_online or ctx.pin_lowered):
         return  # the certification transaction did not go online: its rules say why
@@ -114,7 +112,7 @@ def after_certification(ctx: _Ctx) -> None:
         if ctx.pin_lowered:
             c.check("KEY-PIN-002", False, why + " (the PIN try counter stays one below the limit)")
         if ctx.scripts_online:
-            if _pin_change_host(ctx) is not None:
+            if pin_change_host(ctx) is not None:
                 c.check("KEY-SMC-001", False, why)
             c.check("KEY-SMI-002", False, why)
             c.na("KEY-SMI-003", "APPLICATION BLOCK not sent")
@@ -163,16 +161,16 @@ def _why(sw: int | None) -> str:
             0x6A80: " (wrong data: the new PIN block did not decipher: SMC key; a VIS PIN block also needs the AC key)"}.get(sw, "")  # fmt: skip
 
 
-def _pin_after_change(ctx: _Ctx, st: TransactionState) -> None:
+def _pin_after_change(ctx: AppContext, st: TransactionState) -> None:
     """KEY-SMC-001 from the PIN try counter and an offline VERIFY with the
     record's PIN, which also restores a counter lowered before the PIN CHANGE."""
     c, app = ctx.c, ctx.app
-    changed = _pin_change_host(ctx) is not None and ctx.scripts_online
+    changed = pin_change_host(ctx) is not None and ctx.scripts_online
     if not (changed or ctx.pin_lowered):
         return
     limit = app.pin_try_limit
     before = _ptc(ctx, st)
-    sw = _verify(ctx, ctx.rec.pin, st)
+    sw = verify_pin(ctx, ctx.rec.pin, st)
     after = _ptc(ctx, st)
     if ctx.pin_lowered:
         c.check("KEY-PIN-002", sw == 0x9000 and after == limit, f"after the destructive checks VERIFY with the record's PIN "

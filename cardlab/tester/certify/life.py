@@ -18,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from . import gp
-from .channel import CardChannel
-from .rules import FAIL, NA, PASS, Result
-from .scp03 import Scp03Error, Scp03Session, diversify
-from .sources import KeyStore, mask_pan, redact
+from .. import gp
+from ..channel import CardChannel
+from ..scp03 import Scp03Error, Scp03Session, diversify
+from ..sources import KeyStore, mask_pan, redact
+from .results import FAIL, NA, PASS, Result
 
 LIFE_RULES = ["LIFE-CARD-001", "LIFE-CARD-002", "LIFE-APP-003"]
 DEFAULT_ISD_AIDS = (bytes.fromhex("A000000151000000"), bytes.fromhex("A0000000030000"), bytes.fromhex("A000000003000000"))
@@ -172,7 +172,7 @@ def life_cycle_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore
 
 
 def card_life_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
-    """The hook for :func:`cardlab.tester.certify.certify_card`: ``profile`` is the
+    """For :func:`.card.certify_card` (:data:`.evaluators.CARD_EVALUATORS`): ``profile`` is the
     tester's :class:`~tester.sources.IssuerProfile` (its ``path`` is re-read
     for the card section's diversification scheme and key version)."""
     if not enabled:
@@ -240,7 +240,7 @@ def privilege_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore,
 
 
 def card_privilege_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
-    """The hook for :func:`cardlab.tester.certify.certify_card`, opt-in like the life cycles (``--gp-status``)."""
+    """For :func:`.card.certify_card` (:data:`.evaluators.CARD_EVALUATORS`), opt-in like the life cycles (``--gp-status``)."""
     if not enabled:
         return [_r(rid, NA, "GP privileges not requested (--gp-status: GET STATUS over SCP03 with the key store's KMC)") for rid in PRIV_RULES]
     aids = tuple(a.aid for a in getattr(profile, "applications", ()))

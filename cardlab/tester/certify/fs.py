@@ -25,21 +25,20 @@ read or reported; only its type, size and access conditions are checked.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .channel import CardChannel
-from .rules import FAIL, NA, PASS, Result
-from .tlv import TlvError, parse
+from ..channel import CardChannel
+from ..rules import FS_RULE_IDS
+from ..tlv import TlvError, parse
+from .life import LIFE_RULES, GpCardProfile, life_cycle_results
+from .results import FAIL, NA, PASS, CardReport, Result
 
 MF = b"\x3f\x00"
 FDB_DF, FDB_TRANSPARENT, FDB_LINEAR_FIXED = 0x38, 0x01, 0x02
@@ -328,8 +327,6 @@ def _text(b: bytes) -> str:
 
 def certify_fs(channel: CardChannel, df: ExpectedDf) -> list[Result]:
     """The FS-* rules for one card against the expected DF."""
-    from .rules import FS_RULE_IDS
-
     io_ = _Io(channel)
     res = _Results(list(FS_RULE_IDS))
     # the DF: by name, then by path with its FCP
@@ -459,15 +456,12 @@ def _no_update_outside_sm(io_: _Io, res: _Results, df: ExpectedDf, f: ExpectedFi
         res.check("FS-AC-003", sw == 0x6982, f"{label}: UPDATE RECORD 1 outside the secure channel {sw:04X}", "6982", f"{sw:04X}")
 
 
-# -- one card, a batch, the command line --------------------------------------------------------
+# -- one card ----------------------------------------------------------------------------------------
 
 
 def certify_fs_card(channel: CardChannel, doc: dict[str, Any], record: dict[str, str], *, keys: Any = None,
-                    gp_status: bool = False, card_id: str = "", source: str = "", profile_path: str = "") -> Any:  # fmt: skip
-    """A :class:`cardlab.tester.certify.CardReport` for one file-system card."""
-    from .certify import CardReport
-    from .certify_life import LIFE_RULES, GpCardProfile, life_cycle_results
-
+                    gp_status: bool = False, card_id: str = "", source: str = "", profile_path: str = "") -> CardReport:  # fmt: skip
+    """The :class:`.results.CardReport` of one file-system card."""
     start = time.perf_counter()
     number = record.get("badge_number", "")
     idx = int(record.get("_index", "0") or 0)
@@ -485,53 +479,3 @@ def certify_fs_card(channel: CardChannel, doc: dict[str, Any], record: dict[str,
         report.results.extend(Result(r, NA, "GP life cycles not requested (--gp-status)") for r in LIFE_RULES)
     report.seconds = time.perf_counter() - start
     return report
-
-
-def _prompt(msg: str) -> None:
-    input(msg.replace(" (" + "*" * 12 + ")", "").replace(" (" + "0" * 12 + ")", ""))
-
-
-def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
-    """``cardlab test certify`` for a file-system profile (same options)."""
-    from .certify import image_items, iter_reader
-    from .report import write_reports
-    from .sources import SourceError, load_keystore
-
-    try:
-        doc = load_fs_profile(a.profile)
-        records = read_badge_records(a.records)
-        keys = load_keystore(a.keys) if a.keys else None
-    except (SourceError, FsSourceError, OSError, yaml.YAMLError) as exc:
-        print(f"certify: {exc}", file=sys.stderr)
-        return 2
-    by_index = {int(r["_index"]): r for r in records}
-    images = image_items(a, open_image)
-    if images is not None:
-        items = images
-        if not items:
-            print(f"certify: no card images found in {a.cards}", file=sys.stderr)
-            return 2
-    else:
-        from .sources import Record
-
-        fake = [Record(int(r["_index"]), "0" * 12, "00", (2000, 1), None, "", "", None, None, "") for r in records
-                if a.record is None or int(r["_index"]) == a.record]  # fmt: skip
-        items = list(iter_reader(a.reader, fake, wait=_prompt))
-    reports = []
-    from .certify import CardReport
-
-    for opener, idx, cid, src in items:
-        rec = by_index.get(idx)
-        if rec is None:
-            reports.append(CardReport(cid or f"{idx:06d}", "-", idx, str(doc.get("profile", "")), src, error=f"no record {idx} in the records file"))
-            continue
-        try:
-            ch = opener()
-        except Exception as exc:
-            reports.append(CardReport(cid or f"{idx:06d}", mask_number(rec.get("badge_number", "")), idx, str(doc.get("profile", "")), src,
-                                      error=f"cannot open card: {type(exc).__name__}"))  # fmt: skip
-            continue
-        reports.append(certify_fs_card(ch, doc, rec, keys=keys, gp_status=getattr(a, "gp_status", False), card_id=cid, source=src))
-    paths = write_reports(reports, a.report_dir, echo=True)
-    print("reports: " + ", ".join(str(p) for p in paths))
-    return 1 if any(r.verdict == FAIL for r in reports) else 0

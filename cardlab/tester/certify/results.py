@@ -1,0 +1,92 @@
+"""What certification produces, shared by every rule evaluator and by the
+reports (:mod:`cardlab.tester.report`): the verdicts and :class:`Result` of
+the catalogue (:mod:`cardlab.tester.rules`), the :class:`CardReport` of one
+card, and the :class:`Collector` that turns the checks of one application
+into one result per rule, its evidence cleaned (PAN masked, secrets
+redacted: never a key or a PIN).
+
+This module imports only the catalogue and the redaction helpers, so that
+the reports depend on the result types and on nothing that produces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..rules import FAIL, NA, PASS, RULES, Result
+from ..sources import mask_pan, redact
+
+__all__ = ["FAIL", "NA", "PASS", "CardReport", "Collector", "Result"]
+
+
+@dataclass
+class CardReport:
+    card_id: str
+    pan_masked: str
+    record_index: int
+    profile: str
+    source: str  # image path or reader name
+    results: list[Result] = field(default_factory=list)
+    started: str = ""
+    seconds: float = 0.0
+    error: str = ""  # a card that could not be certified at all
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if r.verdict == FAIL]
+
+    @property
+    def verdict(self) -> str:
+        return FAIL if self.error or self.failed else PASS
+
+    def counts(self) -> dict[str, int]:
+        out = {PASS: 0, FAIL: 0, NA: 0}
+        for r in self.results:
+            out[r.verdict] += 1
+        return out
+
+    def failed_rules(self) -> set[str]:
+        return {r.rule for r in self.failed}
+
+
+# -- collecting results ------------------------------------------------------------------
+
+
+class Collector:
+    """Several checks may feed one rule; one Result per rule and application."""
+
+    def __init__(self, app: str, pan: str) -> None:
+        self.app = app
+        self.pan = pan
+        self.checks: dict[str, list[tuple[bool | None, str, str, str]]] = {}
+
+    def _clean(self, text: str) -> str:
+        if self.pan:
+            text = text.replace(self.pan, mask_pan(self.pan))
+        return redact(text)
+
+    def check(self, rule: str, ok: bool, evidence: str, expected: str = "", found: str = "") -> bool:
+        assert rule in RULES, rule
+        self.checks.setdefault(rule, []).append((ok, evidence, expected, found))
+        return ok
+
+    def na(self, rule: str, why: str) -> None:
+        assert rule in RULES, rule
+        self.checks.setdefault(rule, []).append((None, why, "", ""))
+
+    def results(self, rule_ids: list[str], unreached: str) -> list[Result]:
+        out = []
+        for rid in rule_ids:
+            items = self.checks.get(rid)
+            if not items:
+                out.append(Result(rid, NA, self._clean(unreached), app=self.app))
+                continue
+            fails = [i for i in items if i[0] is False]
+            passes = [i for i in items if i[0] is True]
+            chosen = fails or passes or items
+            verdict = FAIL if fails else PASS if passes else NA
+            ev = "; ".join(dict.fromkeys(i[1] for i in chosen))
+            exp = "; ".join(i[2] for i in chosen if i[2])
+            fnd = "; ".join(i[3] for i in chosen if i[3])
+            out.append(Result(rid, verdict, self._clean(ev)[:2000], self._clean(exp)[:1000], self._clean(fnd)[:1000], self.app))
+        return out

@@ -16,7 +16,7 @@ Both span data outside the recovered block; as slices in
 ``cardlab.personalizer.certificates`` they read closer to the spec's text.
 
 Each structure has known answers next to it (``EXAMPLES``) that
-``tests/cardspec/test_formats.py`` round-trips; the certificate formats are
+``tests/cardspec/test_cardspec_formats.py`` round-trips; the certificate formats are
 also checked against the public openemv examples of ``vectors/oda_public.json``.
 """
 

@@ -10,8 +10,13 @@ b'A'
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from construct import ConstructError
+
+from cardlab.cardspec.dgi import DGI
 
 
 class TlvError(ValueError):
@@ -135,32 +140,25 @@ def to_dict(data: bytes) -> dict[int, bytes]:
 
 
 def encode_dgi(dgi: int, value: bytes) -> bytes:
-    """DGI: 2-byte tag, length in 1 byte or FF + 2 bytes when ≥ 255.
+    """DGI: 2-byte tag, length in 1 byte or FF + 2 bytes when ≥ 255 (:data:`~cardlab.cardspec.dgi.DGI`).
 
     >>> encode_dgi(0x9104, b"\\x00" * 3).hex()
     '910403000000'
     """
-    n = len(value)
-    length = bytes([n]) if n < 0xFF else b"\xFF" + n.to_bytes(2, "big")
-    return dgi.to_bytes(2, "big") + length + value
+    return bytes(DGI.build({"dgi": dgi, "value": value}))
 
 
 def parse_dgis(data: bytes) -> list[tuple[int, bytes]]:
+    """The (DGI, value) pairs of concatenated DGIs; TlvError when one is cut short."""
     out: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(data):
-        if i + 3 > len(data):
-            raise TlvError("truncated DGI header")
-        dgi = int.from_bytes(data[i : i + 2], "big")
-        n = data[i + 2]
-        i += 3
-        if n == 0xFF:
-            if i + 2 > len(data):
-                raise TlvError("truncated DGI length")
-            n = int.from_bytes(data[i : i + 2], "big")
-            i += 2
-        if i + n > len(data):
-            raise TlvError(f"DGI {dgi:04X} runs past the end")
-        out.append((dgi, bytes(data[i : i + n])))
-        i += n
+    stream = io.BytesIO(data)
+    while stream.tell() < len(data):
+        start = stream.tell()
+        try:
+            item = DGI.parse_stream(stream)
+        except ConstructError:
+            rest = data[start:]
+            raise TlvError(f"DGI {rest[:2].hex().upper()} runs past the end" if len(rest) >= 3
+                           else "truncated DGI header") from None
+        out.append((item.dgi, bytes(item.value)))
     return out

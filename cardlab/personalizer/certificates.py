@@ -28,6 +28,24 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
+
+from construct import ConstructError
+
+from cardlab.cardspec.signed_data import (
+    FORMAT_ICC,
+    FORMAT_ISSUER,
+    FORMAT_SSAD,
+    HASH_SHA1,
+    HEADER,
+    ICC_PK_CERTIFICATE,
+    ISSUER_PK_CERTIFICATE,
+    PK_RSA,
+    SIGNED_STATIC_DATA,
+    TRAILER,
+    build_with_hash,
+    hashed_part,
+)
 
 __all__ = [
     "CertificateError",
@@ -50,11 +68,6 @@ __all__ = [
 
 #: ``block -> signature``: the raw RSA private operation of the certifying key
 Signer = Callable[[bytes], bytes]
-
-HEADER, TRAILER = 0x6A, 0xBC
-HASH_SHA1 = 0x01
-PK_RSA = 0x01
-FORMAT_ISSUER, FORMAT_SSAD, FORMAT_ICC = 0x02, 0x03, 0x04
 
 
 class CertificateError(ValueError):
@@ -128,12 +141,13 @@ def issuer_certificate(
     if len(issuer_modulus) > n_ca:
         raise ValueError("the issuer modulus is longer than the CA modulus (Book 2 §5.3)")
     field, remainder = _split(issuer_modulus, n_ca - 36)
-    body = (
-        bytes((FORMAT_ISSUER,)) + issuer_id + _mmyy(expiry_mmyy) + serial
-        + bytes((HASH_SHA1, PK_RSA, len(issuer_modulus), len(issuer_exponent)))
-    )  # fmt: skip
-    digest = _sha1(body + field + remainder + issuer_exponent)
-    return _sign(signer, bytes((HEADER,)) + body + field + digest + bytes((TRAILER,))), remainder
+    fields = {
+        "issuer_id": issuer_id, "expiry": _mmyy(expiry_mmyy), "serial": serial, "hash_algorithm": HASH_SHA1,
+        "pk_algorithm": PK_RSA, "pk_length": len(issuer_modulus), "exponent_length": len(issuer_exponent),
+        "key_field": field,
+    }  # fmt: skip
+    block = build_with_hash(ISSUER_PK_CERTIFICATE, fields, remainder + issuer_exponent, n_ca=n_ca)
+    return _sign(signer, block), remainder
 
 
 def signed_static_data(signer: Signer, issuer_modulus_length: int, static_data: bytes, dac: bytes) -> bytes:
@@ -144,9 +158,8 @@ def signed_static_data(signer: Signer, issuer_modulus_length: int, static_data: 
     """
     if len(dac) != 2:
         raise ValueError("data authentication code is 2 bytes")
-    body = bytes((FORMAT_SSAD, HASH_SHA1)) + dac + b"\xbb" * (issuer_modulus_length - 26)
-    digest = _sha1(body + static_data)
-    return _sign(signer, bytes((HEADER,)) + body + digest + bytes((TRAILER,)))
+    fields = {"hash_algorithm": HASH_SHA1, "dac": dac}  # the pad pattern defaults to BB…
+    return _sign(signer, build_with_hash(SIGNED_STATIC_DATA, fields, static_data, n_i=issuer_modulus_length))
 
 
 def icc_certificate(
@@ -171,12 +184,13 @@ def icc_certificate(
     if len(icc_modulus) > n_i:
         raise ValueError("the ICC modulus is longer than the issuer modulus (Book 2 §6.1)")
     field, remainder = _split(icc_modulus, n_i - 42)
-    body = (
-        bytes((FORMAT_ICC,)) + pan_field(pan) + _mmyy(expiry_mmyy) + serial
-        + bytes((HASH_SHA1, PK_RSA, len(icc_modulus), len(icc_exponent)))
-    )  # fmt: skip
-    digest = _sha1(body + field + remainder + icc_exponent + static_data)
-    return _sign(signer, bytes((HEADER,)) + body + field + digest + bytes((TRAILER,))), remainder
+    fields = {
+        "pan": pan_field(pan), "expiry": _mmyy(expiry_mmyy), "serial": serial, "hash_algorithm": HASH_SHA1,
+        "pk_algorithm": PK_RSA, "pk_length": len(icc_modulus), "exponent_length": len(icc_exponent),
+        "key_field": field,
+    }  # fmt: skip
+    block = build_with_hash(ICC_PK_CERTIFICATE, fields, remainder + icc_exponent + static_data, n_i=n_i)
+    return _sign(signer, block), remainder
 
 
 # --------------------------------------------------------------------------- recovery (terminal side)
@@ -190,13 +204,20 @@ def recover(signature: bytes, modulus: int, exponent: int) -> bytes:
     return pow(int.from_bytes(signature, "big"), exponent, modulus).to_bytes(size, "big")
 
 
-def _frame(rec: bytes, fmt: int, what: str) -> None:
+def _parse(rec: bytes, layout: Any, fmt: int, what: str, **sizes: int) -> Any:
+    """Book 2 steps 2–4 (header, trailer, format) on the recovered block, then
+    its fields by ``layout``, then the hash algorithm (step 5 needs SHA-1)."""
     if rec[0] != HEADER or rec[-1] != TRAILER:
         raise CertificateError(f"{what}: recovered data header/trailer is not 6A/BC")
     if rec[1] != fmt:
         raise CertificateError(f"{what}: format {rec[1]:02X}, expected {fmt:02X}")
-    if rec[{FORMAT_ISSUER: 11, FORMAT_ICC: 17, FORMAT_SSAD: 2}[fmt]] != HASH_SHA1:
+    try:
+        fields = layout.parse(rec, **sizes)
+    except ConstructError:
+        raise CertificateError(f"{what}: {len(rec)} bytes are too short for format {fmt:02X}") from None
+    if fields.hash_algorithm != HASH_SHA1:
         raise CertificateError(f"{what}: hash algorithm is not SHA-1 (01)")
+    return fields
 
 
 @dataclass(frozen=True)
@@ -232,17 +253,15 @@ def recover_issuer_certificate(
 ) -> IssuerCertificate:
     """Book 2 §5.3 steps 1–9 (without the PAN and date checks, which need the card)."""
     rec = recover(cert, ca_modulus, ca_exponent)
-    _frame(rec, FORMAT_ISSUER, "issuer certificate")
-    n_i, e_len = rec[13], rec[14]
-    field = rec[15:-21]
-    if e_len != len(exponent):
+    c = _parse(rec, ISSUER_PK_CERTIFICATE, FORMAT_ISSUER, "issuer certificate", n_ca=len(rec))
+    if c.exponent_length != len(exponent):
         raise CertificateError("issuer certificate: exponent length differs from 9F32")
-    if _sha1(rec[1:15] + field + remainder + exponent) != rec[-21:-1]:
+    if _sha1(hashed_part(rec) + remainder + exponent) != c.hash:
         raise CertificateError("issuer certificate: hash differs")
-    modulus = (field + remainder)[:n_i]
-    if len(modulus) != n_i:
+    modulus = (c.key_field + remainder)[: c.pk_length]
+    if len(modulus) != c.pk_length:
         raise CertificateError("issuer certificate: remainder too short for the key length")
-    return IssuerCertificate(rec[2:6], rec[6:8], rec[8:11], rec[11], rec[12], modulus, exponent)
+    return IssuerCertificate(c.issuer_id, c.expiry, c.serial, c.hash_algorithm, c.pk_algorithm, modulus, exponent)
 
 
 def recover_icc_certificate(
@@ -255,18 +274,16 @@ def recover_icc_certificate(
 ) -> IccCertificate:
     """Book 2 §6.4 steps 1–9."""
     rec = recover(cert, issuer_modulus, issuer_exponent)
-    _frame(rec, FORMAT_ICC, "ICC certificate")
-    n_ic, e_len = rec[19], rec[20]
-    field = rec[21:-21]
-    if e_len != len(exponent):
+    c = _parse(rec, ICC_PK_CERTIFICATE, FORMAT_ICC, "ICC certificate", n_i=len(rec))
+    if c.exponent_length != len(exponent):
         raise CertificateError("ICC certificate: exponent length differs from 9F47")
-    if _sha1(rec[1:21] + field + remainder + exponent + static_data) != rec[-21:-1]:
+    if _sha1(hashed_part(rec) + remainder + exponent + static_data) != c.hash:
         raise CertificateError("ICC certificate: hash differs")
-    modulus = (field + remainder)[:n_ic]
-    if len(modulus) != n_ic:
+    modulus = (c.key_field + remainder)[: c.pk_length]
+    if len(modulus) != c.pk_length:
         raise CertificateError("ICC certificate: remainder too short for the key length")
-    pan = rec[2:12].hex().upper().rstrip("F")
-    return IccCertificate(pan, rec[12:14], rec[14:17], rec[17], rec[18], modulus, exponent)
+    pan = c.pan.hex().upper().rstrip("F")
+    return IccCertificate(pan, c.expiry, c.serial, c.hash_algorithm, c.pk_algorithm, modulus, exponent)
 
 
 def recover_signed_static_data(
@@ -274,10 +291,10 @@ def recover_signed_static_data(
 ) -> SignedStaticData:
     """Book 2 §5.4 steps 1–7."""
     rec = recover(ssad, issuer_modulus, issuer_exponent)
-    _frame(rec, FORMAT_SSAD, "signed static application data")
-    if _sha1(rec[1:-21] + static_data) != rec[-21:-1]:
+    s = _parse(rec, SIGNED_STATIC_DATA, FORMAT_SSAD, "signed static application data", n_i=len(rec))
+    if _sha1(hashed_part(rec) + static_data) != s.hash:
         raise CertificateError("signed static application data: hash differs")
-    return SignedStaticData(rec[2], rec[3:5])
+    return SignedStaticData(s.hash_algorithm, s.dac)
 
 
 def certificate_end(mmyy: bytes) -> date | None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from construct import ConstructError
+
+from .formats import CPLC
 from .tlv import TlvError, parse
 
 # -- life cycle states ---------------------------------------------------------------------
@@ -175,14 +178,8 @@ def get_status(send: Send, p1: int, aid_prefix: bytes = b"", *, tlv: bool = True
 
 # -- GET DATA: CPLC and card data ---------------------------------------------------------
 
-#: CPLC fields (GP 2.3 table H-4): name → length, in order (42 bytes)
-CPLC_FIELDS = (
-    ("ic_fabricator", 2), ("ic_type", 2), ("os_id", 2), ("os_release_date", 2), ("os_release_level", 2),
-    ("ic_fabrication_date", 2), ("ic_serial_number", 4), ("ic_batch_identifier", 2), ("module_fabricator", 2),
-    ("module_packaging_date", 2), ("icc_manufacturer", 2), ("ic_embedding_date", 2), ("prepersonalizer", 2),
-    ("prepersonalization_date", 2), ("prepersonalization_equipment", 4), ("personalizer", 2),
-    ("personalization_date", 2), ("personalization_equipment", 4),
-)  # fmt: skip
+#: CPLC fields (GP 2.3 table H-4, declared in ``formats.CPLC``): name → length, in order (42 bytes)
+CPLC_FIELDS = tuple((sc.name, sc.sizeof()) for sc in CPLC.subcons)
 
 
 def parse_cplc(data: bytes) -> dict[str, str]:
@@ -190,15 +187,11 @@ def parse_cplc(data: bytes) -> dict[str, str]:
     if data[:2] == b"\x9f\x7f":
         n = data[2]
         data = data[3 : 3 + n]
-    total = sum(n for _, n in CPLC_FIELDS)
-    if len(data) < total:
-        raise GpError(f"CPLC of {len(data)} bytes, expected {total}")
-    out: dict[str, str] = {}
-    i = 0
-    for name, n in CPLC_FIELDS:
-        out[name] = data[i : i + n].hex().upper()
-        i += n
-    return out
+    try:
+        fields = CPLC.parse(data)
+    except ConstructError:
+        raise GpError(f"CPLC of {len(data)} bytes, expected {CPLC.sizeof()}") from None
+    return {name: fields[name].hex().upper() for name, _ in CPLC_FIELDS}
 
 
 def parse_card_data(data: bytes) -> dict[str, list[bytes]]:

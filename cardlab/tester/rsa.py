@@ -18,6 +18,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
+
+from construct import ConstructError
+
+from .formats import (
+    CDA_DYNAMIC_DATA,
+    HASH_AND_TRAILER,
+    ICC_CERTIFICATE,
+    ISSUER_CERTIFICATE,
+    SIGNED_DYNAMIC_DATA,
+    SIGNED_STATIC_DATA,
+)
 
 HEADER = 0x6A
 TRAILER = 0xBC
@@ -125,6 +137,20 @@ class Recovered:
             return False
         return True
 
+    def _fields(self, layout: Any, what: str, too_short: str = "") -> Any | None:
+        """The recovered block's fields by ``layout`` (``cardlab.tester.formats``),
+        None after a "format" failure when they do not fit in the block."""
+        try:
+            return layout.parse(self.recovered, n=len(self.recovered))
+        except ConstructError:
+            self.fail("format", too_short or f"{what}: {len(self.recovered)} recovered bytes are too few for "
+                      f"format {self.format:02X}")
+            return None
+
+    def _hashed(self) -> bytes:
+        """What the hash covers from the block: format byte up to the hash (step 5)."""
+        return self.recovered[1:-HASH_AND_TRAILER]
+
     @property
     def frame_ok(self) -> bool:
         return self.failure not in ("length", "trailer", "header", "format") and bool(self.recovered)
@@ -159,11 +185,12 @@ class PublicKeyCertificate(Recovered):
     def expired(self, today: date) -> bool:
         return certificate_expired(self.expiry, today)
 
-    def _key(self, body_end: int) -> None:
-        """Split the key field and assemble the modulus (step 12)."""
-        r = self.recovered
-        self.key_field = r[body_end:-21]
-        self.hash_result = r[-21:-1]
+    def _read(self, f: Any) -> None:
+        """The certificate's fields, and its key: key field [‖ remainder] (step 12)."""
+        self.expiry, self.serial = f.expiry, f.serial
+        self.hash_algorithm, self.pk_algorithm = f.hash_algorithm, f.pk_algorithm
+        self.pk_length, self.exponent_length = f.pk_length, f.exponent_length
+        self.key_field, self.hash_result = f.key_field, f.hash
         room = len(self.key_field)
         self.remainder_needed = self.pk_length > room
         if self.remainder_needed:
@@ -269,11 +296,12 @@ def recover_issuer_certificate(
     c = IssuerCertificate(remainder=remainder, exponent=exponent)
     if not c._frame(certificate, ca_modulus, ca_exponent, FORMAT_ISSUER, what):
         return c
-    r = c.recovered
-    c.issuer_id, c.expiry, c.serial = r[2:6], r[6:8], r[8:11]
-    c.hash_algorithm, c.pk_algorithm, c.pk_length, c.exponent_length = r[11], r[12], r[13], r[14]
-    c._key(15)
-    c.computed_hash = _sha1(r[1:15] + c.key_field + remainder + exponent)
+    f = c._fields(ISSUER_CERTIFICATE, what)
+    if f is None:
+        return c
+    c.issuer_id = f.issuer_id
+    c._read(f)
+    c.computed_hash = _sha1(c._hashed() + remainder + exponent)
     if not c.hash_ok:
         c.fail("hash", f"{what}: hash result differs (certificate {c.hash_result.hex().upper()}, "
                f"computed {c.computed_hash.hex().upper()})")
@@ -304,12 +332,13 @@ def recover_icc_certificate(
     c = IccCertificate(remainder=remainder, exponent=exponent)
     if not c._frame(certificate, issuer_modulus, issuer_exponent, expected_format, what):
         return c
-    r = c.recovered
-    c.pan, c.expiry, c.serial = r[2:12], r[12:14], r[14:17]
-    c.hash_algorithm, c.pk_algorithm, c.pk_length, c.exponent_length = r[17], r[18], r[19], r[20]
-    c._key(21)
+    f = c._fields(ICC_CERTIFICATE, what)
+    if f is None:
+        return c
+    c.pan = f.pan
+    c._read(f)
     if static_data is not None:
-        c.computed_hash = _sha1(r[1:21] + c.key_field + remainder + exponent + static_data)
+        c.computed_hash = _sha1(c._hashed() + remainder + exponent + static_data)
         if not c.hash_ok:
             c.fail("hash", f"{what}: hash result differs (certificate {c.hash_result.hex().upper()}, "
                    f"computed {c.computed_hash.hex().upper()})")
@@ -328,11 +357,12 @@ def recover_ssad(ssad: bytes, issuer_modulus: int, issuer_exponent: int,
     s = SignedStaticData()
     if not s._frame(ssad, issuer_modulus, issuer_exponent, FORMAT_SSAD, what):
         return s
-    r = s.recovered
-    s.hash_algorithm, s.data_authentication_code = r[2], r[3:5]
-    s.pad, s.hash_result = r[5:-21], r[-21:-1]
+    f = s._fields(SIGNED_STATIC_DATA, what)
+    if f is None:
+        return s
+    s.hash_algorithm, s.data_authentication_code, s.pad, s.hash_result = f.hash_algorithm, f.dac, f.pad, f.hash
     if static_data is not None:
-        s.computed_hash = _sha1(r[1:-21] + static_data)
+        s.computed_hash = _sha1(s._hashed() + static_data)
         if not s.hash_ok:
             s.fail("hash", f"{what}: hash result differs (signature {s.hash_result.hex().upper()}, "
                    f"computed {s.computed_hash.hex().upper()})")
@@ -351,14 +381,11 @@ def recover_sdad(sdad: bytes, icc_modulus: int, icc_exponent: int, terminal_data
     if not s._frame(sdad, icc_modulus, icc_exponent, FORMAT_SDAD, what):
         return s
     r = s.recovered
-    s.hash_algorithm = r[2]
-    ldd = r[3]
-    if 4 + ldd > len(r) - 21:
-        s.fail("format", f"{what}: ICC dynamic data length {ldd} runs into the hash")
+    f = s._fields(SIGNED_DYNAMIC_DATA, what, f"{what}: ICC dynamic data length {r[3]} runs into the hash")
+    if f is None:
         return s
-    s.dynamic_data = r[4 : 4 + ldd]
-    s.pad, s.hash_result = r[4 + ldd : -21], r[-21:-1]
-    s.computed_hash = _sha1(r[1:-21] + terminal_data)
+    s.hash_algorithm, s.dynamic_data, s.pad, s.hash_result = f.hash_algorithm, f.dynamic_data, f.pad, f.hash
+    s.computed_hash = _sha1(s._hashed() + terminal_data)
     if not s.hash_ok:
         s.fail("hash", f"{what}: hash result differs (signature {s.hash_result.hex().upper()}, "
                f"computed {s.computed_hash.hex().upper()})")
@@ -366,15 +393,15 @@ def recover_sdad(sdad: bytes, icc_modulus: int, icc_exponent: int, terminal_data
         s.fail("algorithm", f"{what}: hash algorithm {s.hash_algorithm:02X}, expected 01")
     d = s.dynamic_data
     if d:
-        n = d[0]
-        s.icc_dynamic_number = d[1 : 1 + n]
+        # DDA (Table 18): only the ICC dynamic number is defined, and read leniently
+        s.icc_dynamic_number = d[1 : 1 + d[0]]
         if cda:
-            if len(d) < 1 + n + 29:
+            try:
+                dd = CDA_DYNAMIC_DATA.parse(d)
+            except ConstructError:
                 s.fail("format", f"{what}: CDA ICC dynamic data of {len(d)} bytes is too short (Table 19)")
             else:
-                s.cid = d[1 + n : 2 + n]
-                s.cryptogram = d[2 + n : 10 + n]
-                s.transaction_data_hash = d[10 + n : 30 + n]
+                s.cid, s.cryptogram, s.transaction_data_hash = dd.cid, dd.cryptogram, dd.transaction_data_hash
     elif cda:
         s.fail("format", f"{what}: no ICC dynamic data")
     return s

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cardlab.cardspec import tlv
+from cardlab.cardspec.cplc import CPLC, yddd
+from cardlab.cardspec.gp_keyinfo import key_information_template
 
 from ..state import KeyEntry
 
@@ -58,47 +60,41 @@ def card_data(scp_i: int) -> bytes:
     return tlv.encode(0x66, card_recognition_data(scp_i))
 
 
-def _yddd(year: int, day: int) -> bytes:
-    return bytes.fromhex(f"{year % 10}{day:03d}")
-
-
 def cplc(serial: int) -> bytes:
     """A deterministic, plausible CPLC for ``serial`` (GP §H.6 field order).
 
     Fabricator/OS identifiers are cardlab's own (not a real vendor's)."""
     serial &= 0xFFFFFFFF
     day = 1 + serial % 365
-    fields = [
-        bytes.fromhex("4341"),  # IC fabricator
-        bytes.fromhex("0003"),  # IC type
-        bytes.fromhex("4C42"),  # operating system identifier
-        _yddd(2026, 1),  # operating system release date
-        bytes.fromhex("0100"),  # operating system release level
-        _yddd(2026, day),  # IC fabrication date
-        serial.to_bytes(4, "big"),  # IC serial number
-        ((serial >> 16) & 0xFFFF).to_bytes(2, "big"),  # IC batch identifier
-        bytes.fromhex("4341"),  # IC module fabricator
-        _yddd(2026, min(day + 1, 365)),  # IC module packaging date
-        bytes.fromhex("4C42"),  # ICC manufacturer
-        _yddd(2026, min(day + 2, 365)),  # IC embedding date
-        bytes.fromhex("4C42"),  # IC pre-personalizer
-        _yddd(2026, min(day + 3, 365)),  # IC pre-personalization equipment date
-        (0x50000000 | (serial & 0xFFFFFF)).to_bytes(4, "big"),  # pre-perso equipment ID
-        bytes(2),  # IC personalizer (not personalized yet)
-        bytes(2),  # IC personalization date
-        bytes(4),  # IC personalization equipment identifier
-    ]
-    out = b"".join(fields)
-    assert len(out) == 42
-    return out
+    return bytes(CPLC.build({
+        "ic_fabricator": b"CA",
+        "ic_type": bytes.fromhex("0003"),
+        "os_id": b"LB",
+        "os_release_date": yddd(2026, 1),
+        "os_release_level": bytes.fromhex("0100"),
+        "ic_fabrication_date": yddd(2026, day),
+        "ic_serial_number": serial.to_bytes(4, "big"),
+        "ic_batch_identifier": ((serial >> 16) & 0xFFFF).to_bytes(2, "big"),
+        "module_fabricator": b"CA",
+        "module_packaging_date": yddd(2026, min(day + 1, 365)),
+        "icc_manufacturer": b"LB",
+        "ic_embedding_date": yddd(2026, min(day + 2, 365)),
+        "prepersonalizer": b"LB",
+        "prepersonalization_date": yddd(2026, min(day + 3, 365)),
+        "prepersonalization_equipment": (0x50000000 | (serial & 0xFFFFFF)).to_bytes(4, "big"),
+        "personalizer": bytes(2),  # not personalized yet
+        "personalization_date": bytes(2),
+        "personalization_equipment": bytes(4),
+    }))  # fmt: skip
 
 
 def key_information(keys: Iterable[KeyEntry]) -> bytes:
     """E0 with one C0 per key: id, version, (type, length) (§11.3.3.1)."""
-    body = b""
-    for key in sorted(keys, key=lambda k: (k.kvn, k.kid)):
-        body += tlv.encode(0xC0, bytes((key.kid, key.kvn, KEY_TYPE.get(key.kind, 0xFF), len(key.value))))
-    return tlv.encode(0xE0, body)
+    return key_information_template(
+        {"key_id": key.kid, "version": key.kvn,
+         "components": [{"type": KEY_TYPE.get(key.kind, 0xFF), "length": len(key.value)}]}
+        for key in sorted(keys, key=lambda k: (k.kvn, k.kid))
+    )  # fmt: skip
 
 
 def card_capability(scp_i: int) -> bytes:

@@ -49,6 +49,7 @@ from enum import IntFlag
 from typing import TYPE_CHECKING
 
 from cardlab.cardspec import tlv
+from cardlab.cardspec.signed_data import CDA_DYNAMIC_DATA
 
 from ...apdu import SW, Command, StatusError
 from . import core, cvn
@@ -442,7 +443,8 @@ def _answer(
         items = [(0x9F27, bytes([cid])), (0x9F36, atc), (0x9F10, iad)]
         digest = hashlib.sha1(tx.pdol_data + cdol_data + tlv.encode_all(items)).digest()
         number = ctx.card.random(8)
-        dynamic = bytes([len(number)]) + number + bytes([cid]) + ac + digest  # Book 2 Table 18
+        dynamic = CDA_DYNAMIC_DATA.build({"number": number, "cid": cid, "cryptogram": ac,
+                                          "transaction_data_hash": digest})  # Book 2 §6.6.1, Table 19
         sdad = core.sign_dynamic_data(app, dynamic, un)
         body = tlv.encode_all([items[0], items[1], (0x9F4B, sdad), items[2]])
         return _Answer(tlv.encode(0x77, body), ac, iad)

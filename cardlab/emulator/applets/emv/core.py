@@ -15,6 +15,7 @@ import hmac
 from typing import TYPE_CHECKING
 
 from cardlab.cardspec import tlv
+from cardlab.cardspec.signed_data import HASH_SHA1, SIGNED_DYNAMIC_DATA, build_with_hash
 
 from ...apdu import SW, Command, StatusError
 from ...applet import Context
@@ -269,9 +270,10 @@ def sign_dynamic_data(app: EmvApplet, icc_dynamic_data: bytes, terminal_data: by
     ldd = len(icc_dynamic_data)
     if ldd > n - 25:
         raise StatusError(SW.UNKNOWN, "ICC dynamic data too long for the key")
-    body = bytes((0x05, 0x01, ldd)) + icc_dynamic_data + b"\xbb" * (n - ldd - 25)
-    digest = hashlib.sha1(body + terminal_data).digest()
-    message = int.from_bytes(b"\x6a" + body + digest + b"\xbc", "big")
+    block = build_with_hash(
+        SIGNED_DYNAMIC_DATA, {"hash_algorithm": HASH_SHA1, "dynamic_data": icc_dynamic_data}, terminal_data, n_ic=n
+    )
+    message = int.from_bytes(block, "big")
     if message >= key.modulus:
         raise StatusError(SW.UNKNOWN, "message representative out of range")
     return key.private(message).to_bytes(n, "big")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ..state import CardState, KeyEntry
 
 
-class Card(Protocol):
+class SessionCard(Protocol):
     """What a session needs of the card (:class:`cardlab.emulator.card.Card` is one)."""
 
     state: CardState
@@ -112,7 +112,7 @@ class CardSession:
 
     # -- INITIALIZE UPDATE ---------------------------------------------------------------
     @classmethod
-    def initialize_update(cls, card: Card, cmd: Command) -> tuple[CardSession, bytes]:
+    def initialize_update(cls, card: SessionCard, cmd: Command) -> tuple[CardSession, bytes]:
         """INITIALIZE UPDATE (Amendment D §7.1.1): P1 key version (00 = first
         key set), P2 00, data = host challenge (8 bytes; 16 in S16 mode).
 

@@ -6,19 +6,25 @@ is an object of that class bound to its registry entry.  Commands reach it
 through a dispatch table keyed by (CLA class, INS), built from the
 ``@command`` decorators of the class and its bases (ARCHITECTURE.md: a table,
 not a chain of ifs).
+
+The card (:mod:`cardlab.emulator.card`) sits above this module: the file
+system, the GP card manager, SCP03 and the applications see it only as the
+:class:`CardContext` protocol, so none of them imports the card (nor the
+registry of built-in applications, which the card consults).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from .apdu import SW, Command, StatusError
 
 if TYPE_CHECKING:
-    from .card import Card, Channel
-    from .state import InstanceRecord
+    from .filesystem.model import FsCursor
+    from .gp.scp03 import CardSession
+    from .state import CardState, InstanceRecord
 
 INTERINDUSTRY = 0x00
 PROPRIETARY = 0x80
@@ -39,10 +45,46 @@ def command(cla_class: int, *ins: int) -> Callable[[F], F]:
 
 
 @dataclass
+class Channel:
+    """Transient state of one logical channel."""
+
+    number: int
+    #: AID of the selected application, or None when the file system is the target
+    selected: bytes | None = None
+    fs: FsCursor | None = None
+    session: CardSession | None = None
+    #: application receiving STORE DATA after INSTALL [for personalization]
+    perso_target: bytes | None = None
+
+
+@dataclass
+class Security:
+    """Card-wide transient security status (reset at power-on)."""
+
+    pin_verified: set[int] = field(default_factory=set)
+
+
+class CardContext(Protocol):
+    """What handlers may use of the card (:class:`cardlab.emulator.card.Card` is one)."""
+
+    state: CardState
+    security: Security
+    random: Callable[[int], bytes]
+    applets: dict[bytes, Applet]
+    channels: dict[int, Channel]
+
+    def mark_dirty(self) -> None:
+        """Persistent card state changed (saved before the response leaves)."""
+
+    def applet_class(self, module_aid: bytes) -> type[Applet]:
+        """The built-in application class of an executable module (6A82 if none)."""
+
+
+@dataclass
 class Context:
     """What a handler may look at while it processes one command."""
 
-    card: Card
+    card: CardContext
     channel: Channel
     #: Security level of the secure channel that unwrapped this command
     #: (GP Amendment D §5.1: b1 C-MAC, b2 C-DEC, b5 R-MAC, b6 R-ENC, b8 AUTH

@@ -20,18 +20,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from . import apdu
 from .apdu import SW, Command, StatusError
-from .applet import Applet, Context
+from .applet import Applet, Channel, Context, Security
 from .gp import lifecycle
 from .state import CardState
-
-if TYPE_CHECKING:
-    from .filesystem import FsCursor
-    from .gp.scp03 import CardSession
 
 log = logging.getLogger(__name__)
 
@@ -46,26 +40,6 @@ _CLASS_OK = [
     c <= 0x1F or 0x40 <= c <= 0x7F or 0x80 <= c <= 0x8F or 0xC0 <= c <= 0xCF or 0xE0 <= c <= 0xEF
     for c in range(256)
 ]
-
-
-@dataclass
-class Channel:
-    """Transient state of one logical channel."""
-
-    number: int
-    #: AID of the selected application, or None when the file system is the target
-    selected: bytes | None = None
-    fs: FsCursor | None = None
-    session: CardSession | None = None
-    #: application receiving STORE DATA after INSTALL [for personalization]
-    perso_target: bytes | None = None
-
-
-@dataclass
-class Security:
-    """Card-wide transient security status (reset at power-on)."""
-
-    pin_verified: set[int] = field(default_factory=set)
 
 
 class Card:
@@ -127,11 +101,15 @@ class Card:
             applet.record.state = applet.dump()
         self.state.filesystem = self.fs.dump()
 
-    def _instantiate(self, rec: object) -> Applet:
+    def applet_class(self, module_aid: bytes) -> type[Applet]:
+        """The built-in application class of an executable module (GP §5.3; 6A82 if none)."""
         from .registry import applet_class
 
+        return applet_class(module_aid)
+
+    def _instantiate(self, rec: object) -> Applet:
         assert hasattr(rec, "module_aid")
-        klass = applet_class(rec.module_aid)
+        klass = self.applet_class(rec.module_aid)
         applet = klass(rec)  # type: ignore[arg-type]
         self.applets[rec.aid] = applet  # type: ignore[attr-defined]
         return applet

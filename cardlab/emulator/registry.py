@@ -2,7 +2,9 @@
 
 GP Card Spec 2.3 §5.3: an Executable Load File contains Executable Modules;
 INSTALL creates instances of a module. On this card load files are built in
-(LOAD answers 6A81, see :mod:`cardlab.emulator.gp.manager`).
+(LOAD answers 6A81, see :mod:`cardlab.emulator.gp.manager`, which lists them:
+:func:`builtin_applets`). The card consults this module; the applications and
+the card manager reach it only through the card (``CardContext.applet_class``).
 """
 
 from __future__ import annotations
@@ -10,21 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .apdu import SW, StatusError
+from .gp.manager import builtin_applets
 
 if TYPE_CHECKING:
-    from .applet import Applet
-    from .card import Card
+    from .applet import Applet, CardContext
 
-
-def builtin_applets() -> list[type[Applet]]:
-    """Every application class the card's ROM holds."""
-    from .applets.emv.applet import EmvApplet
-    from .applets.loyalty import LoyaltyApplet
-    from .applets.pse import PpseApplet, PseApplet
-    from .gp.manager import IssuerSecurityDomain
-
-    # PSE and PPSE are two modules of one load file (GP §5.3)
-    return [IssuerSecurityDomain, LoyaltyApplet, EmvApplet, PseApplet, PpseApplet]
+__all__ = ["applet_class", "builtin_applets", "find_selectable"]
 
 
 def applet_class(module_aid: bytes) -> type[Applet]:
@@ -34,7 +27,7 @@ def applet_class(module_aid: bytes) -> type[Applet]:
     raise StatusError(SW.FILE_NOT_FOUND, "no such executable module")
 
 
-def find_selectable(card: Card, name: bytes, after: bytes | None) -> bytes | None:
+def find_selectable(card: CardContext, name: bytes, after: bytes | None) -> bytes | None:
     """AID of the instance whose AID starts with ``name`` (ISO 7816-4 §11.1.1
     partial DF name), in registry order; with ``after`` set (P2 = 02, next
     occurrence), the first match after that instance. Instances that cannot be

@@ -2,7 +2,7 @@
 
 It is plain data; :mod:`cardlab.emulator.image` turns it into a readable JSON file.
 Transient state (selected applications, secure channel sessions, PIN
-verification status) lives in :class:`cardlab.emulator.card.Channel` and the card
+verification status) lives in :class:`cardlab.emulator.applet.Channel` and the card
 object and is lost at power-off, as on a real card.
 """
 

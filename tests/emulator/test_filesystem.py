@@ -1,4 +1,4 @@
-"""ISO 7816-4 file system, driven through Card.transmit (emulator/filesystem.py)."""
+"""ISO 7816-4 file system, driven through Card.transmit (emulator/filesystem/)."""
 
 from __future__ import annotations
 

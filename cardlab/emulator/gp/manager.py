@@ -17,13 +17,13 @@ Everything but GET DATA needs an authenticated secure channel (GP §10.2:
 card content management and key management are SD operations).
 LOAD and INSTALL [for load] answer 6A81 "function not supported": the card
 has no loader, its load files are the built-in Python applications
-(:func:`cardlab.emulator.registry.builtin_applets`).
+(:func:`builtin_applets`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from Crypto.Cipher import AES
 
@@ -31,15 +31,13 @@ from cardlab.cardspec import tlv
 from cardlab.cardspec.keys import kcv
 
 from ..apdu import SW, Command, StatusError
-from ..applet import INTERINDUSTRY, PROPRIETARY, Applet, Context, command
+from ..applet import INTERINDUSTRY, PROPRIETARY, Applet, Channel, Context, command
+from ..applets.builtin import APPLICATIONS
 from ..state import DEFAULT_ISD_AID, CardState, InstanceRecord, KeyEntry, LoadFileRecord
 from . import data as gpdata
 from . import lifecycle
 from . import status as gpstatus
 from .lifecycle import AppLife, CardLife
-
-if TYPE_CHECKING:
-    from ..card import Channel
 
 ISD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")  # GP "SD package" style AID
 ISD_MODULE_AID = bytes.fromhex("A000000151535041")
@@ -293,8 +291,6 @@ class IssuerSecurityDomain(Applet):
         return self._make_selectable(ctx, cmd)
 
     def _install_for_install(self, ctx: Context, cmd: Command, *, selectable: bool) -> bytes:
-        from ..registry import applet_class
-
         card = ctx.card
         state = card.state
         lf_aid, module_aid, aid, privs, params, _token = _lv_fields(cmd.data, 6)
@@ -311,7 +307,7 @@ class IssuerSecurityDomain(Applet):
             raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "AID already in the registry")
         if privileges[0] & PRIV_SECURITY_DOMAIN:
             raise StatusError(SW.WRONG_DATA, "supplementary security domains are not supported")
-        klass = applet_class(module_aid)
+        klass = card.applet_class(module_aid)
         rec = InstanceRecord(
             aid,
             lf_aid,
@@ -580,6 +576,11 @@ class IssuerSecurityDomain(Applet):
         return out
 
 
+def builtin_applets() -> list[type[Applet]]:
+    """Every application class the card's ROM holds: the ISD, then the applications."""
+    return [IssuerSecurityDomain, *APPLICATIONS]
+
+
 def new_card_state(
     *,
     isd_aid: bytes = DEFAULT_ISD_AID,
@@ -598,8 +599,6 @@ def new_card_state(
 
     CPLC is derived from ``serial`` (default: the last 4 bytes of the KDD);
     the CIN defaults to the KDD (GP §H.1 leaves its format to the issuer)."""
-    from ..registry import builtin_applets
-
     enc, mac, dek = keys or (DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY)
     state = CardState(isd_aid=isd_aid, lifecycle=lifecycle, scp_i=scp_i, sequence_counter=sequence_counter)
     state.kdd = kdd if kdd is not None else bytes(10)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from cardlab.cardspec import scp03
 from cardlab.cardspec.scp03 import (
@@ -33,8 +34,16 @@ from cardlab.cardspec.scp03 import (
 from ..apdu import SW, Command, StatusError
 
 if TYPE_CHECKING:
-    from ..card import Card
-    from ..state import KeyEntry
+    from ..state import CardState, KeyEntry
+
+
+class SessionCard(Protocol):
+    """What a session needs of the card (:class:`cardlab.emulator.card.Card` is one)."""
+
+    state: CardState
+    random: Callable[[int], bytes]
+
+    def mark_dirty(self) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +112,7 @@ class CardSession:
 
     # -- INITIALIZE UPDATE ---------------------------------------------------------------
     @classmethod
-    def initialize_update(cls, card: Card, cmd: Command) -> tuple[CardSession, bytes]:
+    def initialize_update(cls, card: SessionCard, cmd: Command) -> tuple[CardSession, bytes]:
         """INITIALIZE UPDATE (Amendment D §7.1.1): P1 key version (00 = first
         key set), P2 00, data = host challenge (8 bytes; 16 in S16 mode).
 

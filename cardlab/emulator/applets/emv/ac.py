@@ -59,7 +59,7 @@ from .state import ConversionRate
 
 if TYPE_CHECKING:
     from ...applet import Context
-    from .applet import EmvApplet
+    from .instance import EmvInstance
 
 AAC = 0x00
 TC = 0x40
@@ -180,7 +180,7 @@ def convert_amount(amount: int, rate: ConversionRate) -> int:
     return -(-amount * rate.mantissa // scale)
 
 
-def _counted_amount(app: EmvApplet, tx_currency: bytes | None, amount: int) -> int | None:
+def _counted_amount(app: EmvInstance, tx_currency: bytes | None, amount: int) -> int | None:
     """What the transaction adds to the cumulative offline amount, in minor units
     of the application currency; ``None`` when its currency is not convertible."""
     if tx_currency is None:
@@ -211,7 +211,7 @@ class _Checks:
     counted: int | None = 0
 
 
-def _risk(app: EmvApplet, values: Mapping[int, bytes], facts: CvrFacts) -> _Checks:
+def _risk(app: EmvInstance, values: Mapping[int, bytes], facts: CvrFacts) -> _Checks:
     """Card risk management (Book 3 Annex C; VIS 1.5 card risk management)."""
     d, tx, r = app.data, app.tx, app.data.risk
     ada = Ada(int.from_bytes(r.default_action[:2].rjust(2, b"\x00"), "big") & 0xFFC0)
@@ -273,7 +273,7 @@ def _downgrade(requested: int, allowed: int) -> int:
 # -- the command ----------------------------------------------------------------------
 
 
-def generate_ac(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def generate_ac(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """GENERATE AC (Book 3 §6.5.5)."""
     d, tx = app.data, app.tx
     if cmd.p2 != 0x00 or cmd.p1 & 0x2F or cmd.p1 & TYPE_MASK == 0xC0:
@@ -298,12 +298,12 @@ def generate_ac(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     return _first(app, ctx, cmd, requested, values)
 
 
-def _cdol1_values(app: EmvApplet) -> dict[int, bytes]:
+def _cdol1_values(app: EmvInstance) -> dict[int, bytes]:
     dol_value = record_tag(app.data, 0x8C)
     return split_dol(parse_dol(dol_value or b""), app.tx.cdol1_data)
 
 
-def _first(app: EmvApplet, ctx: Context, cmd: Command, requested: int, values: dict[int, bytes]) -> bytes:
+def _first(app: EmvInstance, ctx: Context, cmd: Command, requested: int, values: dict[int, bytes]) -> bytes:
     d, tx = app.data, app.tx
     facts = CvrFacts()
     checks = _risk(app, values, facts)
@@ -338,7 +338,7 @@ def _first(app: EmvApplet, ctx: Context, cmd: Command, requested: int, values: d
     return answer.data
 
 
-def _second(app: EmvApplet, ctx: Context, cmd: Command, requested: int, values: dict[int, bytes]) -> bytes:
+def _second(app: EmvInstance, ctx: Context, cmd: Command, requested: int, values: dict[int, bytes]) -> bytes:
     d, tx = app.data, app.tx
     merged = {**_cdol1_values(app), **values}
     arc = values.get(0x8A, b"")
@@ -396,7 +396,7 @@ def _second(app: EmvApplet, ctx: Context, cmd: Command, requested: int, values: 
     return answer.data
 
 
-def _count_offline(app: EmvApplet, checks: _Checks) -> None:
+def _count_offline(app: EmvInstance, checks: _Checks) -> None:
     """An offline approval: velocity counters (VIS 1.5 card risk management)."""
     d = app.data
     d.consecutive_offline = min(d.consecutive_offline + 1, 0xFF)
@@ -415,7 +415,7 @@ class _Answer:
 
 
 def _answer(
-    app: EmvApplet,
+    app: EmvInstance,
     ctx: Context,
     cmd: Command,
     values: Mapping[int, bytes],
@@ -454,7 +454,7 @@ def _answer(
     return _Answer(tlv.encode(0x77, body), ac, iad)
 
 
-def _iad_counters(app: EmvApplet) -> dict[str, int]:
+def _iad_counters(app: EmvInstance) -> dict[str, int]:
     """Card counters some IADs carry (M/Chip 4: offline counters)."""
     d = app.data
     return {"consecutive_offline": d.consecutive_offline, "cumulative_offline": d.cumulative_offline}
@@ -463,7 +463,7 @@ def _iad_counters(app: EmvApplet) -> dict[str, int]:
 # -- transaction log (Book 3 Annex D) ----------------------------------------------------
 
 
-def _log(app: EmvApplet, values: Mapping[int, bytes], cid: int, ac: bytes, iad: bytes) -> None:
+def _log(app: EmvInstance, values: Mapping[int, bytes], cid: int, ac: bytes, iad: bytes) -> None:
     """Append the log entry of this GENERATE AC (cyclic, newest first)."""
     r = app.data.risk
     if not r.log_sfi or not r.log_records or not r.log_format:

@@ -23,26 +23,26 @@ from .perso import dol_length, valid_pin_block
 from .state import RsaCrtKey
 
 if TYPE_CHECKING:
-    from .applet import EmvApplet
+    from .instance import EmvInstance
 
 BLOCKED_SW = 0x6283  # SELECT of a blocked application (EMV Book 1 §12.3.3, Book 3 §6.5.11.4)
 ICC_DYNAMIC_NUMBER_LENGTH = 8
 
 
-def require_personalized(app: EmvApplet) -> None:
+def require_personalized(app: EmvInstance) -> None:
     """Transaction commands before the last personalization block: 6985."""
     if not app.data.personalized:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "not personalized")
 
 
-def fci_proprietary(app: EmvApplet, *, contactless: bool = False) -> bytes:
+def fci_proprietary(app: EmvInstance, *, contactless: bool = False) -> bytes:
     """The value of A5 (DGI 9102, or 9103 for the contactless interface when present)."""
     if contactless and app.data.fci_proprietary_contactless:
         return app.data.fci_proprietary_contactless
     return app.data.fci_proprietary
 
 
-def pdol(app: EmvApplet) -> bytes:
+def pdol(app: EmvInstance) -> bytes:
     """The PDOL (9F38) of the FCI proprietary template, empty without one."""
     found = tlv.find(app.data.fci_proprietary, 0x9F38) if app.data.fci_proprietary else None
     return found.value if found is not None else b""
@@ -51,7 +51,7 @@ def pdol(app: EmvApplet) -> bytes:
 # -- SELECT ------------------------------------------------------------------------
 
 
-def select(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def select(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """FCI 6F {84 DF name, A5 {DGI 9102}} (EMV Book 1 §11.3.4, Book 3 §6.5.11).
 
     P2 b3b4 = 00 returns the FCI, 0C nothing (ISO 7816-4); FCP/FMD are not
@@ -72,7 +72,7 @@ def select(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 # -- GET PROCESSING OPTIONS ---------------------------------------------------------
 
 
-def get_processing_options(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def get_processing_options(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """GPO (EMV Book 3 §6.5.8): data 83 {PDOL data}; the ATC is incremented
     here, once per transaction, and never wraps (Book 3 §7.1)."""
     if cmd.p1 or cmd.p2:
@@ -106,7 +106,7 @@ def get_processing_options(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 # -- READ RECORD -------------------------------------------------------------------
 
 
-def read_record(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def read_record(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """READ RECORD (EMV Book 3 §6.5.11; Book 1 §11.2): P2 = SFI << 3 | 4.
 
     The transaction log SFI (9F4D) answers the log entries, newest first
@@ -135,7 +135,7 @@ def read_record(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 # -- GET DATA ----------------------------------------------------------------------
 
 
-def get_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def get_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """GET DATA (EMV Book 3 §6.5.7): P1P2 = tag; answers the TLV."""
     require_personalized(app)
     tag = (cmd.p1 << 8) | cmd.p2 if cmd.p1 else cmd.p2
@@ -158,7 +158,7 @@ def get_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 # -- GET CHALLENGE -----------------------------------------------------------------
 
 
-def get_challenge(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def get_challenge(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """GET CHALLENGE (EMV Book 3 §6.5.6): 8 unpredictable bytes, kept for one
     enciphered PIN VERIFY."""
     if cmd.p1 or cmd.p2:
@@ -174,7 +174,7 @@ def get_challenge(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 # -- VERIFY ------------------------------------------------------------------------
 
 
-def verify(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def verify(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """VERIFY (EMV Book 3 §6.5.12): P2 80 plaintext PIN block, P2 88
     enciphered PIN (Book 2 §7.2), no data: the number of tries left (63Cx).
 
@@ -251,7 +251,7 @@ def icc_dynamic_number(ctx: Context) -> bytes:
     return ctx.card.random(ICC_DYNAMIC_NUMBER_LENGTH)
 
 
-def sign_dynamic_data(app: EmvApplet, icc_dynamic_data: bytes, terminal_data: bytes) -> bytes:
+def sign_dynamic_data(app: EmvInstance, icc_dynamic_data: bytes, terminal_data: bytes) -> bytes:
     """Signed Dynamic Application Data (EMV Book 2 §6.5.1 table 17, §6.6.1):
 
     ``6A ‖ 05 ‖ 01 ‖ L_DD ‖ ICC dynamic data ‖ BB… ‖ SHA-1(05 ‖ 01 ‖ L_DD ‖
@@ -279,7 +279,7 @@ def sign_dynamic_data(app: EmvApplet, icc_dynamic_data: bytes, terminal_data: by
     return key.private(message).to_bytes(n, "big")
 
 
-def internal_authenticate(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def internal_authenticate(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """INTERNAL AUTHENTICATE for DDA (EMV Book 3 §6.5.9, Book 2 §6.5.1): data =
     DDOL-related data; ICC dynamic data = L ‖ ICC Dynamic Number (8 random bytes).
     Answer 80 {SDAD} (format 1) or 77 {9F4B SDAD} (format 2)."""

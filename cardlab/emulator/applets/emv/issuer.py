@@ -27,7 +27,7 @@ from . import cvn
 
 if TYPE_CHECKING:
     from ...applet import Context
-    from .applet import EmvApplet
+    from .instance import EmvInstance
 
 MAC_LENGTH = 8  # Book 2 §9.2.3: 4..8 bytes; cardlab cryptogram versions use 8
 ARQC = 0x80
@@ -39,7 +39,7 @@ PROTECTED_TAGS = frozenset({0x9F36, 0x9F13, 0x9F17, 0x9F4F, 0x9F4D, 0xDF01, 0xDF
 # -- issuer authentication ----------------------------------------------------------
 
 
-def _online(app: EmvApplet) -> bytes:
+def _online(app: EmvInstance) -> bytes:
     """The cryptogram the script session keys use, or 6985: this transaction's
     ARQC, or — for a blocked application, which answers an online request with
     an AAC — that AAC, so that the issuer can still unblock it (ac.py)."""
@@ -49,7 +49,7 @@ def _online(app: EmvApplet) -> bytes:
     return tx.arqc
 
 
-def _arqc(app: EmvApplet) -> bytes:
+def _arqc(app: EmvInstance) -> bytes:
     """Issuer authentication needs a real ARQC from the first GENERATE AC."""
     arqc = _online(app)
     first = app.tx.first_cid
@@ -58,14 +58,14 @@ def _arqc(app: EmvApplet) -> bytes:
     return arqc
 
 
-def _profile(app: EmvApplet) -> cvn.CvnProfile:
+def _profile(app: EmvInstance) -> cvn.CvnProfile:
     try:
         return cvn.profile(app.data.risk.cvn)
     except KeyError:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "unsupported cryptogram version") from None
 
 
-def authenticate(app: EmvApplet, issuer_data: bytes) -> bool:
+def authenticate(app: EmvInstance, issuer_data: bytes) -> bool:
     """Check Issuer Authentication Data (Book 2 §8.2) once per transaction;
     record the outcome (transaction and persistent flag) before returning."""
     d, tx = app.data, app.tx
@@ -88,7 +88,7 @@ def authenticate(app: EmvApplet, issuer_data: bytes) -> bool:
     return ok
 
 
-def external_authenticate(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def external_authenticate(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """EXTERNAL AUTHENTICATE (Book 3 §6.5.4): once, between the first (ARQC)
     and the second GENERATE AC; a wrong ARPC answers 6300."""
     if cmd.p1 or cmd.p2:
@@ -106,7 +106,7 @@ def external_authenticate(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
 # -- secure messaging -----------------------------------------------------------------
 
 
-def _script(app: EmvApplet, cmd: Command) -> bytes:
+def _script(app: EmvInstance, cmd: Command) -> bytes:
     """Check the command MAC (Book 2 §9.2); return the data field without it.
 
     Counts the command (tx.scripts_run; Mastercard derives each command's
@@ -143,13 +143,13 @@ def script_arqc(prof: cvn.CvnProfile, arqc: bytes, position: int) -> bytes:
     return ((int.from_bytes(arqc, "big") + position) % (1 << 64)).to_bytes(8, "big")
 
 
-def _failed(app: EmvApplet) -> None:
+def _failed(app: EmvInstance) -> None:
     app.tx.script_failed = True
     app.data.script_failed = True
     app.mark_dirty()
 
 
-def _run(app: EmvApplet, cmd: Command, action: Callable[[bytes], None]) -> bytes:
+def _run(app: EmvInstance, cmd: Command, action: Callable[[bytes], None]) -> bytes:
     """MAC first, then the action; an error of the action also counts as a
     failed script command (Book 3 §10.10: the CVR reports it)."""
     body = _script(app, cmd)
@@ -175,7 +175,7 @@ def _no_data(body: bytes) -> None:
 # -- the commands ---------------------------------------------------------------------
 
 
-def application_block(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def application_block(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """APPLICATION BLOCK (Book 3 §6.5.1): SELECT then answers 6283 and
     GENERATE AC only AAC."""
     _no_parameters(cmd)
@@ -187,7 +187,7 @@ def application_block(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     return _run(app, cmd, act)
 
 
-def application_unblock(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def application_unblock(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """APPLICATION UNBLOCK (Book 3 §6.5.2)."""
     _no_parameters(cmd)
 
@@ -198,7 +198,7 @@ def application_unblock(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     return _run(app, cmd, act)
 
 
-def card_block(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def card_block(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """CARD BLOCK (Book 3 §6.5.3): the card moves to CARD_LOCKED (GP §5.1.1),
     where only the ISD can be selected; 6985 if the GP life cycle does not
     allow it (a card not yet SECURED)."""
@@ -217,7 +217,7 @@ def card_block(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     return _run(app, cmd, act)
 
 
-def pin_change_unblock(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def pin_change_unblock(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """PIN CHANGE/UNBLOCK (Book 3 §6.5.10): P2 00 resets the PIN try counter;
     P2 01 (with the current PIN) and 02 (without) also set a new PIN from the
     enciphered PIN data, which resets the counter too."""
@@ -248,7 +248,7 @@ def pin_change_unblock(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     return _run(app, cmd, act)
 
 
-def put_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def put_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """PUT DATA (Book 3 §6.5.x, issuer script): P1P2 = tag; the value replaces
     the data object (GET DATA answers it) and, for card risk management
     parameters, the parameter itself (9F14, 9F23, DF11, DF12, 9F52, DF13)."""
@@ -286,7 +286,7 @@ def put_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
     return _run(app, cmd, act)
 
 
-def update_record(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def update_record(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """UPDATE RECORD (ISO 7816-4 §11.3.5, issuer script): P1 record, P2 =
     SFI << 3 | 100; replaces an existing record with a 70 template."""
     if cmd.p2 & 0x07 != 0x04 or cmd.p1 == 0 or not 1 <= cmd.p2 >> 3 <= 30:

@@ -23,7 +23,7 @@ from ...gp import lifecycle
 from .state import ConversionRate, EmvData, RiskParameters, RsaCrtKey
 
 if TYPE_CHECKING:
-    from .applet import EmvApplet
+    from .instance import EmvInstance
 
 DGI_FCI = 0x9102
 DGI_FCI_CONTACTLESS = 0x9103
@@ -70,7 +70,7 @@ def _bad(message: str) -> StatusError:
     return StatusError(SW.WRONG_DATA, message)
 
 
-def install(app: EmvApplet, params: bytes) -> None:
+def install(app: EmvInstance, params: bytes) -> None:
     """INSTALL [for install]: the application takes no install parameters
     (everything is personalization data); an empty C9 is required."""
     if params:
@@ -83,7 +83,7 @@ def is_secret(dgi: int) -> bool:
     return 0x8000 <= dgi <= 0x8FFF
 
 
-def store_data(app: EmvApplet, ctx: Context, cmd: Command) -> bytes:
+def store_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     """STORE DATA routed by the ISD after INSTALL [for personalization]."""
     if app.data.personalized:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "already personalized")
@@ -270,7 +270,7 @@ def _assemble_key(work: _Work, dgis: range) -> None:
         work.data.pin_key = key
 
 
-def _check_master_keys(app: EmvApplet, work: _Work) -> None:
+def _check_master_keys(app: EmvInstance, work: _Work) -> None:
     """DGI 8000 against DGI 9000 (CPS §5.5: 3DES check values of zeros),
     whichever arrives first; on a mismatch both are forgotten (also when the
     other one came in an earlier command) and the command is refused."""

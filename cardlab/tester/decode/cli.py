@@ -123,14 +123,14 @@ def decode(args: argparse.Namespace) -> tuple[list[str], Any]:
             explainer = None
     if explainer is None:
         raise DecodeError(f"unknown element {args.what!r}: tlv, apdu, log, sw or one of {', '.join(sorted(BY_KEY))}")
-    data: bytes | None
+    filled: bytes | None
     if explainer.key == "dol" and len(args.hex) == 2 and not args.data:
-        value, data = _hex(args.hex[0], "dol"), _hex(args.hex[1], "data")
+        value, filled = _hex(args.hex[0], "dol"), _hex(args.hex[1], "data")
     else:
         value = _one(args, what)
-        data = _hex(args.data, "--data") if args.data else None
+        filled = _hex(args.data, "--data") if args.data else None
     ctx = Context(currency=args.currency, exponent=args.exponent,
-                  aid=_hex(args.aid, "--aid") if args.aid else b"", dol_data=data,
+                  aid=_hex(args.aid, "--aid") if args.aid else b"", dol_data=filled,
                   every_bit=args.all)
     try:
         body = explainer.lines(value, ctx)

@@ -60,7 +60,7 @@ def dol_lines(value: bytes, ctx: Context) -> list[str]:
         out.append(row)
     total = sum(e.length for e in entries)
     return [f"{'tag':<{width}}  len  name" + (" = value filled" if values is not None else ""), *out,
-            f"{len(entries)} entries, {total} bytes of data"]
+            f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}, {total} bytes of data"]
 
 
 def _dol_json(value: bytes, ctx: Context) -> Any:

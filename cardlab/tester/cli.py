@@ -15,7 +15,7 @@ from collections.abc import Callable
 from .channel import CardChannel
 
 #: modules providing ``add_commands(sub, open_image) -> None``
-PARTS = ("cardlab.tester.transaction", "cardlab.tester.certify")
+PARTS = ("cardlab.tester.transaction", "cardlab.tester.certify", "cardlab.tester.decode.cli")
 
 ImageOpener = Callable[[str], CardChannel]
 

@@ -20,9 +20,16 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterator
 
-from . import tlv
-from .exchange import mask_pan
+import re
+
+from .decode import bits as bitsmod
+from .decode import sw as swmod
+from .decode import tlvtree
+from .decode import cvm as cvmmod
+from .decode.apdu import INS_NAMES
+from .decode.elements import Context, dol_lines, explain
 from .kernel import optional_module
+from .risk import action_codes
 from .state import TSI_BITS, TVR_BITS, TraceEvent, TransactionState
 
 _FALLBACK_NAMES = {
@@ -76,51 +83,19 @@ def _pans(state: TransactionState) -> list[str]:
 
 def masker(state: TransactionState) -> Callable[[str], str]:
     """Masks every PAN of this transaction in a piece of text (hex or digits)."""
-    pans = sorted(set(_pans(state)), key=len, reverse=True)
-
-    def mask(text: str) -> str:
-        for pan in pans:
-            if pan in text.upper():
-                idx = text.upper().index(pan)
-                while idx >= 0:
-                    text = text[:idx] + mask_pan(pan) + text[idx + len(pan):]
-                    idx = text.upper().find(pan)
-        return text
-
-    return mask
+    return tlvtree.masker(_pans(state))
 
 
-def _value_text(tag: int, value: bytes, mask: Callable[[str], str]) -> str:
-    if tag == 0x5A:
-        return mask_pan(value.hex())
-    if tag == 0x57:
-        digits = value.hex().upper()
-        pan, _, rest = digits.partition("D")
-        return mask_pan(pan) + "D" + rest[:7] + "…"  # PAN masked, expiry and service code kept, the rest cut
-    if tag in (0x56, 0x9F6B, 0x9F1F):
-        return f"<{len(value)} bytes withheld>"
-    if tag in (0x9F46, 0x9F2D):  # anyone with the CA public key recovers the PAN from them (Book 2 §6.4, §7.1)
-        return f"<{len(value)} bytes withheld: the PAN is recoverable from this certificate>"
-    text = value.hex().upper()
-    if tag in (0x50, 0x9F12, 0x5F20, 0x5F2D, 0x84) and value and all(0x20 <= b < 0x7F for b in value):
-        text += f' "{value.decode("ascii")}"'
-    return mask(text)
+def _context(state: TransactionState, mask: Callable[[str], str]) -> Context:
+    """What the decoders need from the card: currency and exponent for CVM amounts, the AID for the IAD."""
+    cur, exp = state.card_data.get(0x9F42), state.card_data.get(0x9F44)
+    return Context(currency=int(cur.hex()) if cur and cur.hex().isdigit() else None,
+                   exponent=exp[0] if exp else None, aid=state.aid, mask=mask)
 
 
-def decode(data: bytes, mask: Callable[[str], str], depth: int = 0) -> Iterator[str]:
-    """Lines of the TLV tree, names and values (PANs masked)."""
-    try:
-        items = tlv.parse(data)
-    except tlv.TlvError:
-        yield "  " * depth + f"(not BER-TLV) {mask(data.hex().upper())}"
-        return
-    for item in items:
-        name = tag_name(item.tag)
-        if item.constructed:
-            yield "  " * depth + f"{item.tag:X} {name}"
-            yield from decode(item.value, mask, depth + 1)
-        else:
-            yield "  " * depth + f"{item.tag:X} {name} [{len(item.value)}] = {_value_text(item.tag, item.value, mask)}"
+def decode(data: bytes, mask: Callable[[str], str], depth: int = 0, ctx: Context | None = None) -> Iterator[str]:
+    """Lines of the TLV tree, names and values (PANs masked), each known element explained."""
+    return tlvtree.lines(data, mask, ctx or Context(mask=mask), depth)
 
 
 class _Dols:
@@ -145,17 +120,12 @@ class _Dols:
 
 
 def _dol_lines(name: str, dol: bytes, data: bytes, mask: Callable[[str], str]) -> list[str]:
+    """The DOL as a table: tag, length, name and the value the terminal filled (Book 3 §5.4)."""
     try:
-        fields = tlv.parse_dol(dol)
-    except (tlv.TlvError, IndexError):
+        rows = dol_lines(dol, Context(dol_data=data, mask=mask))
+    except ValueError:
         return []
-    if not fields or sum(n for _, n in fields) != len(data):
-        return []
-    lines, at = [f"{name} data:"], 0
-    for tag, n in fields:
-        lines.append(f"  {tag:X} {tag_name(tag)} [{n}] = {_value_text(tag, data[at:at + n], mask)}")
-        at += n
-    return lines
+    return [f"{name} data:", *("  " + r for r in rows)]
 
 
 def _command_text(command: bytes, mask: Callable[[str], str], dols: _Dols | None = None) -> list[str]:
@@ -176,13 +146,15 @@ def _command_text(command: bytes, mask: Callable[[str], str], dols: _Dols | None
     return lines
 
 
-def _response_text(response: bytes, mask: Callable[[str], str]) -> list[str]:
+def _response_text(response: bytes, mask: Callable[[str], str], command: bytes = b"",
+                   ctx: Context | None = None) -> list[str]:
     if len(response) < 2:
         return ["R-APDU (none)"]
-    data, sw = response[:-2], response[-2:]
-    lines = [f"R-APDU SW {sw.hex().upper()}" + (f", {len(data)} bytes" if data else "")]
+    data, sw = response[:-2], int.from_bytes(response[-2:], "big")
+    ins = command[1] if len(command) > 1 else None
+    lines = [f"R-APDU SW {swmod.text(sw, ins)}" + (f", {len(data)} bytes" if data else "")]
     if data:
-        lines += ["  " + line for line in decode(data, mask)]
+        lines += ["  " + line for line in decode(data, mask, ctx=ctx)]
     return lines
 
 
@@ -191,20 +163,62 @@ def _bits(state: TransactionState) -> list[str]:
     tsi = [n for n, (i, b) in TSI_BITS.items() if state.tsi[i] & b]
     return [
         f"TVR {bytes(state.tvr).hex().upper()}: " + ("; ".join(tvr) if tvr else "no bit set"),
+        *("    · " + line for line in bitsmod.lines(bitsmod.TVR, bytes(state.tvr)) if tvr),
         f"TSI {bytes(state.tsi).hex().upper()}: " + ("; ".join(tsi) if tsi else "no bit set"),
+        *("    · " + line for line in bitsmod.lines(bitsmod.TSI, bytes(state.tsi)) if tsi),
     ]
 
 
-def _event_lines(event: TraceEvent, mask: Callable[[str], str], dols: _Dols | None = None) -> list[str]:
+def _where(name: str) -> str:
+    """``TVR byte 4 b8`` / ``TSI byte 1 b7`` for a bit name (Book 3 Annex C5, C6)."""
+    for label, table in (("TVR", TVR_BITS), ("TSI", TSI_BITS)):
+        if name in table:
+            i, mask = table[name]
+            return f"{label} byte {i + 1} b{mask.bit_length()}"
+    return "?"
+
+
+def _sets_lines(event: TraceEvent) -> list[str]:
+    """Each bit the event set: where it lives (TVR or TSI, byte and bit) and the rule that set it."""
+    return [f"      sets {_where(name)} \"{name}\" (rule: {event.reference})" for name in event.bits_set]
+
+
+_TVR_IN_TEXT = re.compile(r"TVR ([0-9A-F]{10})")
+
+
+def _taa_lines(state: TransactionState, event: TraceEvent) -> list[str]:
+    """The terminal action analysis written out: for denial, online and default,
+    (IAC OR TAC) AND TVR and the bits that matched (Book 3 §10.7)."""
+    found = _TVR_IN_TEXT.search(event.text)
+    tvr = bytes.fromhex(found.group(1)) if found else bytes(state.tvr)
+    iacs = action_codes(state.card_data)
+    terminal = state.terminal
+    tacs = (getattr(terminal, "tac_denial", bytes(5)), getattr(terminal, "tac_online", bytes(5)),
+            getattr(terminal, "tac_default", bytes(5)))
+    out = [f"    {'':8} {'IAC':<10}   {'TAC':<10}   {'IAC|TAC':<10}   {'TVR':<10}   AND"]
+    for label, iac, tac in zip(("denial", "online", "default"), iacs, tacs, strict=True):
+        either = bytes(a | b for a, b in zip(iac.ljust(5, b"\0"), tac.ljust(5, b"\0"), strict=True))
+        both = bytes(a & b for a, b in zip(either, tvr.ljust(5, b"\0"), strict=True))
+        named = sorted(bitsmod.set_names(bitsmod.TVR, both), key=list(TVR_BITS).index)
+        out.append(f"    {label:<8} {iac.hex().upper():<10} | {tac.hex().upper():<10} = {either.hex().upper():<10} "
+                   f"& {tvr.hex().upper():<10} = {both.hex().upper()}" + (f": {'; '.join(named)}" if named else ""))
+    return out
+
+
+def _event_lines(event: TraceEvent, mask: Callable[[str], str], dols: _Dols | None = None,
+                 state: TransactionState | None = None) -> list[str]:
+    ctx = _context(state, mask) if state is not None else None
     if event.kind == "apdu":
         out = [f"  > {mask(event.text)}"]
         out += ["      " + line for line in _command_text(event.command, mask, dols)]
-        out += ["      " + line for line in _response_text(event.response, mask)]
+        out += ["      " + line for line in _response_text(event.response, mask, event.command, ctx)]
         return out
     marker = {"decision": "=>", "check": "- ", "note": "  "}.get(event.kind, "  ")
     out = [f"  {marker} {mask(event.text)}"]
+    if state is not None and event.step == "Terminal action analysis" and event.kind == "decision":
+        out += _taa_lines(state, event)
     if event.bits_set:
-        out.append("      sets: " + "; ".join(event.bits_set))
+        out += _sets_lines(event)
     return out
 
 
@@ -221,24 +235,56 @@ def sections(state: TransactionState) -> list[tuple[str, str, list[TraceEvent]]]
     return out
 
 
+def titles(steps: list[str]) -> list[str]:
+    """Unique section titles: a step met again (CDA checks inside GENERATE AC,
+    completion around issuer authentication) is marked as continued."""
+    seen: dict[str, int] = {}
+    out = []
+    for step in steps:
+        seen[step] = seen.get(step, 0) + 1
+        k = seen[step]
+        out.append(step if k == 1 else f"{step} (continued)" if k == 2 else f"{step} (continued, part {k})")
+    return out
+
+
 def _section_text(number: int, step: str, refs: str, events: list[TraceEvent], mask: Callable[[str], str],
-                  dols: _Dols | None = None) -> str:
+                  dols: _Dols | None = None, state: TransactionState | None = None) -> str:
     lines = [f"[{number}] {step} — {refs}"]
     for ev in events:
-        lines += _event_lines(ev, mask, dols)
+        lines += _event_lines(ev, mask, dols, state)
     return "\n".join(lines) + "\n\n"
 
 
+def _cvm_results(state: TransactionState) -> str:
+    try:
+        return "; ".join(cvmmod.results_lines(state.cvm_result))
+    except ValueError:
+        return "not decodable"
+
+
+def _script_results(state: TransactionState) -> list[str]:
+    value = state.card_data.get(0x9F5B)
+    if not value:
+        return []
+    return [f"Issuer script results (9F5B) {value.hex().upper()}:",
+            *("    · " + line for line in explain(0x9F5B, value))]
+
+
+def _summary_lines(state: TransactionState) -> list[str]:
+    return [f"Outcome: {state.outcome or '(unfinished)'}", *_bits(state),
+            f"CVM Results {state.cvm_result.hex().upper()}: {_cvm_results(state)}", *_script_results(state)]
+
+
 def _summary_text(state: TransactionState) -> str:
-    lines = [f"Outcome: {state.outcome or '(unfinished)'}", *_bits(state),
-             f"CVM Results {state.cvm_result.hex().upper()}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_summary_lines(state)) + "\n"
 
 
 def render_text(state: TransactionState) -> str:
     mask, dols = masker(state), _Dols(state)
-    return "".join(_section_text(i, step, refs, events, mask, dols)
-                   for i, (step, refs, events) in enumerate(sections(state), 1)) + _summary_text(state)
+    secs = sections(state)
+    names = titles([s for s, _, _ in secs])
+    return "".join(_section_text(i, names[i - 1], refs, events, mask, dols, state)
+                   for i, (_step, refs, events) in enumerate(secs, 1)) + _summary_text(state)
 
 
 class LiveTrace:
@@ -246,34 +292,44 @@ class LiveTrace:
     section as soon as the next step starts (complete, with every reference
     the step cited, PANs masked with what the terminal knows by then), the last
     one and the outcome at :meth:`finish`. Together exactly :func:`render_text`.
-    Pass :meth:`on_event` as ``run_transaction(on_event=...)``."""
+    Pass :meth:`on_event` as ``run_transaction(on_event=...)``.
 
-    def __init__(self, write: Callable[[str], object], *, rich_console: object | None = None) -> None:
+    ``pause`` (student mode, ``--step``) is called after each section printed."""
+
+    def __init__(self, write: Callable[[str], object], *, rich_console: object | None = None,
+                 pause: Callable[[str], object] | None = None) -> None:
         self.write = write
         self.console = rich_console
         self.printed = 0
         self.dols: _Dols | None = None
+        self.pause = pause
 
     def _emit(self, state: TransactionState, upto: int) -> None:
         secs = sections(state)
+        names = titles([s for s, _, _ in secs])
         mask = masker(state)
         if self.dols is None:
             self.dols = _Dols(state)
         self.dols.card = state.card_data
         while self.printed < min(upto, len(secs)):
-            step, refs, events = secs[self.printed]
+            _step, refs, events = secs[self.printed]
             self.printed += 1
+            title = names[self.printed - 1]
             if self.console is not None:
-                _rich_section(self.console, self.printed, step, refs, events, mask, self.dols)
+                _rich_section(self.console, self.printed, title, refs, events, mask, self.dols, state)
             else:
-                self.write(_section_text(self.printed, step, refs, events, mask, self.dols))
+                self.write(_section_text(self.printed, title, refs, events, mask, self.dols, state))
+            if self.pause is not None:
+                self.pause(title)
 
     def on_event(self, state: TransactionState, event: TraceEvent) -> None:
         del event
         self._emit(state, len(sections(state)) - 1)  # every section but the one still growing
 
     def finish(self, state: TransactionState) -> None:
+        pause, self.pause = self.pause, None  # nothing left to wait for after the last step
         self._emit(state, len(sections(state)))
+        self.pause = pause
         if self.console is not None:
             _rich_summary(self.console, state)
         else:
@@ -286,13 +342,16 @@ def print_rich(state: TransactionState, console: object | None = None) -> None:
 
     out = console if isinstance(console, Console) else Console()
     mask, dols = masker(state), _Dols(state)
-    for i, (step, refs, events) in enumerate(sections(state), 1):
-        _rich_section(out, i, step, refs, events, mask, dols)
+    secs = sections(state)
+    names = titles([s for s, _, _ in secs])
+    for i, (_step, refs, events) in enumerate(secs, 1):
+        _rich_section(out, i, names[i - 1], refs, events, mask, dols, state)
     _rich_summary(out, state)
 
 
 def _rich_section(console: object, number: int, step: str, refs: str, events: list[TraceEvent],
-                  mask: Callable[[str], str], dols: _Dols | None = None) -> None:
+                  mask: Callable[[str], str], dols: _Dols | None = None,
+                  state: TransactionState | None = None) -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -300,7 +359,7 @@ def _rich_section(console: object, number: int, step: str, refs: str, events: li
     console.rule(f"[bold cyan]{number}. {escape(step)}[/] [dim]{escape(refs)}[/]", align="left")
     for ev in events:
         style = {"apdu": "white", "decision": "bold yellow", "check": "green", "note": "dim"}.get(ev.kind, "")
-        for j, line in enumerate(_event_lines(ev, mask, dols)):
+        for j, line in enumerate(_event_lines(ev, mask, dols, state)):
             console.print(f"[{style if j == 0 else 'dim'}]{escape(line)}[/]", highlight=False)
 
 
@@ -311,39 +370,127 @@ def _rich_summary(console: object, state: TransactionState) -> None:
     assert isinstance(console, Console)
     console.rule()
     colour = "green" if state.outcome.startswith("approved") else "red"
-    console.print(f"[bold {colour}]Outcome: {escape(state.outcome or '(unfinished)')}[/]")
-    for line in _bits(state):
+    lines = _summary_lines(state)
+    console.print(f"[bold {colour}]{escape(lines[0])}[/]")
+    for line in lines[1:]:
         console.print(escape(line), highlight=False)
 
 
+# -- HTML ----------------------------------------------------------------------------------
+
 _CSS = """
-body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;color:#222}
-h1{font-size:1.4rem} section{border-left:4px solid #58a;padding:.2rem 1rem;margin:1rem 0}
-h2{font-size:1.1rem;margin:.3rem 0} .ref{color:#777;font-weight:normal;font-size:.9rem}
-pre{background:#f5f5f5;padding:.4rem;overflow-x:auto;font-size:.85rem;margin:.2rem 0}
-.decision{color:#8a5a00;font-weight:bold} .check{color:#2a7a2a} .note{color:#666}
-.bits{color:#a33;font-size:.85rem} .outcome{font-size:1.2rem;font-weight:bold}
+body{font-family:system-ui,sans-serif;max-width:70rem;margin:1rem auto;padding:0 1rem;color:#222;line-height:1.4}
+h1{font-size:1.4rem} h2{font-size:1.1rem;margin:.3rem 0}
+header dl{display:grid;grid-template-columns:max-content 1fr;gap:.1rem 1rem;margin:.5rem 0}
+header dt{font-weight:bold} header dd{margin:0}
+nav ol{columns:2;font-size:.9rem}
+section{border-left:4px solid #888;padding:.2rem 1rem;margin:1rem 0}
+.ref{color:#555;font-weight:normal;font-size:.9rem}
+pre{background:#f5f5f5;padding:.4rem;font-size:.85rem;margin:.2rem 0;white-space:pre-wrap;overflow-wrap:anywhere}
+.decision::before{content:"⇒ decision: ";font-weight:bold} .check::before{content:"✓ check: "}
+.note::before{content:"note: "} .bits{font-size:.85rem;white-space:pre-wrap}
+.outcome{font-size:1.2rem;font-weight:bold;overflow-wrap:anywhere}
+svg{width:100%;height:auto;font-family:system-ui,sans-serif} svg text{font-size:11px}
 """
 
 
-def render_html(state: TransactionState, title: str = "cardlab transaction trace") -> str:
-    """One self-contained page (inline CSS, no scripts, no external links)."""
-    mask, dols = masker(state), _Dols(state)
+def _apdu_label(ev: TraceEvent) -> str:
+    ins = ev.command[1] if len(ev.command) > 1 else None
+    name = (INS_NAMES.get(ins, f"INS {ins:02X}") if ins is not None else "?")
+    sw = ev.response[-2:].hex().upper() if len(ev.response) >= 2 else "----"
+    return f"{name} → {sw}"
+
+
+def sequence_svg(state: TransactionState, anchors: list[str] | None = None) -> str:
+    """A sequence diagram of the exchange, inline SVG: one arrow per APDU
+    (terminal → card, labelled with the command and its status word), and
+    the authorization request and response to the issuer host when the
+    transaction went online. Arrows differ by dash pattern and label, not
+    by colour alone."""
+    online = bool(state.online_response) or any(ev.step == "Online processing" for ev in state.events)
+    cols = {"Terminal": 90, "Card": 430} | ({"Issuer host": 650} if online else {})
+    rows: list[tuple[str, str, str, str]] = []  # (class, from, to, label)
+    host_done = False
+    for ev in state.events:
+        if ev.kind == "apdu":
+            rows.append(("apdu", "Terminal", "Card", _apdu_label(ev)))
+        elif online and ev.step == "Online processing" and not host_done:
+            host_done = True
+            rows.append(("host", "Terminal", "Issuer host", "authorization request (ARQC)"))
+            arc = state.online_response.get("arc")
+            arc_text = arc.decode("ascii", "replace") if isinstance(arc, bytes) else "?"
+            rows.append(("host", "Issuer host", "Terminal", f"authorization response (ARC {arc_text})"))
+    top, step = 40, 22
+    height = top + step * len(rows) + 20
+    width = 740 if online else 520
     e = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
-    for i, (step, refs, events) in enumerate(sections(state), 1):
-        parts.append(f"<section><h2>{i}. {e(step)} <span class='ref'>{e(refs)}</span></h2>")
+    out = [f"<svg role='img' aria-label='sequence of the exchange' viewBox='0 0 {width} {height}'>",
+           "<defs><marker id='arrow' viewBox='0 0 10 10' refX='10' refY='5' markerWidth='7' markerHeight='7' "
+           "orient='auto-start-reverse'><path d='M0,0 L10,5 L0,10 z' fill='#222'/></marker></defs>"]
+    for name, x in cols.items():
+        out.append(f"<text x='{x}' y='20' text-anchor='middle' font-weight='bold'>{e(name)}</text>")
+        out.append(f"<line class='lifeline' x1='{x}' y1='28' x2='{x}' y2='{height - 10}' stroke='#999' "
+                   "stroke-dasharray='2,3'/>")
+    for i, (cls, a, b, label) in enumerate(rows):
+        y = top + step * i
+        x1, x2 = cols[a], cols[b]
+        dash = " stroke-dasharray='6,3'" if cls == "host" else ""
+        out.append(f"<line class='{cls}' x1='{x1}' y1='{y}' x2='{x2}' y2='{y}' stroke='#222'{dash} "
+                   "marker-end='url(#arrow)'/>")
+        out.append(f"<text x='{(x1 + x2) / 2:.0f}' y='{y - 4}' text-anchor='middle'>{i + 1}. {e(label)}</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _header(state: TransactionState, title: str) -> list[str]:
+    e = html.escape
+    mask = masker(state)
+    label = state.card_data.get(0x50, b"").decode("ascii", "replace")
+    pan = state.card_data.get(0x5A)
+    terminal = state.terminal
+    currency = getattr(terminal, "currency", None)
+    exponent = getattr(terminal, "currency_exponent", None)
+    rows = [("Card", f"{state.aid.hex().upper() or '-'} {label}".strip()
+             + (f", PAN {tlvtree.value_text(0x5A, pan, mask)}" if pan else "")),
+            ("Terminal profile", f"{getattr(terminal, 'name', '-')}"
+             + (f" ({terminal.source})" if getattr(terminal, "source", "") else "")),
+            ("Amount", cvmmod.amount_text(state.amount, currency, exponent)
+             + (f" (other {cvmmod.amount_text(state.amount_other, currency, exponent)})" if state.amount_other else "")),
+            ("Outcome", state.outcome or "(unfinished)")]
+    return [f"<header><h1>{e(title)}</h1><dl>"
+            + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in rows) + "</dl></header>"]
+
+
+def render_html(state: TransactionState, title: str = "cardlab transaction trace") -> str:
+    """One self-contained page (inline CSS and SVG, no scripts, no external
+    links): a header (card, terminal, amount, outcome), contents, a sequence
+    diagram of the exchange, then each step with a unique title."""
+    mask, dols = masker(state), _Dols(state)
+    ctx = _context(state, mask)
+    e = html.escape
+    secs = sections(state)
+    names = titles([s for s, _, _ in secs])
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{e(title)}</title>"
+             f"<style>{_CSS}</style></head><body>", *_header(state, title)]
+    parts.append("<nav><h2>Contents</h2><ol>" + "".join(
+        f"<li><a href='#step-{i}'>{e(name)}</a></li>" for i, name in enumerate(names, 1))
+        + "<li><a href='#summary'>Outcome and bits</a></li></ol></nav>")
+    parts.append(f"<figure><figcaption>The exchange, one arrow per command</figcaption>{sequence_svg(state)}"
+                 "</figure>")
+    for i, (_step, refs, events) in enumerate(secs, 1):
+        parts.append(f"<section id='step-{i}'><h2>{i}. {e(names[i - 1])} <span class='ref'>{e(refs)}</span></h2>")
         for ev in events:
             if ev.kind == "apdu":
-                body = _command_text(ev.command, mask, dols) + _response_text(ev.response, mask)
+                body = _command_text(ev.command, mask, dols) + _response_text(ev.response, mask, ev.command, ctx)
                 parts.append(f"<div>{e(mask(ev.text))}</div><pre>{e(chr(10).join(body))}</pre>")
             else:
                 parts.append(f"<div class='{e(ev.kind)}'>{e(mask(ev.text))}</div>")
-                if ev.bits_set:
-                    parts.append(f"<div class='bits'>sets: {e('; '.join(ev.bits_set))}</div>")
+                extra = _event_lines(ev, mask, None, state)[1:]
+                if extra:
+                    parts.append(f"<pre class='bits'>{e(chr(10).join(line.strip() for line in extra))}</pre>")
         parts.append("</section>")
-    parts.append(f"<p class='outcome'>Outcome: {e(state.outcome or '(unfinished)')}</p>")
-    parts.append("<pre>" + e("\n".join(_bits(state) + [f"CVM Results {state.cvm_result.hex().upper()}"]))
-                 + "</pre></body></html>")
+    summary = _summary_lines(state)
+    parts.append(f"<section id='summary'><h2>Outcome and bits</h2><p class='outcome'>{e(summary[0])}</p>")
+    parts.append("<pre>" + e("\n".join(summary[1:])) + "</pre></section></body></html>")
     return "\n".join(parts)

@@ -62,6 +62,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--seed", type=int, help="seed for the unpredictable number and random selection")
     p.add_argument("--trace", action="store_true", help="print the teaching trace")
     p.add_argument("--trace-html", metavar="FILE", help="write the teaching trace as an HTML page")
+    p.add_argument("--step", action="store_true", help="student mode: print the trace and pause after each step "
+                   "(only on a terminal; implies --trace)")
     p.set_defaults(func=lambda args, out=None: run(args, open_image, out))
 
 
@@ -147,6 +149,24 @@ def _host_for(args: argparse.Namespace) -> IssuerHost | None:
     return host
 
 
+def student_pause(read: Callable[[str], str] = input) -> Callable[[str], None]:
+    """``--step``: after each step, wait for Enter (end of input or ``q`` stops pausing)."""
+    going = [True]
+
+    def pause(title: str) -> None:
+        if not going[0]:
+            return
+        sys.stdout.flush()
+        try:
+            answer = read(f"-- end of '{title}': Enter for the next step, q to run to the end -- ")
+        except EOFError:
+            answer = "q"
+        if answer.strip().lower() == "q":
+            going[0] = False
+
+    return pause
+
+
 def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], console: Any = None) -> int:
     from .kernel import run_transaction
     from .terminal import TerminalProfileError, load_terminal
@@ -170,12 +190,14 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
     recorder = RecordingChannel(channel.transmit, channel.atr())
     # the trace is printed step by step while the transaction runs (Book 3's order)
     live = None
-    if args.trace:
+    step_mode = bool(getattr(args, "step", False))
+    if args.trace or step_mode:
         if sys.stdout.isatty() and console is None:
             from rich.console import Console
 
             console = Console()
-        live = LiveTrace(sys.stdout.write, rich_console=console if sys.stdout.isatty() else None)
+        live = LiveTrace(sys.stdout.write, rich_console=console if sys.stdout.isatty() else None,
+                         pause=student_pause() if step_mode and sys.stdin.isatty() else None)
     try:
         state = run_transaction(recorder, terminal, amount=args.amount, pin=args.pin,
                                 online_host=host, force_online=args.force_online,

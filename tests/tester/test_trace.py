@@ -47,7 +47,7 @@ def test_trace_names_tvr_bits() -> None:
     card, _ = card_for(P(oda="SDA"))
     state, _ = transact(card, pin="1234", amount=50_000)
     text = render_text(state)
-    assert "sets: transaction exceeds floor limit" in text
+    assert 'sets TVR byte 4 b8 "transaction exceeds floor limit" (rule: EMV Book 3 §10.6.1)' in text
     assert "TVR 0200008000: SDA selected; transaction exceeds floor limit" in text
 
 
@@ -92,3 +92,102 @@ def test_icc_certificates_are_withheld() -> None:
         flat = out.replace(" ", "").replace("\n", "")
         assert cert[:40] not in flat and pin_cert[:40] not in flat
         assert "bytes withheld: the PAN is recoverable from this certificate" in out
+
+
+def test_section_titles_are_unique_and_taa_is_written_out() -> None:
+    """An online CDA transaction meets GENERATE AC, ODA and completion more than once: each title is unique;
+    terminal action analysis shows (IAC | TAC) & TVR for denial, online and default."""
+    import re
+
+    from kernelkit import WHEN, terminal
+
+    from cardlab.tester.channel import RecordingChannel
+    from cardlab.tester.kernel import run_transaction
+    from cardlab.tester.trace import sections, titles
+
+    state = _online_state()
+    names = titles([s for s, _, _ in sections(state)])
+    assert len(names) == len(set(names)) and "First GENERATE AC (continued)" in names
+    text = render_text(state)
+    headings = re.findall(r"^\[\d+\] (.+?) — ", text, re.M)
+    assert headings == names
+    assert re.search(r"online +F040AC9800 \| DC4004F800 = FC40ACF800 & 0000008800 = 0000008800: "
+                     r"transaction exceeds floor limit; merchant forced transaction online", text)
+    assert "Issuer script results (9F5B) 2000000000:" in text and "script 1: script processing successful" in text
+    del WHEN, terminal, RecordingChannel, run_transaction
+
+
+def _online_state():  # type: ignore[no-untyped-def]
+    import test_online
+    from cardmaker import Profile, make_card
+    from kernelkit import WHEN, terminal
+
+    from cardlab.tester.channel import RecordingChannel
+    from cardlab.tester.issuer_host import put_data
+    from cardlab.tester.kernel import run_transaction
+
+    card, _ = make_card(Profile(cvn=0x12, oda="CDA"))
+    host = test_online.host()
+    host.queue_scripts(put_data(0x9F14, b"\x04"))
+    return run_transaction(RecordingChannel(card.transmit), terminal(floor_limit=0), amount=1000, pin="1234",
+                           online_host=host, force_online=True, seed=1, when=WHEN)
+
+
+class _Page(__import__("html.parser").parser.HTMLParser):
+    """What the HTML check needs: section titles, arrows by class, text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.h2: list[str] = []
+        self.arrows: dict[str, int] = {}
+        self.ids: list[str] = []
+        self._in_h2 = False
+        self._in_ref = False
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append(tag)
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "h2":
+            self._in_h2 = True
+            self.h2.append("")
+        if tag == "span" and self._in_h2:
+            self._in_ref = True
+        if tag == "line" and a.get("marker-end"):
+            cls = str(a.get("class"))
+            self.arrows[cls] = self.arrows.get(cls, 0) + 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2":
+            self._in_h2 = False
+        if tag == "span":
+            self._in_ref = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_h2 and not self._in_ref:
+            self.h2[-1] += data
+
+
+def test_html_trace_header_contents_diagram() -> None:
+    state = _online_state()
+    page = render_html(state)
+    parsed = _Page()
+    parsed.feed(page)
+    steps = [h.strip() for h in parsed.h2 if h.strip()[:1].isdigit()]
+    assert len(steps) == len(set(steps)) == len(sections_of(state))
+    apdus = sum(1 for ev in state.events if ev.kind == "apdu")
+    assert parsed.arrows == {"apdu": apdus, "host": 2}
+    assert "header" in parsed.tags and "nav" in parsed.tags and "svg" in parsed.tags
+    assert len(set(parsed.ids)) == len(parsed.ids)
+    for needle in ("Terminal profile", "Amount", "10.00 EUR", "Outcome", "approved online", "Contents"):
+        assert needle in page, needle
+    assert "<script" not in page and "http" not in page
+    assert "overflow-x" not in page and PAN not in page
+
+
+def sections_of(state):  # type: ignore[no-untyped-def]
+    from cardlab.tester.trace import sections
+
+    return sections(state)

@@ -120,3 +120,21 @@ def test_script_the_cards_issuer_cannot_mac_completes_offline(tmp_path: Path,
     assert "the issuer host could not answer" in out and "no IMK-SMI" in out, out[-3000:]
     assert out.splitlines()[-1].startswith(("approved offline (unable", "declined offline (unable")), out[-500:]
     assert rc in (0, 1)
+
+
+def test_step_mode_without_a_terminal_does_not_wait(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--step`` prints the trace; stdin is not a terminal under pytest, so it never waits."""
+    rc, out = _run(capsys, "--card", _image(tmp_path, **kernelkit.OFFLINE), "--amount", "1500", "--pin", "1234",
+                   "--step")
+    assert rc == 0 and "[1] Application selection" in out and "Enter for the next step" not in out
+
+
+def test_student_pause_waits_per_step_until_q() -> None:
+    from cardlab.tester.transaction import student_pause
+
+    asked: list[str] = []
+    answers = iter(["", "q"])
+    pause = student_pause(lambda prompt: asked.append(prompt) or next(answers))
+    for title in ("Application selection", "Initiate application processing", "Read application data"):
+        pause(title)
+    assert len(asked) == 2 and "Application selection" in asked[0]

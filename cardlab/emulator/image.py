@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
+from .state import DEFAULT_ATR, CardState, InstanceRecord, KeyEntry, LoadFileRecord
 
 FORMAT = "cardlab-card-image"
 VERSION = 1
@@ -88,7 +88,8 @@ def from_json(doc: dict[str, Any]) -> CardState:
         return CardState(
             isd_aid=_unhex(doc["isd_aid"], "isd_aid"),
             lifecycle=int(doc["lifecycle"]),
-            atr=_unhex(doc["atr"], "atr"),
+            # an image keeps its ATR as written, also the pre-issue-10 Type-B-style one
+            atr=_unhex(doc["atr"], "atr") if "atr" in doc else DEFAULT_ATR,
             scp_i=int(scp["i"]),
             sequence_counter=int(scp["sequence_counter"]),
             kdd=_unhex(scp["kdd"], "kdd"),

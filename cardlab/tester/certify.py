@@ -170,7 +170,7 @@ class _Collector:
 # and the script MAC through the issuer host (cardlab.tester.issuer_host, cardlab.tester.online).
 
 #: card-level rules: GP life cycles and privileges (cardlab.tester.certify_life), directories (cardlab.tester.certify_dir)
-CARD_RULES = [*R.LIFE_RULE_IDS, *R.PRIV_RULE_IDS, *R.DIR_RULE_IDS]
+CARD_RULES = [*R.LIFE_RULE_IDS, *R.PRIV_RULE_IDS, *R.DIR_RULE_IDS, *R.ATR_RULE_IDS]
 APP_RULES = [r for r in RULES if r not in CARD_RULES]
 TEMPLATES = {0x6F, 0xA5, 0xBF0C, 0x70, 0x77, 0x61}
 FRESH_ATC_MAX = 10
@@ -1024,6 +1024,10 @@ def certify_card(
 
     report.results.extend(card_life_results(channel, profile, keys, pan=record.pan, enabled=gp_status))
     report.results.extend(card_privilege_results(channel, profile, keys, pan=record.pan, enabled=gp_status))
+    # -- hook: power-on, the ATR (cardlab.tester.certify_atr) --
+    from .certify_atr import atr_results
+
+    report.results.extend(atr_results(channel, profile))
     report.seconds = time.perf_counter() - start
     return report
 

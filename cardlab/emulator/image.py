@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .state import DEFAULT_ATR, CardState, InstanceRecord, KeyEntry, LoadFileRecord
+from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR
+
+from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
 
 FORMAT = "cardlab-card-image"
 VERSION = 1

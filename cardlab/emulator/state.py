@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR
+from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR  # noqa: F401 - re-exported
 
 DEFAULT_ISD_AID = bytes.fromhex("A000000151000000")
 

@@ -27,6 +27,9 @@ from typing import Any, Final
 
 import yaml
 
+from cardlab.personalizer.profile_atr import KEYS as ATR_KEYS
+from cardlab.personalizer.profile_atr import read_card_atr
+
 __all__ = [
     "ISSUER_CERTIFICATE_FORMAT",
     "TAGS",
@@ -506,6 +509,8 @@ class GpDetails:
     diversification: str  # one of DIVERSIFICATIONS
     key_version: int
     target_life_cycle: str  # one of LIFE_CYCLES
+    #: the card stock's ATR (cardlab.personalizer.profile_atr); None: the default
+    atr: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -776,7 +781,7 @@ def _seq(ck: _Checker, m: Mapping[str, Any], key: str, path: str) -> list[Any]:
 
 _TOP_KEYS = ("profile", "description", "bins", "card", "applications")
 _BIN = re.compile(r"^[0-9]{6,8}$")
-_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle")
+_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle", *ATR_KEYS)
 _APP_KEYS = (
     "name", "aid", "label", "preferred_name", "issuer_code_table_index", "priority", "languages",
     "pdol", "oda", "aip", "cvn", "afl", "cdol1", "cdol2", "ddol", "tdol", "iac", "cvm_list", "auc",
@@ -821,7 +826,8 @@ def _card(ck: _Checker, raw: object) -> GpDetails:
     lc = ck.string(m, "target_life_cycle", p, default="SECURED").upper()
     if lc not in LIFE_CYCLES:
         ck.err(f"{p}.target_life_cycle", f"{lc!r} is not one of {', '.join(LIFE_CYCLES)}")
-    return GpDetails(isd, kmc, div, kv, lc)
+    atr = read_card_atr(m, ck.err, p)  # card.atr / card.protocol (cardlab.personalizer.profile_atr)
+    return GpDetails(isd, kmc, div, kv, lc, atr)
 
 
 def _records(

@@ -13,6 +13,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from cardlab.cardspec import argtypes
 from cardlab.cardspec.argtypes import hex_byte, hex_bytes, key_version, parse_hex
 from cardlab.emulator import Card
 from cardlab.emulator.gp.lifecycle import CardLife
@@ -100,9 +101,16 @@ def _card_keys(args: argparse.Namespace, kdd: bytes) -> tuple[bytes, bytes, byte
 def cmd_card_new(args: argparse.Namespace, out: Console) -> int:
     from cardlab.emulator.gp.manager import new_card_state
 
+    from cardlab.cardspec.argtypes import choose_atr
+
+    try:
+        atr = choose_atr(args.atr, args.protocol, args.historical_bytes, allow_non_emv=args.allow_non_emv_atr)
+    except ValueError as exc:
+        raise UsageError(f"--atr: {exc}") from None
     kdd = args.kdd if args.kdd is not None else os.urandom(10)
     keys = _card_keys(args, kdd)
     state = new_card_state(
+        atr=atr,
         isd_aid=args.isd_aid,
         keys=keys,
         kvn=args.kvn,
@@ -114,7 +122,7 @@ def cmd_card_new(args: argparse.Namespace, out: Console) -> int:
     card = Card(state)
     card.save(args.image)
     out.print(f"created {args.image}: ISD {state.isd_aid.hex().upper()}, KDD {kdd.hex().upper()}, "
-              f"key set {args.kvn:02X}, life cycle {args.lifecycle}")
+              f"key set {args.kvn:02X}, life cycle {args.lifecycle}, ATR {state.atr.hex().upper()}")
     return 0
 
 
@@ -145,6 +153,11 @@ def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
     out.print(f"[bold]Card[/bold] {args.image}")
     out.print(f"  life cycle      {CardLife(st.lifecycle).name} ({st.lifecycle:02X})")
     out.print(f"  ISD AID         {st.isd_aid.hex().upper()}")
+    out.print(f"  ATR             {st.atr.hex().upper()}")
+    from cardlab.cardspec.atr import describe as describe_atr
+
+    for line in describe_atr(st.atr):
+        out.print(f"    {line}", markup=False, highlight=False)
     out.print(f"  KDD             {st.kdd.hex().upper()}")
     out.print(f"  SCP03 i         {st.scp_i:02X}   next sequence counter {st.sequence_counter}")
     keys = Table(title="Keys (check values only)")
@@ -290,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--sequence-counter", type=_sequence_counter, default=0,
                      help="value the next INITIALIZE UPDATE uses and reports (0-16777215)")
     new.add_argument("--lifecycle", choices=("OP_READY", "INITIALIZED", "SECURED"), default="OP_READY")
+    choice = new.add_mutually_exclusive_group()
+    choice.add_argument("--atr", metavar="HEX", type=argtypes.atr,
+                        help="the whole ATR (checked against EMV's basic ATRs; default: EMV's basic T=1 ATR)")
+    choice.add_argument("--protocol", metavar="T=0|T=1", type=argtypes.protocol,
+                        help="EMV's basic ATR for this protocol (docs/profile.md, 'Choosing a card's ATR')")
+    new.add_argument("--historical-bytes", metavar="HEX", type=_hex_type("--historical-bytes", range(0, 16)),
+                     help="with --protocol: the ATR's historical bytes (ISO/IEC 7816-4 §8.1.1; default 8031C0829000)")
+    new.add_argument("--allow-non-emv-atr", action="store_true",
+                     help="accept an --atr that breaks EMV's rules or is malformed (negative testing)")
     new.set_defaults(func=cmd_card_new)
 
     send = card.add_parser("send", help="send raw APDUs to an image and print decoded responses")

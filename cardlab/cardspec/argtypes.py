@@ -57,3 +57,35 @@ def key_version(value: str) -> int:
 
 #: an AID: 5 to 16 bytes (ISO/IEC 7816-4 §8.2.1.2, 12.2.3)
 aid = hex_bytes("aid", range(5, 17))
+
+
+def atr(value: str) -> bytes:
+    """An argparse type: a whole ATR in hex, parsed (ISO/IEC 7816-3 §8.2) but not yet held to EMV's
+    rules — the command does that unless ``--allow-non-emv-atr`` (:func:`cardlab.cardspec.atr.check`)."""
+    raw = hex_bytes("atr", range(2, 34))(value)
+    return raw
+
+
+def protocol(value: str) -> int:
+    """An argparse type: ``T=0`` or ``T=1`` (also ``0`` / ``1``) → 0 or 1."""
+    text = value.upper().replace(" ", "").removeprefix("T=")
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected T=0 or T=1, got {value!r}")
+    return int(text)
+
+
+def choose_atr(given: bytes | None, protocol: int | None, historical: bytes | None = None,
+               *, allow_non_emv: bool = False) -> bytes | None:
+    """The ATR a new card gets from ``--atr`` or ``--protocol`` (+ historical bytes), checked;
+    None for the default. ``ValueError`` with one line naming the byte."""
+    from cardlab.cardspec import atr as atrs
+
+    if given is not None and (protocol is not None or historical is not None):
+        raise ValueError("--atr gives the whole ATR: leave out --protocol and the historical bytes")
+    if given is not None:
+        if not allow_non_emv:  # a deliberately broken ATR (negative tests) only when asked for
+            atrs.check(given)
+        return given
+    if protocol is None and historical is None:
+        return None
+    return atrs.for_protocol(1 if protocol is None else protocol, historical)

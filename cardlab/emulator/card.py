@@ -21,11 +21,15 @@ import logging
 import os
 from collections.abc import Callable
 
+from cardlab.cardspec.atr import AtrError
+from cardlab.cardspec.atr import parse as parse_atr
+
 from . import apdu
 from .apdu import SW, Command, StatusError
 from .applet import Applet, Channel, Context, Security
 from .gp import lifecycle
 from .state import CardState
+from .t0 import T0Layer
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,15 @@ _CLASS_OK = [
     c <= 0x1F or 0x40 <= c <= 0x7F or 0x80 <= c <= 0x8F or 0xC0 <= c <= 0xCF or 0xE0 <= c <= 0xEF
     for c in range(256)
 ]
+
+
+def offered_protocols(atr: bytes) -> tuple[int, ...]:
+    """The protocols ``atr`` offers, first the default (ISO/IEC 7816-3 §8.2.3); an ATR too broken
+    to parse (only with ``--allow-non-emv-atr``) leaves the card on T=1, as before ATRs were chosen."""
+    try:
+        return tuple(t for t in parse_atr(atr).protocols if t in (0, 1)) or (1,)
+    except AtrError:
+        return (1,)
 
 
 class Card:
@@ -73,6 +86,10 @@ class Card:
         for rec in state.instances:
             self._instantiate(rec)
         self.powered = False
+        #: the transmission protocol in use: the first the ATR offers (ISO/IEC 7816-3 §6.3.1),
+        #: or the one a reader negotiated with :meth:`select_protocol`
+        self.protocol = 1
+        self._t0 = T0Layer()
 
     # -- construction ----------------------------------------------------------
     @classmethod
@@ -126,11 +143,26 @@ class Card:
         self.security = Security()
         self.channels = {0: Channel(0, selected=self.state.isd_aid, fs=FsCursor.at_mf(self.fs))}
         self.powered = True
+        self.protocol = offered_protocols(self.state.atr)[0]
+        self._t0.reset()
         return self.state.atr
+
+    def select_protocol(self, protocol: int) -> None:
+        """PPS after the ATR (ISO/IEC 7816-3 §9): ``protocol`` must be one the ATR offers."""
+        if protocol not in offered_protocols(self.state.atr):
+            raise ValueError(f"T={protocol} is not offered by the card's ATR")
+        self.protocol = protocol
+        self._t0.reset()
 
     def transmit(self, command: bytes) -> bytes:
         if not self.powered:
             self.power_on()
+        if self.protocol == 0:
+            return self._t0.transmit(command, self._answer)
+        return self._answer(command)
+
+    def _answer(self, command: bytes) -> bytes:
+        """The response APDU as the application layer gives it (data ‖ SW), before T=0."""
         try:
             out = self._transmit(command)
         except StatusError as err:

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR
+
 from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
 
 FORMAT = "cardlab-card-image"
@@ -88,7 +90,8 @@ def from_json(doc: dict[str, Any]) -> CardState:
         return CardState(
             isd_aid=_unhex(doc["isd_aid"], "isd_aid"),
             lifecycle=int(doc["lifecycle"]),
-            atr=_unhex(doc["atr"], "atr"),
+            # an image keeps its ATR as written, also the pre-issue-10 Type-B-style one
+            atr=_unhex(doc["atr"], "atr") if "atr" in doc else DEFAULT_ATR,
             scp_i=int(scp["i"]),
             sequence_counter=int(scp["sequence_counter"]),
             kdd=_unhex(scp["kdd"], "kdd"),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR  # noqa: F401 - re-exported
+
 DEFAULT_ISD_AID = bytes.fromhex("A000000151000000")
 
 
@@ -65,7 +67,8 @@ class CardState:
     iin: bytes = b""
     cin: bytes = b""
     cplc: bytes = b""
-    atr: bytes = bytes.fromhex("3B8880010000000000718100F9")
+    #: EMV's basic T=1 ATR unless the profile or ``card new`` chose another (cardlab.cardspec.atr)
+    atr: bytes = DEFAULT_ATR
     load_files: list[LoadFileRecord] = field(default_factory=list)
     instances: list[InstanceRecord] = field(default_factory=list)
     #: the ISO file system tree, owned by cardlab.emulator.filesystem (dump/load)

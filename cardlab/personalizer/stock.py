@@ -41,6 +41,7 @@ def make_stock(
     kvn: int = 0x30,
     first_serial: int | None = None,
     random: Callable[[int], bytes] = os.urandom,
+    atr: bytes | None = None,
 ) -> list[Path]:
     """Create ``count`` blank card images in ``directory``.
 
@@ -49,7 +50,8 @@ def make_stock(
     ``lambda kdd: astuple(ks.diversify_card_keys("KMC", "KDF3", kdd))[:3]``.
     KDDs are random and unique; the CIN is the KDD and the CPLC serial is
     derived from ``first_serial`` (default: random) so every card is unique.
-    Existing images are kept; numbering continues after them.
+    Existing images are kept; numbering continues after them. ``atr``: the stock's product ATR
+    (the profile's ``card.atr`` / ``card.protocol``), default EMV's basic T=1 ATR.
     """
     from cardlab.cardspec.keys import diversify
     from cardlab.emulator import Card
@@ -74,10 +76,10 @@ def make_stock(
         keys = kmc(kdd) if callable(kmc) else diversify(scheme.lower(), kmc, kdd)
         serial = (first_serial + n) & 0xFFFFFFFF
         if isd_aid is None:
-            state = new_card_state(keys=keys, kvn=kvn, kdd=kdd, lifecycle=life, serial=serial, cin=kdd)
+            state = new_card_state(keys=keys, kvn=kvn, kdd=kdd, lifecycle=life, serial=serial, cin=kdd, atr=atr)
         else:
             state = new_card_state(isd_aid=isd_aid, keys=keys, kvn=kvn, kdd=kdd, lifecycle=life,
-                                   serial=serial, cin=kdd)
+                                   serial=serial, cin=kdd, atr=atr)
         path = out / f"card-{n:06d}.json"
         Card(state).save(path)
         made.append(path)

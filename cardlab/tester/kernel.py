@@ -749,6 +749,10 @@ def run_transaction(channel: CardChannel, terminal: TerminalProfile, *, amount: 
     if on_event is not None and isinstance(state.events, EventLog):
         live = state
         state.events.listener = lambda event: on_event(live, event)
+    # power-on first: the ATR decoded byte by byte (cardlab.tester.atr)
+    from .atr import answer_to_reset
+
+    state = answer_to_reset(state, channel.atr(), str(getattr(channel, "protocol", "") or ""))
     steps: list[Callable[[TransactionState, CardChannel], TransactionState]] = [
         select_application,
         initiate_application_processing,

@@ -192,6 +192,15 @@ _FS_RULES: list[tuple[str, str, str, str]] = [
     ("FS-AC-003", "Updates outside the secure channel are refused (6982)", f"{I4} §5.4, §11.2.4; {GP} Amendment D §6.2", MAJOR),
 ]
 _RULES += _FS_RULES
+_ATR_RULES: list[tuple[str, str, str, str]] = [
+    ("ATR-STRUCT-001", "The ATR is well formed: TS 3B/3F, the TA/TB/TC/TD chain T0 and each TDi announce, K historical bytes, TCK present (unless only T=0 is announced) and the XOR of T0 … TCK is 00", "ISO/IEC 7816-3 §8.2", CRITICAL),
+    ("ATR-EMV-001", "The ATR is one EMV terminals accept for the protocols it announces (basic ATR): TB1 = 00, TC1 = 00, T=0 or T=1 first, after T=0 only T=15; for T=1 TD2 with T=1, TA3 IFSC 10-FE, TB3 BWI 0-4 / CWI 0-5", f"{B1} §8.3", CRITICAL),
+    ("ATR-HIST-001", "The historical bytes are well formed: category 00 ends with a status indicator that is a valid SW, category 80 holds compact-TLV (a status indicator 8x is LCS / SW / LCS SW), 10 one DIR reference byte, 81-8F unused", "ISO/IEC 7816-4 §8.1.1", MAJOR),
+    ("ATR-PROFILE-001", "The ATR equals the profile's card.atr, or offers card.protocol first with card.historical_bytes (not applicable when the profile names none)", "ISO/IEC 7816-3 §8.2; cardlab profile (docs/profile.md)", MAJOR),
+]
+_RULES += _ATR_RULES
+#: rules evaluated once per card by cardlab.tester.certify.atr (power-on)
+ATR_RULE_IDS = [r[0] for r in _ATR_RULES]
 #: rules evaluated once per card by cardlab.tester.certify.life
 LIFE_RULE_IDS = ["LIFE-CARD-001", "LIFE-CARD-002", "LIFE-APP-003"]
 #: rule evaluated once per card by cardlab.tester.certify.life over SCP03, opt-in like the life cycles

@@ -261,6 +261,11 @@ class IssuerProfile:
     applications: tuple[AppProfile, ...]
     path: str = ""
     bins: tuple[str, ...] = ()  # issuer BINs the cards' PANs start with; empty: any
+    #: ``card.atr``: the whole ATR the card must answer; None when the profile names none
+    atr: bytes | None = None
+    #: ``card.protocol`` (0 or 1) and ``card.historical_bytes`` when the profile gives them instead
+    protocol: int | None = None
+    historical_bytes: bytes | None = None
 
     def pan_on_bin(self, pan: str) -> bool:
         """Whether ``pan`` is on one of the profile's BINs (true without ``bins``)."""
@@ -358,7 +363,23 @@ def load_profile(path: str | os.PathLike[str]) -> IssuerProfile:
         applications=tuple(_app(i, a) for i, a in enumerate(doc["applications"])),
         path=str(path),
         bins=_bins(doc.get("bins"), str(path)),
+        **_card_atr(card, str(path)),
     )
+
+
+def _card_atr(card: dict[str, Any], path: str) -> dict[str, Any]:
+    """``card.atr`` / ``card.protocol`` / ``card.historical_bytes``, read the tester's way."""
+    out: dict[str, Any] = {}
+    if card.get("atr") is not None:
+        out["atr"] = _hex(str(card["atr"]).replace(" ", ""), "card.atr")
+    if card.get("protocol") is not None:
+        text = str(card["protocol"]).upper().replace(" ", "")
+        if text not in ("T=0", "T=1"):
+            raise SourceError(f"{path}: card.protocol: {card['protocol']!r} is not T=0 or T=1")
+        out["protocol"] = int(text[-1])
+    if card.get("historical_bytes") is not None:
+        out["historical_bytes"] = _hex(str(card["historical_bytes"]).replace(" ", ""), "card.historical_bytes")
+    return out
 
 
 def _bins(raw: Any, path: str) -> tuple[str, ...]:

@@ -187,7 +187,7 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
     except (OSError, LookupError, ValueError) as exc:
         print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)
         return 2
-    recorder = RecordingChannel(channel.transmit, channel.atr())
+    recorder = RecordingChannel(channel.transmit, channel.atr(), protocol=str(getattr(channel, "protocol", "")))
     # the trace is printed step by step while the transaction runs (Book 3's order)
     live = None
     step_mode = bool(getattr(args, "step", False))

@@ -594,14 +594,18 @@ def new_card_state(
     iin: bytes = DEFAULT_IIN,
     cin: bytes | None = None,
     eid: bytes | None = None,
+    atr: bytes | None = None,
 ) -> CardState:
     """A blank card: built-in load files, the ISD, a key set (ENC, MAC, DEK).
 
     CPLC is derived from ``serial`` (default: the last 4 bytes of the KDD);
-    the CIN defaults to the KDD (GP §H.1 leaves its format to the issuer)."""
+    the CIN defaults to the KDD (GP §H.1 leaves its format to the issuer); ``atr`` defaults to
+    EMV's basic T=1 ATR (cardlab.cardspec.atr; the caller checks a chosen one)."""
     enc, mac, dek = keys or (DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY)
     state = CardState(isd_aid=isd_aid, lifecycle=lifecycle, scp_i=scp_i, sequence_counter=sequence_counter)
     state.kdd = kdd if kdd is not None else bytes(10)
+    if atr is not None:
+        state.atr = atr
     state.keys = [KeyEntry(kvn, i + 1, "AES", k) for i, k in enumerate((enc, mac, dek))]
     if serial is None:
         serial = int.from_bytes(state.kdd[-4:], "big")

@@ -50,6 +50,8 @@ DEFAULT_GROUPS = frozenset({"SCard$DefaultReaders", GROUP})
 
 #: SCARD_E_NO_SMARTCARD, the hresult pyscard's NoCardException carries
 _NO_SMARTCARD = 0x8010000C
+#: SCARD_E_PROTO_MISMATCH: the card does not offer the protocol asked for
+_PROTO_MISMATCH = 0x8010000F
 
 _lock = threading.RLock()
 _readers: dict[str, EmulatedReader] = {}
@@ -82,8 +84,28 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
         super().__init__(reader)
         self._slot = slot
         self._connected = False
-        # the card is always "T=1"; pyscard's T0/T1 distinction does not apply
-        self.defaultprotocol = CardConnection.T1_protocol
+        # until connected: whatever the card offers; connect() settles on one (getProtocol())
+        self.defaultprotocol = CardConnection.T0_protocol | CardConnection.T1_protocol
+
+    def _negotiate(self, protocol: int | None) -> None:
+        """Settle on the protocol as a PC/SC reader does (ISO/IEC 7816-3 §6.3.1, §9): the card's
+        default (the first its ATR offers) when the mask allows it, else another the ATR offers
+        (PPS), else SCARD_E_PROTO_MISMATCH."""
+        from cardlab.emulator.card import offered_protocols
+
+        card = self._slot.card
+        assert card is not None
+        mask = protocol or (CardConnection.T0_protocol | CardConnection.T1_protocol)
+        bits = {0: CardConnection.T0_protocol, 1: CardConnection.T1_protocol}
+        with self._slot.lock:
+            offered = offered_protocols(card.state.atr)
+            usable = [t for t in offered if mask & bits[t]]
+            if not usable:
+                raise CardConnectionException(
+                    f"the card offers {', '.join(f'T={t}' for t in offered)} only", _PROTO_MISMATCH)
+            if card.protocol != usable[0]:
+                card.select_protocol(usable[0])
+        self.setProtocol(bits[usable[0]])
 
     def connect(self, protocol: int | None = None, mode: int | None = None, disposition: int | None = None) -> None:
         if self._slot.card is None:
@@ -91,8 +113,7 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
         super().connect(protocol, mode, disposition)
         if self._slot.atr is None:  # first connection after insertion powers the card
             self._slot.power_on()
-        if protocol is not None:
-            self.defaultprotocol = protocol
+        self._negotiate(protocol)
         self._connected = True
 
     def reconnect(self, protocol: int | None = None, mode: int | None = None, disposition: int | None = None) -> None:
@@ -104,6 +125,7 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
         # pyscard's default disposition for reconnect is a reset
         if disposition != SCARD_LEAVE_CARD or self._slot.atr is None:
             self._slot.power_on()
+        self._negotiate(protocol)
         self._connected = True
 
     def disconnect(self) -> None:

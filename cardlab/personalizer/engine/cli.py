@@ -124,6 +124,7 @@ def cmd_stock(args: argparse.Namespace) -> int:
 
     kmc, scheme = args.kmc, args.diversification
     isd_aid, kvn = args.isd_aid, args.key_version
+    atr = None
     if args.profile:  # the card stock the profile's GP details expect (ISD AID, KMC, scheme, key version)
         from cardlab.personalizer.profile import ProfileError, load_card_details
 
@@ -136,13 +137,14 @@ def cmd_stock(args: argparse.Namespace) -> int:
         scheme = args.diversification or card.diversification.upper()
         isd_aid = isd_aid if isd_aid is not None else card.isd_aid
         kvn = kvn if kvn is not None else card.key_version
+        atr = card.atr  # the product ATR the profile names (card.atr / card.protocol)
     with open_keystore(args.keys) as ks:
         def div(kdd: bytes) -> tuple[bytes, bytes, bytes]:
             k = ks.diversify_card_keys(kmc or "KMC", scheme or "KDF3", kdd)
             return k.enc, k.mac, k.dek
 
         made = make_stock(args.dir, args.count, div, (scheme or "KDF3").lower(), lifecycle=args.lifecycle,
-                          isd_aid=isd_aid, kvn=0x30 if kvn is None else kvn)
+                          isd_aid=isd_aid, kvn=0x30 if kvn is None else kvn, atr=atr)
     print(f"{len(made)} blank cards in {args.dir}")
     return 0
 

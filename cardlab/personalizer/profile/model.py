@@ -211,6 +211,8 @@ class GpDetails:
     diversification: str  # one of DIVERSIFICATIONS
     key_version: int
     target_life_cycle: str  # one of LIFE_CYCLES
+    #: the card stock's ATR (:mod:`.atr`); None: the card's default
+    atr: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
+from .atr import KEYS as ATR_KEYS
+from .atr import read_card_atr
 from .checker import HEX, Checker, join_path, kind, seq
 from .model import (
     ConversionRate,
@@ -38,7 +40,7 @@ from .tables import (
 )
 
 _DOL_ITEM = re.compile(r"^\s*([0-9A-Fa-f]{2,4})\s*[:/ ]\s*(\d{1,3})\s*$")
-_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle")
+_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle", *ATR_KEYS)
 _RISK_KEYS = (
     "lcol", "ucol", "lower_cumulative", "upper_cumulative", "default_action", "issuer_auth_required",
     "arpc_method", "max_atc", "dki", "currency_conversion",
@@ -137,7 +139,8 @@ def parse_card(ck: Checker, raw: object) -> GpDetails:
     lc = ck.string(m, "target_life_cycle", p, default="SECURED").upper()
     if lc not in LIFE_CYCLES:
         ck.err(f"{p}.target_life_cycle", f"{lc!r} is not one of {', '.join(LIFE_CYCLES)}")
-    return GpDetails(isd, kmc, div, kv, lc)
+    atr = read_card_atr(m, ck.err, p)  # card.atr / card.protocol (.atr)
+    return GpDetails(isd, kmc, div, kv, lc, atr)
 
 
 def parse_records(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from .. import rules as R
 from ..rules import RULES, Result
 from . import authentication, cryptograms, data, pin, records, scripts, selection
+from .atr import atr_results
 from .context import AppContext, CardContext
 from .directories import directory_results
 from .life import card_life_results, card_privilege_results
@@ -69,7 +70,12 @@ def _privileges(card: CardContext) -> list[Result]:
     return card_privilege_results(card.channel, card.profile, card.keys, pan=card.pan, enabled=card.gp_status)
 
 
+def _power_on(card: CardContext) -> list[Result]:
+    return atr_results(card.channel, card.profile)
+
+
 CARD_EVALUATORS: tuple[CardEvaluator, ...] = (
+    CardEvaluator("power-on: the ATR", tuple(R.ATR_RULE_IDS), _power_on, before_applications=True),
     CardEvaluator("payment system directories (PPSE, PSE)", tuple(R.DIR_RULE_IDS), _directories),
     CardEvaluator("GP life cycles over SCP03 (--gp-status)", tuple(R.LIFE_RULE_IDS), _life_cycles),
     CardEvaluator("GP privileges over SCP03 (--gp-status)", tuple(R.PRIV_RULE_IDS), _privileges),

@@ -24,7 +24,7 @@ import re
 
 from .decode import bits as bitsmod
 from .decode import sw as swmod
-from .decode import tlvtree
+from .decode import tlvtree, values
 from .decode import cvm as cvmmod
 from .decode.apdu import INS_NAMES
 from .decode.elements import Context, dol_lines, explain
@@ -451,7 +451,7 @@ def _header(state: TransactionState, title: str) -> list[str]:
     currency = getattr(terminal, "currency", None)
     exponent = getattr(terminal, "currency_exponent", None)
     rows = [("Card", f"{state.aid.hex().upper() or '-'} {label}".strip()
-             + (f", PAN {tlvtree.value_text(0x5A, pan, mask)}" if pan else "")),
+             + (f", PAN {values.value_text(0x5A, pan, mask)}" if pan else "")),
             ("Terminal profile", f"{getattr(terminal, 'name', '-')}"
              + (f" ({terminal.source})" if getattr(terminal, "source", "") else "")),
             ("Amount", cvmmod.amount_text(state.amount, currency, exponent)

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import tlv
 from . import sw as swmod
-from . import tlvtree
+from . import tlvtree, values
 from .elements import BY_KEY, Context
 
 
@@ -214,7 +214,7 @@ def response_lines(response: bytes, session: Session, ins: int | None = None) ->
             for tag, value in fields:
                 session.card_data.setdefault(tag, value)
                 out.append(f"      {tag:X} {tlvtree.tag_name(tag)} [{len(value)}] = "
-                           f"{tlvtree.value_text(tag, value, session.mask)}")
+                           f"{values.value_text(tag, value, session.mask)}")
                 out += ["        · " + session.mask(x) for x in _explain(tag, value, ctx)]
     return out
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import afl, bits, cvm, dol, iad
 from .bits import BitTable
+from .values import value_text
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,6 @@ def dol_lines(value: bytes, ctx: Context) -> list[str]:
     for i, e in enumerate(entries):
         row = f"{e.tag:<{width}X}  {e.length:>3}  {e.name}"
         if values is not None:
-            from .tlvtree import value_text
-
             row += f" = {value_text(e.tag, values[i], ctx.mask)}"
         out.append(row)
     total = sum(e.length for e in entries)

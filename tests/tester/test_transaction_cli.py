@@ -126,7 +126,7 @@ def test_step_mode_without_a_terminal_does_not_wait(tmp_path: Path, capsys: pyte
     """``--step`` prints the trace; stdin is not a terminal under pytest, so it never waits."""
     rc, out = _run(capsys, "--card", _image(tmp_path, **kernelkit.OFFLINE), "--amount", "1500", "--pin", "1234",
                    "--step")
-    assert rc == 0 and "[1] Application selection" in out and "Enter for the next step" not in out
+    assert rc == 0 and "] Application selection" in out and "Enter for the next step" not in out
 
 
 def test_student_pause_waits_per_step_until_q() -> None:

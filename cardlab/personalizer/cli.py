@@ -12,7 +12,7 @@ import importlib
 
 
 #: modules that provide ``add_commands(sub: argparse._SubParsersAction) -> None``
-PARTS = ("cardlab.personalizer.prepare", "cardlab.personalizer.script.cli", "cardlab.personalizer.engine.cli",
+PARTS = ("cardlab.personalizer.prepare.cli", "cardlab.personalizer.script.cli", "cardlab.personalizer.engine.cli",
          "cardlab.personalizer.embossing", "cardlab.personalizer.transport")
 
 

@@ -125,7 +125,7 @@ def test_records_generator_is_valid_unique_and_deterministic(tmp_path: Path) -> 
 def test_demo_exits_1_when_a_card_fails_certification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A data preparation defect (the FCI's application label one letter off the profile) reaches the
     cards; certification catches it, the demo says which rule failed and exits 1."""
-    from cardlab.personalizer import cps, prepare
+    from cardlab.personalizer import cps
 
     real = cps.fci_9102
 
@@ -134,7 +134,6 @@ def test_demo_exits_1_when_a_card_fails_certification(tmp_path: Path, monkeypatc
         return real(app, languages).replace(label, label[:-1] + (b"X" if label[-1:] != b"X" else b"Y"), 1)
 
     monkeypatch.setattr(cps, "fci_9102", wrong_label)  # the worker processes are forked: they see it
-    monkeypatch.setattr(prepare.cps, "fci_9102", wrong_label)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         monkeypatch.setenv("COLUMNS", "200")

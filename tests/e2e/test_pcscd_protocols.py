@@ -32,7 +32,7 @@ def _personalized_image(path: Path, protocol: int) -> Path:
 def test_protocols_through_pcscd(pcscd: Pcscd, tmp_path: Path, protocol: int) -> None:
     from smartcard.CardConnection import CardConnection
 
-    from cardlab.personalizer.engine import PcscChannel
+    from cardlab.personalizer.engine.channel import PcscChannel
     from cardlab.tester.channel import PyscardChannel, RecordingChannel
     from cardlab.tester.kernel import run_transaction
     from cardlab.tester.terminal import load_terminal

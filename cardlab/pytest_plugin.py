@@ -15,6 +15,12 @@ project where cardlab is installed. It adds (``docs/testing-kit.md``):
 * ``terminal`` — a factory ``terminal(card=None)`` → :class:`Terminal`: the
   independent tester bound to a card (runs an EMV transaction, certifies).
 
+A profile is a path or the profile document itself (a mapping, as
+:func:`cardlab.strategies.profile_variations` draws it). Profiles and key stores are
+cached by their content, never by their path alone: a file rewritten in place is read
+anew. When a test fails, the transactions its terminals ran are attached to its
+report as the section "cardlab transaction trace" (the teaching trace, PANs masked).
+
 Importing this module costs nothing: cardlab's card, personalizer, tester and
 hypothesis are imported only by the fixtures that use them, so unrelated test
 suites collect as fast as without the plugin.
@@ -22,10 +28,11 @@ suites collect as fast as without the plugin.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -64,6 +71,11 @@ def default_script() -> Path:
     return path
 
 
+def _content_key(path: Path) -> str:
+    """A cache key that changes when the file does: its resolved path and the SHA-256 of its bytes."""
+    return f"{path.resolve()}:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
 # =========================================================================== options
 
 
@@ -93,6 +105,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cardlab_emulated_only: skip this test when --cardlab-reader is given")
+    # pyemv (the tester's 3DES oracle) uses cryptography's deprecated TripleDES location: the
+    # warning is about pyemv, not about the user's code, so it stays out of their runs
+    config.addinivalue_line("filterwarnings", "ignore:.*TripleDES.*")
+
+
+#: per test item: the transactions its terminals ran (for the report section of a failing test)
+_TRANSACTIONS = pytest.StashKey[list["TransactionState"]]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome: Any = yield
+    report = outcome.get_result()
+    states = item.stash.get(_TRANSACTIONS, [])
+    if report.when != "call" or not report.failed or not states:
+        return
+    from cardlab.tester.trace import render_text
+
+    shown = states[-3:]
+    texts = [f"-- transaction {len(states) - len(shown) + i + 1} of {len(states)} --\n{render_text(st)}"
+             for i, st in enumerate(shown)]  # fmt: skip
+    report.sections.append(("cardlab transaction trace", "\n".join(texts)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -260,19 +294,33 @@ class Personalizer:
                 self._keystores[id(keystore)] = cached
             return cached[0], cached[1]
         path = Path(keystore)
-        key = str(path.resolve())
+        key = _content_key(path)
         cached = self._keyfiles.get(key)
         if cached is None:
             cached = (SoftwareKeyStore.load(path), path)
             self._keyfiles[key] = cached
         return cached[0], cached[1]
 
-    def profile_document(self, profile: str | os.PathLike[str]) -> dict[str, Any]:
+    def profile_path(self, profile: str | os.PathLike[str] | Mapping[str, Any]) -> Path:
+        """The profile as a file: a path as given, a document written once per content into the work
+        directory (the tester reads the profile from a file, as it does in a bureau)."""
+        if not isinstance(profile, Mapping):
+            return Path(profile)
         import yaml
 
-        key = str(Path(profile).resolve())
+        text = yaml.safe_dump(dict(profile), sort_keys=True)
+        path = self.workdir / f"profile-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+        if not path.exists():
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    def profile_document(self, profile: str | os.PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+        import yaml
+
+        path = self.profile_path(profile)
+        key = _content_key(path)
         if key not in self._docs:
-            self._docs[key] = yaml.safe_load(Path(profile).read_text(encoding="utf-8"))
+            self._docs[key] = yaml.safe_load(path.read_text(encoding="utf-8"))
         return self._docs[key]
 
     def validate(self, record: Mapping[str, object] | Record, index: int = 1) -> Record:
@@ -288,7 +336,7 @@ class Personalizer:
 
     def prepare(
         self,
-        profile: str | os.PathLike[str],
+        profile: str | os.PathLike[str] | Mapping[str, Any],
         record: Mapping[str, object] | Record,
         keystore: str | os.PathLike[str] | KeyStore,
         *,
@@ -300,10 +348,11 @@ class Personalizer:
 
         ks, _ = self.keystore(keystore)
         rec = self.validate(record)
-        key = (str(Path(profile).resolve()), id(ks), transport_key)
+        path = self.profile_path(profile)
+        key = (_content_key(path), id(ks), transport_key)
         preparer = self._preparers.get(key)
         if preparer is None:
-            preparer = CardPreparer(load_profile(Path(profile)), ks, transport_key, today=self.today)
+            preparer = CardPreparer(load_profile(path), ks, transport_key, today=self.today)
             self._preparers[key] = preparer
         try:
             data: CardPersoData = preparer.prepare(rec)
@@ -311,14 +360,14 @@ class Personalizer:
         except CardProblem as exc:
             raise RecordRejected(exc.field, str(exc)) from None
 
-    def blank_card_for(self, profile: str | os.PathLike[str], keystore: KeyStore) -> Card:
+    def blank_card_for(self, profile: str | os.PathLike[str] | Mapping[str, Any], keystore: KeyStore) -> Card:
         """An emulated blank card as card stock ships it for ``profile``: its
         ISD keys diversified from the profile's KMC with a fresh KDD."""
         from cardlab.emulator import Card
         from cardlab.emulator.gp.manager import DEFAULT_KEY
         from cardlab.personalizer.profile import load_profile
 
-        gp = load_profile(Path(profile)).card
+        gp = load_profile(self.profile_path(profile)).card
         kdd = os.urandom(10)
         if gp.diversification == "none":
             keys: tuple[bytes, bytes, bytes] = (DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY)
@@ -330,7 +379,7 @@ class Personalizer:
     # -- the whole path
     def __call__(
         self,
-        profile: str | os.PathLike[str],
+        profile: str | os.PathLike[str] | Mapping[str, Any],
         record: Mapping[str, object] | Record,
         keystore: str | os.PathLike[str] | KeyStore,
         *,
@@ -345,17 +394,18 @@ class Personalizer:
 
         ks, ks_path = self.keystore(keystore)
         rec = self.validate(record)
-        data = self.prepare(profile, rec, ks, transport_key=transport_key)
+        profile_path = self.profile_path(profile)
+        data = self.prepare(profile_path, rec, ks, transport_key=transport_key)
         script_path = Path(script) if script is not None else default_script()
         loaded = load_script(script_path)
         if self._reader is not None:
             reader = self._reader()
         else:
             reader = EmulatedReader(self.blank_card_for(profile, ks))
-        result = execute(loaded, data, reader.transmit, ks, profile=self.profile_document(profile))
+        result = execute(loaded, data, reader.transmit, ks, profile=self.profile_document(profile_path))
         reader.reset()
         self._count += 1
-        return PersonalizedCard(reader, Path(profile), rec, ks_path, data, result, self.today)
+        return PersonalizedCard(reader, profile_path, rec, ks_path, data, result, self.today)
 
 
 # =========================================================================== the tester
@@ -370,9 +420,12 @@ class Terminal:
         *,
         terminal_profile: str | os.PathLike[str] | None = None,
         today: date | None = None,
+        transactions: list[TransactionState] | None = None,
     ) -> None:
         from cardlab.tester.channel import RecordingChannel
 
+        #: every transaction this terminal ran (shown in the report of a failing test)
+        self.transactions: list[TransactionState] = transactions if transactions is not None else []
         self.personalized = card if isinstance(card, PersonalizedCard) else None
         transmit: Callable[[bytes], bytes] = card.transmit
         atr = card.atr() if isinstance(card, (PersonalizedCard, EmulatedReader, PcscReader)) else b""
@@ -392,7 +445,9 @@ class Terminal:
         if pin is None and self.personalized is not None:
             pin = self.personalized.record.pin
         term = load_terminal(None if self.terminal_profile is None else Path(self.terminal_profile))
-        return run_transaction(self.channel, term, amount=amount, pin=pin, **options)
+        state = run_transaction(self.channel, term, amount=amount, pin=pin, **options)
+        self.transactions.append(state)
+        return state
 
     def certify(
         self,
@@ -504,8 +559,11 @@ def terminal(request: pytest.FixtureRequest) -> Callable[..., Terminal]:
     default: the ``card_reader`` fixture's card)."""
     config = request.config
 
+    transactions = request.node.stash.setdefault(_TRANSACTIONS, [])
+
     def bind(card: CardReader | PersonalizedCard | Card | None = None) -> Terminal:
         target = card if card is not None else request.getfixturevalue("card_reader")
-        return Terminal(target, terminal_profile=config.getoption("--cardlab-terminal"), today=_today(config))
+        return Terminal(target, terminal_profile=config.getoption("--cardlab-terminal"), today=_today(config),
+                        transactions=transactions)  # fmt: skip
 
     return bind

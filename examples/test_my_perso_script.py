@@ -23,10 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cardlab.pytest_plugin import Personalizer, RecordRejected
+from cardlab.samples import vectors_dir
 from cardlab.strategies import Corruption, all_single_corruptions, invalid_records, valid_records
 from cardlab.personalizer.script import ScriptError, StepFailed
 
-VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+#: cardlab's sample data as installed (cardlab.vectors): the example runs from any directory
+VECTORS = vectors_dir()
 #: the issuer profile my script personalizes (cardlab's TEST Mastercard-like profile)
 PROFILE = VECTORS / "profiles" / "mastercard-cvn16.yaml"
 BIN = "541333"

@@ -77,3 +77,64 @@ def test_unknown_reader_is_an_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider", "--cardlab-reader", "No Such Reader")
     result.assert_outcomes(errors=1)
     assert "no PC/SC reader named 'No Such Reader'" in result.stdout.str()
+
+
+def test_a_profile_rewritten_in_place_is_read_anew(personalized_card: object, tmp_path: Path) -> None:
+    """The kit caches profiles by content: the same path with new content gives a card of the new profile."""
+    import yaml
+
+    path = tmp_path / "mine.yaml"
+    doc = yaml.safe_load((VECTORS / "profiles" / "visa-cvn18.yaml").read_text())
+    path.write_text(yaml.safe_dump(doc))
+    first = personalized_card(path, RECORD, VECTORS / "test-keystore.json")  # type: ignore[operator]
+    doc["applications"][0]["label"] = "REWRITTEN"
+    path.write_text(yaml.safe_dump(doc))
+    second = personalized_card(path, RECORD, VECTORS / "test-keystore.json")  # type: ignore[operator]
+    def label(card: object) -> bytes:
+        resp = card.reader.transmit(bytes.fromhex("00A4040007A000000003101000"))  # type: ignore[attr-defined]
+        assert resp[-2:] == b"\x90\x00"
+        return resp
+
+    assert b"VISA CREDIT" in label(first) and b"REWRITTEN" not in label(first)
+    assert b"REWRITTEN" in label(second)
+
+
+def test_a_profile_document_from_the_strategies(personalized_card: object, terminal: object) -> None:
+    """``personalized_card`` takes the document ``profile_variations`` draws, and the tester certifies it."""
+    from hypothesis import HealthCheck, given, settings
+
+    from cardlab.strategies import profile_variations
+
+    @settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(profile_variations(VECTORS / "profiles" / "visa-cvn18.yaml"))
+    def check(doc: dict[str, object]) -> None:
+        card = personalized_card(doc, RECORD, VECTORS / "test-keystore.json")  # type: ignore[operator]
+        assert card.profile_path.is_file()
+        report = terminal(card).certify()  # type: ignore[operator]
+        assert report.verdict == "pass", [(r.rule, r.evidence) for r in report.failed]
+
+    check()
+
+
+_FAILING_PROPERTY = """
+import importlib.resources
+
+RECORD = {"pan": "4761739001010119", "psn": "01", "expiry": "2035-12", "name": "DOE/JANE", "pin": "1234"}
+
+
+def test_fails_after_a_transaction(personalized_card, terminal):
+    vectors = importlib.resources.files("cardlab.vectors")
+    card = personalized_card(vectors / "profiles" / "visa-cvn18.yaml", RECORD, vectors / "test-keystore.json")
+    state = terminal(card).run_transaction(amount=1000)
+    assert state.outcome == "no such outcome"
+"""
+
+
+def test_a_failing_test_shows_the_transaction_trace_and_no_pyemv_warning(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(_FAILING_PROPERTY)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "cardlab transaction trace" in out and "GENERATE AC" in out
+    assert "4761739001010119" not in out.replace(" ", "")  # the PAN masked in the trace
+    assert "TripleDES" not in out and "warning" not in out.lower().split("short test summary")[0][-400:]

@@ -89,7 +89,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
 
     major, minor = (int(x) for x in setuptools.__version__.split(".")[:2])
     if (major, minor) < (70, 1):
-        pytest.fail(f"setuptools {setuptools.__version__} cannot build the wheel here: pip install -e '.[test]'")
+        pytest.fail(f"setuptools {setuptools.__version__} cannot build the wheel here: pip install -e '.[dev]'")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
 

@@ -461,7 +461,7 @@ class Terminal:
         """Every rule of the certification catalogue (``cardlab.tester.certify.certify_card``)
         against the source data; defaults: the personalized card's profile,
         record and key store. ``gp_status``: also read the GP life cycles and
-        privileges over the tester's SCP03 (``cardlab certify --gp-status``)."""
+        privileges over the tester's SCP03 (``cardlab test certify --gp-status``)."""
         from cardlab.tester import sources
         from cardlab.tester.certify import certify_card
 

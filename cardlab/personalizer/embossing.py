@@ -135,7 +135,7 @@ def cmd_emboss_files(args: argparse.Namespace) -> int:
             masked = export(args.batch, ks, out, only_done=args.only == "done")
     except (EmbossingError, KeyStoreError, sqlite3.Error, OSError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
-        return 1
+        return 2  # a usage or input error (cardlab.exitcodes.USAGE)
     shown = ", ".join(masked[:5]) + (f" and {len(masked) - 5} more" if len(masked) > 5 else "")
     print(f"{len(masked)} cards' station data (embossing lines, tracks 1 and 2) in {out} (mode 0600): {shown}")
     return 0

@@ -340,7 +340,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
         seal(args.file, out, recipient, signer)
     except (TransportError, OSError, ValueError, TypeError) as exc:
         print(f"cardlab perso seal: {exc}", file=sys.stderr)
-        return 1
+        return 2  # a usage or input error (cardlab.exitcodes.USAGE)
     print(f"{args.file} sealed for bureau key {fingerprint(recipient)[:16]}… and signed by "
           f"{fingerprint(signer.public_key())[:16]}… into {out}")
     return 0

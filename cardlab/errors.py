@@ -23,7 +23,9 @@ def _card_faults() -> tuple[type[BaseException], ...]:
     try:
         from smartcard.Exceptions import CardConnectionException, NoCardException, SmartcardException
 
-        faults += [NoCardException, CardConnectionException, SmartcardException]
+        from smartcard.pcsc.PCSCExceptions import BaseSCardException
+
+        faults += [NoCardException, CardConnectionException, SmartcardException, BaseSCardException]
     except ImportError:  # pyscard is optional for the card-only commands
         pass
     from cardlab.cardspec.scp03 import ScpError
@@ -101,6 +103,18 @@ def _too_deep(path: Path) -> bool:
     return best > 500
 
 
+def _bad_json(path: Path) -> bool:
+    if path.suffix not in (".json", ".jsonl"):
+        return False
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        for doc in ([text] if path.suffix == ".json" else [x for x in text.splitlines() if x.strip()]):
+            json.loads(doc)
+    except ValueError:
+        return True
+    return False
+
+
 def _one_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return redact_pans("; ".join(lines))
@@ -123,7 +137,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace,
         return exitcodes.USAGE, _one_line(f"{_blame(args, parser, _not_utf8)}not UTF-8 text "
                                           f"(byte 0x{exc.object[exc.start]:02X} at offset {exc.start}); "
                                           "is it the right file?")
-    if isinstance(exc, EOFError):
+    if isinstance(exc, EOFError) or (isinstance(exc, RuntimeError) and "lost sys.stdin" in str(exc)):
         return exitcodes.USAGE, "standard input is closed, but the command waits for an answer on it"
     if isinstance(exc, OSError) and exc.filename is not None:
         reason = (exc.strerror or str(exc)).rstrip(".")
@@ -133,7 +147,7 @@ def describe_error(exc: BaseException, args: argparse.Namespace,
         return exitcodes.USAGE, _one_line(f"{_blame(args, parser, lambda p: p.suffix == '.sqlite')}"
                                           f"not a readable job database ({exc})")
     if isinstance(exc, json.JSONDecodeError):
-        return exitcodes.USAGE, _one_line(f"{_blame(args, parser, lambda p: False)}not valid JSON: "
+        return exitcodes.USAGE, _one_line(f"{_blame(args, parser, _bad_json)}not valid JSON: "
                                           f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     if isinstance(exc, (ValueError, OSError, *_input_errors())):
         text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)

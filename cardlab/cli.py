@@ -27,13 +27,9 @@ from cardlab.emulator import Card
 from cardlab.emulator.gp.lifecycle import CardLife
 
 from .display import masked_hex, split_response, sw_text, tlv_lines
-from .errors import describe_error
+from .errors import UsageError, describe_error
 
 DIVERSIFICATION = tuple(s.lower() for s in argtypes.DIVERSIFICATIONS)
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit status 2."""
 
 
 def _hex_arg(value: str, what: str, lengths: Sequence[int] | None = None) -> bytes:
@@ -113,8 +109,8 @@ def _port(value: str) -> int:
 
 
 def _looks_like_key_set(value: str) -> bool:
-    return value.count(":") == 2 and all(p.strip() and not set(p) - set("0123456789abcdefABCDEF ")
-                                         for p in value.split(":"))
+    """The old ``card new --keys ENC:MAC:DEK`` (not a key store file nor a ``pkcs11:`` spec)."""
+    return ":" in value and not value.startswith("pkcs11:") and not Path(value).exists()
 
 
 def _card_keys(args: argparse.Namespace, kdd: bytes) -> tuple[bytes, bytes, bytes] | None:
@@ -124,13 +120,13 @@ def _card_keys(args: argparse.Namespace, kdd: bytes) -> tuple[bytes, bytes, byte
     prog = "cardlab card new"
     isd_keys, store, kmc_hex = args.isd_keys, args.keys, args.kmc_hex
     if store is not None and _looks_like_key_set(store):
-        deprecated(prog, "--keys ENC:MAC:DEK is deprecated, use --isd-keys ENC:MAC:DEK (--keys names a key store)")
         if isd_keys is not None:
             raise UsageError("--isd-keys given twice (also as --keys)")
         try:
             isd_keys, store = _key_set(store), None
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"--keys: {exc}") from None
+        deprecated(prog, "--keys ENC:MAC:DEK is deprecated, use --isd-keys ENC:MAC:DEK (--keys names a key store)")
     if args.kmc is not None and store is None:
         try:
             hex_kmc = parse_hex(args.kmc, "--kmc", (16, 24, 32))

@@ -592,10 +592,16 @@ def _trace(out: Console, run: ProfileRun, keys: Path, work: Path) -> bool:
     return approved
 
 
+def _shown(path: Path) -> Path:
+    """``path`` as a user pastes it: relative to the current directory when it is below it."""
+    rel = Path(os.path.relpath(path))
+    return path if rel.parts[:1] == ("..",) else rel
+
+
 def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, opts: DemoOptions) -> None:
     """The commands that redo each step by hand on the kept artefacts, for every profile; they
     write into new directories (``batch2``, ``stock2``, ``reports2``): the demo's own stay as they are."""
-    rel = Path(os.path.relpath(work))
+    rel = _shown(work)
     ks = rel / keys.name
     out.rule("Re-run any step by hand")
     lines: list[str] = []
@@ -617,7 +623,7 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
     if opts.trace:
         lines += ["# one transaction on the traced card's copy",
                   f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal "
-                  f"{os.path.relpath(runs[-1].terminal)} --amount 1000 --trace"]
+                  f"{_shown(runs[-1].terminal)} --amount 1000 --trace"]
     for line in lines:
         out.print(f"  {escape(line)}", soft_wrap=True)
 

@@ -17,6 +17,10 @@ from cardlab import exitcodes
 from cardlab.personalizer.masking import redact_pans
 
 
+class UsageError(ValueError):
+    """Bad command-line input found by a command: printed as one line, exit status 2."""
+
+
 def _card_faults() -> tuple[type[BaseException], ...]:
     """Exception types that mean the card or the reader failed (not the user's input)."""
     faults: list[type[BaseException]] = []
@@ -70,13 +74,15 @@ def _blame(args: argparse.Namespace, parser: argparse.ArgumentParser, bad: Calla
     """``"FILE: "`` for the one file argument (or file directly in a directory argument) that
     ``bad`` finds at fault, else the list of the file arguments."""
     candidates = file_arguments(args, parser)
-    for _name, path in candidates:
-        for f in _files_under(path):
-            try:
-                if bad(f):
-                    return f"{f}: "
-            except OSError:
-                continue
+    files = [p for _n, p in candidates if p.is_file()]  # the files named first, then what directories hold
+    files += [f for _n, p in candidates if p.is_dir() for f in _files_under(p)
+              if f.suffix in (".json", ".jsonl", ".yaml", ".csv", ".sqlite")]
+    for f in files:
+        try:
+            if bad(f):
+                return f"{f}: "
+        except OSError:
+            continue
     if len(candidates) == 1:
         return f"{candidates[0][1]}: "
     if candidates:
@@ -85,6 +91,8 @@ def _blame(args: argparse.Namespace, parser: argparse.ArgumentParser, bad: Calla
 
 
 def _not_utf8(path: Path) -> bool:
+    if path.suffix == ".sqlite":
+        return False
     try:
         path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cardlab.cardspec import argtypes
 from cardlab.cardspec.scp03 import unpad80
 from cardlab.personalizer.batch import CardPersoData, Sealed, iter_cards, read_manifest
 from cardlab.personalizer.masking import mask_pan
@@ -149,7 +150,7 @@ def cmd_stations(args: argparse.Namespace) -> int:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("batch", help="batch directory (from perso prepare)")
+    p.add_argument("batch", type=argtypes.directory, help="batch directory (from perso prepare)")
     p.add_argument("--out", required=True, metavar="FILE", help="embossing/stripe file to write (JSON Lines, mode 0600)")
     p.add_argument("--keys", metavar="K", help="key store holding the transport key (default: the batch's)")
     p.add_argument("--only", choices=("all", "done"), default="all",

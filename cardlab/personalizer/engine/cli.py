@@ -18,6 +18,7 @@ from cardlab.exitcodes import USAGE
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.runner import RunReport, run
 from cardlab.personalizer.jobdb import JobDb, safe_reason
+from cardlab.personalizer.masking import one_line
 
 
 def print_report(rep: RunReport, out: Any) -> None:
@@ -68,6 +69,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     out = Console()
     batch = Path(args.batch)
+    if not (batch / "manifest.json").is_file():
+        print(f"cardlab perso status: {batch}: not a batch directory (no manifest.json)", file=sys.stderr)
+        return USAGE
     if not (batch / "jobs.sqlite").exists():
         out.print(f"{batch}: not run yet (no jobs.sqlite)")
         return 1
@@ -132,7 +136,7 @@ def cmd_stock(args: argparse.Namespace) -> int:
         try:
             card = load_card_details(args.profile)  # EMV or badge profile
         except (ProfileError, OSError) as exc:
-            print(f"cardlab perso stock: {exc}", file=sys.stderr)
+            print(f"cardlab perso stock: {one_line(str(exc))}", file=sys.stderr)
             return 2
         kmc = args.kmc or card.kmc
         scheme = args.diversification or card.diversification.upper()

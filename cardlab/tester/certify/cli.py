@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -49,6 +49,18 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
     p.add_argument("--gp-status", action="store_true", help="read card and application life cycles and privileges over SCP03 (keys from the key store's KMC)")
     p.set_defaults(func=lambda a, *_out: _run(a, open_image))
+
+
+_T = TypeVar("_T")
+
+
+def _named(path: str, load: Callable[[str], _T]) -> _T:
+    """``load(path)``, its SourceError naming ``path`` (one line)."""
+    try:
+        return load(path)
+    except SourceError as exc:
+        text = " ".join(str(exc).split())
+        raise SourceError(text if path in text else f"{path}: {text}") from None
 
 
 def _record_number(value: str) -> int:
@@ -87,9 +99,9 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     if is_fs_profile(a.profile):
         return run_fs(a, open_image)
     try:
-        profile = load_profile(a.profile)
-        keys = load_keystore(a.keys)
-        records = list(read_records(a.records))
+        profile = _named(a.profile, load_profile)
+        keys = _named(a.keys, load_keystore)
+        records = _named(a.records, lambda p: list(read_records(p)))
     except (SourceError, OSError) as exc:
         print(f"cardlab test certify: {exc}", file=sys.stderr)
         return USAGE

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -347,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                        + ". Options: README.md, 'Command line'.")
     p.add_argument("--version", action="version", version=f"cardlab {cardlab.__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages (also after the command)")
-    groups: argparse._SubParsersAction[argparse.ArgumentParser] = p.add_subparsers(
-        dest="group", metavar="{card,perso,test,demo}")
+    groups = cast("argparse._SubParsersAction[argparse.ArgumentParser]",
+                  p.add_subparsers(dest="group", metavar="{card,perso,test,demo}"))
 
     card = groups.add_parser("card", help="the emulated card").add_subparsers(dest="command")
     new = card.add_parser("new", help="create a blank card image")

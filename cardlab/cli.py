@@ -465,16 +465,19 @@ def _finish_tree(root: argparse.ArgumentParser) -> None:
 
 class _Console(Console):
     """The command line's console. Without a terminal (a pipe, a file) lines are never wrapped or
-    cut (a very wide console, soft wrap) and a rule stays 100 columns: the output is complete and
-    the same whatever reads it."""
+    cut (a very wide console, soft wrap) and a rule is 100 columns, or its title's width: the
+    output is complete and the same whatever reads it."""
 
     def rule(self, *args: Any, **kwargs: Any) -> None:
         if self.is_terminal:
             super().rule(*args, **kwargs)
             return
         from rich.rule import Rule
+        from rich.text import Text
 
-        self.print(Rule(*args, **kwargs), width=100)
+        title = args[0] if args else kwargs.get("title", "")
+        length = Text.from_markup(title).cell_len if isinstance(title, str) else 0
+        self.print(Rule(*args, **kwargs), width=max(100, length + 8))  # a long title is never cut
 
 
 #: the width a console gets without a terminal: wide enough that no table cell is cut with "…"

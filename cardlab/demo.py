@@ -592,24 +592,38 @@ def _trace(out: Console, run: ProfileRun, keys: Path, work: Path) -> bool:
     return approved
 
 
+def _shown(path: Path) -> Path:
+    """``path`` as a user pastes it: relative to the current directory when it is below it."""
+    rel = Path(os.path.relpath(path))
+    return path if rel.parts[:1] == ("..",) else rel
+
+
 def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, opts: DemoOptions) -> None:
-    """The commands that redo each step by hand on the kept artefacts."""
-    r = runs[-1]
-    rel = Path(os.path.relpath(work))
-    b, s = rel / r.name / "batch2", rel / r.name / "stock2"  # new directories: the demo's own stay as they are
+    """The commands that redo each step by hand on the kept artefacts, for every profile; they
+    write into new directories (``batch2``, ``stock2``, ``reports2``): the demo's own stay as they are."""
+    rel = _shown(work)
+    ks = rel / keys.name
     out.rule("Re-run any step by hand")
-    lines = [
-        f"cardlab perso prepare --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
-        f"--keys {rel / keys.name} --out {b}",
-        f"cardlab perso stock {s} --count {r.accepted} --keys {rel / keys.name} "
-        f"--kmc {load_profile_kmc(r.profile)[0]} --diversification {load_profile_kmc(r.profile)[1]}",
-        f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {rel / keys.name}",
-        f"cardlab perso audit {b} --verify",
-        f"cardlab test certify --profile {rel / 'profiles' / r.profile.name} --records {rel / 'records' / r.records.name} "
-        f"--keys {rel / keys.name} --cards {b} --gp-status --report-dir {rel / 'reports'}",
-        f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal {os.path.relpath(r.terminal)} "
-        f"--amount 1000 --trace",
-    ]
+    lines: list[str] = []
+    for r in runs:
+        b, s = rel / r.name / "batch2", rel / r.name / "stock2"
+        profile, records = rel / "profiles" / r.profile.name, rel / "records" / r.records.name
+        kmc, scheme = load_profile_kmc(r.profile)
+        lines += [
+            f"# {r.name}",
+            f"cardlab perso prepare --profile {profile} --records {records} --keys {ks} --out {b}",
+            f"cardlab perso stock {s} --count {r.accepted} --keys {ks} --kmc {kmc} --diversification {scheme}",
+            f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {ks}",
+            f"cardlab perso status {b}",
+            f"cardlab perso audit {b} --verify",
+            f"cardlab test certify --profile {profile} --records {records} --keys {ks} --cards {b} --gp-status "
+            f"--report-dir {rel / r.name / 'reports2'}",
+            f"cardlab card show {s / 'card-000001.json'}",
+        ]
+    if opts.trace:
+        lines += ["# one transaction on the traced card's copy",
+                  f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal "
+                  f"{_shown(runs[-1].terminal)} --amount 1000 --trace"]
     for line in lines:
         out.print(f"  {escape(line)}", soft_wrap=True)
 

@@ -47,8 +47,48 @@ def sw_text(sw: int) -> str:
     return "unknown status"
 
 
+#: data elements that hold a PAN (EMV 4.4 Book 3 Annex A: 5A PAN, 57 Track 2 Equivalent Data,
+#: 56 Track 1 Data, 9F6B Track 2 Data, 9F1F Track 1 Discretionary Data): never printed in full
+PAN_TAGS = frozenset({0x5A, 0x57, 0x56, 0x9F6B, 0x9F1F})
+
+
+def mask_value(tag: int, value: bytes) -> str:
+    """The hex of a PAN-bearing element with all but the PAN's first 6 and last 4 digits hidden
+    (PCI DSS Requirement 3.4); for track data everything after the PAN is hidden too."""
+    text = value.hex().upper()
+    if tag == 0x5A or tag in (0x57, 0x9F6B):
+        pan, sep, rest = text.partition("D")
+        digits = pan.rstrip("F")
+        shown = (digits[:6] + "*" * (len(digits) - 10) + digits[-4:]) if len(digits) >= 12 else "*" * len(digits)
+        return shown + pan[len(digits):] + sep + "*" * len(rest)
+    return "*" * len(text)
+
+
+def pan_values(data: bytes) -> list[tuple[int, bytes]]:
+    """(tag, value) of every PAN-bearing element anywhere in ``data`` (empty when not BER-TLV)."""
+    try:
+        items = tlv.parse(data)
+    except tlv.TlvError:
+        return []
+    found: list[tuple[int, bytes]] = []
+    for item in items:
+        if item.constructed:
+            found.extend(pan_values(item.value))
+        elif item.tag in PAN_TAGS and item.value:
+            found.append((item.tag, item.value))
+    return found
+
+
+def masked_hex(data: bytes) -> str:
+    """``data`` in hex with every PAN-bearing element's value masked (:func:`mask_value`)."""
+    text = data.hex().upper()
+    for tag, value in pan_values(data):
+        text = text.replace(value.hex().upper(), mask_value(tag, value))
+    return text
+
+
 def tlv_lines(data: bytes, indent: int = 0) -> list[str]:
-    """Decode ``data`` as BER-TLV if it is one; otherwise return no lines."""
+    """Decode ``data`` as BER-TLV if it is one (PANs masked); otherwise return no lines."""
     try:
         items = tlv.parse(data)
     except tlv.TlvError:
@@ -61,7 +101,9 @@ def tlv_lines(data: bytes, indent: int = 0) -> list[str]:
         if item.constructed:
             lines.append(f"{pad}{item.tag:02X}")
             sub = tlv_lines(item.value, indent + 1)
-            lines.extend(sub or [f"{pad}  {item.value.hex().upper()}"])
+            lines.extend(sub or [f"{pad}  {masked_hex(item.value)}"])
+        elif item.tag in PAN_TAGS:
+            lines.append(f"{pad}{item.tag:02X} = {mask_value(item.tag, item.value)}")
         else:
             lines.append(f"{pad}{item.tag:02X} = {item.value.hex().upper()}")
     return lines

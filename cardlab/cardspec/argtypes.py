@@ -89,3 +89,76 @@ def choose_atr(given: bytes | None, protocol: int | None, historical: bytes | No
     if protocol is None and historical is None:
         return None
     return atrs.for_protocol(1 if protocol is None else protocol, historical)
+
+
+# -- numbers and names: argparse ``type=`` checks with a message that says what is expected ----------
+
+
+def integer(value: str) -> int:
+    """An argparse type: a decimal integer."""
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+
+
+def number(value: str) -> float:
+    """An argparse type: a decimal number (seconds, …)."""
+    try:
+        n = float(value)
+    except ValueError:
+        n = float("nan")
+    if n != n or n in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}")
+    return n
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a decimal integer ``>= minimum`` (a count of cards, stations, …)."""
+
+    def parse(value: str) -> int:
+        n = integer(value)
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {value!r}")
+        return n
+
+    parse.__name__ = f"at_least_{minimum}"
+    return parse
+
+
+positive = at_least(1)
+non_negative = at_least(0)
+
+#: GP card key diversification schemes (GP Card Spec 2.3 Amendment D / GlobalPlatformPro names), canonical case
+DIVERSIFICATIONS = ("EMV", "VISA2", "KDF3")
+
+
+def diversification(value: str) -> str:
+    """An argparse type: a key diversification scheme in any case → ``EMV``, ``VISA2`` or ``KDF3``."""
+    if value.upper() not in DIVERSIFICATIONS:
+        raise argparse.ArgumentTypeError(f"expected emv, visa2 or kdf3 (any case), got {value!r}")
+    return value.upper()
+
+
+def any_case(choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse type for ``choices=``: the choice spelled in any case → its canonical spelling
+    (an unknown word is returned as given, for argparse's own "invalid choice" message)."""
+    canonical = {c.casefold(): c for c in choices}
+
+    def parse(value: str) -> str:
+        return canonical.get(value.casefold(), value)
+
+    parse.__name__ = "choice"
+    return parse
+
+
+def directory(value: str) -> str:
+    """An argparse type: an existing directory (a batch, a card stock)."""
+    from pathlib import Path
+
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value}: no such directory")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: not a directory")
+    return value

@@ -173,4 +173,10 @@ def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
 
 
 def load_state(path: str | os.PathLike[str]) -> CardState:
-    return loads(Path(path).read_text())
+    """The state saved in ``path``; ``ImageError("PATH: …")`` when it is not a card image."""
+    try:
+        return loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ImageError(f"{path}: not a card image (not UTF-8 text at byte {exc.start})") from None
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from None

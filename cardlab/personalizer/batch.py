@@ -212,10 +212,18 @@ class Rejection:
 
 
 def iter_cards(batch: Path) -> Iterator[CardPersoData]:
-    with (batch / "cards.jsonl").open() as fh:
-        for line in fh:
+    """The prepared cards of ``batch``; ``ValueError("BATCH/cards.jsonl line N: …")`` for a line
+    that is not what data preparation writes (an edited or damaged file)."""
+    path = batch / "cards.jsonl"
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
             if line.strip():
-                yield CardPersoData.from_json(json.loads(line))
+                try:
+                    card = CardPersoData.from_json(json.loads(line))
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    what = f"no field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+                    raise ValueError(f"{path} line {number}: not a prepared card ({what})") from None
+                yield card
 
 
 def iter_rejections(batch: Path) -> Iterator[Rejection]:

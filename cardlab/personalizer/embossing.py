@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cardlab.cardspec import argtypes
 from cardlab.cardspec.scp03 import unpad80
 from cardlab.personalizer.batch import CardPersoData, Sealed, iter_cards, read_manifest
 from cardlab.personalizer.masking import mask_pan
@@ -135,7 +136,7 @@ def cmd_emboss_files(args: argparse.Namespace) -> int:
             masked = export(args.batch, ks, out, only_done=args.only == "done")
     except (EmbossingError, KeyStoreError, sqlite3.Error, OSError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
-        return 1
+        return 2  # a usage or input error (cardlab.exitcodes.USAGE)
     shown = ", ".join(masked[:5]) + (f" and {len(masked) - 5} more" if len(masked) > 5 else "")
     print(f"{len(masked)} cards' station data (embossing lines, tracks 1 and 2) in {out} (mode 0600): {shown}")
     return 0
@@ -149,7 +150,7 @@ def cmd_stations(args: argparse.Namespace) -> int:
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("batch", help="batch directory (from perso prepare)")
+    p.add_argument("batch", type=argtypes.directory, help="batch directory (from perso prepare)")
     p.add_argument("--out", required=True, metavar="FILE", help="embossing/stripe file to write (JSON Lines, mode 0600)")
     p.add_argument("--keys", metavar="K", help="key store holding the transport key (default: the batch's)")
     p.add_argument("--only", choices=("all", "done"), default="all",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["mask_pan", "redact_pans"]
+__all__ = ["mask_pan", "one_line", "redact_pans"]
 
 _SEPARATORS = re.compile(r"[\s-]")
 _DIGIT_RUN = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
@@ -45,3 +45,9 @@ def mask_pan(pan: str) -> str:
 def redact_pans(text: str) -> str:
     """``text`` with every run of 12 to 19 digits masked by :func:`mask_pan`."""
     return _DIGIT_RUN.sub(lambda m: mask_pan(m.group(0)), text)
+
+
+def one_line(text: str) -> str:
+    """``text`` (a message listing problems one per line) as one line, PANs masked: what a
+    command prints on stderr."""
+    return redact_pans("; ".join(line.strip() for line in text.strip().splitlines() if line.strip()))

@@ -100,7 +100,10 @@ def load_private_key(
     path: str | Path, password: bytes | None = None
 ) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
     """An RSA or Ed25519 private key from a PEM file."""
-    key = serialization.load_pem_private_key(Path(path).read_bytes(), password)
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password)
+    except (ValueError, TypeError) as exc:
+        raise TransportError(f"{path}: not a PEM private key ({str(exc).split('.')[0]})") from None
     if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
         raise TransportError(f"{path}: not an RSA or Ed25519 private key")
     return key
@@ -108,7 +111,10 @@ def load_private_key(
 
 def load_public_key(path: str | Path) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey:
     """An RSA or Ed25519 public key from a PEM file."""
-    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except ValueError as exc:
+        raise TransportError(f"{path}: not a PEM public key ({str(exc).split('.')[0]})") from None
     if not isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
         raise TransportError(f"{path}: not an RSA or Ed25519 public key")
     return key
@@ -340,7 +346,7 @@ def cmd_seal(args: argparse.Namespace) -> int:
         seal(args.file, out, recipient, signer)
     except (TransportError, OSError, ValueError, TypeError) as exc:
         print(f"cardlab perso seal: {exc}", file=sys.stderr)
-        return 1
+        return 2  # a usage or input error (cardlab.exitcodes.USAGE)
     print(f"{args.file} sealed for bureau key {fingerprint(recipient)[:16]}… and signed by "
           f"{fingerprint(signer.public_key())[:16]}… into {out}")
     return 0

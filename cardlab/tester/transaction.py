@@ -12,7 +12,8 @@ read by :func:`cardlab.tester.sources.load_keystore`) an ARQC goes online to an
 Without it the terminal is unable to go online and completes with the
 default action (Book 3 §10.8).
 
-Exit status: 0 approved, 1 declined, 2 aborted (or a usage error).
+Exit status (:mod:`cardlab.exitcodes`): 0 approved, 1 declined, 2 a usage or input error,
+3 aborted (the card or the reader failed the transaction).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from cardlab.exitcodes import FAULT, OK, USAGE, VERDICT
 
 from .channel import CardChannel, PyscardChannel, RecordingChannel
 from .exchange import mask_pan
@@ -47,9 +50,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     where.add_argument("--card", metavar="IMAGE", help="an emulated card image")
     where.add_argument("--reader", metavar="NAME", help="a PC/SC reader (name or prefix)")
     p.add_argument("--terminal", metavar="T.yaml", help="terminal profile (default: vectors/terminals/default.yaml)")
-    p.add_argument("--amount", type=int, default=1000, help="amount in minor units (default 1000)")
-    p.add_argument("--amount-other", type=int, default=0, help="cashback amount in minor units")
-    p.add_argument("--type", type=lambda s: int(s, 16), default=0x00, dest="transaction_type",
+    p.add_argument("--amount", type=amount, default=1000, help="amount in minor units, 0-999999999999 (default 1000)")
+    p.add_argument("--amount-other", type=amount, default=0, help="cashback amount in minor units")
+    p.add_argument("--type", type=transaction_type, default=0x00, dest="transaction_type",
                    help="transaction type 9C in hex (00 goods/services, 01 cash, 09 cashback)")
     p.add_argument("--pin", help="the PIN the cardholder types when asked (never shown)")
     p.add_argument("--force-online", action="store_true", help="merchant forces the transaction online")
@@ -65,6 +68,21 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--step", action="store_true", help="student mode: print the trace and pause after each step "
                    "(only on a terminal; implies --trace)")
     p.set_defaults(func=lambda args, out=None: run(args, open_image, out))
+
+
+def amount(value: str) -> int:
+    """An argparse type: an amount in minor units that fits Amount, Authorised (9F02, n 12:
+    EMV 4.4 Book 3 Annex A) — refused, never cut, when it does not."""
+    if not value.isdigit() or len(value.lstrip("0")) > 12:
+        raise argparse.ArgumentTypeError(f"expected an amount in minor units, 0-999999999999, got {value!r}")
+    return int(value)
+
+
+def transaction_type(value: str) -> int:
+    """An argparse type: Transaction Type (9C, n 2: ISO 8583 processing code digits 1-2), in hex."""
+    if len(value) not in (1, 2) or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise argparse.ArgumentTypeError(f"expected a transaction type of 2 hex digits (00, 01, 09 …), got {value!r}")
+    return int(value, 16)
 
 
 class KeyStoreHost(IssuerHost):
@@ -176,17 +194,17 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         terminal = load_terminal(args.terminal)
     except TerminalProfileError as exc:
         print(f"cardlab test transaction: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     try:
         host = _host_for(args)
     except (SourceError, HostError, ValueError) as exc:
         print(f"cardlab test transaction: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     try:
         channel: CardChannel = open_image(args.card) if args.card else PyscardChannel(args.reader)
     except (OSError, LookupError, ValueError) as exc:
         print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     recorder = RecordingChannel(channel.transmit, channel.atr(), protocol=str(getattr(channel, "protocol", "")))
     # the trace is printed step by step while the transaction runs (Book 3's order)
     live = None
@@ -221,5 +239,5 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         summary.append(f"ARC {arc.decode('ascii', 'replace')}")
     print(f"{state.outcome or 'unfinished'}  ({', '.join(summary)})")
     if state.outcome.startswith("approved"):
-        return 0
-    return 1 if state.outcome.startswith("declined") else 2
+        return OK
+    return VERDICT if state.outcome.startswith("declined") else FAULT  # aborted: the card failed it

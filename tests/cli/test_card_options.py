@@ -20,10 +20,10 @@ KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--kvn", "1FF"], "--kvn: expected a key version number 01-7F"),  # was accepted: IU answered 6F00
-        (["--kvn", "00"], "--kvn: expected a key version number 01-7F"),  # P1 00 = "any key set"
-        (["--kvn", "80"], "--kvn: expected"),
-        (["--kvn", "0x30"], "--kvn: expected"),
+        (["--key-version", "1FF"], "--key-version: expected a key version number 01-7F"),  # was accepted: IU answered 6F00
+        (["--key-version", "00"], "--key-version: expected a key version number 01-7F"),  # P1 00 = "any key set"
+        (["--key-version", "80"], "--key-version: expected"),
+        (["--kvn", "0x30"], "--kvn: expected"),  # the deprecated spelling checks the same
         (["--sequence-counter", "99999999"], "--sequence-counter: expected a decimal number 0-16777215"),
         (["--sequence-counter", "16777216"], "--sequence-counter: expected"),
         (["--sequence-counter", "-1"], "--sequence-counter: expected"),
@@ -37,9 +37,11 @@ KEYS = StaticKeys(DEFAULT_KEY, DEFAULT_KEY, DEFAULT_KEY, 0x30)
         (["--isd-aid", "A0" * 17], "--isd-aid: expected 5-16 bytes"),
         (["--isd-aid", "A00000015G"], "--isd-aid: not hex"),
         (["--kdd", "0102"], "--kdd: expected 10 bytes"),
-        (["--kmc", "00" * 15], "--kmc: expected 16 or 24 or 32 bytes"),
+        (["--kmc-hex", "00" * 15], "--kmc-hex: expected 16 or 24 or 32 bytes"),
+        (["--kmc", "00" * 15], "--kmc: expected 16 or 24 or 32 bytes"),  # deprecated: a hex KMC without --keys
+        (["--isd-keys", "00" * 16 + ":" + "00" * 16 + ":" + "00" * 24], "--isd-keys: the three keys must have the same length"),
         (["--keys", "00" * 16 + ":" + "00" * 16 + ":" + "00" * 24], "--keys: the three keys must have the same length"),
-        (["--diversification", "visa"], "--diversification: invalid choice"),
+        (["--diversification", "visa"], "--diversification: expected emv, visa2 or kdf3 (any case)"),
         (["--lifecycle", "TERMINATED"], "--lifecycle: invalid choice"),
     ],
 )

@@ -27,7 +27,7 @@ def test_card_new_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_card_new_explicit_keys(tmp_path: Path) -> None:
     image = tmp_path / "c.json"
     enc, mac, dek = "11" * 16, "22" * 16, "33" * 16
-    assert main(["card", "new", str(image), "--keys", f"{enc}:{mac}:{dek}", "--kvn", "31",
+    assert main(["card", "new", str(image), "--isd-keys", f"{enc}:{mac}:{dek}", "--key-version", "31",
                  "--isd-aid", "A0000001510000", "--scp-i", "10", "--lifecycle", "SECURED"]) == 0
     st = Card.load(image).state
     assert [(k.kvn, k.kid, k.value.hex()) for k in st.keys] == [(0x31, 1, enc), (0x31, 2, mac), (0x31, 3, dek)]
@@ -39,7 +39,7 @@ def test_card_new_explicit_keys(tmp_path: Path) -> None:
 def test_card_new_diversified_from_kmc(tmp_path: Path, vector: dict[str, object]) -> None:
     """Card keys diversified from a KMC match the public KCVs (GlobalPlatformPro)."""
     image = tmp_path / "c.json"
-    assert main(["card", "new", str(image), "--kmc", str(vector["master"]), "--kdd", str(vector["kdd"]),
+    assert main(["card", "new", str(image), "--kmc-hex", str(vector["master"]), "--kdd", str(vector["kdd"]),
                  "--diversification", str(vector["scheme"]).lower()]) == 0
     keys = Card.load(image).state.keys
     got = [kcv(str(vector["kcv_kind"]), k.value).hex().upper() for k in keys]
@@ -51,9 +51,9 @@ def test_card_new_diversified_from_kmc(tmp_path: Path, vector: dict[str, object]
     [
         (["--keys", "00:11"], "ENC:MAC:DEK"),
         (["--keys", "zz:11:22"], "not hex"),
-        (["--kmc", "0011"], "--kmc: expected"),
+        (["--kmc-hex", "0011"], "--kmc-hex: expected"),
         (["--kdd", "0102"], "--kdd: expected 10 bytes"),
-        (["--keys", ("00" * 16 + ":") * 2 + "00" * 16, "--kmc", "00" * 16], "exclude"),
+        (["--isd-keys", ("00" * 16 + ":") * 2 + "00" * 16, "--kmc-hex", "00" * 16], "exclude"),
     ],
 )
 def test_card_new_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:

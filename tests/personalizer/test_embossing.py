@@ -70,7 +70,7 @@ def test_wrong_transport_key_and_refusals(batch: tuple[Path, Path], tmp_path: Pa
     assert other.kcv("KEK") != SoftwareKeyStore.load(keys).kcv("KEK")
     other.save(tmp_path / "other.json")
     out = tmp_path / "s.jsonl"
-    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(tmp_path / "other.json")]) == 1
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(tmp_path / "other.json")]) == 2  # a wrong key store is an input error (cardlab.exitcodes)
     assert "check value" in capsys.readouterr().err and not out.exists()
     with pytest.raises(EmbossingError, match="no job database"), open_keystore(str(keys)) as ks:
         fresh = tmp_path / "fresh"
@@ -86,8 +86,8 @@ def test_bad_key_store_and_damaged_job_db_are_one_line_errors(batch: tuple[Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     b, keys = batch
     out = tmp_path / "s.jsonl"
-    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 1
-    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", "pkcs11:token=nothing;pin-env=NO_SUCH_VAR"]) == 1
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 2
+    assert main(["perso", "emboss-files", str(b), "--out", str(out), "--keys", "pkcs11:token=nothing;pin-env=NO_SUCH_VAR"]) == 2
     import shutil
 
     damaged = tmp_path / "damaged"
@@ -95,7 +95,7 @@ def test_bad_key_store_and_damaged_job_db_are_one_line_errors(batch: tuple[Path,
     (damaged / "jobs.sqlite").write_bytes(b"not a database" * 100)
     for name in ("jobs.sqlite-wal", "jobs.sqlite-shm"):
         (damaged / name).unlink(missing_ok=True)
-    assert main(["perso", "emboss-files", str(damaged), "--out", str(out), "--keys", str(keys), "--only", "done"]) == 1
+    assert main(["perso", "emboss-files", str(damaged), "--out", str(out), "--keys", str(keys), "--only", "done"]) == 2
     err = capsys.readouterr().err
     assert err.count("cardlab perso emboss-files:") == 3 and "Traceback" not in err and not out.exists()
 
@@ -112,5 +112,5 @@ def test_stations_is_a_deprecated_alias(batch: tuple[Path, Path], tmp_path: Path
     assert err.count("\n") == 1 and "deprecated" in err and "cardlab perso emboss-files" in err
     assert old.read_text() == new.read_text()
     out = tmp_path / "absent-keys.jsonl"
-    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 1
+    assert main(["perso", "stations", str(b), "--out", str(out), "--keys", str(tmp_path / "absent.json")]) == 2
     assert "cardlab perso stations: " in capsys.readouterr().err  # errors name the command as typed

@@ -273,12 +273,13 @@ def test_cli_audit_verify_and_tamper(batch: tuple[Path, Path], tmp_path: Path,
     assert "entry 5" in capsys.readouterr().out
 
 
-def test_cli_parser_registers_commands() -> None:
+def test_cli_parser_registers_commands(tmp_path: Path) -> None:
     from cardlab.cli import build_parser
 
-    args = build_parser().parse_args(["perso", "run", "B", "--cards", "D", "--stations", "3"])
+    b = str(tmp_path)  # BATCH must be a directory (checked as the options are read)
+    args = build_parser().parse_args(["perso", "run", b, "--cards", "D", "--stations", "3"])
     assert args.cards == "D" and args.stations == 3
-    args = build_parser().parse_args(["perso", "audit", "B", "--verify"])
+    args = build_parser().parse_args(["perso", "audit", b, "--verify"])
     assert args.verify
 
 

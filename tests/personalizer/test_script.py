@@ -3,6 +3,7 @@ the EMV CPS script against an emulated card."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -353,16 +354,19 @@ def test_cli_render_an_emv_record(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = capsys.readouterr().out
     assert "STORE DATA" in out and "80E6" in out.replace(" ", "")  # INSTALL [for personalization]
     assert "4761739001010101" not in out.replace(" ", "")
-    with pytest.raises(SystemExit, match="needs --keys"):
-        main([*base, "--record", "1"])
-    with pytest.raises(SystemExit, match="record 7 .* is rejected: pan"):
-        main([*base, "--record", "7", "--keys", str(keys)])
-    with pytest.raises(SystemExit, match="cannot prepare"):  # a key store that is not there: one line
-        main([*base, "--record", "1", "--keys", str(tmp_path / "absent.json")])
+    assert main([*base, "--record", "1"]) == 2  # one line on stderr (cardlab.errors)
+    assert re.search("^cardlab perso script render: .*needs --keys", capsys.readouterr().err)
+    assert main([*base, "--record", "7", "--keys", str(keys)]) == 2
+    assert re.search("record 7 .* is rejected: pan", capsys.readouterr().err)
+    # a key store that is not there: one line
+    assert main([*base, "--record", "1", "--keys", str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot prepare" in err
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"pan,psn,expiry,name,pin\n\xff\xfe\n")
-    with pytest.raises(SystemExit, match="cannot prepare"):
-        main([*base[:-1], str(bad), "--record", "1", "--keys", str(keys)])
+    assert main([*base[:-1], str(bad), "--record", "1", "--keys", str(keys)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot prepare" in err
     assert list(own_tmp.glob("cardlab-render-*")) == []  # scratch batches removed
 
 

@@ -68,7 +68,7 @@ def test_bad_options_are_usage_errors(tmp_path: Path, keys: Path, option: list[s
                                       capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     assert main(["perso", "stock", str(tmp_path / "stock"), "--count", "1", "--keys", str(keys), *option]) == 2
     assert not (tmp_path / "stock").exists()
-    assert "error" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"cardlab perso stock: argument {option[0]}: ")
 
 
 def test_stock_for_the_badge_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

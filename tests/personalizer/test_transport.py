@@ -197,9 +197,9 @@ def test_cli_seal_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     # an Ed25519 key cannot wrap the data key (RSA-OAEP): refused
     assert main(["perso", "seal", str(src), "--bureau-public", str(KEYS / "TEST-ONLY-issuer-signing-ed25519.pub.pem"),
                  "--issuer-key", str(KEYS / "TEST-ONLY-issuer-signing-rsa2048.key.pem"),
-                 "--out", str(tmp_path / "y.sealed")]) == 1  # fmt: skip
+                 "--out", str(tmp_path / "y.sealed")]) == 2  # fmt: skip
     assert main([*base, "--issuer-key", str(KEYS / "TEST-ONLY-issuer-signing-rsa2048.key.pem"),
-                 "--passphrase-env", "CARDLAB_NO_SUCH_VAR", "--out", str(tmp_path / "z.sealed")]) == 1  # fmt: skip
+                 "--passphrase-env", "CARDLAB_NO_SUCH_VAR", "--out", str(tmp_path / "z.sealed")]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert "must be RSA" in err and "CARDLAB_NO_SUCH_VAR is not set" in err and "Traceback" not in err
     assert not (tmp_path / "y.sealed").exists() and not (tmp_path / "z.sealed").exists()

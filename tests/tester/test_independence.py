@@ -27,7 +27,16 @@ def test_contract_names_every_module_outside_the_tester() -> None:
     forbidden = set(contract["forbidden_modules"])
     top = {f"cardlab.{p.stem}" for p in (ROOT / "cardlab").glob("*.py") if p.stem != "__init__"}
     top |= {f"cardlab.{p.parent.name}" for p in (ROOT / "cardlab").glob("*/__init__.py")}
-    assert top - {"cardlab.tester"} == forbidden
+    assert top - {"cardlab.tester", "cardlab.exitcodes"} == forbidden
+
+
+def test_the_exit_codes_module_imports_nothing() -> None:
+    """cardlab/exitcodes.py is the one module the tester may import: numbers only."""
+    import ast
+
+    tree = ast.parse((ROOT / "cardlab" / "exitcodes.py").read_text())
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in imports)
 
 
 def test_the_namespace_package_imports_nothing() -> None:

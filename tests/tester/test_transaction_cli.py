@@ -44,7 +44,7 @@ def test_online_approve_with_script(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "4761739001010010" not in out and not kernelkit.shows_pin(out, "1234")
     # the script blocked the application: the next transaction cannot select it
     rc, out = _run(capsys, "--card", img, "--pin", "1234", "--keys", KEYS)
-    assert rc == 2 and out.startswith("aborted"), out
+    assert rc == 3 and out.startswith("aborted"), out  # an aborted transaction is a card fault, not a usage error
 
 
 def test_online_without_keys_is_unable_to_go_online(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,8 @@
 
 Each command parses its options, calls the engine (:func:`~cardlab.personalizer.engine.runner.run`,
 the job database, the audit chain, :func:`~cardlab.personalizer.stock.make_stock`) and prints;
-the logic lives in those modules. Exit codes: 0 all good, 1 a record failed or is unaccounted for
-(listed), 2 a usage error.
+the logic lives in those modules. Exit codes (:mod:`cardlab.exitcodes`): 0 all good, 1 a record failed or is unaccounted for
+(listed), 2 a usage or input error.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from cardlab.cardspec import argtypes
+from cardlab.exitcodes import USAGE
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.runner import RunReport, run
 from cardlab.personalizer.jobdb import JobDb, safe_reason
+from cardlab.personalizer.masking import one_line
 
 
 def print_report(rep: RunReport, out: Any) -> None:
@@ -56,8 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   script=args.script, keys=args.keys, progress=not args.quiet,
                   reader_timeout=args.card_timeout, wait_removal=not args.no_wait_removal)
     except EngineError as exc:
-        out.print(f"[red]error[/]: {safe_reason(str(exc))}")
-        return 2
+        print(f"cardlab perso run: {safe_reason(str(exc))}", file=sys.stderr)
+        return USAGE
     print_report(rep, out)
     return rep.exit_code
 
@@ -67,6 +69,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     out = Console()
     batch = Path(args.batch)
+    if not (batch / "manifest.json").is_file():
+        print(f"cardlab perso status: {batch}: not a batch directory (no manifest.json)", file=sys.stderr)
+        return USAGE
     if not (batch / "jobs.sqlite").exists():
         out.print(f"{batch}: not run yet (no jobs.sqlite)")
         return 1
@@ -96,8 +101,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     out = Console()
     path = Path(args.batch) / "jobs.sqlite"
     if not path.exists():
-        out.print(f"{args.batch}: no job database")
-        return 2
+        print(f"cardlab perso audit: {args.batch}: no job database (not run yet?)", file=sys.stderr)
+        return USAGE
     import sqlite3
 
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -131,7 +136,7 @@ def cmd_stock(args: argparse.Namespace) -> int:
         try:
             card = load_card_details(args.profile)  # EMV or badge profile
         except (ProfileError, OSError) as exc:
-            print(f"cardlab perso stock: {exc}", file=sys.stderr)
+            print(f"cardlab perso stock: {one_line(str(exc))}", file=sys.stderr)
             return 2
         kmc = args.kmc or card.kmc
         scheme = args.diversification or card.diversification.upper()
@@ -151,37 +156,37 @@ def cmd_stock(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="personalize a prepared batch (resumes after a crash)")
-    p.add_argument("batch", help="batch directory (from perso prepare)")
+    p.add_argument("batch", type=argtypes.directory, help="batch directory (from perso prepare)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cards", metavar="DIR", help="card stock directory of emulated card images")
     src.add_argument("--reader", metavar="NAME", action="append",
                      help="PC/SC reader (repeat for several stations, one per reader)")
-    p.add_argument("--stations", type=int, default=1, help="parallel stations (worker processes) for --cards")
+    p.add_argument("--stations", type=argtypes.positive, default=1, help="parallel stations (worker processes) for --cards")
     p.add_argument("--script", metavar="PATH", help="perso script (default BATCH/script.yaml)")
     p.add_argument("--keys", metavar="K", help="key store (path or pkcs11:token=…); default $CARDLAB_KEYS")
-    p.add_argument("--card-timeout", type=float, default=None,
+    p.add_argument("--card-timeout", type=argtypes.number, default=None,
                    help="with --reader: seconds to wait for a card before the station stops (default: forever)")
     p.add_argument("--no-wait-removal", action="store_true", help="with --reader: do not wait for card removal")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=lambda a, *_: cmd_run(a))
 
     s = sub.add_parser("status", help="counts and failures of a batch's job database")
-    s.add_argument("batch")
+    s.add_argument("batch", type=argtypes.directory, help="batch directory")
     s.set_defaults(func=lambda a, *_: cmd_status(a))
 
     a = sub.add_parser("audit", help="show or verify a batch's audit chain")
-    a.add_argument("batch")
+    a.add_argument("batch", type=argtypes.directory, help="batch directory")
     a.add_argument("--verify", action="store_true", help="verify the hash chain")
     a.set_defaults(func=lambda a, *_: cmd_audit(a))
 
     k = sub.add_parser("stock", help="make blank emulated cards (card stock) with ISD keys from the KMC")
-    k.add_argument("dir")
-    k.add_argument("--count", type=int, required=True)
+    k.add_argument("dir", help="card stock directory to fill (created when missing)")
+    k.add_argument("--count", type=argtypes.positive, required=True, help="number of blank cards")
     k.add_argument("--keys", required=True, metavar="K", help="key store holding the KMC")
     k.add_argument("--profile", metavar="P.yaml",
                    help="issuer profile: ISD AID, KMC, diversification and key version from its card section")
     k.add_argument("--kmc", help="key store name of the KMC (default: the profile's, else KMC)")
-    k.add_argument("--diversification", choices=("EMV", "VISA2", "KDF3"),
+    k.add_argument("--diversification", metavar="EMV|VISA2|KDF3", type=argtypes.diversification,
                    help="card key diversification (default: the profile's, else KDF3)")
     k.add_argument("--isd-aid", type=argtypes.aid, help="ISD AID, hex (default: the profile's, else A000000151000000)")
     k.add_argument("--key-version", type=argtypes.key_version, help="ISD key version number, hex (default: the profile's, else 30)")

@@ -71,6 +71,8 @@ def _worker(job: Job, source: CardSource, station: str, queue: Any, parent: int)
 
     try:
         station_loop(job, source, station, report)
+    except KeyboardInterrupt:  # Ctrl-C reaches every station: the parent says "interrupted", once
+        return
     except Exception as exc:  # noqa: BLE001
         queue.put((station, -1, "error", failure_reason(exc), []))
 

@@ -11,7 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cardlab.personalizer.keys import KeyStoreError
-from cardlab.personalizer.masking import redact_pans
+from cardlab.personalizer.masking import one_line
 from cardlab.personalizer.prepare.errors import PrepareError
 from cardlab.personalizer.prepare.issuer import load_ca_public_keys
 from cardlab.personalizer.prepare.writer import prepare
@@ -42,8 +42,10 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
             args.profile, args.records, args.keys, args.out, today=today,
             transport_key=args.transport_key, transport_keys=tkeys, script=args.script, ca_public_keys=cas,
         )  # fmt: skip
+    except UnicodeDecodeError:
+        raise  # cardlab.errors names the file that is not text
     except (PrepareError, ProfileError, RecordsError, KeyStoreError, OSError, ValueError) as e:
-        print(f"cardlab perso prepare: {redact_pans(str(e))}", file=sys.stderr)
+        print(f"cardlab perso prepare: {one_line(str(e))}", file=sys.stderr)
         return 2
     out.print(
         f"{s.profile}: {s.input_count} records, {s.accepted} prepared, {s.rejected} rejected "

@@ -21,13 +21,13 @@ __all__ = ["add_commands"]
 def _card_from_args(args: argparse.Namespace) -> tuple[CardPersoData, dict[str, Any] | None]:
     profile: dict[str, Any] | None = None
     if args.profile:
-        profile = yaml.safe_load(Path(args.profile).read_text())
+        profile = _profile(args.profile)
     if args.batch:
         from ..batch import iter_cards
 
         batch = Path(args.batch)
         if profile is None and (batch / "profile.yaml").exists():
-            profile = yaml.safe_load((batch / "profile.yaml").read_text())
+            profile = _profile(batch / "profile.yaml")
         for card in iter_cards(batch):
             if args.card in (card.card_id, str(card.record_index)):
                 return card, profile
@@ -71,6 +71,14 @@ def _card_from_args(args: argparse.Namespace) -> tuple[CardPersoData, dict[str, 
     raise SystemExit("give --batch BATCH --card ID, or --profile P --records R [--record N]")
 
 
+def _profile(path: str | Path) -> dict[str, Any]:
+    """An issuer profile as a mapping; ``ValueError("PATH: …")`` when it is not one."""
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not an issuer profile (expected a YAML mapping)")
+    return doc
+
+
 def _say(out: Any, text: str) -> None:
     """Write one line to the command's output (a rich Console or a text stream)."""
     if hasattr(out, "print"):
@@ -82,10 +90,8 @@ def _say(out: Any, text: str) -> None:
 def _cmd_render(args: argparse.Namespace, out: Any) -> int:
     try:
         script = load_script(args.script)
-    except ScriptError as exc:
-        for p in exc.problems:
-            _say(out, p)
-        return 2
+    except ScriptError as exc:  # one line on stderr (cardlab.errors prints it)
+        raise ValueError("; ".join(exc.problems)) from None
     card, profile = _card_from_args(args)
     for line in render(script, card, masked=True, profile=profile):
         _say(out, line)
@@ -93,7 +99,8 @@ def _cmd_render(args: argparse.Namespace, out: Any) -> int:
 
 
 def _cmd_check(args: argparse.Namespace, out: Any) -> int:
-    profile = yaml.safe_load(Path(args.profile).read_text()) if args.profile else None
+    profile = _profile(args.profile) if args.profile else None
+    Path(args.script).read_text(encoding="utf-8")  # an unreadable file is an input error, not a verdict
     problems = check(Path(args.script), profile)
     for p in problems:
         _say(out, p)
@@ -107,7 +114,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     script = sub.add_parser("script", help="perso scripts: render the APDUs for one card, check a script")
     ssub = script.add_subparsers(dest="script_command", required=True)
     r = ssub.add_parser("render", help="print the APDU sequence of a script for one card (secrets masked)")
-    r.add_argument("script")
+    r.add_argument("script", help="perso script (YAML)")
     r.add_argument("--batch", help="a prepared batch directory")
     r.add_argument("--card", help="card id (or record number) in the batch")
     r.add_argument("--profile", help="issuer profile (default: the batch's profile.yaml)")
@@ -117,6 +124,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     r.add_argument("--keys", help="key store for preparing an EMV record (file or pkcs11:…)")
     r.set_defaults(func=_cmd_render)
     c = ssub.add_parser("check", help="validate a script against a profile without a card")
-    c.add_argument("script")
+    c.add_argument("script", help="perso script (YAML)")
     c.add_argument("--profile", help="issuer profile (YAML)")
     c.set_defaults(func=_cmd_check)

@@ -16,9 +16,11 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+from cardlab.exitcodes import USAGE
 
 from ..channel import CardChannel
 from ..sources import Record, SourceError, load_keystore, load_profile, read_records
@@ -38,7 +40,7 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     src.add_argument("--cards", metavar="DIR", help="perso batch directory / directory of emulated card images")
     src.add_argument("--card", metavar="IMAGE", help="one emulated card image")
     src.add_argument("--reader", metavar="NAME", help="PC/SC reader: cards one after another")
-    p.add_argument("--record", type=int, help="record number (1-based) for --card / --reader")
+    p.add_argument("--record", type=_record_number, help="record number (1-based) for --card / --reader")
     p.add_argument("--report-dir", default="reports", help="where the reports go (default reports/)")
     p.add_argument("--destructive", action="store_true",
                    help="also run state-changing checks: a wrong PIN, issuer scripts (PUT DATA, PIN change to the "
@@ -47,6 +49,24 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
     p.add_argument("--gp-status", action="store_true", help="read card and application life cycles and privileges over SCP03 (keys from the key store's KMC)")
     p.set_defaults(func=lambda a, *_out: _run(a, open_image))
+
+
+_T = TypeVar("_T")
+
+
+def _named(path: str, load: Callable[[str], _T]) -> _T:
+    """``load(path)``, its SourceError naming ``path`` (one line)."""
+    try:
+        return load(path)
+    except SourceError as exc:
+        text = " ".join(str(exc).split())
+        raise SourceError(text if path in text else f"{path}: {text}") from None
+
+
+def _record_number(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a record number from 1, got {value!r}")
+    return int(value)
 
 
 def _opener(open_image: Callable[[str], CardChannel], path: str) -> Callable[[], CardChannel]:
@@ -79,19 +99,19 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     if is_fs_profile(a.profile):
         return run_fs(a, open_image)
     try:
-        profile = load_profile(a.profile)
-        keys = load_keystore(a.keys)
-        records = list(read_records(a.records))
+        profile = _named(a.profile, load_profile)
+        keys = _named(a.keys, load_keystore)
+        records = _named(a.records, lambda p: list(read_records(p)))
     except (SourceError, OSError) as exc:
-        print(f"certify: {exc}", file=sys.stderr)
-        return 2
+        print(f"cardlab test certify: {exc}", file=sys.stderr)
+        return USAGE
     terminal = None
     if a.terminal:
         try:
             terminal = load_terminal(a.terminal)
         except Exception as exc:
-            print(f"certify: terminal profile: {exc}", file=sys.stderr)
-            return 2
+            print(f"cardlab test certify: terminal profile: {exc}", file=sys.stderr)
+            return USAGE
     kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status}
     if a.today:
         kw["today"] = date.fromisoformat(a.today)
@@ -100,8 +120,8 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     if images is not None:
         items = images
         if not items:
-            print(f"certify: no card images found in {a.cards}", file=sys.stderr)
-            return 2
+            print(f"cardlab test certify: no card images found in {a.cards}", file=sys.stderr)
+            return USAGE
     else:
         chosen = [r for r in records if a.record is None or r.index == a.record]
         items = list(iter_reader(a.reader, chosen, wait=_prompt))
@@ -127,15 +147,15 @@ def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> i
         records = read_badge_records(a.records)
         keys = load_keystore(a.keys) if a.keys else None
     except (SourceError, FsSourceError, OSError, yaml.YAMLError) as exc:
-        print(f"certify: {exc}", file=sys.stderr)
-        return 2
+        print(f"cardlab test certify: {exc}", file=sys.stderr)
+        return USAGE
     by_index = {int(r["_index"]): r for r in records}
     images = image_items(a, open_image)
     if images is not None:
         items = images
         if not items:
-            print(f"certify: no card images found in {a.cards}", file=sys.stderr)
-            return 2
+            print(f"cardlab test certify: no card images found in {a.cards}", file=sys.stderr)
+            return USAGE
     else:
         fake = [Record(int(r["_index"]), "0" * 12, "00", (2000, 1), None, "", "", None, None, "") for r in records
                 if a.record is None or int(r["_index"]) == a.record]  # fmt: skip

@@ -13,7 +13,7 @@ import importlib
 
 #: modules that provide ``add_commands(sub: argparse._SubParsersAction) -> None``
 PARTS = ("cardlab.personalizer.prepare.cli", "cardlab.personalizer.script.cli", "cardlab.personalizer.engine.cli",
-         "cardlab.personalizer.embossing", "cardlab.personalizer.transport")
+         "cardlab.personalizer.embossing", "cardlab.personalizer.seal")
 
 
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -506,3 +506,5 @@ def read_records(
                 )  # fmt: skip
                 continue
         yield result
+    if index == 0:  # an empty file, or a header alone: nothing to prepare is an input error
+        raise RecordsError(f"{p.name}: no records")

@@ -80,7 +80,6 @@ ACCEPTED = {
     **{("cardlab perso script check", "script", k): "the verdict on the script"
        for k in ("empty", "truncated", "other-format")},
     # records: a truncated CSV loses its last rows, and a half row is a rejected record (reported)
-    ("cardlab perso prepare", "records", "truncated"): "the half row is a rejected record",
     ("cardlab perso script render", "records", "truncated"): "record 1 is whole",
     ("cardlab test certify", "records", "truncated"): "the missing records fail their cards (verdict 1)",
     ("cardlab test certify", "cards", "damaged"): "each unreadable image is a card that fails (verdict 1)",
@@ -93,15 +92,6 @@ ACCEPTED = {
 #: (command, dest, kind) still accepted although they should be refused: known gaps, each one an
 #: expected failure that turns into a test failure (strict) once fixed
 GAPS = {
-    ("cardlab perso prepare", "records", "empty"): "an empty records file prepares an empty batch",
-    ("cardlab perso prepare", "script", "empty"): "prepare copies --script without checking it",
-    ("cardlab perso prepare", "script", "truncated"): "prepare copies --script without checking it",
-    ("cardlab perso prepare", "script", "not-utf8"): "prepare copies --script without checking it",
-    ("cardlab perso prepare", "script", "other-format"): "prepare copies --script without checking it",
-    ("cardlab perso seal", "file", "empty"): "seal encrypts any file without reading its records",
-    ("cardlab perso seal", "file", "truncated"): "seal encrypts any file without reading its records",
-    ("cardlab perso seal", "file", "not-utf8"): "seal encrypts any file without reading its records",
-    ("cardlab perso seal", "file", "other-format"): "seal encrypts any file without reading its records",
     ("cardlab test certify", "records", "empty"): "no records: every card fails (verdict 1), not an input error",
     ("cardlab test certify", "profile", "truncated"): "half a profile certifies as a verdict (exit 1)",
 }

@@ -48,6 +48,8 @@ from cardlab.personalizer.prepare.errors import CardProblem, PrepareError
 from cardlab.personalizer.prepare.preparer import CardPreparer
 from cardlab.personalizer.profile import Profile, load_profile
 from cardlab.personalizer.records import Rejected, read_records
+from cardlab.personalizer.script.errors import ScriptError
+from cardlab.personalizer.script.loader import load_script
 from cardlab.personalizer.transport import TransportKeys
 
 __all__ = ["SCRIPTS", "PrepareSummary", "default_script", "prepare"]
@@ -109,6 +111,18 @@ def _atomic_json(path: Path, doc: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _check_script(path: Path) -> None:
+    """The perso script the batch will carry is read and validated now, not at the first card."""
+    if not path.is_file():
+        raise PrepareError(f"{path}: no such perso script")
+    try:
+        load_script(path)
+    except ScriptError as exc:
+        raise PrepareError(f"perso script {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrepareError(f"perso script {path}: cannot read it ({type(exc).__name__})") from None
+
+
 def prepare(
     profile_path: str | Path,
     records_path: str | Path,
@@ -149,8 +163,8 @@ def prepare(
     started = time.perf_counter()
     profile_path, records_path, out = Path(profile_path), Path(records_path), Path(out_dir)
     script_path = Path(script) if script is not None else default_script(profile_path)
-    if script_path is not None and not script_path.is_file():
-        raise PrepareError(f"{script_path}: no such perso script")
+    if script_path is not None:
+        _check_script(script_path)
     if _is_badge_profile(profile_path):
         return _prepare_badges(profile_path, records_path, keystore, out, started, script_path, keys_spec)
     profile = load_profile(profile_path)

@@ -25,10 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from Crypto.Cipher import AES
-
 from cardlab.cardspec import tlv
-from cardlab.cardspec.keys import kcv
 
 from ..apdu import SW, Command, StatusError
 from ..applet import INTERINDUSTRY, PROPRIETARY, Applet, Channel, Context, command
@@ -38,6 +35,7 @@ from . import data as gpdata
 from . import lifecycle
 from . import status as gpstatus
 from .lifecycle import AppLife, CardLife
+from .put_key import decrypt_under_dek, put_key
 
 ISD_LOAD_FILE_AID = bytes.fromhex("A0000001515350")  # GP "SD package" style AID
 ISD_MODULE_AID = bytes.fromhex("A000000151535041")
@@ -56,7 +54,6 @@ PRIV_CARD_TERMINATE = 0x08
 STATUS_BUDGET = 224
 #: STORE DATA bytes buffered for the ISD until the last block
 STORE_LIMIT = 4096
-MAX_KEY_SETS = 8
 
 
 @dataclass
@@ -112,12 +109,6 @@ def _install_params(value: bytes) -> bytes:
     if len(found) != 1 or any(t.tag not in (0xC9, 0xEF, 0xCA, 0xEA) for t in items):
         raise StatusError(SW.WRONG_DATA, "install parameters need one C9 (and EF/CA/EA only)")
     return found[0].value
-
-
-def _aes_cbc_decrypt(key: bytes, data: bytes) -> bytes:
-    if not data or len(data) % 16:
-        raise StatusError(SW.WRONG_DATA, "encrypted data is not a multiple of the block size")
-    return bytes(AES.new(key, AES.MODE_CBC, iv=bytes(16)).decrypt(data))
 
 
 class IssuerSecurityDomain(Applet):
@@ -418,69 +409,9 @@ class IssuerSecurityDomain(Applet):
     @command(PROPRIETARY, 0xD8)
     def put_key(self, ctx: Context, cmd: Command) -> bytes:
         ctx.require_secure_channel()
-        state = ctx.card.state
-        old_kvn = cmd.p1 & 0x7F  # b8: more PUT KEY commands follow
-        multiple = bool(cmd.p2 & 0x80)
-        first_kid = cmd.p2 & 0x7F
-        if first_kid == 0:
-            raise StatusError(SW.INCORRECT_P1P2, "key identifier 00")
-        data = cmd.data
-        if len(data) < 2:
-            raise StatusError(SW.WRONG_DATA, "PUT KEY data too short")
-        new_kvn = data[0]
-        if not 0x01 <= new_kvn <= 0x7F:
-            raise StatusError(SW.WRONG_DATA, "key version number out of range")
-        dek = self.static_dek(ctx)
-        values: list[bytes] = []
-        i = 1
-        while i < len(data):
-            # key type, key data length, key data (length of key + cryptogram),
-            # KCV length, KCV (§11.8.2.3, Amendment D §7.2.2)
-            if i + 2 > len(data):
-                raise StatusError(SW.WRONG_DATA, "truncated key data")
-            ktype, n = data[i], data[i + 1]
-            kd = data[i + 2 : i + 2 + n]
-            i += 2 + n
-            if ktype != gpdata.KEY_TYPE["AES"] or len(kd) != n or n < 17:
-                raise StatusError(SW.WRONG_DATA, "only AES keys (type 88) are supported")
-            size = kd[0]
-            if size not in (16, 24, 32) or len(kd) - 1 < size:
-                raise StatusError(SW.WRONG_DATA, "bad AES key length")
-            key = _aes_cbc_decrypt(dek, kd[1:])[:size]
-            if i >= len(data):
-                raise StatusError(SW.WRONG_DATA, "missing KCV length")
-            m = data[i]
-            check = data[i + 1 : i + 1 + m]
-            i += 1 + m
-            if m not in (0, 3) or len(check) != m or (m and check != kcv("AES", key)):
-                raise StatusError(SW.WRONG_DATA, "key check value mismatch")
-            values.append(key)
-        if not values or (not multiple and len(values) != 1) or first_kid + len(values) > 0x80:
-            raise StatusError(SW.WRONG_DATA, "key count does not match P2")
-        versions = {k.kvn for k in state.keys}
-        if old_kvn == 0:
-            if new_kvn in versions:
-                raise StatusError(SW.WRONG_DATA, "key version already present")
-            if len(versions) >= MAX_KEY_SETS:
-                raise StatusError(SW.NOT_ENOUGH_MEMORY)
-            kept = list(state.keys)
-        else:
-            if old_kvn not in versions:
-                raise StatusError(SW.REFERENCED_DATA_NOT_FOUND, "no key version to replace")
-            if new_kvn != old_kvn and new_kvn in versions:
-                raise StatusError(SW.WRONG_DATA, "key version already present")
-            written = range(first_kid, first_kid + len(values))
-            kept = []
-            for k in state.keys:
-                if k.kvn != old_kvn:
-                    kept.append(k)
-                elif k.kid not in written:  # the rest of the set follows the new KVN
-                    kept.append(KeyEntry(new_kvn, k.kid, k.kind, k.value))
-        new = [KeyEntry(new_kvn, first_kid + n, "AES", v) for n, v in enumerate(values)]
-        # the open session keeps its session keys and static DEK (§11.8.2.1)
-        state.keys = sorted(kept + new, key=lambda k: (k.kvn, k.kid))
+        answer = put_key(ctx.card.state, cmd, self.static_dek(ctx))
         ctx.card.mark_dirty()
-        return bytes([new_kvn]) + b"".join(kcv("AES", v) for v in values)
+        return answer
 
     # -- STORE DATA (§11.11) --------------------------------------------------
     @command(PROPRIETARY, 0xE2)
@@ -497,7 +428,7 @@ class IssuerSecurityDomain(Applet):
             raise StatusError(SW.INCORRECT_P1P2, "RFU STORE DATA coding")
         data = cmd.data
         if encryption == 0x03:
-            data = self._unpad(_aes_cbc_decrypt(self.static_dek(ctx), data))
+            data = self._unpad(decrypt_under_dek(self.static_dek(ctx), data))
         target = ctx.channel.perso_target
         if target is not None:
             applet = card.applets.get(target)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cardlab.personalizer.engine.channel import PcscChannel, card_present
 from cardlab.personalizer.engine.errors import EngineError
+from cardlab.personalizer.files import remove_stale_temps, write_private
 from cardlab.personalizer.stock import list_images
 
 if TYPE_CHECKING:
@@ -61,9 +62,7 @@ def _quick_save(card: Card, path: Path) -> None:
     EEPROM); the durable fsync'ed save comes at the end of the card."""
     from cardlab.emulator.image import dumps
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(dumps(card.state, compact=True))
-    os.replace(tmp, path)
+    write_private(path, dumps(card.state, compact=True).encode())
 
 
 class ImageSource:
@@ -78,6 +77,7 @@ class ImageSource:
         self.directory = Path(directory).resolve()
         if not self.directory.is_dir():
             raise EngineError(f"{self.directory}: no such card stock directory")
+        remove_stale_temps(self.directory)  # a killed run's half-saved images (0600, but secrets all the same)
         self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"
         # the stock listing, read once and walked forward: an image passed over is used for good
         # (card rows are never given back while records are pending), so each claim looks only at

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardlab.cardspec.keys import diversify
 
+from ..files import write_private
 from .crypto import adjust_parity, aes_cbc_decrypt, aes_cbc_encrypt, des3_ecb_encrypt, des_kcv, symmetric_kcv
 from .model import (
     FORMAT,
@@ -235,11 +236,9 @@ class SoftwareKeyStore(KeyStore):
     def save(
         self, path: str | Path, passphrase: str | None = None, *, scrypt_n: int = 2**15, note: str = ""
     ) -> None:
-        """Write the key store file (atomically: temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(passphrase, scrypt_n=scrypt_n, note=note), indent=1) + "\n")
-        os.replace(tmp, path)
+        """Write the key store file: private (0600) from its first byte, atomically."""
+        doc = json.dumps(self.to_json(passphrase, scrypt_n=scrypt_n, note=note), indent=1) + "\n"
+        write_private(Path(path), doc.encode(), durable=True)
 
     @classmethod
     def from_json(

@@ -413,9 +413,11 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
             f"cardlab card show {s / 'card-000001.json'}",
         ]
     if opts.trace:
-        lines += ["# one transaction on the traced card's copy",
+        # with the issuer keys the terminal can go online (random selection for online processing
+        # sends some transactions there): the issuer host simulator answers
+        lines += ["# one transaction on the traced card's copy, online-capable with the TEST issuer keys",
                   f"cardlab test transaction --card {rel / 'trace-card.json'} --terminal "
-                  f"{_shown(runs[-1].terminal)} --amount 1000 --trace"]
+                  f"{_shown(runs[-1].terminal)} --amount 1000 --keys {ks} --trace"]
     for line in lines:
         out.print(f"  {escape(line)}", soft_wrap=True)
 

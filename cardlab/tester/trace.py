@@ -214,7 +214,8 @@ def _event_lines(event: TraceEvent, mask: Callable[[str], str], dols: _Dols | No
         out += ["      " + line for line in _response_text(event.response, mask, event.command, ctx)]
         return out
     marker = {"decision": "=>", "check": "- ", "note": "  "}.get(event.kind, "  ")
-    out = [f"  {marker} {mask(event.text)}"]
+    first, *more = mask(event.text).split("\n")  # a text of several lines: details under its headline
+    out = [f"  {marker} {first}", *(f"        {line}" for line in more)]
     if state is not None and event.step == "Terminal action analysis" and event.kind == "decision":
         out += _taa_lines(state, event)
     if event.bits_set:
@@ -485,7 +486,8 @@ def render_html(state: TransactionState, title: str = "cardlab transaction trace
                 body = _command_text(ev.command, mask, dols) + _response_text(ev.response, mask, ev.command, ctx)
                 parts.append(f"<div>{e(mask(ev.text))}</div><pre>{e(chr(10).join(body))}</pre>")
             else:
-                parts.append(f"<div class='{e(ev.kind)}'>{e(mask(ev.text))}</div>")
+                first, *more = mask(ev.text).split("\n")
+                parts.append(f"<div class='{e(ev.kind)}'>{e(first)}</div>")
                 extra = _event_lines(ev, mask, None, state)[1:]
                 if extra:
                     parts.append(f"<pre class='bits'>{e(chr(10).join(line.strip() for line in extra))}</pre>")

@@ -256,7 +256,7 @@ def lines(o: Opened) -> list[tuple[str, str]]:
              f"AC = DES(K_L)[DES⁻¹(K_R)[H{len(o.chain)}]] = {_h(o.final)}",
              "pyemv mac_iso9797_3 over the same data and key: " + _h(o.pyemv_mac)
              + (" (the same)" if o.pyemv_mac == o.final else " (DIFFERENT: a bug in this explanation)"),
-             f"pyemv generate_ac of {o.version} (the issuer host's check): {_h(o.pyemv_ac)}"
+             f"pyemv {o.version} generate_ac over the same card and data: {_h(o.pyemv_ac)}"
              + (" (the same)" if o.pyemv_ac == o.final else " (DIFFERENT)")]
     out.append(("note", "\n".join(chain)))
     if not o.card_ac:

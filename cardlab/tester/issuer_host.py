@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from pyemv import cvn as pyemv_cvn
 from pyemv import kd as pyemv_kd
 
-from . import tlv
+from . import cryptogram, tlv
 
 # pyemv reaches 3DES through cryptography's deprecated location; the warning is
 # about pyemv's import path, not about anything a tester user can act on
@@ -339,6 +339,8 @@ class IssuerHost:
         *,
         decide: DecideFn | None = None,
         derivation: Literal["auto", "A", "B"] = "auto",
+        explain: bool = False,
+        test_keys: bool = False,
     ) -> None:
         for k in (imk_ac, imk_smi, imk_smc):
             if k is not None and len(k) not in (16, 24):
@@ -347,6 +349,10 @@ class IssuerHost:
                        None if imk_smc is None else bytes(imk_smc))
         self.decide: DecideFn = decide if decide is not None else Policy()
         self.derivation = derivation
+        #: open the cryptogram up in the teaching trace (:meth:`explain_cryptogram`); key values
+        #: are shown only when the keys are TEST keys (a key store marked ``"test_only": true``)
+        self.explain = explain
+        self.test_keys = test_keys
         self._crypto: dict[tuple[str, str, int], Any] = {}
         self.requests = 0
         self._queued: list[Script] = []
@@ -411,6 +417,25 @@ class IssuerHost:
             request.aip, request.atc, version.ac_suffix(request.iad),
         )
         return bytes(ac), version, why
+
+    def explain_cryptogram(self, request: AuthorizationRequest, card_ac_source: str = "the card") -> list[tuple[str, str]]:
+        """The cryptogram opened up, as (kind, text) lines for the trace
+        (:mod:`cardlab.tester.cryptogram`): one refusal line unless the keys are TEST keys."""
+        if not self.test_keys:
+            return [("note", "cryptogram not opened up: the key store is not marked test (\"test_only\": true, "
+                             "docs/keystore.md); key values are shown for TEST keys only")]
+        expected, version, reason = self.expected_cryptogram(request)
+        if version is None or expected is None:
+            return [("note", f"cryptogram not opened up: {reason}")]
+        v = request.dol_values
+        terminal = {t: v.get(t, request.unpredictable_number if t == 0x9F37 else b"")
+                    for t, _n in cryptogram.TERMINAL_TAGS}
+        opened = cryptogram.open_cryptogram(
+            scheme=version.scheme, cvn=version.cvn, name=version.name, imk=self.__keys[0], pan=request.pan,
+            psn=request.psn, option=self.derivation, terminal=terminal, aip=request.aip, atc=request.atc,
+            iad=request.iad, suffix=version.ac_suffix(request.iad), card_ac=request.cryptogram,
+            card_ac_source=card_ac_source, pyemv_ac=expected)
+        return cryptogram.lines(opened)
 
     def verify(self, request: AuthorizationRequest) -> tuple[bool | None, str, bytes]:
         """(verdict, reason, expected AC): True verified, False differs, None not checkable."""

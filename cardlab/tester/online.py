@@ -51,6 +51,8 @@ BOOK_ISSUER_AUTH = "EMV Book 3 §10.9 and §6.5.4, Book 2 §8.2"
 BOOK_SCRIPTS = "EMV Book 3 §10.10, Book 2 §9"
 BOOK_COMPLETION = "EMV Book 3 §10.11 and §6.5.5"
 BOOK_DEFAULT = "EMV Book 3 §10.8 (default action, unable to go online)"
+BOOK_OPENED = "EMV Book 2 §8.1, Annex A1.2-A1.4"
+STEP_OPENED = "Application cryptogram, opened up (TEST keys)"
 
 #: AIP byte 1 bits (Book 3 Annex C1)
 AIP_ISSUER_AUTH = 0x04
@@ -319,6 +321,7 @@ def process(state: TransactionState, channel: CardChannel, host: IssuerHost, *,
         terminal = state.terminal
         return complete_offline(state, channel, tac_default=getattr(terminal, "tac_default", None),
                                 cda_check=cda_check)
+    open_up(state, host, request)
     _record_response(state, request, response)
     if kind == AAC:
         _event(state, "Online processing", BOOK_ONLINE, "decision",
@@ -378,6 +381,18 @@ def process(state: TransactionState, channel: CardChannel, host: IssuerHost, *,
         _event(state, "Issuer script processing", BOOK_SCRIPTS, "note",
                "issuer script results (9F5B): " + (before + after).hex().upper())
     return state
+
+
+def open_up(state: TransactionState, host: IssuerHost, request: AuthorizationRequest | None = None) -> None:
+    """A teaching host (``host.explain``) opens the first GENERATE AC's cryptogram up
+    in the trace: key derivations, the data MACed, padding, MAC, compared with the card's."""
+    if not host.explain or not state.ac1.get(0x9F26):
+        return
+    request = request or AuthorizationRequest.from_state(state)
+    source = ("recovered from the CDA signature 9F4B" if 0x9F4B in state.ac1
+              else "in the first GENERATE AC response")
+    for kind, text in host.explain_cryptogram(request, source):
+        _event(state, STEP_OPENED, BOOK_OPENED, kind, text)
 
 
 def _record_response(state: TransactionState, request: AuthorizationRequest,

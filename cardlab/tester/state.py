@@ -13,47 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-#: TVR bits: name → (byte index 0..4, bit mask) (EMV Book 3 Annex C5)
-TVR_BITS: dict[str, tuple[int, int]] = {
-    "offline data authentication was not performed": (0, 0x80),
-    "SDA failed": (0, 0x40),
-    "ICC data missing": (0, 0x20),
-    "card appears on terminal exception file": (0, 0x10),
-    "DDA failed": (0, 0x08),
-    "CDA failed": (0, 0x04),
-    # added by EMVCo Specification Bulletin 103 (2012) / EMV 4.3 Book 3 Annex C5 errata (Nov 2013)
-    "SDA selected": (0, 0x02),
-    "ICC and terminal have different application versions": (1, 0x80),
-    "expired application": (1, 0x40),
-    "application not yet effective": (1, 0x20),
-    "requested service not allowed for card product": (1, 0x10),
-    "new card": (1, 0x08),
-    "cardholder verification was not successful": (2, 0x80),
-    "unrecognised CVM": (2, 0x40),
-    "PIN try limit exceeded": (2, 0x20),
-    "PIN entry required and PIN pad not present or not working": (2, 0x10),
-    "PIN entry required, PIN pad present, but PIN was not entered": (2, 0x08),
-    "online PIN entered": (2, 0x04),
-    "transaction exceeds floor limit": (3, 0x80),
-    "lower consecutive offline limit exceeded": (3, 0x40),
-    "upper consecutive offline limit exceeded": (3, 0x20),
-    "transaction selected randomly for online processing": (3, 0x10),
-    "merchant forced transaction online": (3, 0x08),
-    "default TDOL used": (4, 0x80),
-    "issuer authentication failed": (4, 0x40),
-    "script processing failed before final GENERATE AC": (4, 0x20),
-    "script processing failed after final GENERATE AC": (4, 0x10),
-}
+from .decode import bits as _bits
 
-#: TSI bits (EMV Book 3 Annex C6)
-TSI_BITS: dict[str, tuple[int, int]] = {
-    "offline data authentication was performed": (0, 0x80),
-    "cardholder verification was performed": (0, 0x40),
-    "card risk management was performed": (0, 0x20),
-    "issuer authentication was performed": (0, 0x10),
-    "terminal risk management was performed": (0, 0x08),
-    "script processing was performed": (0, 0x04),
-}
+#: TVR bits: name → (byte index 0..4, bit mask) (EMV Book 3 Annex C5), from the one table in
+#: :mod:`cardlab.tester.decode.bits` that the decoders and the trace read too
+TVR_BITS: dict[str, tuple[int, int]] = _bits.TVR.flags()
+
+#: TSI bits (EMV Book 3 Annex C6), from the same module
+TSI_BITS: dict[str, tuple[int, int]] = _bits.TSI.flags()
 
 
 @dataclass

@@ -214,7 +214,8 @@ def _event_lines(event: TraceEvent, mask: Callable[[str], str], dols: _Dols | No
         out += ["      " + line for line in _response_text(event.response, mask, event.command, ctx)]
         return out
     marker = {"decision": "=>", "check": "- ", "note": "  "}.get(event.kind, "  ")
-    out = [f"  {marker} {mask(event.text)}"]
+    first, *more = mask(event.text).split("\n")  # a text of several lines: details under its headline
+    out = [f"  {marker} {first}", *(f"        {line}" for line in more)]
     if state is not None and event.step == "Terminal action analysis" and event.kind == "decision":
         out += _taa_lines(state, event)
     if event.bits_set:
@@ -389,6 +390,7 @@ section{border-left:4px solid #888;padding:.2rem 1rem;margin:1rem 0}
 pre{background:#f5f5f5;padding:.4rem;font-size:.85rem;margin:.2rem 0;white-space:pre-wrap;overflow-wrap:anywhere}
 .decision::before{content:"⇒ decision: ";font-weight:bold} .check::before{content:"✓ check: "}
 .note::before{content:"note: "} .bits{font-size:.85rem;white-space:pre-wrap}
+.hint{text-decoration:underline dotted;cursor:help}
 .outcome{font-size:1.2rem;font-weight:bold;overflow-wrap:anywhere}
 svg{width:100%;height:auto;font-family:system-ui,sans-serif} svg text{font-size:11px}
 """
@@ -461,6 +463,47 @@ def _header(state: TransactionState, title: str) -> list[str]:
             + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in rows) + "</dl></header>"]
 
 
+_TLV_LINE = re.compile(r"^(\s*)([0-9A-F]{2,6})( .+? \[\d+\] = )([0-9A-F]+)$")
+_BITS_LINE = re.compile(r"^(\s*)(TVR|TSI) ([0-9A-F]+)(:.*)$")
+_SETS_LINE = re.compile(r'^(\s*sets )((TVR|TSI) byte \d b\d)( ".*)$')
+
+
+_BIT_TABLES = {t.tag: t for t in bitsmod.TABLES.values() if t.tag is not None}
+
+
+def _title(text: str, hint: list[str]) -> str:
+    return f"<span class='hint' title='{html.escape('; '.join(hint), quote=True)}'>{html.escape(text)}</span>"
+
+
+def _hover(line: str, ctx: Context) -> str:
+    """One trace line as HTML, a decoded value carrying its explanation as a title
+    (shown on hover, besides the lines under it): TLV values a decoder knows,
+    the TVR/TSI in the summary, the bit a "sets" line names (Book 3 Annex C5, C6)."""
+    e = html.escape
+    m = _TLV_LINE.match(line)
+    if m and len(m.group(4)) % 2 == 0:
+        tag, value = int(m.group(2), 16), bytes.fromhex(m.group(4))
+        table = _BIT_TABLES.get(tag)
+        try:
+            hint = (bitsmod.summary(table, value) or ["no bit set"]) if table is not None else [
+                " ".join(h.split()) for h in explain(tag, value, ctx)]
+        except ValueError:
+            hint = []
+        if hint:
+            return e(m.group(1) + m.group(2) + m.group(3)) + _title(m.group(4), hint)
+    m = _BITS_LINE.match(line)
+    if m and len(m.group(3)) in (4, 10):
+        table = bitsmod.TVR if m.group(2) == "TVR" else bitsmod.TSI
+        hint = bitsmod.summary(table, bytes.fromhex(m.group(3))) or ["no bit set"]
+        return e(m.group(1) + m.group(2) + " ") + _title(m.group(3), hint) + e(m.group(4))
+    m = _SETS_LINE.match(line)
+    if m:
+        table = bitsmod.TVR if m.group(3) == "TVR" else bitsmod.TSI
+        hint = [f"{m.group(2)} of the {table.name} ({table.source})"]
+        return e(m.group(1)) + _title(m.group(2), hint) + e(m.group(4))
+    return e(line)
+
+
 def render_html(state: TransactionState, title: str = "cardlab transaction trace") -> str:
     """One self-contained page (inline CSS and SVG, no scripts, no external
     links): a header (card, terminal, amount, outcome), contents, a sequence
@@ -483,14 +526,15 @@ def render_html(state: TransactionState, title: str = "cardlab transaction trace
         for ev in events:
             if ev.kind == "apdu":
                 body = _command_text(ev.command, mask, dols) + _response_text(ev.response, mask, ev.command, ctx)
-                parts.append(f"<div>{e(mask(ev.text))}</div><pre>{e(chr(10).join(body))}</pre>")
+                parts.append(f"<div>{e(mask(ev.text))}</div><pre>{chr(10).join(_hover(b, ctx) for b in body)}</pre>")
             else:
-                parts.append(f"<div class='{e(ev.kind)}'>{e(mask(ev.text))}</div>")
+                first, *more = mask(ev.text).split("\n")
+                parts.append(f"<div class='{e(ev.kind)}'>{e(first)}</div>")
                 extra = _event_lines(ev, mask, None, state)[1:]
                 if extra:
-                    parts.append(f"<pre class='bits'>{e(chr(10).join(line.strip() for line in extra))}</pre>")
+                    parts.append(f"<pre class='bits'>{chr(10).join(_hover(line.strip(), ctx) for line in extra)}</pre>")
         parts.append("</section>")
     summary = _summary_lines(state)
     parts.append(f"<section id='summary'><h2>Outcome and bits</h2><p class='outcome'>{e(summary[0])}</p>")
-    parts.append("<pre>" + e("\n".join(summary[1:])) + "</pre></section></body></html>")
+    parts.append("<pre>" + "\n".join(_hover(line, ctx) for line in summary[1:]) + "</pre></section></body></html>")
     return "\n".join(parts)

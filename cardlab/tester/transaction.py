@@ -27,6 +27,7 @@ from typing import Any
 from cardlab.exitcodes import FAULT, OK, USAGE, VERDICT
 
 from .channel import CardChannel, PyscardChannel, RecordingChannel
+from .cryptogram import keystore_is_test
 from .exchange import mask_pan
 from .issuer_host import (
     AuthorizationRequest,
@@ -94,13 +95,14 @@ class KeyStoreHost(IssuerHost):
     PIN change IMK-SMC too."""
 
     def __init__(self, triples: list[tuple[str, bytes, bytes | None, bytes | None]], *,
-                 decline: bool = False) -> None:
+                 decline: bool = False, test_keys: bool = False) -> None:
         if not triples:
             raise HostError("the key store holds no issuer master key IMK-AC")
         policy = Policy(force="decline") if decline else Policy()
         _name, ac, smi, smc = triples[0]
-        super().__init__(ac, smi, smc, decide=policy)
-        self.issuers = [(name, IssuerHost(a, b, c, decide=policy)) for name, a, b, c in triples]
+        super().__init__(ac, smi, smc, decide=policy, explain=True, test_keys=test_keys)
+        self.issuers = [(name, IssuerHost(a, b, c, decide=policy, explain=True, test_keys=test_keys))
+                        for name, a, b, c in triples]
         self.chosen = ""
 
     def __repr__(self) -> str:
@@ -117,6 +119,15 @@ class KeyStoreHost(IssuerHost):
             if reason:
                 raise HostError(f"issuer {name}: {script.kind}: {reason}")
         return host.authorize(request, scripts)
+
+    def explain_cryptogram(self, request: AuthorizationRequest, card_ac_source: str = "the card") -> list[tuple[str, str]]:
+        """Opened up under the key of the issuer whose IMK-AC verifies the cryptogram (else the first)."""
+        name, host = next(((n, h) for n, h in self.issuers if h.verify(request)[0]), self.issuers[0])
+        lines = host.explain_cryptogram(request, card_ac_source)
+        key = name if name.endswith("IMK-AC") else f"{name}-IMK-AC"
+        if lines and self.test_keys:  # the key store's name of the key used
+            lines[0] = (lines[0][0], lines[0][1].replace("(TEST key,", f"(TEST key {key},", 1))
+        return lines
 
 
 def keystore_triples(ks: KeyStore) -> list[tuple[str, bytes, bytes | None, bytes | None]]:
@@ -157,7 +168,8 @@ def _host_for(args: argparse.Namespace) -> IssuerHost | None:
         if args.decline or args.script:
             raise ValueError("--decline and --script need --keys (an issuer host)")
         return None
-    host = KeyStoreHost(keystore_triples(load_keystore(args.keys)), decline=args.decline)
+    host = KeyStoreHost(keystore_triples(load_keystore(args.keys)), decline=args.decline,
+                        test_keys=keystore_is_test(args.keys))
     scripts = [parse_script(s) for s in args.script]
     for script in scripts:  # refused before the card sees anything, not halfway through a transaction
         reasons = [h.can_send(script) for _n, h in host.issuers]
@@ -225,6 +237,10 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         close = getattr(channel, "close", None)
         if callable(close):
             close()
+    if host is not None and not host.requests:  # no online request: open the offline cryptogram up here
+        from .online import open_up
+
+        open_up(state, host)
     if live is not None:
         live.finish(state)
         sys.stdout.flush()

@@ -4,7 +4,8 @@ most significant bit).
 
 Sources: EMV 4.4 Book 3 Annex C1 (AIP), C2 (AUC), C5 (TVR; the IACs and
 TACs share its layout, Book 3 §10.7), C6 (TSI); Book 3 §6.5.5.4 Table 15
-(Cryptogram Information Data); Book 4 Annex A2 (Terminal Capabilities);
+(Cryptogram Information Data); Book 4 Annex A2 (Terminal Capabilities), A3
+(Additional Terminal Capabilities);
 EMV Contactless Book C-3 (Kernel 3) Annex A for the CTQ and TTQ.
 
 >>> sorted(set_names(TVR, bytes.fromhex("0000008000")))
@@ -181,6 +182,34 @@ TERMINAL_CAPABILITIES = BitTable("tcap", "Terminal Capabilities", 3, "EMV 4.4 Bo
     _F(3, 0x08, "CDA"),
 ), 0x9F33)
 
+#: EMV 4.4 Book 4 Annex A3, Additional Terminal Capabilities (9F40)
+ADDITIONAL_TERMINAL_CAPABILITIES = BitTable(
+    "atcap", "Additional Terminal Capabilities", 5, "EMV 4.4 Book 4 Annex A3", (
+        # byte 1-2: transaction type capability
+        _F(1, 0x80, "cash"),
+        _F(1, 0x40, "goods"),
+        _F(1, 0x20, "services"),
+        _F(1, 0x10, "cashback"),
+        _F(1, 0x08, "inquiry"),
+        _F(1, 0x04, "transfer"),
+        _F(1, 0x02, "payment"),
+        _F(1, 0x01, "administrative"),
+        _F(2, 0x80, "cash deposit"),
+        # byte 3: terminal data input capability
+        _F(3, 0x80, "numeric keys"),
+        _F(3, 0x40, "alphabetic and special characters keys"),
+        _F(3, 0x20, "command keys"),
+        _F(3, 0x10, "function keys"),
+        # byte 4-5: terminal data output capability
+        _F(4, 0x80, "print, attendant"),
+        _F(4, 0x40, "print, cardholder"),
+        _F(4, 0x20, "display, attendant"),
+        _F(4, 0x10, "display, cardholder"),
+        _F(4, 0x02, "code table 10"),
+        _F(4, 0x01, "code table 9"),
+        *(_F(5, 1 << (n - 1), f"code table {n}") for n in range(8, 0, -1)),
+    ), 0x9F40)
+
 #: EMV Contactless Book C-3 (Kernel 3) Annex A, Card Transaction Qualifiers (9F6C)
 CTQ = BitTable("ctq", "Card Transaction Qualifiers", 2, "EMV Contactless Book C-3 Annex A (CTQ)", (
     _F(1, 0x80, "online PIN required"),
@@ -211,7 +240,8 @@ TTQ = BitTable("ttq", "Terminal Transaction Qualifiers", 4, "EMV Contactless Boo
 ), 0x9F66)
 
 TABLES: dict[str, BitTable] = {t.key: t for t in (
-    TVR, TSI, AIP, AUC, IAC_DEFAULT, IAC_DENIAL, IAC_ONLINE, TAC, CID, TERMINAL_CAPABILITIES, CTQ, TTQ)}
+    TVR, TSI, AIP, AUC, IAC_DEFAULT, IAC_DENIAL, IAC_ONLINE, TAC, CID, TERMINAL_CAPABILITIES,
+    ADDITIONAL_TERMINAL_CAPABILITIES, CTQ, TTQ)}
 
 
 class BitsError(ValueError):

@@ -2,7 +2,7 @@
 
     cardlab test decode tlv 6F1A8407A0000000031010…
     cardlab test decode tvr 0000008000          (or any element: tsi aip auc iac-default iac-denial
-                                                 iac-online tac cid tcap ctq ttq cvr iad afl cvm cvmr
+                                                 iac-online tac cid tcap atcap ctq ttq cvr iad afl cvm cvmr
                                                  dol scripts, or its tag: 95, 9F07…)
     cardlab test decode cvm 000000000000000042031E031F00 [--currency 978 --exponent 2]
     cardlab test decode dol 9F02069F1A02 [0000000015000250]

@@ -100,6 +100,7 @@ EXPLAINERS: tuple[Explainer, ...] = (
     _bit_explainer(bits.TVR), _bit_explainer(bits.TSI), _bit_explainer(bits.AIP), _bit_explainer(bits.AUC),
     _bit_explainer(bits.IAC_DEFAULT), _bit_explainer(bits.IAC_DENIAL), _bit_explainer(bits.IAC_ONLINE),
     _bit_explainer(bits.TAC), _bit_explainer(bits.CID), _bit_explainer(bits.TERMINAL_CAPABILITIES),
+    _bit_explainer(bits.ADDITIONAL_TERMINAL_CAPABILITIES),
     _bit_explainer(bits.CTQ), _bit_explainer(bits.TTQ),
     Explainer("cvr", "Card Verification Results", "Visa VIS 1.5 Appendix A / M/Chip 4 (by length: 4 or 6 bytes)",
               lambda v, c: bits.lines(_cvr_table(v), v, every_bit=c.every_bit), lambda v, c: bits.to_json(_cvr_table(v), v)),

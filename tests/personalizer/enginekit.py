@@ -26,6 +26,7 @@ from prepkit import VISA, app_commands, make_keystore, sda_profile  # noqa: F401
 from cardlab.cardspec import tlv
 from cardlab.cardspec.scp03 import HostSession, StaticKeys
 from cardlab.personalizer.batch import CardPersoData
+from cardlab.personalizer.script.errors import StepFailed
 from cardlab.personalizer.keys import KeyStore
 
 KMC_NAME = "TEST-KMC-VISA"
@@ -120,10 +121,9 @@ def make_cards(tmp: Path, keys: Path, count: int, name: str = "stock") -> Path:
     return tmp / name
 
 
-class FakeStepFailed(Exception):
-    def __init__(self, step_index: int, step_name: str, sw: int | None, expected: tuple[str, ...]) -> None:
-        super().__init__(f"step {step_index} ({step_name}): SW {sw}")
-        self.step_index, self.step_name, self.sw, self.expected = step_index, step_name, sw, expected
+class FakeStepFailed(StepFailed):
+    """The stand-in's step failure: the interpreter's own exception type, so the engine reports it
+    exactly as it reports a real script's."""
 
 
 def stand_in_execute(

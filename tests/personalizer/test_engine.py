@@ -294,3 +294,31 @@ def test_real_emv_cps_script(batch: tuple[Path, Path], tmp_path: Path) -> None:
     assert rep.counts["done"] == 5 and rep.exit_code == 0, rep.failures
     stage_names = {name for name, _, _ in rep.stages}
     assert {"identify", "claim", "save"} <= stage_names and len(stage_names) > 4
+
+
+def test_stock_keyed_with_another_kmc_says_so_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The interpreter knows why SCP03 did not open (the card's cryptogram does not verify: wrong
+    keys or not the expected card); that cause — not "SW None" — reaches the terminal, perso
+    status, the job database and the audit log."""
+    import sqlite3
+
+    from enginekit import make_batch
+
+    from cardlab.cli import main
+    from cardlab.personalizer.stock import make_stock
+
+    batch, keys = make_batch(tmp_path, count=2, bad=())
+    other = bytes(range(16))
+    make_stock(tmp_path / "foreign", 2, lambda kdd: (other, other, other), "kdf3")
+    code = main(["perso", "run", str(batch), "--cards", str(tmp_path / "foreign"), "--keys", str(keys)])
+    out = capsys.readouterr()
+    assert code != 0
+    cause = "card cryptogram mismatch"
+    assert cause in out.out + out.err and "SW None" not in out.out + out.err
+    main(["perso", "status", str(batch)])
+    assert cause in capsys.readouterr().out
+    db = sqlite3.connect(batch / "jobs.sqlite")
+    reasons = [r for (r,) in db.execute("SELECT reason FROM attempts WHERE reason IS NOT NULL")]
+    details = [d for (d,) in db.execute("SELECT details FROM audit")]
+    assert reasons and all(cause in r for r in reasons), reasons
+    assert any(cause in d for d in details)

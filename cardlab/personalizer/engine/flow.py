@@ -29,6 +29,7 @@ from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.gp import GpAccess
 from cardlab.personalizer.engine.identity import read_identity
 from cardlab.personalizer.jobdb import read_card_at, safe_reason
+from cardlab.personalizer.script.errors import StepFailed
 
 if TYPE_CHECKING:
     from cardlab.personalizer.engine.sources import CardInHand
@@ -60,31 +61,14 @@ def _step_name(args: tuple[Any, ...], kwargs: dict[str, Any], n: int) -> str:
     return f"step {n}"
 
 
-def _is_step_failed(exc: BaseException) -> bool:
-    try:
-        from cardlab.personalizer import script as script_mod
-    except ImportError:
-        script_mod = None  # type: ignore[assignment]
-    if script_mod is not None and isinstance(exc, script_mod.StepFailed):
-        return True
-    return hasattr(exc, "step_name") and hasattr(exc, "sw")
-
-
 def failure_reason(exc: BaseException) -> str:
-    """A failure reason with no secret in it: for a StepFailed the step and
-    the status words; otherwise the exception type and its (PAN-masked)
-    message."""
-    if _is_step_failed(exc):
-        index = getattr(exc, "step_index", "?")
-        name = getattr(exc, "step_name", "?")
-        sw = getattr(exc, "sw", None)
-        expected = getattr(exc, "expected", None)
-        sw_text = f"{sw:04X}" if isinstance(sw, int) else str(sw)
-        if isinstance(expected, (list, tuple, set, frozenset)):
-            exp_text = " or ".join(f"{e:04X}" if isinstance(e, int) else str(e) for e in expected)
-        else:
-            exp_text = f"{expected:04X}" if isinstance(expected, int) else str(expected)
-        return safe_reason(f"step {index} ({name}): SW {sw_text}, expected {exp_text}")
+    """The real cause of a card's failure, with no secret in it: for a script step that failed, the
+    step, the status word it got (or why it got none: e.g. "card cryptogram mismatch: wrong keys
+    or not the expected card") and what it expected; otherwise the exception type and its
+    (PAN-masked) message. This text reaches the terminal, ``perso status``, the job database and
+    the audit log."""
+    if isinstance(exc, StepFailed):
+        return safe_reason(str(exc))
     sw = getattr(exc, "sw", None)
     extra = f" (SW {sw:04X})" if isinstance(sw, int) else ""
     return safe_reason(f"{type(exc).__name__}: {exc}{extra}")

@@ -296,23 +296,42 @@ def test_real_emv_cps_script(batch: tuple[Path, Path], tmp_path: Path) -> None:
     assert {"identify", "claim", "save"} <= stage_names and len(stage_names) > 4
 
 
-def test_stock_keyed_with_another_kmc_says_so_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The interpreter knows why SCP03 did not open (the card's cryptogram does not verify: wrong
-    keys or not the expected card); that cause — not "SW None" — reaches the terminal, perso
-    status, the job database and the audit log."""
-    import sqlite3
-
-    from enginekit import make_batch
-
+def test_stock_keyed_with_another_kmc_is_refused_before_the_first_card(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A blank of the stock is probed (on an in-memory copy) before any card is claimed: stock keyed
+    with another KMC stops the run with one line naming the cause, exit 2, nothing failed or spoiled."""
     from cardlab.cli import main
     from cardlab.personalizer.stock import make_stock
 
     batch, keys = make_batch(tmp_path, count=2, bad=())
     other = bytes(range(16))
-    make_stock(tmp_path / "foreign", 2, lambda kdd: (other, other, other), "kdf3")
+    stock = make_stock(tmp_path / "foreign", 2, lambda kdd: (other, other, other), "kdf3")
+    before = {p: p.read_bytes() for p in stock}
     code = main(["perso", "run", str(batch), "--cards", str(tmp_path / "foreign"), "--keys", str(keys)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "does not open SCP03 with the profile's keys" in err and "card cryptogram mismatch" in err
+    assert len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in stock} == before  # the stock untouched
+    with JobDb(batch / "jobs.sqlite") as db:
+        assert db.counts().get("failed", 0) == 0 and db.counts()["pending"] == 2
+
+
+def test_a_foreign_card_mid_run_says_why_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One card of another stock among good blanks: the interpreter knows why SCP03 did not open
+    (the card's cryptogram does not verify); that cause — not "SW None" — reaches the terminal, perso
+    status, the job database and the audit log, and every record still ends on a good card."""
+    from cardlab.cli import main
+    from cardlab.emulator import Card
+    from cardlab.personalizer.stock import make_stock
+
+    batch, keys = make_batch(tmp_path, count=2, bad=())
+    cards = make_cards(tmp_path, keys, 4)
+    other = bytes(range(16))
+    (foreign,) = make_stock(tmp_path / "foreign", 1, lambda kdd: (other, other, other), "kdf3")
+    Card.load(foreign).save(cards / "card-000002.json")  # the second blank of the stock is foreign
+    code = main(["perso", "run", str(batch), "--cards", str(cards), "--keys", str(keys)])
     out = capsys.readouterr()
-    assert code != 0
     cause = "card cryptogram mismatch"
     assert cause in out.out + out.err and "SW None" not in out.out + out.err
     main(["perso", "status", str(batch)])
@@ -322,3 +341,4 @@ def test_stock_keyed_with_another_kmc_says_so_everywhere(tmp_path: Path, capsys:
     details = [d for (d,) in db.execute("SELECT details FROM audit")]
     assert reasons and all(cause in r for r in reasons), reasons
     assert any(cause in d for d in details)
+    assert code in (0, 1)

@@ -137,6 +137,10 @@ def safe_reason(text: str, limit: int = 300) -> str:
     return one_line[:limit]
 
 
+#: attempts a record gets on cards that refused it or faults before it fails
+MAX_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class Claim:
     """A record a station is about to write to a card."""
@@ -382,28 +386,55 @@ class JobDb:
         *,
         station: str = "",
     ) -> None:
-        """Close an attempt: ``done`` (record done, card personalized) or
-        ``failed`` (record failed, card spoiled). The stage entries and the
-        result go to the audit log in the same transaction."""
-        if outcome not in ("done", "failed"):
+        """Close an attempt (the stage entries and the result go to the audit log in the same
+        transaction):
+
+        * ``done`` — record done, card personalized;
+        * ``failed`` — the record's own data was refused: record failed, card spoiled;
+        * ``refused`` — the card refused before it accepted any data (wrong keys, not blank):
+          the record goes back to pending for another card, the card is set aside (``unusable``,
+          never claimed again) — it holds nothing to spoil;
+        * ``fault`` — the reader or the card went away after the card accepted data: the record
+          goes back to pending, the card (which may hold some of it) is spoiled.
+
+        A record refused or faulted :data:`MAX_ATTEMPTS` times fails, with its last reason."""
+        if outcome not in ("done", "failed", "refused", "fault"):
             raise ValueError(outcome)
         reason = safe_reason(reason)
         stamp = audit.now()
+        if outcome in ("refused", "fault"):
+            (tries,) = self.db.execute("SELECT attempts FROM records WHERE record_index = ?",
+                                       (claim.record_index,)).fetchone()  # fmt: skip
+            if int(tries) >= MAX_ATTEMPTS:
+                card_status = "unusable" if outcome == "refused" else "spoiled"
+                return self._finish(claim, "failed", safe_reason(f"{reason} (after {tries} attempts)"), stages,
+                                    station, stamp, card_status)  # fmt: skip
+        self._finish(claim, outcome, reason, stages, station, stamp, None)
+
+    def _finish(self, claim: Claim, outcome: str, reason: str, stages: Sequence[tuple[str, float]], station: str,
+                stamp: str, card_status: str | None) -> None:
+        record_status = {"done": "done", "failed": "failed"}.get(outcome, "pending")
+        # the attempt's outcome in the words reconciliation uses: the card untouched (redo) or spoiled
+        attempt_outcome = {"refused": "redo", "fault": "spoiled"}.get(outcome, outcome)
+        card_status = card_status or {"done": "personalized", "refused": "unusable"}.get(outcome, "spoiled")
         with self.transaction() as db:
             for name, seconds in stages:
                 audit.append(db, "stage", {"record": claim.record_index, "attempt": claim.attempt,
                                            "stage": safe_reason(name, 80), "ms": round(seconds * 1000, 3)})
             db.execute(
                 "UPDATE attempts SET ended = ?, outcome = ?, reason = ?, stages = ? WHERE id = ? AND outcome IS NULL",
-                (stamp, outcome, reason or None, json.dumps([[n, round(s, 6)] for n, s in stages]), claim.attempt),
+                (stamp, attempt_outcome, reason or None, json.dumps([[n, round(s, 6)] for n, s in stages]),
+                 claim.attempt),
             )
             db.execute(
-                "UPDATE records SET status = ?, reason = ?, updated = ? WHERE record_index = ? AND status = 'in_progress'",
-                (outcome, reason or None, stamp, claim.record_index),
+                "UPDATE records SET status = ?, reason = ?, updated = ?, card = CASE WHEN ? = 'pending' THEN NULL "
+                "ELSE card END WHERE record_index = ? AND status = 'in_progress'",
+                (record_status, reason or None, stamp, record_status, claim.record_index),
             )
             db.execute(
-                "UPDATE cards SET status = ?, reason = ?, updated = ? WHERE id = ?",
-                ("personalized" if outcome == "done" else "spoiled", reason or None, stamp, claim.card),
+                "UPDATE cards SET status = ?, reason = ?, updated = ?, "
+                "record_index = CASE WHEN ? = 'pending' THEN NULL ELSE record_index END WHERE id = ?",
+                (card_status, reason or None, stamp, record_status, claim.card),
             )
             audit.append(db, "card " + outcome, {"record": claim.record_index, "card_id": claim.card_id,
                                                    "pan": claim.pan_masked, "attempt": claim.attempt,
@@ -487,6 +518,12 @@ class JobDb:
         return [(int(r[0]), str(r[1]), str(r[2])) for r in self.db.execute(
             "SELECT record_index, card_id, status FROM records WHERE status IN ('pending','in_progress') "
             "ORDER BY record_index")]
+
+    def set_aside(self) -> list[tuple[str, str, str]]:
+        """Cards not used for a record, or spoiled: (location, status, reason), oldest first."""
+        rows = self.db.execute("SELECT location, status, reason FROM cards WHERE status IN ('unusable', 'spoiled') "
+                               "AND reason IS NOT NULL ORDER BY id").fetchall()  # fmt: skip
+        return [(str(loc).partition("#released-")[0], str(st), str(why)) for loc, st, why in rows]
 
     def failures(self) -> list[tuple[int, str, str, str]]:
         return [(int(r[0]), str(r[1] or ""), str(r[2]), str(r[3] or "")) for r in self.db.execute(

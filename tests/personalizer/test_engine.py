@@ -99,25 +99,69 @@ def _poison(path: Path, keys: Path, aid: bytes) -> None:
     card.save(path)
 
 
-def test_unexpected_sw_fails_that_card_and_the_batch_goes_on(batch: tuple[Path, Path], tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_card_that_refuses_before_any_data_is_set_aside_and_the_record_goes_on(
+        batch: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A card that is not blank (its INSTALL answers 6985) refused before it accepted any of the
+    record's data: the card is set aside — not spoiled: it holds nothing of the record — and the
+    record is personalized on the next card (issue 13: no record burnt by a fault that wrote nothing)."""
     b, keys = batch
     cards = make_cards(tmp_path, keys, 6)
     aid = next(iter_cards(b)).apps[0].aid
     _poison(cards / "card-000002.json", keys, aid)
     rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
-    assert rep.counts["failed"] == 1 and rep.counts["done"] == 4 and rep.counts["rejected"] == 1
-    assert rep.exit_code == 1
-    (index, card_id, pan, reason), = rep.failures
-    assert "install" in reason and "SW" in reason and "expected 9000" in reason
-    assert "*" in pan
+    assert rep.counts["failed"] == 0 and rep.counts["done"] == 5 and rep.counts["rejected"] == 1
+    assert rep.exit_code == 0
     with JobDb(b / "jobs.sqlite") as db:
         assert db.check() == []
-        status = db.db.execute("SELECT status FROM cards WHERE location LIKE '%card-000002.json'").fetchone()[0]
-    assert status == "spoiled"
-    assert cmd_status(_ns(batch=str(b))) == 1
+        status, reason = db.db.execute("SELECT status, reason FROM cards WHERE location LIKE '%card-000002.json'"
+                                       ).fetchone()  # fmt: skip
+    assert status == "unusable" and "install" in reason and "SW 6985" in reason and "expected 9000" in reason
+    assert cmd_status(_ns(batch=str(b))) == 0
     out = capsys.readouterr().out
-    assert "failed: record" in out and "expected 9000" in out
+    assert "card card-000002.json set aside" in out and "SW 6985" in out
+
+
+def test_a_step_refused_after_data_fails_the_record(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """A refusal after the card accepted the record's data is the record's (or that card's) fault
+    with data on the card: the record fails and the card is spoiled."""
+    from enginekit import FakeStepFailed
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+
+    def refuse_late(script: Any, data: Any, transmit: Any, keystore: Any, **kw: Any) -> Any:
+        if data.record_index == 2:
+            stand_in_execute(script, data, transmit, keystore, **kw)  # the card takes everything
+            raise FakeStepFailed(9, "verify what was written", 0x6A80, ("9000",))
+        return stand_in_execute(script, data, transmit, keystore, **kw)
+
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=refuse_late)
+    assert rep.counts["failed"] == 1 and rep.counts["done"] == 4
+    ((index, _, pan, reason),) = rep.failures
+    assert index == 2 and "SW 6A80, expected 9000" in reason and "*" in pan
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.db.execute("SELECT status FROM cards WHERE record_index = 2").fetchone()[0] == "spoiled"
+
+
+def test_a_card_that_refuses_every_time_fails_the_record_after_three(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """A record that every card refuses (a reader that cannot open the secure channel, say) fails
+    after three cards, with the reason, instead of going round for ever."""
+    from enginekit import FakeStepFailed
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 12)
+
+    def refuse(script: Any, data: Any, transmit: Any, keystore: Any, **kw: Any) -> Any:
+        if data.record_index == 2:
+            raise FakeStepFailed(2, "open secure channel", None, ("9000",), "card cryptogram mismatch")
+        return stand_in_execute(script, data, transmit, keystore, **kw)
+
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=refuse)
+    ((index, _, _, reason),) = rep.failures
+    assert index == 2 and "card cryptogram mismatch" in reason and "after 3 attempts" in reason
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+        assert db.db.execute("SELECT COUNT(*) FROM cards WHERE status = 'unusable'").fetchone()[0] == 3
 
 
 class Crash(BaseException):

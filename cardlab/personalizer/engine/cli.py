@@ -81,6 +81,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print(f"input {db.input_count()}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()))
         for index, card_id, pan, reason in db.failures():
             out.print(f"failed: record {index} (card {card_id}, {pan}): {reason}")
+        for location, status, reason in db.set_aside():
+            out.print(f"card {Path(location).name} {'set aside' if status == 'unusable' else status}: {reason}")
         left = db.unaccounted()
         if left:
             out.print(f"{len(left)} records not finished: " + ", ".join(f"{i} ({s})" for i, _, s in left[:50]))

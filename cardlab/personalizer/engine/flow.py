@@ -43,7 +43,7 @@ Executor = Callable[..., Any]
 @dataclass
 class Outcome:
     record_index: int
-    status: str  # done | failed
+    status: str  # done | failed | refused (card set aside, record retried) | fault (card spoiled, record retried)
     reason: str = ""
     stages: list[tuple[str, float]] = field(default_factory=list)
 
@@ -72,6 +72,44 @@ def failure_reason(exc: BaseException) -> str:
     sw = getattr(exc, "sw", None)
     extra = f" (SW {sw:04X})" if isinstance(sw, int) else ""
     return safe_reason(f"{type(exc).__name__}: {exc}{extra}")
+
+
+#: instructions that change nothing on a card (ISO 7816-4 §5.4, GP §11): SELECT, GET RESPONSE,
+#: READ BINARY/RECORD, GET DATA, GET STATUS, and the secure channel's INITIALIZE UPDATE and
+#: EXTERNAL AUTHENTICATE (they move the sequence counter, never the card's content)
+_CHANGES_NOTHING = frozenset({0xA4, 0xC0, 0xB0, 0xB2, 0xCA, 0xCB, 0xF2, 0x50, 0x82})
+
+
+class _WriteWatch:
+    """The card's transmit, watching whether the card accepted any command that writes."""
+
+    def __init__(self, transmit: Callable[[bytes], bytes]) -> None:
+        self._transmit = transmit
+        self.accepted_data = False
+
+    def transmit(self, apdu: bytes) -> bytes:
+        resp = self._transmit(apdu)
+        if not self.accepted_data and len(apdu) >= 2 and apdu[1] not in _CHANGES_NOTHING and len(resp) >= 2 \
+                and (resp[-2] in (0x90, 0x61) or resp[-2:-1] == b"\x62"):
+            self.accepted_data = True
+        return resp
+
+
+def _transport_fault(exc: BaseException) -> bool:
+    """The reader or the card went away (pyscard's connection errors, the engine's CardError)."""
+    names = {k.__name__ for k in type(exc).__mro__}
+    return bool(names & {"CardConnectionException", "NoCardException", "SmartcardException", "CardError",
+                         "ConnectionError", "TimeoutError"})  # fmt: skip
+
+
+def classify(exc: BaseException, accepted_data: bool) -> str:
+    """How a bureau treats a card's failure (issue 13): before the card accepted any data the card
+    is at fault or the reader is — the card is set aside and the record goes to another card
+    (``refused``); a reader or card fault after data spoils the card and retries the record
+    (``fault``); a step refused after data is the record's own (``failed``)."""
+    if not accepted_data:
+        return "refused"
+    return "fault" if _transport_fault(exc) else "failed"
 
 
 @dataclass
@@ -133,6 +171,7 @@ def personalize_card(
         return None
     lap("claim")
     data = read_card_at(job.batch, claim.offset)
+    watch = _WriteWatch(hand.channel.transmit)
     try:
         step_count = 0
 
@@ -141,7 +180,7 @@ def personalize_card(
             step_count += 1
             lap(_step_name(args, kwargs, step_count))
 
-        executor(script, data, hand.channel.transmit, keystore, profile=job.profile, on_step=on_step)
+        executor(script, data, watch.transmit, keystore, profile=job.profile, on_step=on_step)
         lap("script")
         hand.finish()
         lap("save")
@@ -149,7 +188,8 @@ def personalize_card(
         reason = failure_reason(exc)
         with contextlib.suppress(Exception):
             hand.finish()
-        db.finish(claim, "failed", reason, stages, station=station)
-        return Outcome(claim.record_index, "failed", reason, stages)
+        outcome = classify(exc, watch.accepted_data)
+        db.finish(claim, outcome, reason, stages, station=station)
+        return Outcome(claim.record_index, outcome, reason, stages)
     db.finish(claim, "done", "", stages, station=station)
     return Outcome(claim.record_index, "done", "", stages)

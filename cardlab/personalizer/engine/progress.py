@@ -28,6 +28,8 @@ class ProgressBar:
         self._failed = 0
 
     def advance(self, o: Outcome) -> None:
+        if o.status in ("refused", "fault"):  # the record goes to another card: not one finished
+            return
         self._n += 1
         self._failed += o.status == "failed"
         if self._p is not None:

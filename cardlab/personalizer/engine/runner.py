@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ def run(
             nonlocal processed
             processed += 1
             bar.advance(o)
+            if o.status in ("refused", "fault"):  # the operator sees at once why a card was put aside
+                what = "card set aside" if o.status == "refused" else "card spoiled by a fault"
+                print(f"{what}, record {o.record_index} goes to another card: {o.reason}", file=sys.stderr)
 
         try:
             errors = run_stations(job, [make_source(k) for k in range(max(n, 1))], report, limit=limit)

@@ -46,7 +46,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,13 +298,15 @@ class JobDb:
         row = self.db.execute("SELECT 1 FROM cards WHERE kind = 'image' AND location = ?", (path,)).fetchone()
         return row is not None
 
-    def claim_image(self, station: str, images: Sequence[str]) -> tuple[int, str] | None:
-        """Reserve the first image of ``images`` no station has used yet (one
-        indexed lookup per image passed over: a caller that remembers where
-        its last claim was keeps a big stock linear, see ``ImageSource``)."""
+    def claim_image(self, station: str, images: Sequence[str],
+                    reserve: Callable[[str], bool] = lambda path: True) -> tuple[int, str] | None:  # fmt: skip
+        """Reserve the first image of ``images`` no station has used yet and ``reserve`` grants
+        (the stock's own claim, shared by every batch: :func:`cardlab.personalizer.stock.reserve`).
+        One indexed lookup per image passed over: a caller that remembers where its last claim was
+        keeps a big stock linear, see ``ImageSource``."""
         with self.transaction() as db:
             for path in images:
-                if not self.image_used(path):
+                if not self.image_used(path) and reserve(path):
                     cur = db.execute(
                         "INSERT INTO cards (kind, location, status, station, updated) VALUES ('image', ?, 'claimed', ?, ?)",
                         (path, station, audit.now()),

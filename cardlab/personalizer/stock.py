@@ -8,6 +8,12 @@ KMC never goes on the card), and the life cycle OP_READY or INITIALIZED.
 The perso engine picks free images from the directory; it never reads them
 as files to learn their state — it loads each into the emulator and talks to
 it over APDUs, exactly as to a card in a reader.
+
+A card belongs to one batch whatever runs at once: before a batch's job database
+records a claim, the image is reserved in the stock itself (:func:`reserve`) — a file
+``.claims/<image>`` created with ``O_CREAT | O_EXCL``, which the file system guarantees
+only one process (of any batch, on any machine sharing the directory) can create. It
+names the batch that holds the card; that batch may take it again (resume).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 from cardlab.emulator.gp.lifecycle import CardLife
 
 PATTERN = "card-*.json"
+#: the stock's claim markers, one per image a batch holds
+CLAIMS = ".claims"
 
 #: key diversification for one KDD: (ENC, MAC, DEK)
 Diversifier = Callable[[bytes], tuple[bytes, bytes, bytes]]
@@ -84,3 +92,29 @@ def make_stock(
         Card(state).save(path)
         made.append(path)
     return made
+
+
+def reserve(image: str | Path, owner: str) -> bool:
+    """Reserve ``image`` for the batch ``owner``; False when another batch holds it."""
+    image = Path(image)
+    marker = image.parent / CLAIMS / image.name
+    marker.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return holder(image) == owner
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(owner + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def holder(image: str | Path) -> str | None:
+    """The batch that holds ``image`` (None: free). A marker whose writer died before it wrote
+    its name holds the card for nobody in particular: it stays taken (it may be in use)."""
+    marker = Path(image).parent / CLAIMS / Path(image).name
+    try:
+        return marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None

@@ -386,3 +386,48 @@ def test_a_foreign_card_mid_run_says_why_everywhere(tmp_path: Path, capsys: pyte
     assert reasons and all(cause in r for r in reasons), reasons
     assert any(cause in d for d in details)
     assert code in (0, 1)
+
+
+SHARED_RUNNER = """
+import sys
+sys.path.insert(0, {here!r})
+from enginekit import stand_in_execute
+from cardlab.personalizer import engine
+rep = engine.run({batch!r}, cards={cards!r}, keys={keys!r}, stations=2, executor=stand_in_execute)
+sys.exit(rep.exit_code)
+"""
+
+
+def test_batches_sharing_one_stock_never_share_a_card(tmp_path: Path) -> None:
+    """Three batches run at once on one stock directory (separate processes, two stations each):
+    the stock's own claim markers give every card to one batch only, so no image holds two
+    records and each batch's job database is right about every card it names (issue 13)."""
+    import os
+    import subprocess
+    import sys
+
+    from cardlab.personalizer.stock import holder
+
+    batches = []
+    for n in range(3):
+        (tmp_path / f"b{n}").mkdir()
+        b, keys = make_batch(tmp_path / f"b{n}", count=6, bad=())
+        batches.append((b, keys))
+    cards = make_cards(tmp_path, batches[0][1], 24)
+    env = {**os.environ, "ENGINEKIT_DELAY": "0.005"}
+    procs = [subprocess.Popen([sys.executable, "-c", SHARED_RUNNER.format(
+        here=str(Path(__file__).parent), batch=str(b), cards=str(cards), keys=str(keys))], env=env,
+        stderr=subprocess.PIPE) for b, keys in batches]  # fmt: skip
+    errs = [p.communicate(timeout=300)[1].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    seen: dict[str, Path] = {}
+    for b, _ in batches:
+        with JobDb(b / "jobs.sqlite") as db:
+            assert db.check() == [] and db.counts()["done"] == 6
+            done = [loc for (loc,) in db.db.execute("SELECT c.location FROM records r JOIN cards c ON c.id = r.card "
+                                                     "WHERE r.status = 'done'")]  # fmt: skip
+        for loc in done:
+            assert loc not in seen, f"{loc} is done in {seen[loc]} and in {b}"
+            seen[loc] = b
+            assert holder(loc) is not None and holder(loc).startswith(str(b.resolve()))
+    assert len(seen) == 18

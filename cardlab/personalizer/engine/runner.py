@@ -29,7 +29,7 @@ from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
 from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
 from cardlab.personalizer.engine.stations import batch_lock, run_stations
 from cardlab.personalizer.jobdb import JobDb
-from cardlab.personalizer.stock import list_images
+from cardlab.personalizer.stock import holder, list_images
 
 
 @dataclass
@@ -85,10 +85,12 @@ def run(
         with contextlib.suppress(Exception):
             profile = yaml.safe_load((batch / "profile.yaml").read_text())
     job = Job(batch, script_path, keys_spec, gp_access(batch), executor, profile)
+    # the batch as the stock's claim markers name it: its directory and what it holds
+    owner = f"{batch.resolve()} {manifest.get('cards_sha256', '')}"
 
     def make_source(k: int) -> CardSource:
         if cards is not None:
-            return ImageSource(cards, reader_name=f"cardlab perso station {k}")
+            return ImageSource(cards, reader_name=f"cardlab perso station {k}", owner=owner)
         return ReaderSource(readers[k], timeout=reader_timeout, wait_removal=wait_removal)
 
     n = stations if cards is not None else len(readers)
@@ -131,7 +133,7 @@ def run(
             pending = db.counts().get("pending", 0)
             if cards is not None and pending and not errors:
                 stock = ImageSource(cards)
-                if all(db.image_used(str(p)) for p in list_images(stock.directory)):
+                if all(db.image_used(str(p)) or holder(p) not in (None, owner) for p in list_images(stock.directory)):
                     errors.append(f"card stock used up: {pending} records still pending; add blank cards to "
                                   f"{stock.directory} and run the batch again to resume")
             return RunReport(db.input_count(), db.counts(), db.unaccounted(), db.failures(), reconciled,

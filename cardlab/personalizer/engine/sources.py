@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from cardlab.personalizer.engine.channel import PcscChannel, card_present
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.files import remove_stale_temps, write_private
-from cardlab.personalizer.stock import list_images
+from cardlab.personalizer.stock import list_images, reserve
 
 if TYPE_CHECKING:
     from cardlab.emulator import Card
@@ -71,13 +71,15 @@ class ImageSource:
 
     kind = "image"
 
-    def __init__(self, directory: str | Path, *, reader_name: str | None = None) -> None:
+    def __init__(self, directory: str | Path, *, reader_name: str | None = None, owner: str = "") -> None:
         # absolute, so that the job database names each card image the same
         # whatever directory a later command (resume, certify) runs from
         self.directory = Path(directory).resolve()
         if not self.directory.is_dir():
             raise EngineError(f"{self.directory}: no such card stock directory")
         remove_stale_temps(self.directory)  # a killed run's half-saved images (0600, but secrets all the same)
+        #: the batch this source claims cards for, in the stock's own claim markers (stock.reserve)
+        self.owner = owner
         self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"
         # the stock listing, read once and walked forward: an image passed over is used for good
         # (card rows are never given back while records are pending), so each claim looks only at
@@ -105,10 +107,10 @@ class ImageSource:
     def next_card(self, db: JobDb, station: str) -> CardInHand | None:
         if not db.pending_left():
             return None
-        claimed = db.claim_image(station, self._images[self._next:])
+        claimed = db.claim_image(station, self._images[self._next:], self._reserve)
         if claimed is None:
             self._images, self._next = [str(p) for p in list_images(self.directory)], 0
-            claimed = db.claim_image(station, self._images)
+            claimed = db.claim_image(station, self._images, self._reserve)
             if claimed is None:
                 return None
         row, path = claimed
@@ -120,6 +122,9 @@ class ImageSource:
             return self.next_card(db, station)
         hand.card_row = row
         return hand
+
+    def _reserve(self, path: str) -> bool:
+        return not self.owner or reserve(path, self.owner)
 
     def open(self, location: str) -> CardInHand | None:
         path = Path(location)

@@ -521,6 +521,23 @@ class JobDb:
             "SELECT record_index, card_id, status FROM records WHERE status IN ('pending','in_progress') "
             "ORDER BY record_index")]
 
+    def retry(self, records: Sequence[int] | None, reason: str) -> list[int]:
+        """Put failed records back to pending (``None``: every failed record), each with an audit
+        entry naming ``reason``; their spoiled cards stay spoiled. Returns the records re-queued."""
+        reason = safe_reason(reason)
+        with self.transaction() as db:
+            failed = [int(i) for (i,) in db.execute("SELECT record_index FROM records WHERE status = 'failed' "
+                                                     "ORDER BY record_index")]  # fmt: skip
+            chosen = failed if records is None else [i for i in records if i in failed]
+            stamp = audit.now()
+            for index in chosen:
+                # the spoiled card keeps its status and reason but no longer stands for the record
+                db.execute("UPDATE cards SET record_index = NULL, updated = ? WHERE record_index = ?", (stamp, index))
+                db.execute("UPDATE records SET status = 'pending', card = NULL, attempts = 0, reason = NULL, "
+                           "updated = ? WHERE record_index = ?", (stamp, index))  # fmt: skip
+                audit.append(db, "retry", {"record": index, "reason": reason})
+        return chosen
+
     def set_aside(self) -> list[tuple[str, str, str]]:
         """Cards not used for a record, or spoiled: (location, status, reason), oldest first."""
         rows = self.db.execute("SELECT location, status, reason FROM cards WHERE status IN ('unusable', 'spoiled') "

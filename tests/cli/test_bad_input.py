@@ -42,6 +42,7 @@ GOOD: dict[str, list[str]] = {
     "cardlab perso script check": ["{script}", "--profile", "{profile}"],
     "cardlab perso run": ["{batch}", "--cards", "{stock}", "--keys", "{keys}", "--quiet"],
     "cardlab perso status": ["{batch}"],
+    "cardlab perso retry": ["{batch}", "--failed"],
     "cardlab perso audit": ["{batch}", "--verify"],
     "cardlab perso stock": ["{out}/stock", "--count", "1", "--keys", "{keys}", "--profile", "{profile}"],
     "cardlab perso emboss-files": ["{batch}", "--out", "{out}/emboss.jsonl", "--keys", "{keys}"],

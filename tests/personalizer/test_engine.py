@@ -431,3 +431,34 @@ def test_batches_sharing_one_stock_never_share_a_card(tmp_path: Path) -> None:
             seen[loc] = b
             assert holder(loc) is not None and holder(loc).startswith(str(b.resolve()))
     assert len(seen) == 18
+
+
+def test_retry_requeues_failed_records_with_a_reason_in_the_audit(batch: tuple[Path, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``perso retry`` puts failed records back to pending (with an audit entry naming why); the
+    next run personalizes them on fresh cards; a record that has not failed is refused with one line."""
+    from enginekit import FakeStepFailed
+
+    from cardlab.cli import main
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 10)
+
+    def refuse_late(script: Any, data: Any, transmit: Any, keystore: Any, **kw: Any) -> Any:
+        stand_in_execute(script, data, transmit, keystore, **kw)
+        if data.record_index == 2:
+            raise FakeStepFailed(9, "check", 0x6A80, ("9000",))
+
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=refuse_late)
+    assert [f[0] for f in rep.failures] == [2]
+    assert main(["perso", "retry", str(b), "--record", "4"]) == 2
+    assert "record 4 has not failed" in capsys.readouterr().err
+    assert main(["perso", "retry", str(b), "--failed", "--reason", "data corrected at the issuer"]) == 0
+    assert "1 record(s) back to pending: 2" in capsys.readouterr().out
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.exit_code == 0 and rep.counts["done"] == 5 and rep.counts["failed"] == 0
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+        entries = [json.loads(d) for (e, d) in db.db.execute("SELECT event, details FROM audit") if e == "retry"]
+    assert entries == [{"record": 2, "reason": "data corrected at the issuer"}]
+    assert audit.verify(sqlite3.connect(b / "jobs.sqlite")).ok

@@ -156,6 +156,25 @@ def cmd_stock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    """``cardlab perso retry``: failed records back to pending for the next ``perso run``."""
+    batch = Path(args.batch)
+    if not (batch / "jobs.sqlite").exists():
+        print(f"cardlab perso retry: {batch}: not run yet (no jobs.sqlite)", file=sys.stderr)
+        return USAGE
+    with JobDb(batch / "jobs.sqlite") as db:
+        failed = {i for i, *_ in db.failures()}
+        wanted = None if args.failed else list(args.record)
+        unknown = [i for i in wanted or [] if i not in failed]
+        if unknown:
+            print(f"cardlab perso retry: record {unknown[0]} has not failed (failed: "
+                  f"{', '.join(map(str, sorted(failed))) or 'none'})", file=sys.stderr)  # fmt: skip
+            return USAGE
+        done = db.retry(wanted, args.reason)
+    print(f"{len(done)} record(s) back to pending: {', '.join(map(str, done)) or 'none'}; run the batch again")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="personalize a prepared batch (resumes after a crash)")
     p.add_argument("batch", type=argtypes.directory, help="batch directory (from perso prepare)")
@@ -180,6 +199,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     a.add_argument("batch", type=argtypes.directory, help="batch directory")
     a.add_argument("--verify", action="store_true", help="verify the hash chain")
     a.set_defaults(func=lambda a, *_: cmd_audit(a))
+
+    t = sub.add_parser("retry", help="put failed records back to pending (the next perso run takes them)")
+    t.add_argument("batch", type=argtypes.directory, help="batch directory")
+    which = t.add_mutually_exclusive_group(required=True)
+    which.add_argument("--record", type=argtypes.positive, action="append", metavar="N",
+                       help="a failed record to retry (repeatable)")
+    which.add_argument("--failed", action="store_true", help="every failed record")
+    t.add_argument("--reason", default="operator retry", help="why, for the audit log (default: operator retry)")
+    t.set_defaults(func=lambda a, *_: cmd_retry(a))
 
     k = sub.add_parser("stock", help="make blank emulated cards (card stock) with ISD keys from the KMC")
     k.add_argument("dir", help="card stock directory to fill (created when missing)")

@@ -292,3 +292,13 @@ def test_stale_staging_of_a_killed_preparation_is_removed(ks: SoftwareKeyStore, 
     (stale / "cards.jsonl").write_text("{}\n")
     prepare(VISA, SAMPLE, ks, tmp_path / "batch", today=TODAY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["batch"]
+
+
+def test_a_profile_naming_a_kmc_the_key_store_lacks_is_refused(ks: SoftwareKeyStore, tmp_path: Path) -> None:
+    """perso prepare used to exit 0 and leave perso run to fail every card: the KMC is checked up front."""
+    profile = tmp_path / "no-kmc.yaml"
+    profile.write_text(VISA.read_text().replace("kmc: TEST-KMC-VISA", "kmc: NO-SUCH-KMC"))
+    assert "NO-SUCH-KMC" in profile.read_text()
+    with pytest.raises(PrepareError, match="no key 'NO-SUCH-KMC'"):
+        prepare(profile, SAMPLE, ks, tmp_path / "batch", today=TODAY)
+    assert not (tmp_path / "batch").exists()

@@ -462,3 +462,37 @@ def test_retry_requeues_failed_records_with_a_reason_in_the_audit(batch: tuple[P
         entries = [json.loads(d) for (e, d) in db.db.execute("SELECT event, details FROM audit") if e == "retry"]
     assert entries == [{"record": 2, "reason": "data corrected at the issuer"}]
     assert audit.verify(sqlite3.connect(b / "jobs.sqlite")).ok
+
+
+def test_a_card_pulled_between_detection_and_connect_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card vanishes after the reader saw it and before the station connects (NoCardException):
+    the station says so and waits for a card again, instead of the run dying with a traceback."""
+    from smartcard.Exceptions import NoCardException
+
+    from cardlab.personalizer.engine import sources
+
+    connects = {"n": 0}
+
+    class Channel:
+        def __init__(self, reader: str) -> None:
+            connects["n"] += 1
+            if connects["n"] == 1:
+                raise NoCardException("the card is gone", 0x80100069)
+
+        def close(self) -> None:
+            pass
+
+    presence = iter([True, False, True])  # seen, then gone (the pull), then inserted again
+    said: list[str] = []
+
+    class Db:
+        @staticmethod
+        def pending_left() -> bool:
+            return True
+
+    monkeypatch.setattr(sources, "PcscChannel", Channel)
+    monkeypatch.setattr(sources, "card_present", lambda reader: next(presence))
+    source = sources.ReaderSource("Test Reader 00", poll=0, say=said.append)
+    hand = source.next_card(Db(), "station 1")  # type: ignore[arg-type]
+    assert hand is not None and connects["n"] == 2
+    assert any("went away before it could be used (NoCardException)" in s for s in said)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from smartcard.Exceptions import SmartcardException
+
 from cardlab.personalizer.engine.channel import PcscChannel, card_present
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.files import remove_stale_temps, write_private
@@ -178,9 +180,17 @@ class ReaderSource:
         return True
 
     def next_card(self, db: JobDb, station: str) -> CardInHand | None:
-        if not db.pending_left() or not self._wait(True):
-            return None
-        channel = PcscChannel(self.reader)
+        while True:
+            if not db.pending_left() or not self._wait(True):
+                return None
+            try:
+                channel = PcscChannel(self.reader)
+                break
+            except SmartcardException as exc:  # NoCardException, CardConnectionException: the card went away
+                # between detection and connect (pulled, a reader reset): nothing was written, wait again
+                self.say(f"reader {self.reader!r}: the card went away before it could be used "
+                         f"({type(exc).__name__}); insert it again")  # fmt: skip
+                self._wait(False)
 
         def finish() -> None:
             channel.close()

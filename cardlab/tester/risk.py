@@ -133,7 +133,13 @@ def velocity_check(state: TransactionState, channel: CardChannel, lcol: int, uco
 
 
 def bits_named(mask: bytes) -> list[str]:
-    return [n for n, (i, bit) in TVR_BITS.items() if i < len(mask) and mask[i] & bit]
+    """The TVR bits set in ``mask`` by name; a bit the book leaves undefined (RFU, EMV 4.4 Book 3
+    Annex C5) by its place — an issuer's code may still name it, and it still decides."""
+    named = [n for n, (i, bit) in TVR_BITS.items() if i < len(mask) and mask[i] & bit]
+    known = {(i, bit) for i, bit in TVR_BITS.values()}
+    rfu = [f"TVR byte {i + 1} b{b + 1} (RFU)" for i in range(len(mask)) for b in range(7, -1, -1)
+           if mask[i] & (1 << b) and (i, 1 << b) not in known]  # fmt: skip
+    return named + rfu
 
 
 def _and(a: bytes, b: bytes) -> bytes:

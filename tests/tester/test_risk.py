@@ -60,3 +60,11 @@ def test_terminal_types() -> None:
     assert not TerminalProfile(terminal_type=0x23).online_capable
     assert TerminalProfile(terminal_type=0x21).online_only
     assert TerminalProfile(terminal_type=0x14, additional_capabilities=bytes.fromhex("8000000000")).is_atm
+
+
+def test_an_rfu_bit_that_decides_is_named_by_its_place() -> None:
+    """Found by the property above: a TVR bit the book leaves undefined (byte 5 b1) that meets the
+    denial code decides the AAC, and the reason names it instead of naming nothing."""
+    ask, which, bits = decide(b"\x00\x00\x00\x00\x01", (b"\x00\x00\x00\x00\x01", bytes(5), bytes(5)),
+                              (bytes(5),) * 3, False)  # fmt: skip
+    assert (ask, which, bits) == (AAC, "denial", ["TVR byte 5 b1 (RFU)"])

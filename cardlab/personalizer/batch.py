@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import process_alive
+
 FORMAT = "cardlab-batch"
 VERSION = 1
 
@@ -45,22 +47,12 @@ class BatchExistsError(ValueError):
     """The target directory already holds a batch (or is not a directory)."""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_staging(out: Path) -> None:
     """Staging directories of preparations that were killed (their process is gone)."""
     prefix = f".{out.name}.preparing-"
     for entry in out.parent.glob(prefix + "*"):
         pid = entry.name.removeprefix(prefix)
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 

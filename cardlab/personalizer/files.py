@@ -39,7 +39,8 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
             os.close(dfd)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a temporary file or staging directory it owns is in use)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,7 +56,7 @@ def remove_stale_temps(directory: Path) -> list[Path]:
     removed = []
     for tmp in directory.glob(".*.tmp"):
         pid = tmp.name[: -len(".tmp")].rpartition(".")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 
 from .channel import CardChannel
+from .decode.cvm import CONDITIONS
+from .decode.cvm import METHODS as METHOD_NAMES
 from .exchange import event, send
 from .oda import OdaError, icc_pin_key
 from .state import TransactionState
@@ -27,29 +29,10 @@ REF = "EMV Book 3 §10.5, Annex C3"
 FAIL_CVM, PLAIN_PIN, ONLINE_PIN, PLAIN_PIN_SIG, ENC_PIN, ENC_PIN_SIG, SIGNATURE, NO_CVM = (
     0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x1E, 0x1F)
 
-METHODS = {
-    FAIL_CVM: "fail CVM processing",
-    PLAIN_PIN: "plaintext PIN verified by the ICC",
-    ONLINE_PIN: "enciphered PIN verified online",
-    PLAIN_PIN_SIG: "plaintext PIN verified by the ICC and signature",
-    ENC_PIN: "enciphered PIN verified by the ICC",
-    ENC_PIN_SIG: "enciphered PIN verified by the ICC and signature",
-    SIGNATURE: "signature (paper)",
-    NO_CVM: "no CVM required",
-}
-
-CONDITIONS = {
-    0x00: "always",
-    0x01: "if unattended cash",
-    0x02: "if not unattended cash and not manual cash and not purchase with cashback",
-    0x03: "if terminal supports the CVM",
-    0x04: "if manual cash",
-    0x05: "if purchase with cashback",
-    0x06: "if in the application currency and under X",
-    0x07: "if in the application currency and over X",
-    0x08: "if in the application currency and under Y",
-    0x09: "if in the application currency and over Y",
-}
+#: the CVM codes this terminal recognises in a CVM list (Book 3 Annex C3, Table C-3), named as the
+#: decoders name them; 3F ("no CVM performed") is a result, never a rule
+METHODS = {code: METHOD_NAMES[code]
+           for code in (FAIL_CVM, PLAIN_PIN, ONLINE_PIN, PLAIN_PIN_SIG, ENC_PIN, ENC_PIN_SIG, SIGNATURE, NO_CVM)}
 
 RESULT_UNKNOWN, RESULT_FAILED, RESULT_OK = 0x00, 0x01, 0x02
 

@@ -8,11 +8,12 @@ field              required  rule
 =================  ========  ==================================================
 ``pan``            yes       12–19 digits, Luhn check digit
 ``psn``            yes       PAN sequence number 00–99 (one or two digits)
-``expiry``         yes       ``YYYY-MM``, month 01–12, after ``effective``, not
+``expiry``         yes       ``YYYY-MM``, month 01–12, not before ``effective`` (the
+                             same month is a card valid for one month), not
                              before the month of ``today``
 ``effective``      no        ``YYYY-MM``
 ``name``           yes       2–26 characters of ISO/IEC 7813 track 1: A–Z,
-                             space and ``. , - / '``
+                             0–9, space and ``. , - / '``
 ``pin``            yes       4–12 digits
 ``service_code``   no        3 digits, first one 1, 2, 5, 6, 7 or 9
 ``language``       no        2–8 letters, ISO 639-1 pairs (``en``, ``enfr``)
@@ -67,7 +68,9 @@ FIELDS: Final = REQUIRED_FIELDS + OPTIONAL_FIELDS
 
 Format = Literal["csv", "jsonl"]
 
-_NAME_CHARS = re.compile(r"[A-Z .,\-/']")
+#: 5F20 is format ans (EMV 4.4 Book 3 Annex A) and an ISO/IEC 7813 track 1 name allows digits: what
+#: is refused cannot go on the card or the stripe the way cardlab writes them (lower case, ^ % ? …)
+_NAME_CHARS = re.compile(r"[A-Z0-9 .,\-/']")
 _TRACK2_MAX: Final = 37  # ISO/IEC 7813 track 2 characters between the sentinels
 
 
@@ -247,8 +250,8 @@ def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: in
     if expiry is not None:
         if expiry < YearMonth.of(today):
             problems.append(("expiry", f"{expiry} is in the past (today {today.isoformat()})"))
-        elif effective is not None and not expiry > effective:
-            problems.append(("expiry", f"{expiry} is not after effective {effective}"))
+        elif effective is not None and expiry < effective:  # the same month: valid from its first day to its last
+            problems.append(("expiry", f"{expiry} is before effective {effective}"))
         elif expiry.year > 2049:
             # EMV dates are YYMMDD: YY 50-99 means 1950-1999 (EMV Book 3 Annex A,
             # Book 2 §5.3 certificate dates), so a card cannot expire after 2049
@@ -264,7 +267,7 @@ def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: in
                     "name",
                     (
                         f"character {bad!r} at position {name.index(bad) + 1} is not allowed "
-                        f"(A-Z, space and . , - / '){hint}"
+                        f"(A-Z, 0-9, space and . , - / '){hint}"
                     ),
                 )
             )

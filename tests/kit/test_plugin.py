@@ -138,3 +138,14 @@ def test_a_failing_test_shows_the_transaction_trace_and_no_pyemv_warning(pyteste
     assert "cardlab transaction trace" in out and "GENERATE AC" in out
     assert "4761739001010119" not in out.replace(" ", "")  # the PAN masked in the trace
     assert "TripleDES" not in out and "warning" not in out.lower().split("short test summary")[0][-400:]
+
+
+def test_records_as_bureaus_receive_them(personalized_card: object, terminal: object) -> None:
+    """Valid records the personalizer refused (issue 12): a card valid for one month (effective and
+    expiry in the same month) and a cardholder name with digits (5F20 is ans, EMV 4.4 Book 3 Annex
+    A; ISO/IEC 7813 track 1 names allow digits). Each personalizes, certifies and transacts."""
+    record = {**RECORD, "name": "SMITH/JOHN 3RD", "effective": "2035-12", "expiry": "2035-12"}
+    card = personalized_card(VECTORS / "profiles" / "visa-cvn18.yaml", record,  # type: ignore[operator]
+                             VECTORS / "test-keystore.json")  # fmt: skip
+    report = terminal(card).certify()  # type: ignore[operator]
+    assert report.verdict == "pass", [(r.rule, r.evidence) for r in report.failed]

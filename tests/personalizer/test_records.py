@@ -101,7 +101,7 @@ def test_optional_fields_and_normalisation() -> None:
         ({"expiry": "12/30"}, "expiry", "is not YYYY-MM"),
         ({"expiry": "2025-12"}, "expiry", "in the past"),
         ({"expiry": "2025-01", "effective": "2025-01"}, "expiry", "in the past"),
-        ({"expiry": "2027-01", "effective": "2027-01"}, "expiry", "not after effective 2027-01"),
+        ({"expiry": "2027-01", "effective": "2027-02"}, "expiry", "2027-01 is before effective 2027-02"),
         ({"effective": "2025-1"}, "effective", "not YYYY-MM"),
         ({"name": "Doe/Jane"}, "name", "uppercase only"),
         ({"name": "DOE@JANE"}, "name", "character '@' at position 4"),

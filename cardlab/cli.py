@@ -520,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
+    args.command_line = ["cardlab", *(sys.argv[1:] if argv is None else argv)]  # reports record it
     node: argparse.ArgumentParser = getattr(args, "_cardlab_parser", parser)
     if getattr(args, "func", None) is None:  # `cardlab` or `cardlab card`: the help, on stderr
         node.print_help(sys.stderr)

@@ -40,7 +40,7 @@ def card_json(n: int, uid: str, card: CardReport, detailed: bool) -> dict[str, A
     """The card's line of ``certification.jsonl``."""
     out: dict[str, Any] = {
         "n": n, "id": uid, "card_id": card.card_id, "profile": card.profile, "record_index": card.record_index,
-        "pan": card.pan_masked, "verdict": card.verdict, "error": card.error, "source": card.source,
+        "pan": card.pan_masked, "verdict": card.verdict, **({"error": card.error} if card.error else {}), "source": card.source,
         "reader": card.reader, "atr": card.atr, "started": card.started, "seconds": round(card.seconds, 4),
         "counts": card.counts(),
     }

@@ -147,3 +147,17 @@ def test_demo_exits_1_when_a_card_fails_certification(tmp_path: Path, monkeypatc
     assert "DATA-LABEL-001" in failing, failing  # the label rule names the defect (the directories follow)
     assert "FAILED card 000001" in text and "DATA-LABEL-001" in text and "some cards failed" in text
     assert "all cards pass" not in text
+
+
+def test_demo_never_over_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An existing report in --report-dir stops the demo before any work: one line, exit 2."""
+    from cardlab.cli import main
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "certification.json").write_text("{}")
+    rc = main(["demo", "--cards", "2", "--out", str(tmp_path / "out"), "--report-dir", str(reports)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--force" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert (reports / "certification.json").read_text() == "{}"

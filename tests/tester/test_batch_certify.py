@@ -150,3 +150,27 @@ def test_several_readers_one_worker_each(batch: tuple[Path, Path], tmp_path: Pat
     cards = _cards(tmp_path / "r")
     assert sorted(c["reader"] for c in cards) == names and all(c["verdict"] == "pass" for c in cards)
     assert len(threads) == 2 and all(t.startswith("reader") for t in threads), threads
+
+
+def test_progress_on_a_terminal_only(batch: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import sys
+
+    assert _certify(batch[1], "--cards", str(batch[0]), "--report-dir", str(tmp_path / "pipe")) == 0
+    assert "cards/s" not in capsys.readouterr().err  # stderr is a pipe here
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert _certify(batch[1], "--cards", str(batch[0]), "--report-dir", str(tmp_path / "tty")) == 0
+    shown = tty.getvalue()
+    assert f"certify {RECORDS}/{RECORDS} [" in shown and "cards/s" in shown and "left" in shown, shown
+    tty2 = Tty()
+    monkeypatch.setattr(sys, "stderr", tty2)
+    assert _certify(batch[1], "--cards", str(batch[0]), "--report-dir", str(tmp_path / "q"), "--quiet") == 0
+    assert tty2.getvalue() == ""

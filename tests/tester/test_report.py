@@ -117,14 +117,17 @@ def test_json_schema(reports: list[certify.CardReport], tmp_path: Path) -> None:
     assert set(bad) >= {"id", "card_id", "record_index", "pan", "verdict", "results", "counts", "reader", "atr", "profile"}
     assert set(bad["results"][0]) >= {"rule", "app", "verdict", "severity", "evidence", "expected", "found"}
     assert all(r["verdict"] in ("pass", "fail", "not applicable") for r in bad["results"])
-    assert len(bad["results"]) == len(reports[1].results), "a failing card in full"
+    full = [r for r in reports[1].results if r.verdict != PASS]
+    assert len(bad["results"]) == len(full), "a failing card: failures and not-applicable results in full"
+    assert sum(len(v) for v in bad["passed"].values()) == len(reports[1].results) - len(full), "passes named"
     assert _leaked_pan((tmp_path / "certification.jsonl").read_text()) is None, "a full PAN leaked"
 
 
 def test_details_all(reports: list[certify.CardReport], tmp_path: Path) -> None:
     report.write_reports(reports, tmp_path, details="all")
-    ok, _bad = _cards(tmp_path)
-    assert len(ok["results"]) == len(reports[0].results)
+    ok, bad = _cards(tmp_path)
+    assert len(ok["results"]) == len(reports[0].results) and len(bad["results"]) == len(reports[1].results)
+    assert "passed" not in bad
     assert "DATA-PAN-001 · " in (tmp_path / "certification.txt").read_text().split("── card", 1)[1]
 
 

@@ -20,11 +20,22 @@ WIDTH = 110
 _ORDER = {FAIL: 0, PASS: 1, NA: 2}
 
 
-def shown_results(card: CardReport, detailed: bool) -> list[Result]:
-    """The results a report shows for ``card``: none for a one-row card; else failures first."""
+def shown_results(card: CardReport, detailed: bool, full: bool = True) -> list[Result]:
+    """The results a report shows in full for ``card``: none for a one-row card; else
+    failures first, then (``full``: ``--details all``) passes, then not applicable.
+    Without ``full`` the passes are named only (:func:`passed_ids`)."""
     if not detailed:
         return []
-    return sorted(card.results, key=lambda r: _ORDER.get(r.verdict, 0))
+    return sorted((r for r in card.results if full or r.verdict != PASS), key=lambda r: _ORDER.get(r.verdict, 0))
+
+
+def passed_ids(card: CardReport) -> dict[str, list[str]]:
+    """The rules a card passed, by application ("card" for card-level rules)."""
+    out: dict[str, list[str]] = {}
+    for r in card.results:
+        if r.verdict == PASS:
+            out.setdefault(r.app or "card", []).append(r.rule)
+    return out
 
 
 def result_json(r: Result) -> dict[str, Any]:
@@ -36,7 +47,7 @@ def result_json(r: Result) -> dict[str, Any]:
     return out
 
 
-def card_json(n: int, uid: str, card: CardReport, detailed: bool) -> dict[str, Any]:
+def card_json(n: int, uid: str, card: CardReport, detailed: bool, full: bool = True) -> dict[str, Any]:
     """The card's line of ``certification.jsonl``."""
     out: dict[str, Any] = {
         "n": n, "id": uid, "card_id": card.card_id, "profile": card.profile, "record_index": card.record_index,
@@ -45,7 +56,9 @@ def card_json(n: int, uid: str, card: CardReport, detailed: bool) -> dict[str, A
         "counts": card.counts(),
     }
     if detailed:
-        out["results"] = [result_json(r) for r in shown_results(card, True)]
+        out["results"] = [result_json(r) for r in shown_results(card, True, full)]
+        if not full:
+            out["passed"] = passed_ids(card)
     return out
 
 
@@ -67,12 +80,12 @@ def _wrap(label: str, value: str) -> list[str]:
                          break_long_words=True, break_on_hyphens=False, drop_whitespace=True) or [f"    {label}"]
 
 
-def text_detail(uid: str, card: CardReport) -> list[str]:
+def text_detail(uid: str, card: CardReport, full: bool = True) -> list[str]:
     out = [f"\n── card {uid}: {card.verdict.upper()} (profile {card.profile}, record {card.record_index}, PAN {card.pan_masked})",
            f"   source {card.source}; reader {card.reader or '-'}; ATR {card.atr or '-'}"]
     if card.error:
         out += _wrap("error", card.error)
-    for r in shown_results(card, True):
+    for r in shown_results(card, True, full):
         rule = RULES[r.rule]
         out.append(f"  {r.rule} · {r.app or 'card'} · {rule.severity} · {r.verdict}")
         out += _wrap("evidence", r.evidence)
@@ -81,6 +94,9 @@ def text_detail(uid: str, card: CardReport) -> list[str]:
             out += _wrap("found", r.found or "-")
         for d in differences(r.rule, r.evidence, r.expected, r.found) if r.verdict == FAIL else []:
             out += _wrap("differs", d)
+    if not full:
+        for app, ids in passed_ids(card).items():
+            out += _wrap("passed", f"{app}: {' '.join(ids)}")
     return out
 
 
@@ -99,21 +115,24 @@ def html_row(n: int, uid: str, card: CardReport, detailed: bool) -> str:
             f"<td>{e(card.reader or card.source)}</td><td class='mono'>{e(card.atr)}</td></tr>")
 
 
-def html_detail(n: int, uid: str, card: CardReport) -> str:
+def html_detail(n: int, uid: str, card: CardReport, full: bool = True) -> str:
     e = html.escape
     parts = [f"<h2 id='c{n}'>Card {e(uid)} — {e(card.pan_masked)} — <span class='{_cls(card.verdict)}'>{e(card.verdict.upper())}</span></h2>",
              f"<p>profile {e(card.profile)}, record {card.record_index}, source <code>{e(card.source)}</code>, "
              f"reader {e(card.reader or '-')}, ATR <code>{e(card.atr or '-')}</code>, {card.seconds:.2f}s</p>"]
     if card.error:
         parts.append(f"<p class='fail'>{e(card.error)}</p>")
-    results = shown_results(card, True)
+    results = shown_results(card, True, full)
+    if not full:
+        parts.append("<details><summary>Passed (" + str(sum(len(v) for v in passed_ids(card).values())) + ")</summary><p>"
+                     + "<br>".join(f"{e(app)}: {e(' '.join(ids))}" for app, ids in passed_ids(card).items()) + "</p></details>")
     for title, verdict, open_ in (("Failures", FAIL, True), ("Passed", PASS, False), ("Not applicable", NA, False)):
         rows = [r for r in results if r.verdict == verdict]
         if not rows:
             continue
         parts.append(f"<details{' open' if open_ else ''}><summary>{title} ({len(rows)})</summary><table>"
                      "<tr><th>rule</th><th>application</th><th>severity</th><th>evidence</th><th>expected</th><th>found</th>"
-                     "<th>differences</th><th>reference</th></tr>")
+                     "<th>differences</th></tr>")
         for r in rows:
             rule = RULES[r.rule]
             diff = differences(r.rule, r.evidence, r.expected, r.found) if r.verdict == FAIL else []
@@ -121,7 +140,7 @@ def html_detail(n: int, uid: str, card: CardReport) -> str:
                 f"<tr><td class='{_cls(verdict)}' title='{e(rule.description)}'><a href='#rule-{e(r.rule)}'>{e(r.rule)}</a></td>"
                 f"<td class='mono'>{e(r.app)}</td><td class='sev-{rule.severity}'>{rule.severity}</td><td>{e(r.evidence)}</td>"
                 f"<td class='mono'>{e(r.expected)}</td><td class='mono'>{e(r.found)}</td>"
-                f"<td>{'<br>'.join(e(d) for d in diff)}</td><td>{e(rule.reference)}</td></tr>")
+                f"<td>{'<br>'.join(e(d) for d in diff)}</td></tr>")
         parts.append("</table></details>")
     return "\n".join(parts)
 

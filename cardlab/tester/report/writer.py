@@ -119,12 +119,13 @@ class ReportWriter:
             self.results[r.verdict] += 1
             if r.verdict == FAIL:
                 self.failing_rules[r.rule] += 1
-        self._jsonl.write(json.dumps(C.card_json(n, uid, card, detailed), ensure_ascii=False) + "\n")
+        full = self.details == "all"
+        self._jsonl.write(json.dumps(C.card_json(n, uid, card, detailed, full), ensure_ascii=False) + "\n")
         self._text_rows.write(C.text_row(uid, card) + "\n")
         self._html_rows.write(C.html_row(n, uid, card, detailed) + "\n")
         if detailed:
-            self._text_detail.write("\n".join(C.text_detail(uid, card)) + "\n")
-            self._html_detail.write(C.html_detail(n, uid, card) + "\n")
+            self._text_detail.write("\n".join(C.text_detail(uid, card, full)) + "\n")
+            self._html_detail.write(C.html_detail(n, uid, card, full) + "\n")
             xml, tests, fails, skipped = C.junit_suite(uid, card)
             self._junit_suites.write(xml + "\n")
             self.junit_totals.update({"tests": tests, "failures": fails, "skipped": skipped})

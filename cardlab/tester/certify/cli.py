@@ -30,7 +30,7 @@ from ..sources import KeyStore, Record, SourceError, load_keystore, load_profile
 from ..terminal import load_terminal
 from .batch import CardItem, iter_certify, map_images, reader_and_atr
 from .fs import FsSourceError, certify_fs_card, is_fs_profile, load_fs_profile, mask_number, read_badge_records
-from .readers import iter_reader, reader_rounds
+from .readers import reader_rounds
 from .results import PASS, CardReport
 
 
@@ -238,16 +238,18 @@ def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> i
         return USAGE
     by_index = {int(r["_index"]): r for r in records}
     images = image_items(a, open_image)
+    rounds: list[list[CardItem]] | Iterator[list[CardItem]]
     if images is not None:
         if not images:
             print(f"cardlab test certify: no card images found in {a.cards}", file=sys.stderr)
             return USAGE
-        items = images
+        items, sample = draw_sample(images, a.sample, a.seed)
+        rounds, total = [[i] for i in items], len(items)
     else:
         fake = [Record(int(r["_index"]), "0" * 12, "00", (2000, 1), None, "", "", None, None, "") for r in records
                 if a.record is None or int(r["_index"]) == a.record]  # fmt: skip
-        items = [i for reader in a.reader for i in iter_reader(reader, fake, wait=_fs_prompt)]
-    items, sample = draw_sample(items, a.sample, a.seed)
+        chosen, sample = draw_sample(fake, a.sample, a.seed)
+        rounds, total = reader_rounds(a.reader, chosen, wait=_fs_prompt), len(chosen)
 
     def one(item: CardItem) -> CardReport:
         opener, idx, cid, src = item
@@ -263,4 +265,4 @@ def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> i
         rep.reader, rep.atr = reader_and_atr(ch)
         return rep
 
-    return write_stream(a, (one(i) for i in items), len(items), run_provenance(a, keys, sample))
+    return write_stream(a, certify_stream(rounds, one, workers=len(a.reader or ())), total, run_provenance(a, keys, sample))

@@ -22,6 +22,7 @@ bench: deps
 	$(BIN)/python benchmarks/bench_emv.py
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_tester.py
+	$(BIN)/python benchmarks/bench_certify_reports.py
 
 deps: debs $(VENV)/.installed
 

@@ -328,7 +328,8 @@ def cmd_demo(args: argparse.Namespace, out: Console) -> int:
     # everything a run writes goes under --out when it is given, the reports too
     report_dir = args.report_dir or (args.out / "reports" if args.out is not None else Path("reports"))
     opts = DemoOptions(cards=args.cards, stations=args.stations, report_dir=report_dir, out=args.out,
-                       seed=args.seed, workers=args.workers, trace=not args.no_trace)
+                       seed=args.seed, workers=args.workers, trace=not args.no_trace, force=args.force,
+                       quiet=args.quiet)
     try:
         return run_demo(out, opts)
     except DemoError as exc:
@@ -425,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=argtypes.non_negative, default=0,
                       help="certification processes (default 0: one per CPU)")
     demo.add_argument("--no-trace", action="store_true", help="skip the annotated transaction trace")
+    demo.add_argument("--force", action="store_true", help="replace a report already in the report directory")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars (they show only on a terminal anyway)")
     demo.set_defaults(func=cmd_demo)
     _finish_tree(p)
     return p
@@ -520,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(parser, argv)
     if isinstance(args, int):
         return args
+    args.command_line = ["cardlab", *(sys.argv[1:] if argv is None else argv)]  # reports record it
     node: argparse.ArgumentParser = getattr(args, "_cardlab_parser", parser)
     if getattr(args, "func", None) is None:  # `cardlab` or `cardlab card`: the help, on stderr
         node.print_help(sys.stderr)

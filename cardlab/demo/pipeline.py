@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -47,6 +48,8 @@ class DemoOptions:
     seed: int = 0
     workers: int = 0  # certification processes; 0 = one per CPU
     trace: bool = True
+    force: bool = False  # replace a report already in report_dir
+    quiet: bool = False  # no progress bars (they show only on a terminal anyway)
 
 
 @dataclass
@@ -117,11 +120,21 @@ def _split(total: int, parts: int) -> list[int]:
 
 # -- workers (module level: they run in forked processes) --------------------------------------
 
+#: records prepared so far, shared with the forked prepare workers (the progress bar reads it)
+_PREPARED: Any = None
+
+
+def _tick() -> None:
+    if _PREPARED is not None:
+        with _PREPARED.get_lock():
+            _PREPARED.value += 1
+
+
 def _prepare_worker(args: tuple[str, str, str, str]) -> tuple[int, int, int, float]:
     from cardlab.personalizer.prepare import prepare
 
     profile, records, keys, batch = args
-    s = prepare(profile, records, keys, batch)
+    s = prepare(profile, records, keys, batch, progress=_tick)
     return s.input_count, s.accepted, s.rejected, s.seconds
 
 
@@ -177,9 +190,15 @@ def _pool(n: int) -> Any:
 def run_demo(out: Console, opts: DemoOptions | None = None) -> int:
     """The main job. Exit code 0 when every record became a card that passes
     certification (and the traced transaction is approved), 1 otherwise."""
+    from cardlab.tester.report import ReportExists, check_free
+
     opts = opts or DemoOptions()
     if opts.cards < 1 or opts.stations < 1:
         raise DemoError("--cards and --stations must be at least 1")
+    try:
+        check_free(opts.report_dir, opts.force)  # before any work
+    except ReportExists as exc:
+        raise DemoError(str(exc)) from None
     if opts.out is not None:
         if opts.out.exists() and any(opts.out.iterdir()):
             raise DemoError(f"{opts.out}: not empty (it may hold an earlier run); give a new directory")
@@ -193,7 +212,8 @@ def _run(out: Console, opts: DemoOptions, work: Path) -> int:
     from cardlab.personalizer import engine
     from cardlab.personalizer.profile import load_profile
     from cardlab.tester.certify import map_images
-    from cardlab.tester.report import write_reports
+    from cardlab.tester.progress import Progress, wanted
+    from cardlab.tester.report import ReportWriter
 
     from .. import records_gen
 
@@ -204,6 +224,7 @@ def _run(out: Console, opts: DemoOptions, work: Path) -> int:
     # pyemv (the tester's oracle) uses 2-key 3DES through cryptography's deprecated path: not news for a user
     warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
     workers = opts.workers or os.cpu_count() or 1
+    show = wanted(quiet=opts.quiet)
     out.rule("cardlab demo — prepare, personalize and certify a batch of emulated EMV cards")
     out.print(f"{opts.cards} cards on the sample profiles {', '.join(PROFILES)}; {opts.stations} perso stations, "
               f"{workers} certification processes; artefacts in {work if opts.out else 'a temporary directory'}")
@@ -229,8 +250,15 @@ def _run(out: Console, opts: DemoOptions, work: Path) -> int:
 
     # 1. data preparation: one process per profile (ICC RSA key generation is the cost)
     t = time.perf_counter()
-    with _pool(min(len(runs), workers)) as pool:
-        results = pool.map(_prepare_worker, [(str(r.profile), str(r.records), str(keys), str(r.batch)) for r in runs])
+    global _PREPARED
+    _PREPARED = multiprocessing.get_context("fork").Value("i", 0)
+    with _pool(min(len(runs), workers)) as pool, Progress(opts.cards, "prepare", unit="records", enabled=show) as bar:
+        pending = pool.map_async(_prepare_worker, [(str(r.profile), str(r.records), str(keys), str(r.batch)) for r in runs])
+        while not pending.ready():
+            pending.wait(0.2)
+            bar.advance(_PREPARED.value - bar.done)
+        results = pending.get()
+    _PREPARED = None
     for r, (_n, acc, rej, _s) in zip(runs, results):
         r.accepted, r.rejected = acc, rej
         shutil.copyfile(SCRIPT, r.batch / "script.yaml")  # so `perso run BATCH` needs no --script
@@ -250,7 +278,7 @@ def _run(out: Console, opts: DemoOptions, work: Path) -> int:
     # 3. personalization: each batch on its own stations (worker processes)
     t = time.perf_counter()
     for r in runs:
-        rep = engine.run(r.batch, cards=r.stock, stations=opts.stations, keys=str(keys), progress=False)
+        rep = engine.run(r.batch, cards=r.stock, stations=opts.stations, keys=str(keys), progress=show)
         r.perso = dict(rep.counts)
         r.perso_problems = [f"record {i} ({pan}): {reason}" for i, _cid, pan, reason in rep.failures]
         r.perso_problems += [f"record {i} {status}" for i, _cid, status in rep.unaccounted]
@@ -258,24 +286,34 @@ def _run(out: Console, opts: DemoOptions, work: Path) -> int:
     stages.append(Stage("personalize", sum(r.perso.get("done", 0) for r in runs), time.perf_counter() - t,
                         f"{opts.stations} stations per batch"))
 
-    # 4. certification of every personalized card, in parallel processes
+    # 4. certification of every personalized card, in parallel processes; the reports written as the cards come
     t = time.perf_counter()
     cjobs: list[CertifyJob] = []
     for r in runs:
         images = [(str(img), idx, cid) for img, idx, cid in map_images(r.batch)]
-        for k in range(workers):
-            chunk = images[k::workers]
-            if chunk:
-                cjobs.append((str(r.profile), str(r.records), str(keys), chunk))
-    with _pool(max(1, min(workers, len(cjobs)))) as pool:
-        chunks = pool.map(_certify_worker, cjobs)
-    reports = sorted((rep for chunk in chunks for rep in chunk), key=lambda c: (c.profile, c.record_index))
-    stages.append(Stage("certify", len(reports), time.perf_counter() - t, f"{workers} processes"))
-    paths = write_reports(reports, opts.report_dir)
+        size = max(1, min(50, -(-len(images) // (workers * 4))))  # small chunks: the progress bar moves
+        for k in range(0, len(images), size):
+            cjobs.append((str(r.profile), str(r.records), str(keys), images[k:k + size]))
+    tallies: dict[str, Counter[str]] = {}
+    failed_cards: list[Any] = []
+    total_cards = sum(len(j[3]) for j in cjobs)
+    with ReportWriter(opts.report_dir, _provenance(runs, keys, opts), force=opts.force) as writer, \
+            _pool(max(1, min(workers, len(cjobs)))) as pool, Progress(total_cards, "certify", enabled=show) as bar:
+        for chunk in pool.imap(_certify_worker, cjobs):
+            for rep in chunk:
+                writer.add(rep)
+                bar.advance(failed=rep.verdict != "pass")
+                tally = tallies.setdefault(rep.profile, Counter())
+                tally["cards"] += 1
+                tally["passed"] += rep.verdict == "pass"
+                tally.update(rep.counts())
+                if rep.verdict != "pass":
+                    failed_cards.append(rep)
+    paths = writer.paths
+    stages.append(Stage("certify", writer.n, time.perf_counter() - t, f"{workers} processes"))
 
     total = time.perf_counter() - t0
-    failed_cards = [c for c in reports if c.verdict != "pass"]
-    ok = _summary(out, runs, reports, stages, total)
+    ok = _summary(out, runs, tallies, stages, total)
     out.print("reports: " + ", ".join(str(p) for p in paths))
 
     # 5. one transaction, annotated, with an online approval by the issuer host
@@ -296,23 +334,33 @@ def _run(out: Console, opts: DemoOptions, work: Path) -> int:
     return 0 if good else 1
 
 
-def _summary(out: Console, runs: list[ProfileRun], reports: list[Any], stages: list[Stage], total: float) -> bool:
+def _provenance(runs: list[ProfileRun], keys: Path, opts: DemoOptions) -> dict[str, Any]:
+    """The reports' provenance: every profile, records file and batch manifest of the run, the key store."""
+    from cardlab.tester.report import provenance
+    from cardlab.tester.sources import load_keystore
+
+    inputs: dict[str, Path | None] = {"key store": keys}
+    for r in runs:
+        inputs.update({f"profile {r.name}": r.profile, f"records {r.name}": r.records,
+                       f"manifest {r.name}": r.batch / "manifest.json"})
+    return provenance(inputs=inputs, keys=load_keystore(str(keys)),
+                      options={"cards": opts.cards, "seed": opts.seed, "stations": opts.stations, "gp_status": True})
+
+
+def _summary(out: Console, runs: list[ProfileRun], tallies: dict[str, Counter[str]], stages: list[Stage],
+             total: float) -> bool:
     """Print the verdict and throughput tables; True when the counts add up."""
     rows = ("records", "rejected by data preparation", "personalized", "personalization failed",
             "certified", "pass", "fail", "rule checks (pass + fail)", "rule checks not applicable")
     cols: list[list[int]] = []
     ok = True
     for r in runs:
-        mine = [c for c in reports if c.profile == load_profile_name(r.profile)]
-        counts = {"pass": 0, "fail": 0, "not applicable": 0}
-        for c in mine:
-            for k, v in c.counts().items():
-                counts[k] = counts.get(k, 0) + v
-        passed = sum(1 for c in mine if c.verdict == "pass")
+        counts = tallies.get(load_profile_name(r.profile), Counter())
+        mine, passed = counts["cards"], counts["passed"]
         done = r.perso.get("done", 0)
-        cols.append([r.count, r.rejected, done, r.perso.get("failed", 0), len(mine), passed, len(mine) - passed,
+        cols.append([r.count, r.rejected, done, r.perso.get("failed", 0), mine, passed, mine - passed,
                      counts["pass"] + counts["fail"], counts["not applicable"]])
-        ok = ok and r.rejected == 0 and done == r.count == len(mine) and not r.perso_problems
+        ok = ok and r.rejected == 0 and done == r.count == mine and not r.perso_problems
     cards = Table(title="Cards")
     cards.add_column("")
     for r in runs:

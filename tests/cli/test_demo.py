@@ -142,7 +142,22 @@ def test_demo_exits_1_when_a_card_fails_certification(tmp_path: Path, monkeypatc
     assert rc == 1, text[-2000:]
     doc = json.loads((tmp_path / "reports" / "certification.json").read_text())
     assert doc["summary"]["failed"] == 2
-    failing = {r["rule"] for c in doc["cards"] for r in c["results"] if r["verdict"] == "fail"}
+    cards = [json.loads(ln) for ln in (tmp_path / "reports" / "certification.jsonl").read_text().splitlines()[1:-1]]
+    failing = {r["rule"] for c in cards for r in c["results"] if r["verdict"] == "fail"}
     assert "DATA-LABEL-001" in failing, failing  # the label rule names the defect (the directories follow)
     assert "FAILED card 000001" in text and "DATA-LABEL-001" in text and "some cards failed" in text
     assert "all cards pass" not in text
+
+
+def test_demo_never_over_a_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An existing report in --report-dir stops the demo before any work: one line, exit 2."""
+    from cardlab.cli import main
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "certification.json").write_text("{}")
+    rc = main(["demo", "--cards", "2", "--out", str(tmp_path / "out"), "--report-dir", str(reports)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--force" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert (reports / "certification.json").read_text() == "{}"

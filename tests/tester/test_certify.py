@@ -199,11 +199,12 @@ def test_command_line_destructive(prepared: certkit.Prepared, tmp_path: Path, ca
     certkit.card_from_dgis(prepared.clear(0)).save(image)
     rc = main(["test", "certify", "--profile", str(prepared.profile_path), "--records", str(certkit.SAMPLE),
                "--keys", str(prepared.keys_path), "--today", "2026-01-15", "--card", str(image), "--record",
-               str(prepared.cards[0].record_index), "--destructive", "--report-dir", str(tmp_path / "r")])  # fmt: skip
+               str(prepared.cards[0].record_index), "--destructive", "--report-dir", str(tmp_path / "r"),
+               "--details", "all"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0, out
-    doc = json.loads((tmp_path / "r" / "certification.json").read_text())
-    results = [r for card in doc["cards"] for r in card["results"] if r["rule"] in DESTRUCTIVE]
+    cards = [json.loads(ln) for ln in (tmp_path / "r" / "certification.jsonl").read_text().splitlines()[1:-1]]
+    results = [r for card in cards for r in card["results"] if r["rule"] in DESTRUCTIVE]
     assert results and {r["verdict"] for r in results} == {PASS}
     # no PIN (nor its PIN block) and no full PAN in any report, though the PIN was changed
     from kernelkit import shows_pin

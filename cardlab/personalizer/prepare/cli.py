@@ -38,10 +38,12 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
                 raise PrepareError("--bureau-key must be an RSA private key")
             tkeys = TransportKeys(priv, load_public_key(args.issuer_public))
         cas = load_ca_public_keys(args.ca_public_keys) if args.ca_public_keys else []
-        s = prepare(
-            args.profile, args.records, args.keys, args.out, today=today,
-            transport_key=args.transport_key, transport_keys=tkeys, script=args.script, ca_public_keys=cas,
-        )  # fmt: skip
+        with RecordsBar(_count_records(args.records), show_progress(args.quiet)) as bar:
+            s = prepare(
+                args.profile, args.records, args.keys, args.out, today=today,
+                transport_key=args.transport_key, transport_keys=tkeys, script=args.script, ca_public_keys=cas,
+                progress=bar.advance,
+            )  # fmt: skip
     except UnicodeDecodeError:
         raise  # cardlab.errors names the file that is not text
     except (PrepareError, ProfileError, RecordsError, KeyStoreError, OSError, ValueError) as e:
@@ -55,6 +57,63 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
     if s.rejected:
         out.print(f"rejections: {s.out_dir / 'rejected.jsonl'}")
     return 0
+
+
+def show_progress(quiet: bool) -> bool:
+    """A progress bar only on a terminal (stderr), outside CI, unless ``--quiet``."""
+    import os
+    import sys
+
+    return not quiet and not os.environ.get("CI") and sys.stderr.isatty()
+
+
+def _count_records(path: Path) -> int | None:
+    """Records in a CSV (lines after the header) or JSON Lines file; None when not known (sealed)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+            if b"\0" in head:
+                return None
+            f.seek(0)
+            n = sum(1 for line in f if line.strip())
+    except OSError:
+        return None
+    return n - 1 if path.suffix.lower() == ".csv" else n
+
+
+class RecordsBar:
+    """``perso prepare``'s progress: records, records per second, time left (rich, on stderr)."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self._p: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._p = Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(),
+                               TextColumn("{task.fields[rate]} records/s"),
+                               TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self._task = self._p.add_task("prepare", total=total, rate="-")
+        import time
+
+        self._clock = time.perf_counter
+        self._start = self._clock()
+        self.n = 0
+
+    def advance(self) -> None:
+        self.n += 1
+        if self._p is not None:
+            rate = self.n / max(self._clock() - self._start, 1e-9)
+            self._p.update(self._task, advance=1, rate=f"{rate:.1f}")
+
+    def __enter__(self) -> RecordsBar:
+        if self._p is not None:
+            self._p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.stop()
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,4 +137,5 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                         "the profile's issuer certificates (default: the key store's)")
     p.add_argument("--bureau-key", type=Path, help="bureau private key (PEM) to open sealed records")
     p.add_argument("--issuer-public", type=Path, help="issuer public signing key (PEM) of sealed records")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
     p.set_defaults(func=_cmd_prepare)

@@ -34,11 +34,11 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from cardlab.personalizer.badge import BadgeLayout, BadgeRecordError, prepare_badges
 from cardlab.personalizer.batch import FORMAT, VERSION, BatchExistsError, Rejection, staging
@@ -55,6 +55,7 @@ from cardlab.personalizer.transport import TransportKeys
 __all__ = ["SCRIPTS", "PrepareSummary", "default_script", "prepare"]
 
 _CHUNK = 1 << 20
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def prepare(
     script: str | Path | None = None,
     keys_spec: str | None = None,
     ca_public_keys: Sequence[Mapping[str, Any]] = (),
+    progress: Callable[[], None] | None = None,
 ) -> PrepareSummary:
     """Prepare every record of ``records_path`` for ``profile_path`` into the
     batch directory ``out_dir`` (created; it must not hold a batch already).
@@ -152,14 +154,14 @@ def prepare(
     :func:`default_script`) and, in the manifest, ``keys``: the key-store spec
     (a path or ``pkcs11:…``, never a secret) so that ``perso run BATCH`` needs no
     ``--keys``. A profile with a ``badge:`` section is prepared by
-    :mod:`cardlab.personalizer.badge`.
+    :mod:`cardlab.personalizer.badge`. ``progress`` is called after each EMV record (a progress bar).
     """
     if isinstance(keystore, str):
         spec = keys_spec or _keys_spec(keystore)
         with open_keystore(keystore) as ks:
             return prepare(profile_path, records_path, ks, out_dir, today=today, transport_key=transport_key,
                            transport_keys=transport_keys, ca_key=ca_key, script=script,
-                           keys_spec=spec, ca_public_keys=ca_public_keys)  # fmt: skip
+                           keys_spec=spec, ca_public_keys=ca_public_keys, progress=progress)  # fmt: skip
     started = time.perf_counter()
     profile_path, records_path, out = Path(profile_path), Path(records_path), Path(out_dir)
     script_path = Path(script) if script is not None else default_script(profile_path)
@@ -176,9 +178,17 @@ def prepare(
     try:
         with staging(out) as work:
             return _prepare_into(work, out, profile, preparer, profile_path, records_path, script_path,
-                                 transport_key, transport_keys, today, keys_spec, started)  # fmt: skip
+                                 transport_key, transport_keys, today, keys_spec, started, progress)  # fmt: skip
     except BatchExistsError as e:
         raise PrepareError(str(e)) from None
+
+
+def _counted(items: Iterable[_T], progress: Callable[[], None] | None) -> Iterator[_T]:
+    """``items``, calling ``progress`` after each one is done with (the loop asked for the next)."""
+    for item in items:
+        yield item
+        if progress is not None:
+            progress()
 
 
 def _prepare_into(
@@ -194,6 +204,7 @@ def _prepare_into(
     today: date | None,
     keys_spec: str | None,
     started: float,
+    progress: Callable[[], None] | None = None,
 ) -> PrepareSummary:
     """The EMV batch's files, written into the staging directory ``work`` (moved to ``out`` after)."""
     records_sha = _sha256_file(records_path)
@@ -206,7 +217,7 @@ def _prepare_into(
     rejected = _JsonLines(work / "rejected.jsonl")
     total = 0
     try:
-        for item in read_records(records_path, today=today, keys=transport_keys):
+        for item in _counted(read_records(records_path, today=today, keys=transport_keys), progress):
             total += 1
             if isinstance(item, Rejected):
                 rejected.write(Rejection(item.index, item.record_id, item.field, redact_pans(item.message)).to_json())
@@ -333,6 +344,7 @@ def _badges_into(
     script_path: Path | None,
     keys_spec: str | None,
     started: float,
+    progress: Callable[[], None] | None = None,
 ) -> PrepareSummary:
     """The badge batch's files, written into the staging directory ``work`` (moved to ``out`` after)."""
     shutil.copyfile(profile_path, work / "profile.yaml")

@@ -37,7 +37,7 @@ cli                ``cardlab test certify``
 
 from __future__ import annotations
 
-from .batch import CardItem, certify_batch, map_images
+from .batch import CardItem, certify_batch, iter_certify, map_images
 from .card import certify_card
 from .cli import add_commands, image_items, run_fs
 from .context import AMOUNT, REF_GET_DATA, STEP
@@ -77,6 +77,7 @@ __all__ = [
     "directory_results",
     "image_items",
     "is_fs_profile",
+    "iter_certify",
     "iter_reader",
     "life_cycle_results",
     "map_images",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,19 @@ def certify_batch(
 ) -> list[CardReport]:
     """Certify cards one after another: each item is (open channel, record
     index, card id, source description)."""
+    return list(iter_certify(cards, profile, records_path, keys, **kw))
+
+
+def iter_certify(
+    cards: Iterable[CardItem],
+    profile: IssuerProfile,
+    records_path: str | os.PathLike[str],
+    keys: KeyStore,
+    **kw: Any,
+) -> Iterator[CardReport]:
+    """:func:`certify_batch` card by card, each report as soon as its card is done
+    (the reports are written as they go); each names its reader and ATR."""
     recs = {r.index: r for r in read_records(records_path)}
-    out = []
     for opener, idx, cid, src in cards:
         rec = recs.get(idx)
         if rec is None:
@@ -85,8 +96,19 @@ def certify_batch(
                 rep = CardReport(cid, rec.masked, idx, profile.name, src, error=redact(f"cannot open card: {exc}"))
             else:
                 rep = certify_card(ch, profile, rec, keys, card_id=cid, source=src, **kw)
+                rep.reader, rep.atr = reader_and_atr(ch)
                 close = getattr(ch, "close", None)
                 if callable(close):
                     close()
-        out.append(rep)
-    return out
+        yield rep
+
+
+def reader_and_atr(ch: CardChannel) -> tuple[str, str]:
+    """The reader's name as PC/SC lists it and the ATR in hex ("" when the channel does not say)."""
+    conn = getattr(ch, "connection", None)
+    reader = str(getattr(conn, "getReader", lambda: "")() or "") if conn is not None else ""
+    try:
+        atr = ch.atr().hex().upper()
+    except Exception:
+        atr = ""
+    return reader, atr

@@ -12,8 +12,10 @@ would make ``import cardlab.tester.report`` re-enter a half-initialized module.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,12 +25,13 @@ import yaml
 from cardlab.exitcodes import USAGE
 
 from ..channel import CardChannel
-from ..sources import Record, SourceError, load_keystore, load_profile, read_records
+from ..progress import Progress
+from ..sources import KeyStore, Record, SourceError, load_keystore, load_profile, read_records
 from ..terminal import load_terminal
-from .batch import CardItem, certify_batch, map_images
+from .batch import CardItem, iter_certify, map_images, reader_and_atr
 from .fs import FsSourceError, certify_fs_card, is_fs_profile, load_fs_profile, mask_number, read_badge_records
-from .readers import iter_reader
-from .results import FAIL, CardReport
+from .readers import reader_rounds
+from .results import PASS, CardReport
 
 
 def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
@@ -39,9 +42,19 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cards", metavar="DIR", help="perso batch directory / directory of emulated card images")
     src.add_argument("--card", metavar="IMAGE", help="one emulated card image")
-    src.add_argument("--reader", metavar="NAME", help="PC/SC reader: cards one after another")
+    src.add_argument("--reader", metavar="NAME", action="append",
+                     help="PC/SC reader: cards one after another; several --reader: one card in each at once, "
+                          "certified in parallel (one worker per reader)")
     p.add_argument("--record", type=_record_number, help="record number (1-based) for --card / --reader")
     p.add_argument("--report-dir", default="reports", help="where the reports go (default reports/)")
+    p.add_argument("--force", action="store_true", help="replace a report already in --report-dir (else exit 2)")
+    p.add_argument("--details", choices=("failing", "all"), default="failing",
+                   help="every result of every card (all), or only of the cards that did not pass (failing, the default: "
+                        "a passing card is one row)")
+    p.add_argument("--sample", type=_positive, metavar="N", help="certify N cards drawn at random (seeded by --seed; "
+                   "the report records the sample)")
+    p.add_argument("--seed", type=int, help="seed of --sample (default: a random one, recorded in the report)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
     p.add_argument("--destructive", action="store_true",
                    help="also run state-changing checks: a wrong PIN, issuer scripts (PUT DATA, PIN change to the "
                         "record's PIN, application block then unblock); the card ends usable with its PIN, not fresh")
@@ -61,6 +74,77 @@ def _named(path: str, load: Callable[[str], _T]) -> _T:
     except SourceError as exc:
         text = " ".join(str(exc).split())
         raise SourceError(text if path in text else f"{path}: {text}") from None
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 1, got {value!r}")
+    return int(value)
+
+
+def draw_sample(items: list[_T], size: int | None, seed: int | None) -> tuple[list[_T], dict[str, int] | None]:
+    """``size`` of ``items`` drawn with ``random.Random(seed)`` (their order kept) and
+    what the report records of it; all of them (and None) without ``size``."""
+    if size is None:
+        return items, None
+    seed = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+    chosen = sorted(random.Random(seed).sample(range(len(items)), min(size, len(items))))
+    return [items[i] for i in chosen], {"size": len(chosen), "of": len(items), "seed": seed}
+
+
+def run_provenance(a: argparse.Namespace, keys: KeyStore | None, sample: dict[str, int] | None) -> dict[str, Any]:
+    """The report's provenance for this command line: inputs hashed (the batch's
+    manifest too when ``--cards`` is a batch directory), key check values, options."""
+    from ..report import provenance
+
+    manifest = Path(a.cards) / "manifest.json" if a.cards and (Path(a.cards) / "manifest.json").is_file() else None
+    opts: dict[str, Any] = {"destructive": a.destructive, "gp_status": a.gp_status, "today": a.today or date.today().isoformat()}
+    if a.terminal:
+        opts["terminal"] = a.terminal
+    if sample is not None:
+        opts["sample"] = sample
+    if a.reader:
+        opts["readers"] = list(a.reader)
+    return provenance(inputs={"profile": a.profile, "records": a.records, "key store": a.keys, "manifest": manifest},
+                      keys=keys, argv=getattr(a, "command_line", None), options=opts)
+
+
+def _report_dir_taken(a: argparse.Namespace) -> bool:
+    """One line and True when --report-dir holds a report and --force is not given (checked before any card)."""
+    from ..report import ReportExists, check_free
+
+    try:
+        check_free(a.report_dir, a.force)
+    except ReportExists as exc:
+        print(f"cardlab test certify: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
+def certify_stream(rounds: Iterable[list[CardItem]], certify_one: Callable[[CardItem], CardReport],
+                   workers: int = 1) -> Iterator[CardReport]:
+    """Each round's cards certified (in parallel with ``workers`` > 1, one per reader), reports in round order."""
+    if workers <= 1:
+        for items in rounds:
+            yield from (certify_one(i) for i in items)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="reader") as pool:
+        for items in rounds:
+            yield from pool.map(certify_one, items)
+
+
+def write_stream(a: argparse.Namespace, reports: Iterable[CardReport], total: int, prov: dict[str, Any]) -> int:
+    """Write the reports as the cards come, with a progress line on a terminal; the exit code."""
+    from ..report import ReportWriter, echo_text
+
+    with ReportWriter(a.report_dir, prov, details=a.details, force=a.force) as w, \
+            Progress(total, "certify", enabled=None if not a.quiet else False) as bar:
+        for rep in reports:
+            w.add(rep)
+            bar.advance(failed=rep.verdict != PASS)
+    echo_text(w.dir)
+    print("reports: " + ", ".join(str(p) for p in w.paths))
+    return 0 if w.verdicts.get(PASS, 0) == w.n else 1  # a card that did not pass
 
 
 def _record_number(value: str) -> int:
@@ -93,11 +177,11 @@ def _prompt(msg: str) -> None:
 
 
 def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
-    from ..report import write_reports  # lazily: see the module docstring
-
     # file-system (badge) profiles are certified by .fs
     if is_fs_profile(a.profile):
         return run_fs(a, open_image)
+    if _report_dir_taken(a):
+        return USAGE
     try:
         profile = _named(a.profile, load_profile)
         keys = _named(a.keys, load_keystore)
@@ -115,20 +199,23 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
     kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status}
     if a.today:
         kw["today"] = date.fromisoformat(a.today)
-    items: list[CardItem]
     images = image_items(a, open_image)
+    rounds: list[list[CardItem]] | Iterator[list[CardItem]]
     if images is not None:
-        items = images
-        if not items:
+        if not images:
             print(f"cardlab test certify: no card images found in {a.cards}", file=sys.stderr)
             return USAGE
+        items, sample = draw_sample(images, a.sample, a.seed)
+        rounds, total = [[i] for i in items], len(items)
     else:
-        chosen = [r for r in records if a.record is None or r.index == a.record]
-        items = list(iter_reader(a.reader, chosen, wait=_prompt))
-    reports = certify_batch(items, profile, a.records, keys, **kw)
-    paths = write_reports(reports, a.report_dir, echo=True)
-    print("reports: " + ", ".join(str(p) for p in paths))
-    return 1 if any(r.verdict == FAIL for r in reports) else 0
+        chosen, sample = draw_sample([r for r in records if a.record is None or r.index == a.record], a.sample, a.seed)
+        rounds, total = reader_rounds(a.reader, chosen, wait=_prompt), len(chosen)
+
+    def one(item: CardItem) -> CardReport:
+        return next(iter_certify([item], profile, a.records, keys, **kw))
+
+    reports = certify_stream(rounds, one, workers=len(a.reader or ()))
+    return write_stream(a, reports, total, run_provenance(a, keys, sample))
 
 
 # -- file-system (badge) profiles ----------------------------------------------------------
@@ -139,9 +226,9 @@ def _fs_prompt(msg: str) -> None:
 
 
 def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int:
-    """``cardlab test certify`` for a file-system profile (same options)."""
-    from ..report import write_reports  # lazily: see the module docstring
-
+    """``cardlab test certify`` for a file-system profile (same options; cards in readers one after another)."""
+    if _report_dir_taken(a):
+        return USAGE
     try:
         doc = load_fs_profile(a.profile)
         records = read_badge_records(a.records)
@@ -151,28 +238,31 @@ def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> i
         return USAGE
     by_index = {int(r["_index"]): r for r in records}
     images = image_items(a, open_image)
+    rounds: list[list[CardItem]] | Iterator[list[CardItem]]
     if images is not None:
-        items = images
-        if not items:
+        if not images:
             print(f"cardlab test certify: no card images found in {a.cards}", file=sys.stderr)
             return USAGE
+        items, sample = draw_sample(images, a.sample, a.seed)
+        rounds, total = [[i] for i in items], len(items)
     else:
         fake = [Record(int(r["_index"]), "0" * 12, "00", (2000, 1), None, "", "", None, None, "") for r in records
                 if a.record is None or int(r["_index"]) == a.record]  # fmt: skip
-        items = list(iter_reader(a.reader, fake, wait=_fs_prompt))
-    reports = []
-    for opener, idx, cid, src in items:
+        chosen, sample = draw_sample(fake, a.sample, a.seed)
+        rounds, total = reader_rounds(a.reader, chosen, wait=_fs_prompt), len(chosen)
+
+    def one(item: CardItem) -> CardReport:
+        opener, idx, cid, src = item
         rec = by_index.get(idx)
         if rec is None:
-            reports.append(CardReport(cid or f"{idx:06d}", "-", idx, str(doc.get("profile", "")), src, error=f"no record {idx} in the records file"))
-            continue
+            return CardReport(cid or f"{idx:06d}", "-", idx, str(doc.get("profile", "")), src, error=f"no record {idx} in the records file")
         try:
             ch = opener()
         except Exception as exc:
-            reports.append(CardReport(cid or f"{idx:06d}", mask_number(rec.get("badge_number", "")), idx, str(doc.get("profile", "")), src,
-                                      error=f"cannot open card: {type(exc).__name__}"))  # fmt: skip
-            continue
-        reports.append(certify_fs_card(ch, doc, rec, keys=keys, gp_status=getattr(a, "gp_status", False), card_id=cid, source=src))
-    paths = write_reports(reports, a.report_dir, echo=True)
-    print("reports: " + ", ".join(str(p) for p in paths))
-    return 1 if any(r.verdict == FAIL for r in reports) else 0
+            return CardReport(cid or f"{idx:06d}", mask_number(rec.get("badge_number", "")), idx, str(doc.get("profile", "")), src,
+                              error=f"cannot open card: {type(exc).__name__}")  # fmt: skip
+        rep = certify_fs_card(ch, doc, rec, keys=keys, gp_status=getattr(a, "gp_status", False), card_id=cid, source=src)
+        rep.reader, rep.atr = reader_and_atr(ch)
+        return rep
+
+    return write_stream(a, certify_stream(rounds, one, workers=len(a.reader or ())), total, run_provenance(a, keys, sample))

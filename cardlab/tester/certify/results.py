@@ -30,6 +30,8 @@ class CardReport:
     started: str = ""
     seconds: float = 0.0
     error: str = ""  # a card that could not be certified at all
+    reader: str = ""  # the PC/SC reader the card was in (an emulated image: its plug-in reader)
+    atr: str = ""  # the ATR the transport got at power-on, hex
 
     @property
     def failed(self) -> list[Result]:
@@ -88,5 +90,5 @@ class Collector:
             ev = "; ".join(dict.fromkeys(i[1] for i in chosen))
             exp = "; ".join(i[2] for i in chosen if i[2])
             fnd = "; ".join(i[3] for i in chosen if i[3])
-            out.append(Result(rid, verdict, self._clean(ev)[:2000], self._clean(exp)[:1000], self._clean(fnd)[:1000], self.app))
+            out.append(Result(rid, verdict, self._clean(ev), self._clean(exp), self._clean(fnd), self.app))  # never cut
         return out

@@ -93,8 +93,6 @@ ACCEPTED = {
 #: (command, dest, kind) still accepted although they should be refused: known gaps, each one an
 #: expected failure that turns into a test failure (strict) once fixed
 GAPS = {
-    ("cardlab test certify", "records", "empty"): "no records: every card fails (verdict 1), not an input error",
-    ("cardlab test certify", "profile", "truncated"): "half a profile certifies as a verdict (exit 1)",
 }
 
 

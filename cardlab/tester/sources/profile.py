@@ -170,8 +170,18 @@ def _derive_aip(oda: tuple[str, ...], cvm: bool, trm: bool, issuer_auth: bool) -
     return bytes((b1, 0))
 
 
+#: what every payment application's profile must state: the AFL and both CDOLs are mandatory on
+#: the card (EMV 4.4 Book 3 Annex A), so a profile without them is cut short, not a lenient one
+_REQUIRED = ("name", "aid", "label", "cvn", "afl", "cdol1", "cdol2", "country", "currency", "version")
+
+
 def _app(i: int, d: dict[str, Any]) -> AppProfile:
     where = f"applications[{i}]"
+    if not isinstance(d, dict):
+        raise SourceError(f"profile {where}: not a mapping")
+    missing = [k for k in _REQUIRED if d.get(k) in (None, "", [])]
+    if missing:
+        raise SourceError(f"profile {where}: {', '.join(missing)} missing (a profile cut short?)")
     try:
         oda_spec = d.get("oda", "none")
         oda = tuple(str(x).upper() for x in (oda_spec if isinstance(oda_spec, list) else [oda_spec]))

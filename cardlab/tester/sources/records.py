@@ -68,8 +68,8 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
     """Every record of a CSV (header row) or JSON Lines file, in order."""
     p = Path(path)
     text = p.read_text(encoding="utf-8-sig")
+    n = 0
     if p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        n = 0
         for line in text.splitlines():
             if line.strip():
                 n += 1
@@ -77,6 +77,8 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
     else:
         for n, row in enumerate(csv.DictReader(io.StringIO(text)), 1):
             yield _record(n, row)
+    if n == 0:  # an empty file, or a header alone: nothing to certify against is an input error
+        raise SourceError(f"{p}: no records")
 
 
 def load_record(path: str | os.PathLike[str], index: int) -> Record:

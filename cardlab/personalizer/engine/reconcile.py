@@ -12,80 +12,37 @@ set aside). See ``docs/perso-engine.md``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import time
 from typing import TYPE_CHECKING
 
+from cardlab.personalizer.engine.cardstate import badge_layout, decide
 from cardlab.personalizer.engine.channel import SW_OK, status_word
 from cardlab.personalizer.engine.flow import Job, failure_reason
-from cardlab.personalizer.engine.gp import APP_PERSONALIZED, CARD_LIFE, CardView, GpAccess, inspect_card
+from cardlab.personalizer.engine.gp import inspect_card
 from cardlab.personalizer.jobdb import read_card_at
 
 if TYPE_CHECKING:
-    from cardlab.personalizer.badge import BadgeLayout, BadgeOnCard
-    from cardlab.personalizer.batch import CardPersoData
-    from cardlab.personalizer.engine.sources import CardSource
+    from cardlab.personalizer.engine.sources import CardInHand, CardSource
     from cardlab.personalizer.jobdb import JobDb, OpenAttempt
     from cardlab.personalizer.keys import KeyStore
 
 
-def decide(view: CardView, data: CardPersoData, gp: GpAccess, blank_life_cycles: Sequence[int] = (0x01, 0x07),
-           *, badge: BadgeOnCard | None = None) -> str:
-    """What the card's state says about an interrupted attempt:
-
-    * ``done`` — every application of the record is there and PERSONALIZED
-      (a badge: its files hold the record's data and the completion marker)
-      and the card reached the profile's target life cycle (if any);
-    * ``untouched`` — none of the record's applications (a badge: no badge
-      DF) is there and the card is still in a stock life cycle: nothing was
-      written;
-    * ``foreign`` — (badges) the card holds a badge that is not the record's;
-    * ``partial`` — anything in between.
-
-    ``badge`` is the file-system read-back of a badge record: a badge installs
-    no GP application, so GET STATUS alone would call a finished badge on an
-    OP_READY card untouched.
-    """
-    target = CARD_LIFE.get(gp.target_life_cycle or "", None)
-    if badge is not None:
-        state = badge.state()
-        if state == "complete" and (target is None or view.life_cycle == target):
-            return "done"
-        if state == "absent" and view.life_cycle in blank_life_cycles:
-            return "untouched"
-        return "foreign" if state == "foreign" else "partial"
-    aids = [app.aid for app in data.apps]
-    complete = all(view.apps.get(aid, 0) & 0x7F == APP_PERSONALIZED for aid in aids)
-    if complete and (target is None or view.life_cycle == target):
-        return "done"
-    if not view.apps and view.life_cycle in blank_life_cycles:
-        return "untouched"
-    return "partial"
-
-
-def _badge_layout(job: Job, data: CardPersoData) -> BadgeLayout | None:
-    """The badge layout when the batch is a badge batch (``None`` for EMV)."""
-    from cardlab.personalizer.badge import BadgeLayout, is_badge_profile
-
-    if not is_badge_profile(job.profile) or "badge_number" not in data.fields:
-        return None
-    return BadgeLayout.from_profile(job.profile)
-
-
-def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, keystore: KeyStore) -> str:
-    """Settle one attempt a crash left open, by reading the card."""
+def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, keystore: KeyStore,
+                  hand: CardInHand | None = None) -> str:
+    """Settle one attempt a crash (or a reader fault) left open, by reading the card (``hand``:
+    the card already opened again)."""
     data = read_card_at(job.batch, att.offset)
-    try:
-        hand = source.open(att.location)
-    except Exception as exc:  # noqa: BLE001
-        hand = None
-        why = failure_reason(exc)
-    else:
-        why = "card not available"
+    why = "card not available"
+    if hand is None:
+        try:
+            hand = source.open(att.location)
+        except Exception as exc:  # noqa: BLE001
+            why = failure_reason(exc)
     if hand is None:
         db.resolve(att, "failed", f"cannot reconcile: {why} at {att.location}; check the card by hand")
         return "failed"
     try:
-        layout = _badge_layout(job, data)
+        layout = badge_layout(job.profile, data)
         badge = None
         if layout is not None:
             from cardlab.personalizer.badge import read_badge
@@ -151,3 +108,32 @@ def reconcile(job: Job, db: JobDb, source: CardSource, keystore: KeyStore) -> di
         result = reconcile_one(job, db, source, att, keystore)
         counts[result] = counts.get(result, 0) + 1
     return counts
+
+
+def settle_fault(job: Job, db: JobDb, source: CardSource, attempt: int, keystore: KeyStore, *,
+                 wait: float = 30.0, poll: float = 0.25) -> tuple[str, str]:
+    """After the reader or the card went away while writing (issue 13): wait up to ``wait`` seconds
+    for the card to answer again, then settle the attempt as after a crash — read the card and
+    roll back what it holds (DELETE the record's instances over SCP03): ``done``, ``redo`` (nothing
+    was written: the card is reused), ``spoiled`` (rolled back, set aside) or ``failed`` (could not
+    be rolled back). A card that does not come back is spoiled unread (it may hold part of the
+    record): the record goes to a fresh card. Returns (decision, reason)."""
+    atts = [a for a in db.open_attempts() if a.attempt == attempt]
+    if not atts:
+        return "settled", ""
+    att = atts[0]
+    deadline = time.monotonic() + wait
+    hand = None
+    while hand is None:
+        with contextlib.suppress(Exception):  # the reader is still away: NoCardException, pcsc errors
+            hand = source.open(att.location)
+        if hand is None:
+            if time.monotonic() >= deadline:
+                reason = (f"the card did not answer again within {wait:g} s after the fault; spoiled unread "
+                          "(it may hold part of the record: destroy it), the record goes to a fresh card")
+                db.resolve(att, "spoiled", reason)
+                return "spoiled", reason
+            time.sleep(poll)
+    decision = reconcile_one(job, db, source, att, keystore, hand)
+    row = db.db.execute("SELECT reason FROM attempts WHERE id = ?", (attempt,)).fetchone()
+    return decision, str(row[0] or "") if row else ""

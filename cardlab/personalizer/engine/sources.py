@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from cardlab.personalizer.engine.channel import PcscChannel, card_present
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.files import remove_stale_temps, write_private
-from cardlab.personalizer.stock import list_images, reserve
+from cardlab.personalizer.stock import CLAIMS, list_images, note_record, reserve
 
 if TYPE_CHECKING:
     from cardlab.emulator import Card
@@ -41,6 +41,8 @@ class CardInHand:
     card_row: int | None = None
     #: called once the card is finished (saved / ejected)
     finish: Callable[[], None] = lambda: None
+    #: called with (record index, card id) once a record is claimed for the card
+    note: Callable[[int, str], None] = lambda record, card_id: None
 
 
 class CardSource(Protocol):
@@ -78,6 +80,8 @@ class ImageSource:
         if not self.directory.is_dir():
             raise EngineError(f"{self.directory}: no such card stock directory")
         remove_stale_temps(self.directory)  # a killed run's half-saved images (0600, but secrets all the same)
+        if (self.directory / CLAIMS).is_dir():
+            remove_stale_temps(self.directory / CLAIMS)
         #: the batch this source claims cards for, in the stock's own claim markers (stock.reserve)
         self.owner = owner
         self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"
@@ -121,6 +125,8 @@ class ImageSource:
             db.release_card(row, "unusable", f"image cannot be loaded: {type(exc).__name__}")
             return self.next_card(db, station)
         hand.card_row = row
+        if self.owner:
+            hand.note = lambda record, card_id: note_record(path, self.owner, record, card_id)
         return hand
 
     def _reserve(self, path: str) -> bool:
@@ -178,9 +184,16 @@ class ReaderSource:
         return True
 
     def next_card(self, db: JobDb, station: str) -> CardInHand | None:
-        if not db.pending_left() or not self._wait(True):
-            return None
-        channel = PcscChannel(self.reader)
+        while True:
+            if not db.pending_left() or not self._wait(True):
+                return None
+            try:
+                channel = PcscChannel(self.reader)
+                break
+            except Exception as exc:  # noqa: BLE001 - the card went between detection and connect
+                self.say(f"the card in reader {self.reader!r} went away before it could be used "
+                         f"({type(exc).__name__}); waiting for a card")
+                time.sleep(self.poll)
 
         def finish() -> None:
             channel.close()

@@ -1,0 +1,191 @@
+"""Reader and card faults during perso (issue 13): retried, not burnt.
+
+The faults are raised where pyscard raises them — from the card's transmit, as
+``CardConnectionException`` (card removed, reader reset) — on emulated stock, and
+by a card that vanishes between detection and connect on a reader station. The
+pcscd + vpcd version (the card server killed mid-perso) is robustness/fault_soak.py.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from enginekit import make_batch, make_cards, pans_on_image, stand_in_execute
+from smartcard.Exceptions import CardConnectionException, NoCardException
+
+from cardlab.emulator import Card
+from cardlab.personalizer import audit, engine
+from cardlab.personalizer.jobdb import JobDb
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_batch(tmp_path_factory.mktemp("batch"), count=4, bad=())
+
+
+@pytest.fixture()
+def batch(prepared: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    import shutil
+
+    src, keys = prepared
+    shutil.copytree(src, tmp_path / "batch")
+    return tmp_path / "batch", keys
+
+
+def _pull_card_at(step: str, record: int = 2) -> Any:
+    """The stand-in script, with the card pulled out of the reader (pyscard's own exception, from
+    the transmit) at the first command after ``step`` of ``record``'s first attempt."""
+    pulled = False
+
+    def execute(script: Any, data: Any, transmit: Any, keystore: Any, **kw: Any) -> Any:
+        nonlocal pulled
+        armed = data.record_index == record and not pulled
+        user = kw.pop("on_step")
+        state = {"after": False}
+
+        def on_step(name: str) -> None:
+            user(name)
+            if armed and name == step:
+                state["after"] = True
+
+        def flaky(apdu: bytes) -> bytes:
+            nonlocal pulled
+            if state["after"]:
+                pulled = True
+                state["after"] = False
+                raise CardConnectionException("card removed")
+            return bytes(transmit(apdu))
+
+        if armed and step == "set status secured":
+            stand_in_execute(script, data, transmit, keystore, on_step=user, **kw)
+            pulled = True
+            raise CardConnectionException("card removed before the last answer was read")
+        return stand_in_execute(script, data, flaky, keystore, on_step=on_step, **kw)
+
+    return execute
+
+
+def _rows(b: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(b / "jobs.sqlite")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_fault_before_any_write_costs_neither_record_nor_card(batch: tuple[Path, Path], tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """The card goes away after the secure channel's key lookup (nothing that writes was sent): the
+    record goes back to pending without counting as an attempt, the card is free again and takes a
+    record later; no card is spoiled, every record ends done."""
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 4)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=_pull_card_at("get KDD"))
+    assert rep.counts["done"] == 4 and rep.exit_code == 0, rep.failures
+    err = capsys.readouterr().err
+    assert "reader fault before any write (card free again)" in err and "CardConnectionException" in err
+    assert _rows(b, "SELECT COUNT(*) FROM cards WHERE status = 'spoiled'") == [(0,)]
+    assert _rows(b, "SELECT attempts FROM records WHERE record_index = 2") == [(1,)]
+    outcomes = [o for (o,) in _rows(b, "SELECT outcome FROM attempts WHERE record_index = 2 ORDER BY id")]
+    assert outcomes == ["redo", "done"]
+    # the four images of the stock hold the four records: the faulted card was used again
+    assert sorted(len(pans_on_image(p)) for p in cards.glob("card-*.json")) == [1, 1, 1, 1]
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == []
+    assert audit.verify(sqlite3.connect(b / "jobs.sqlite")).ok
+
+
+@pytest.mark.parametrize("step", ["install", "store data"])
+def test_a_fault_after_a_write_rolls_the_card_back_and_retries_the_record(
+        batch: tuple[Path, Path], tmp_path: Path, step: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The card goes away after it took part of the record: when it answers again the station reads
+    it, DELETEs the record's instance over SCP03 and spoils it; the record is personalized on a
+    fresh card, not failed. The spoiled card holds no cardholder data."""
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 5)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=_pull_card_at(step))
+    assert rep.counts["done"] == 4 and rep.counts["failed"] == 0 and rep.exit_code == 0, rep.failures
+    err = capsys.readouterr().err
+    assert "card spoiled by a fault" in err and "instances deleted" in err and "CardConnectionException" in err
+    ((loc, reason),) = _rows(b, "SELECT location, reason FROM cards WHERE status = 'spoiled'")
+    assert "instances deleted" in reason
+    assert pans_on_image(Path(loc)) == []
+    assert [i.aid for i in Card.load(Path(loc)).state.instances] == [bytes.fromhex("A000000151000000")]
+    events = [e for (e,) in _rows(b, "SELECT event FROM audit")]
+    assert events.count("reconcile") == 1 and events.count("card done") == 4
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.check() == [] and db.open_attempts() == []
+
+
+def test_a_fault_after_the_last_step_keeps_the_finished_card(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """The card went away after it had taken everything (the last answer was lost): read again, it
+    shows the record's application personalized and the card SECURED — the record is done on it."""
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 4)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=_pull_card_at("set status secured"))
+    assert rep.counts["done"] == 4 and rep.exit_code == 0
+    assert _rows(b, "SELECT COUNT(*) FROM cards WHERE status = 'spoiled'") == [(0,)]
+    assert [d for (d,) in _rows(b, "SELECT outcome FROM attempts WHERE record_index = 2")] == ["done"]
+
+
+def test_a_card_that_vanishes_between_detection_and_connect(batch: tuple[Path, Path], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A reader station sees a card, and the card is gone when it connects (NoCardException): the
+    station says so and waits for the next card — no traceback, no record touched."""
+    from cardlab.emulator.transports import pyscard_reader
+    from cardlab.personalizer.engine import sources
+    from cardlab.personalizer.stock import list_images
+
+    b, keys = batch
+    stock = list_images(make_cards(tmp_path, keys, 4))
+    reader = "cardlab fault test reader"
+    real = sources.PcscChannel
+    state = {"vanish": 1, "next": 0}
+
+    def connect(name: str) -> Any:
+        if state["vanish"]:
+            state["vanish"] -= 1
+            raise NoCardException("no card in the emulated reader", 0)
+        return real(name)
+
+    def insert_next() -> None:
+        card = Card.load(stock[state["next"]])
+        path = stock[state["next"]]
+        card.on_commit = lambda c: c.save(path)
+        pyscard_reader.insert(card, reader)
+        state["next"] += 1
+
+    def present(name: str) -> bool:
+        if not pyscard_reader.emulated_readers() or all(str(r) != reader or r.card is None
+                                                         for r in pyscard_reader.emulated_readers()):
+            insert_next()  # the feeder puts the next blank in
+        return True
+
+    monkeypatch.setattr(sources, "PcscChannel", connect)
+    monkeypatch.setattr(sources, "card_present", present)
+    original_finish = sources.ReaderSource.next_card
+
+    def next_card(self: Any, db: Any, station: str) -> Any:
+        hand = original_finish(self, db, station)
+        if hand is not None:
+            inner = hand.finish
+
+            def finish() -> None:
+                inner()
+                pyscard_reader.remove(reader)  # the feeder takes the card out
+
+            hand.finish = finish
+        return hand
+
+    monkeypatch.setattr(sources.ReaderSource, "next_card", next_card)
+    try:
+        rep = engine.run(b, readers=[reader], keys=str(keys), executor=stand_in_execute, reader_timeout=5,
+                         wait_removal=False)
+    finally:
+        pyscard_reader.remove(reader)
+    assert rep.counts["done"] == 4 and rep.exit_code == 0 and not rep.errors
+    assert "went away before it could be used (NoCardException)" in capsys.readouterr().err

@@ -189,3 +189,57 @@ def test_a_card_that_vanishes_between_detection_and_connect(batch: tuple[Path, P
         pyscard_reader.remove(reader)
     assert rep.counts["done"] == 4 and rep.exit_code == 0 and not rep.errors
     assert "went away before it could be used (NoCardException)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", ["profile", "script"])
+def test_prepare_refuses_a_key_store_without_a_key_the_profile_or_script_names(
+        tmp_path: Path, missing: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``perso prepare`` checks before the first record that the key store holds every key the
+    profile and the script name: one line, exit 2, no batch directory (issue 13: it used to exit 0
+    and every card failed at the secure channel)."""
+    from enginekit import write_records
+    from prepkit import make_keystore, sda_profile
+
+    from cardlab.cli import main
+
+    profile = sda_profile(tmp_path)
+    ks = make_keystore([profile])
+    script = Path(__file__).resolve().parents[2] / "vectors" / "scripts" / "emv-cps.yaml"
+    if missing == "profile":
+        import yaml
+
+        doc = yaml.safe_load(profile.read_text())
+        doc["card"]["kmc"] = "ABSENT-KMC"
+        profile.write_text(yaml.safe_dump(doc))
+        what = "key 'ABSENT-KMC' (the profile's card.kmc)"
+    else:
+        text = script.read_text().replace('kmc: "${profile.card.kmc}"', "kmc: NO-SUCH-KMC")
+        script = tmp_path / "script.yaml"
+        script.write_text(text)
+        what = "key 'NO-SUCH-KMC' (the script's step 2 (open secure channel) kmc)"
+    ks.save(tmp_path / "keys.json")
+    records = write_records(tmp_path / "records.csv", 3)
+    code = main(["perso", "prepare", "--profile", str(profile), "--records", str(records), "--keys",
+                 str(tmp_path / "keys.json"), "--out", str(tmp_path / "batch"), "--script", str(script),
+                 "--today", "2025-06-01"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert what in err and "no card of this batch could be personalized" in err
+    assert not (tmp_path / "batch").exists()
+
+
+def test_run_refuses_a_script_naming_a_key_the_store_lacks(batch: tuple[Path, Path], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``perso run --script`` with a script that names a key the key store lacks stops before the
+    first card with one line and exit 2: nothing claimed."""
+    from cardlab.cli import main
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 4)
+    script = tmp_path / "other.yaml"
+    script.write_text((b / "script.yaml").read_text().replace('kmc: "${profile.card.kmc}"', "kmc: OTHER-KMC"))
+    code = main(["perso", "run", str(b), "--cards", str(cards), "--keys", str(keys), "--script", str(script)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "key 'OTHER-KMC'" in err, err
+    with JobDb(b / "jobs.sqlite") as db:
+        assert db.db.execute("SELECT COUNT(*) FROM cards").fetchone() == (0,)

@@ -23,7 +23,7 @@ from pathlib import Path
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.flow import Executor, Job, Outcome
 from cardlab.personalizer.engine.gp import gp_access
-from cardlab.personalizer.engine.preflight import check_keys, probe_stock
+from cardlab.personalizer.engine.preflight import check_keys, check_named_keys, probe_stock
 from cardlab.personalizer.engine.progress import ProgressBar
 from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
 from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
@@ -105,6 +105,7 @@ def run(
             db.load_batch(batch)
             with open_keystore(keys_spec) as keystore:
                 check_keys(keystore, keys_spec, job.gp, manifest)
+                check_named_keys(batch, script_path, keystore, keys_spec)
                 if cards is not None and db.pending_left():
                     probe_stock(Path(cards), job.gp, keystore)
                 if cards is not None:

@@ -111,7 +111,7 @@ def test_a_fault_after_a_write_rolls_the_card_back_and_retries_the_record(
     err = capsys.readouterr().err
     assert "card spoiled by a fault" in err and "instances deleted" in err and "CardConnectionException" in err
     ((loc, reason),) = _rows(b, "SELECT location, reason FROM cards WHERE status = 'spoiled'")
-    assert "instances deleted" in reason
+    assert "instances deleted" in reason and reason.startswith("CardConnectionException: card removed")
     assert pans_on_image(Path(loc)) == []
     assert [i.aid for i in Card.load(Path(loc)).state.instances] == [bytes.fromhex("A000000151000000")]
     events = [e for (e,) in _rows(b, "SELECT event FROM audit")]
@@ -243,3 +243,20 @@ def test_run_refuses_a_script_naming_a_key_the_store_lacks(batch: tuple[Path, Pa
     assert code == 2 and len(err.strip().splitlines()) == 1 and "key 'OTHER-KMC'" in err, err
     with JobDb(b / "jobs.sqlite") as db:
         assert db.db.execute("SELECT COUNT(*) FROM cards").fetchone() == (0,)
+
+
+def test_a_card_that_does_not_come_back_is_spoiled_unread(batch: tuple[Path, Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The card went away after a write and does not answer again within the wait: it may hold part
+    of the record, so it is spoiled (to be destroyed) with the cause and the wait in the reason; the
+    record is personalized on a fresh card."""
+    from cardlab.personalizer.engine import sources
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 5)
+    monkeypatch.setattr(sources.ImageSource, "open", lambda self, location: None)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=_pull_card_at("install"), fault_wait=0.3)
+    assert rep.counts["done"] == 4 and rep.exit_code == 0
+    ((reason,),) = _rows(b, "SELECT reason FROM cards WHERE status = 'spoiled'")
+    assert reason.startswith("CardConnectionException: card removed") and "within 0.3 s" in reason
+    assert "destroy it" in reason

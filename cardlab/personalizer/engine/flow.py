@@ -148,8 +148,22 @@ def load_script(job: Job) -> tuple[Any, Executor]:
 def personalize_card(
     job: Job, db: JobDb, hand: CardInHand, station: str, script: Any, executor: Executor, keystore: KeyStore
 ) -> Outcome | None:
-    """Identify the card, claim a record, run the script, record the result.
+    """Identify the card, claim a record, run the script, record the result, then let the card go
+    (a reader station waits for its removal only once the result is in the job database).
     ``None`` when there was nothing to do (no pending record, card refused)."""
+    outcome = None
+    try:
+        outcome = _personalize(job, db, hand, station, script, executor, keystore)
+        return outcome
+    finally:
+        if outcome is None or outcome.status != "unsettled":  # an unsettled card is read again first
+            with contextlib.suppress(Exception):
+                hand.eject()
+
+
+def _personalize(
+    job: Job, db: JobDb, hand: CardInHand, station: str, script: Any, executor: Executor, keystore: KeyStore
+) -> Outcome | None:
     t = time.perf_counter()
     stages: list[tuple[str, float]] = []
 
@@ -208,10 +222,7 @@ def personalize_card(
         if transport_fault(exc):
             # the reader or the card went away: not the record's fault, nor (yet) the card's
             with contextlib.suppress(Exception):
-                hand.channel.close()
-            if hand.kind == "image":
-                with contextlib.suppress(Exception):
-                    hand.finish()
+                hand.finish()  # an image is saved as far as the card got; a reader's connection is closed
             if not watch.sent_write:
                 db.finish(claim, "untouched", reason, stages, station=station)
                 return Outcome(claim.record_index, "untouched", reason, stages)

@@ -28,10 +28,14 @@ if TYPE_CHECKING:
 
 
 def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, keystore: KeyStore,
-                  hand: CardInHand | None = None) -> str:
+                  hand: CardInHand | None = None, cause: str = "") -> str:
     """Settle one attempt a crash (or a reader fault) left open, by reading the card (``hand``:
-    the card already opened again)."""
+    the card already opened again; ``cause``: the fault that left it open, put before the reason)."""
     data = read_card_at(job.batch, att.offset)
+
+    def resolve(a: OpenAttempt, decision: str, reason: str, card_status: str | None = None) -> None:
+        db.resolve(a, decision, f"{cause}; {reason}" if cause else reason, card_status)
+
     why = "card not available"
     if hand is None:
         try:
@@ -39,7 +43,7 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
         except Exception as exc:  # noqa: BLE001
             why = failure_reason(exc)
     if hand is None:
-        db.resolve(att, "failed", f"cannot reconcile: {why} at {att.location}; check the card by hand")
+        resolve(att, "failed", f"cannot reconcile: {why} at {att.location}; check the card by hand")
         return "failed"
     try:
         layout = badge_layout(job.profile, data)
@@ -52,20 +56,20 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
         aids = [] if layout is not None else [a.aid for a in data.apps]
         view, hs = inspect_card(hand.channel.transmit, job.gp, keystore, aids)
         if att.cin is not None and view.cin != att.cin:
-            db.resolve(att, "failed", f"the card at {att.location} is not the card the record was started on "
+            resolve(att, "failed", f"the card at {att.location} is not the card the record was started on "
                                       f"(CIN {view.cin}, expected {att.cin})", card_status="spoiled")
             return "failed"
         verdict = decide(view, data, job.gp, badge=badge)
         what = "the record's badge, complete (marker written)" if layout is not None \
             else "the record's applications, personalized"
         if verdict == "done":
-            db.resolve(att, "done", f"reconciled: the card holds {what}")
+            resolve(att, "done", f"reconciled: the card holds {what}")
             return "done"
         if verdict == "untouched":
-            db.resolve(att, "redo", "reconciled: the card was not written; the record goes to another card run")
+            resolve(att, "redo", "reconciled: the card was not written; the record goes to another card run")
             return "redo"
         if verdict == "foreign":
-            db.resolve(att, "failed", "the card holds a badge that is not this record's; not rolled back, "
+            resolve(att, "failed", "the card holds a badge that is not this record's; not rolled back, "
                                       "check the card by hand")
             return "failed"
         # partial: roll back — delete what the record left so no part of it stays on the card
@@ -87,14 +91,14 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
                     failed_delete.append(f"{aid.hex().upper()} SW {status_word(resp):04X}")
             undone = "instances deleted"
         if failed_delete:
-            db.resolve(att, "failed", "partially personalized card could not be rolled back: "
+            resolve(att, "failed", "partially personalized card could not be rolled back: "
                                       + ", ".join(failed_delete))
             return "failed"
-        db.resolve(att, "spoiled", f"reconciled: partially personalized; {undone}, card set aside, "
+        resolve(att, "spoiled", f"reconciled: partially personalized; {undone}, card set aside, "
                                    "the record is redone on a fresh card")
         return "spoiled"
     except Exception as exc:  # noqa: BLE001
-        db.resolve(att, "failed", f"cannot reconcile: {failure_reason(exc)}")
+        resolve(att, "failed", f"cannot reconcile: {failure_reason(exc)}")
         return "failed"
     finally:
         with contextlib.suppress(Exception):
@@ -111,7 +115,7 @@ def reconcile(job: Job, db: JobDb, source: CardSource, keystore: KeyStore) -> di
 
 
 def settle_fault(job: Job, db: JobDb, source: CardSource, attempt: int, keystore: KeyStore, *,
-                 wait: float = 30.0, poll: float = 0.25) -> tuple[str, str]:
+                 wait: float = 30.0, poll: float = 0.25, cause: str = "") -> tuple[str, str]:
     """After the reader or the card went away while writing (issue 13): wait up to ``wait`` seconds
     for the card to answer again, then settle the attempt as after a crash — read the card and
     roll back what it holds (DELETE the record's instances over SCP03): ``done``, ``redo`` (nothing
@@ -131,9 +135,10 @@ def settle_fault(job: Job, db: JobDb, source: CardSource, attempt: int, keystore
             if time.monotonic() >= deadline:
                 reason = (f"the card did not answer again within {wait:g} s after the fault; spoiled unread "
                           "(it may hold part of the record: destroy it), the record goes to a fresh card")
+                reason = f"{cause}; {reason}" if cause else reason
                 db.resolve(att, "spoiled", reason)
                 return "spoiled", reason
             time.sleep(poll)
-    decision = reconcile_one(job, db, source, att, keystore, hand)
+    decision = reconcile_one(job, db, source, att, keystore, hand, cause)
     row = db.db.execute("SELECT reason FROM attempts WHERE id = ?", (attempt,)).fetchone()
     return decision, str(row[0] or "") if row else ""

@@ -41,6 +41,8 @@ class CardInHand:
     card_row: int | None = None
     #: called once the card is finished (saved / ejected)
     finish: Callable[[], None] = lambda: None
+    #: called after the result is recorded: a reader station waits here for the card's removal
+    eject: Callable[[], None] = lambda: None
     #: called with (record index, card id) once a record is claimed for the card
     note: Callable[[int, str], None] = lambda record, card_id: None
 
@@ -195,12 +197,11 @@ class ReaderSource:
                          f"({type(exc).__name__}); waiting for a card")
                 time.sleep(self.poll)
 
-        def finish() -> None:
-            channel.close()
+        def eject() -> None:
             if self.wait_removal:
                 self._wait(False)
 
-        return CardInHand("reader", self.reader, channel, finish=finish)
+        return CardInHand("reader", self.reader, channel, finish=channel.close, eject=eject)
 
     def open(self, location: str) -> CardInHand | None:
         if not card_present(location):

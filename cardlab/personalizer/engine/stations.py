@@ -67,10 +67,10 @@ def station_loop(
 def _settle(job: Job, db: JobDb, source: CardSource, keystore: Any, outcome: Outcome) -> Outcome:
     """A reader fault after a command that writes: read the card again when it is back and settle
     the attempt as after a crash (roll back, spoil) — :func:`reconcile.settle_fault`."""
-    decision, how = settle_fault(job, db, source, outcome.attempt, keystore, wait=job.fault_wait)
-    status = {"done": "done", "failed": "failed"}.get(decision, "fault")
-    return Outcome(outcome.record_index, status, f"{outcome.reason}; {how}" if how else outcome.reason,
-                   outcome.stages)
+    decision, how = settle_fault(job, db, source, outcome.attempt, keystore, wait=job.fault_wait,
+                                 cause=outcome.reason)
+    status = {"done": "done", "failed": "failed", "redo": "untouched"}.get(decision, "fault")
+    return Outcome(outcome.record_index, status, how or outcome.reason, outcome.stages)
 
 
 def _worker(job: Job, source: CardSource, station: str, queue: Any, parent: int) -> None:

@@ -60,6 +60,9 @@ class ReaderResult:
     audit_ok: bool = False
     exit_code: int = -1
     tracebacks: int = 0
+    #: cards the engine saw that are not of the soak's stock: another process's card server reached
+    #: this pcscd (pcscd and vpcd's port are one per machine) — the run is then not a measurement
+    foreign_cards: int = 0
     seconds: float = 0.0
 
     @property
@@ -277,6 +280,9 @@ def run_reader_faults(work: Path, faults: int = 12, records: int = 12, seed: int
         res.spoiled = int(db.db.execute("SELECT COUNT(*) FROM cards WHERE status = 'spoiled'").fetchone()[0])
         verified = audit.verify(db.db)
         res.audit_ok = verified.ok
+        ours = {_image_cin(p) for p in stock}
+        res.foreign_cards = sum(1 for (cin,) in db.db.execute("SELECT cin FROM cards WHERE cin IS NOT NULL")
+                                if cin not in ours)
     res.data_unspoiled, res.wrong_record = _images_check(stock, db_path)
     res.seconds = time.perf_counter() - started
     return res
@@ -353,6 +359,7 @@ def report(reader: ReaderResult, shared: SharedResult) -> str:
             ("job db check", "ok" if not reader.check else "; ".join(reader.check[:3])),
             ("audit chain", "verified" if reader.audit_ok else "NOT verified"),
             ("perso run exit code / tracebacks", f"{reader.exit_code} / {reader.tracebacks}"),
+            ("foreign cards seen (another card server on this pcscd)", reader.foreign_cards),
             ("seconds (reader faults)", f"{reader.seconds:.1f}"),
         ]
     rows += [
@@ -376,14 +383,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="3 faults, 4 records, 2 batches")
+    ap.add_argument("--keep", metavar="DIR", help="work in DIR (a new directory) and keep it: logs, job databases")
     args = ap.parse_args(argv)
     faults, records, batches = (3, 4, 2) if args.quick else (args.faults, args.records, args.batches)
     with tempfile.TemporaryDirectory(prefix="cardlab-faults-") as tmp:
-        (Path(tmp) / "reader").mkdir()
-        (Path(tmp) / "shared").mkdir()
-        reader = run_reader_faults(Path(tmp) / "reader", faults=faults, records=records, seed=args.seed,
+        work = Path(args.keep) if args.keep else Path(tmp)
+        (work / "reader").mkdir(parents=True)
+        (work / "shared").mkdir()
+        reader = run_reader_faults(work / "reader", faults=faults, records=records, seed=args.seed,
                                    pcscd_every=args.pcscd_every)
-        shared = run_shared_stock(Path(tmp) / "shared", batches=batches, records=records)
+        shared = run_shared_stock(work / "shared", batches=batches, records=records)
     print(report(reader, shared))
     return 0 if reader.ok and shared.ok else 1
 

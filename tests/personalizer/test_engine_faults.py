@@ -260,3 +260,29 @@ def test_a_card_that_does_not_come_back_is_spoiled_unread(batch: tuple[Path, Pat
     ((reason,),) = _rows(b, "SELECT reason FROM cards WHERE status = 'spoiled'")
     assert reason.startswith("CardConnectionException: card removed") and "within 0.3 s" in reason
     assert "destroy it" in reason
+
+
+def test_after_a_fault_only_the_card_being_written_settles_the_attempt(
+        batch: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """After a fault mid-write another card answers in the reader first (the operator's mistake, or
+    another card server on the same reader): it is not read further nor blamed; the station asks for
+    the card it was writing, and rolls that one back when it is back."""
+    from cardlab.personalizer.engine import sources
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    other = cards / "card-000006.json"
+    real_open = sources.ImageSource.open
+    calls = {"n": 0}
+
+    def open_(self: Any, location: str) -> Any:
+        calls["n"] += 1
+        return real_open(self, str(other) if calls["n"] <= 2 else location)
+
+    monkeypatch.setattr(sources.ImageSource, "open", open_)
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=_pull_card_at("store data"), fault_wait=10)
+    assert rep.counts["done"] == 4 and rep.counts["failed"] == 0 and rep.exit_code == 0
+    assert "is not the card being written when the fault came; put back the card CIN" in capsys.readouterr().err
+    ((loc, reason),) = _rows(b, "SELECT location, reason FROM cards WHERE status = 'spoiled'")
+    assert "instances deleted" in reason and pans_on_image(Path(loc)) == []

@@ -12,6 +12,7 @@ set aside). See ``docs/perso-engine.md``.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from cardlab.personalizer.engine.cardstate import badge_layout, decide
 from cardlab.personalizer.engine.channel import SW_OK, status_word
 from cardlab.personalizer.engine.flow import Job, failure_reason
 from cardlab.personalizer.engine.gp import inspect_card
+from cardlab.personalizer.engine.identity import read_identity
 from cardlab.personalizer.jobdb import read_card_at
 
 if TYPE_CHECKING:
@@ -128,9 +130,25 @@ def settle_fault(job: Job, db: JobDb, source: CardSource, attempt: int, keystore
     att = atts[0]
     deadline = time.monotonic() + wait
     hand = None
+    told = False
     while hand is None:
         with contextlib.suppress(Exception):  # the reader is still away: NoCardException, pcsc errors
             hand = source.open(att.location)
+        if hand is not None and att.cin is not None:
+            # only the card that was being written settles the attempt: another card put in the
+            # reader meanwhile is not read further (nor blamed); the station waits for the right one
+            try:
+                cin = read_identity(hand.channel.transmit, job.gp.isd_aid).cin
+            except Exception:  # noqa: BLE001 - gone again, or no card manager: not the card
+                cin = None
+            if cin != att.cin:
+                with contextlib.suppress(Exception):
+                    hand.channel.close()
+                hand = None
+                if not told and cin is not None:
+                    print(f"the card in {att.location} (CIN {cin}) is not the card being written when the "
+                          f"fault came; put back the card CIN {att.cin}", file=sys.stderr)
+                    told = True
         if hand is None:
             if time.monotonic() >= deadline:
                 reason = (f"the card did not answer again within {wait:g} s after the fault; spoiled unread "

@@ -546,9 +546,9 @@ class JobDb:
         return chosen
 
     def set_aside(self) -> list[tuple[str, str, str]]:
-        """Cards not used for a record, or spoiled: (location, status, reason), oldest first."""
+        """Cards set aside or spoiled: (location, status, reason), oldest first (not those released blank)."""
         rows = self.db.execute("SELECT location, status, reason FROM cards WHERE status IN ('unusable', 'spoiled') "
-                               "AND reason IS NOT NULL ORDER BY id").fetchall()  # fmt: skip
+                               "AND reason IS NOT NULL AND location NOT LIKE '%#released-%' ORDER BY id").fetchall()
         return [(str(loc).partition("#released-")[0], str(st), str(why)) for loc, st, why in rows]
 
     def failures(self) -> list[tuple[int, str, str, str]]:

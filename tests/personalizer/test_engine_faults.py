@@ -96,6 +96,10 @@ def test_a_fault_before_any_write_costs_neither_record_nor_card(batch: tuple[Pat
     with JobDb(b / "jobs.sqlite") as db:
         assert db.check() == []
     assert audit.verify(sqlite3.connect(b / "jobs.sqlite")).ok
+    from cardlab.cli import main
+
+    assert main(["perso", "status", str(b)]) == 0
+    assert "set aside" not in capsys.readouterr().out  # the card was used again: not listed as set aside
 
 
 @pytest.mark.parametrize("step", ["install", "store data"])

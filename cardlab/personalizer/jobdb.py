@@ -397,10 +397,13 @@ class JobDb:
           the record goes back to pending for another card, the card is set aside (``unusable``,
           never claimed again) — it holds nothing to spoil;
         * ``fault`` — the reader or the card went away after the card accepted data: the record
-          goes back to pending, the card (which may hold some of it) is spoiled.
+          goes back to pending, the card (which may hold some of it) is spoiled;
+        * ``untouched`` — the reader or the card went away before any command that writes was
+          sent: the record goes back to pending and the card is free again (it holds nothing);
+          this attempt does not count towards failing the record.
 
         A record refused or faulted :data:`MAX_ATTEMPTS` times fails, with its last reason."""
-        if outcome not in ("done", "failed", "refused", "fault"):
+        if outcome not in ("done", "failed", "refused", "fault", "untouched"):
             raise ValueError(outcome)
         reason = safe_reason(reason)
         stamp = audit.now()
@@ -417,7 +420,7 @@ class JobDb:
                 stamp: str, card_status: str | None) -> None:
         record_status = {"done": "done", "failed": "failed"}.get(outcome, "pending")
         # the attempt's outcome in the words reconciliation uses: the card untouched (redo) or spoiled
-        attempt_outcome = {"refused": "redo", "fault": "spoiled"}.get(outcome, outcome)
+        attempt_outcome = {"refused": "redo", "fault": "spoiled", "untouched": "redo"}.get(outcome, outcome)
         card_status = card_status or {"done": "personalized", "refused": "unusable"}.get(outcome, "spoiled")
         with self.transaction() as db:
             for name, seconds in stages:
@@ -438,9 +441,13 @@ class JobDb:
                 "record_index = CASE WHEN ? = 'pending' THEN NULL ELSE record_index END WHERE id = ?",
                 (card_status, reason or None, stamp, record_status, claim.card),
             )
-            audit.append(db, "card " + outcome, {"record": claim.record_index, "card_id": claim.card_id,
-                                                   "pan": claim.pan_masked, "attempt": claim.attempt,
-                                                   "station": station, "reason": reason})
+            if outcome == "untouched":  # nothing was written: the card is free again, the try not counted
+                self._free_card(db, claim.card, f"nothing written before the fault: {reason}")
+                db.execute("UPDATE records SET attempts = MAX(attempts - 1, 0) WHERE record_index = ?",
+                           (claim.record_index,))
+            event = "card fault" if outcome == "untouched" else "card " + outcome
+            audit.append(db, event, {"record": claim.record_index, "card_id": claim.card_id, "pan": claim.pan_masked,
+                                     "attempt": claim.attempt, "station": station, "reason": reason})
 
     # -- reconciliation ---------------------------------------------------------
     def open_attempts(self) -> list[OpenAttempt]:
@@ -539,9 +546,9 @@ class JobDb:
         return chosen
 
     def set_aside(self) -> list[tuple[str, str, str]]:
-        """Cards not used for a record, or spoiled: (location, status, reason), oldest first."""
+        """Cards set aside or spoiled: (location, status, reason), oldest first (not those released blank)."""
         rows = self.db.execute("SELECT location, status, reason FROM cards WHERE status IN ('unusable', 'spoiled') "
-                               "AND reason IS NOT NULL ORDER BY id").fetchall()  # fmt: skip
+                               "AND reason IS NOT NULL AND location NOT LIKE '%#released-%' ORDER BY id").fetchall()
         return [(str(loc).partition("#released-")[0], str(st), str(why)) for loc, st, why in rows]
 
     def failures(self) -> list[tuple[int, str, str, str]]:

@@ -115,6 +115,28 @@ def holder(image: str | Path) -> str | None:
     its name holds the card for nobody in particular: it stays taken (it may be in use)."""
     marker = Path(image).parent / CLAIMS / Path(image).name
     try:
-        return marker.read_text(encoding="utf-8").strip()
+        return marker.read_text(encoding="utf-8").partition("\n")[0].strip()
     except FileNotFoundError:
         return None
+
+
+def note_record(image: str | Path, owner: str, record: int, card_id: str) -> None:
+    """Write into ``image``'s claim marker the record the batch ``owner`` puts on it (the batch's
+    name stays the first line, so :func:`holder` reads it the same); a marker another batch holds
+    is left alone. The card id is the issuer's reference of the record, never a PAN."""
+    from cardlab.personalizer.files import write_private
+
+    if holder(image) != owner:
+        return
+    marker = Path(image).parent / CLAIMS / Path(image).name
+    write_private(marker, f"{owner}\nrecord {record} {card_id}\n".encode())
+
+
+def claim_of(image: str | Path) -> tuple[str, int | None]:
+    """(batch, record) of ``image``'s claim marker (record None: claimed, no record started yet)."""
+    marker = Path(image).parent / CLAIMS / Path(image).name
+    lines = marker.read_text(encoding="utf-8").splitlines()
+    record = None
+    if len(lines) > 1 and lines[1].startswith("record "):
+        record = int(lines[1].split()[1])
+    return lines[0].strip(), record

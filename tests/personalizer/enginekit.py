@@ -162,3 +162,23 @@ def stand_in_execute(
             ok(hs.send(apdu), name)
     ok(hs.send(bytes.fromhex("80F0800F00")), "set status secured")
     return {"steps": step}
+
+
+def pans_on_image(path: Path) -> list[str]:
+    """The PANs (tag 5A) in the EMV records of every application instance of a card image — what
+    a terminal would read from the card; [] for a card that holds no cardholder data."""
+    from cardlab.emulator import Card
+
+    pans = []
+    for inst in Card.load(path).state.instances:
+        records = inst.state.get("records") or {}
+        for value in records.values():
+            found = tlv.find(bytes.fromhex(value), 0x5A)
+            if found is not None:
+                pans.append(found.value.hex().upper().rstrip("F"))
+    return pans
+
+
+def record_of_pan(pan: str) -> int:
+    """The 1-based record index of a PAN written by :func:`write_records`."""
+    return int(pan[9:15])

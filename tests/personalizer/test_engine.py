@@ -101,9 +101,10 @@ def _poison(path: Path, keys: Path, aid: bytes) -> None:
 
 def test_a_card_that_refuses_before_any_data_is_set_aside_and_the_record_goes_on(
         batch: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A card that is not blank (its INSTALL answers 6985) refused before it accepted any of the
-    record's data: the card is set aside — not spoiled: it holds nothing of the record — and the
-    record is personalized on the next card (issue 13: no record burnt by a fault that wrote nothing)."""
+    """A card that is not blank (it holds an instance of the record's application) is refused by the
+    check before the first write (GET STATUS over SCP03): the card is set aside — not spoiled: it
+    holds nothing of the record — and the record is personalized on the next card (issue 13: no
+    record burnt by a fault that wrote nothing)."""
     b, keys = batch
     cards = make_cards(tmp_path, keys, 6)
     aid = next(iter_cards(b)).apps[0].aid
@@ -115,10 +116,33 @@ def test_a_card_that_refuses_before_any_data_is_set_aside_and_the_record_goes_on
         assert db.check() == []
         status, reason = db.db.execute("SELECT status, reason FROM cards WHERE location LIKE '%card-000002.json'"
                                        ).fetchone()  # fmt: skip
-    assert status == "unusable" and "install" in reason and "SW 6985" in reason and "expected 9000" in reason
+    rid_pix = f"RID {aid[:5].hex().upper()} PIX {aid[5:].hex().upper()}"
+    assert status == "unusable" and reason == f"card not blank: it holds an instance of {rid_pix}"
     assert cmd_status(_ns(batch=str(b))) == 0
     out = capsys.readouterr().out
-    assert "card card-000002.json set aside" in out and "SW 6985" in out
+    assert "card card-000002.json set aside" in out and "card not blank" in out
+
+
+def test_a_card_past_its_stock_life_cycle_is_set_aside(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """The check before the first write reads the card's life cycle (GET STATUS 80 over SCP03): a
+    SECURED card without any application is not blank; it is set aside with that reason and the
+    image is left as it was."""
+    from cardlab.emulator.gp.lifecycle import CardLife
+
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 6)
+    card = Card.load(cards / "card-000003.json")
+    card.state.lifecycle = CardLife.SECURED
+    card.save(cards / "card-000003.json")
+    before = Card.load(cards / "card-000003.json").state
+    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    assert rep.counts["done"] == 5 and rep.exit_code == 0
+    with JobDb(b / "jobs.sqlite") as db:
+        status, reason = db.db.execute("SELECT status, reason FROM cards WHERE location LIKE '%card-000003.json'"
+                                       ).fetchone()  # fmt: skip
+    assert status == "unusable" and reason == "card not blank: its life cycle is SECURED"
+    after = Card.load(cards / "card-000003.json").state
+    assert after.instances == before.instances and after.lifecycle == before.lifecycle
 
 
 def test_a_step_refused_after_data_fails_the_record(batch: tuple[Path, Path], tmp_path: Path) -> None:
@@ -401,12 +425,16 @@ sys.exit(rep.exit_code)
 def test_batches_sharing_one_stock_never_share_a_card(tmp_path: Path) -> None:
     """Three batches run at once on one stock directory (separate processes, two stations each):
     the stock's own claim markers give every card to one batch only, so no image holds two
-    records and each batch's job database is right about every card it names (issue 13)."""
+    records, every image holds exactly the record its batch's job database says (read back from
+    the image: the PAN in its EMV records), its claim marker names that batch and record, and no
+    image holds cardholder data that no job database accounts for (issue 13)."""
     import os
     import subprocess
     import sys
 
-    from cardlab.personalizer.stock import holder
+    from enginekit import pans_on_image, record_of_pan
+
+    from cardlab.personalizer.stock import claim_of, list_images
 
     batches = []
     for n in range(3):
@@ -424,13 +452,18 @@ def test_batches_sharing_one_stock_never_share_a_card(tmp_path: Path) -> None:
     for b, _ in batches:
         with JobDb(b / "jobs.sqlite") as db:
             assert db.check() == [] and db.counts()["done"] == 6
-            done = [loc for (loc,) in db.db.execute("SELECT c.location FROM records r JOIN cards c ON c.id = r.card "
-                                                     "WHERE r.status = 'done'")]  # fmt: skip
-        for loc in done:
+            done = db.db.execute("SELECT c.location, r.record_index FROM records r JOIN cards c ON c.id = r.card "
+                                 "WHERE r.status = 'done'").fetchall()  # fmt: skip
+        for loc, index in done:
             assert loc not in seen, f"{loc} is done in {seen[loc]} and in {b}"
             seen[loc] = b
-            assert holder(loc) is not None and holder(loc).startswith(str(b.resolve()))
+            owner, record = claim_of(loc)
+            assert owner.startswith(str(b.resolve())) and record == index
+            pans = pans_on_image(Path(loc))
+            assert [record_of_pan(p) for p in pans] == [index], (loc, b, index)
     assert len(seen) == 18
+    holding = {str(p) for p in list_images(cards) if pans_on_image(p)}
+    assert holding == set(seen)  # no card holds cardholder data that no batch accounts for
 
 
 def test_retry_requeues_failed_records_with_a_reason_in_the_audit(batch: tuple[Path, Path], tmp_path: Path,

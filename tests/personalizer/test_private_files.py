@@ -79,11 +79,19 @@ def test_a_killed_personalization_leaves_only_private_files_and_resume_cleans_up
     assert killed, err
     for image in cards.iterdir():  # images and half-saved temporary files alike
         assert not _readable_by_others(image), f"{image.name} {oct(image.stat().st_mode & 0o777)}"
+    # by content, over every output of the killed run: the batch, the stock and its claim markers
+    secrets = _secrets(keys, [tmp_path / "records.csv"])
+    held = [p for p in [*batch.rglob("*"), *cards.rglob("*")] if p.is_file()
+            and any(s in p.read_bytes().decode("latin-1").upper() for s in secrets)]  # fmt: skip
+    assert held  # the killed run left card images holding keys and PANs: the check has something to check
+    assert _leaks(batch, secrets) + _leaks(cards, secrets) == []
     # a temporary file a killed station left (as its pid is gone) is removed by the next run
     stale = cards / ".card-000001.json.999999.tmp"
     stale.write_bytes(b"{}")
     os.chmod(stale, 0o600)
+    (cards / ".claims" / ".card-000002.json.999999.tmp").write_bytes(b"")  # a claim marker being noted
     report = engine.run(batch, cards=cards, keys=str(keys))
     assert report.exit_code == 0, (report.failures, report.errors)
-    assert [p.name for p in cards.glob(".*.tmp")] == []
+    assert [p.name for p in cards.rglob(".*.tmp")] == [] and [p.name for p in batch.rglob("*.tmp")] == []
     assert all(not _readable_by_others(p) for p in cards.iterdir())
+    assert _leaks(batch, secrets) + _leaks(cards, secrets) == []

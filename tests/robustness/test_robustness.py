@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from robustness import bad_source, crash_soak, fuzz_apdus, scp03_tamper, secrets_scan  # noqa: E402
+from robustness import bad_source, crash_soak, fault_soak, fuzz_apdus, scp03_tamper, secrets_scan  # noqa: E402
 
 
 def test_fuzz_apdus_5000() -> None:
@@ -73,3 +73,19 @@ def test_secrets_scan(tmp_path: Path) -> None:
     res = secrets_scan.run(tmp_path, cards=2, demo_cards=4)
     assert res.ok, secrets_scan.report(res)
     assert res.hits == [] and res.control_hits > 0
+
+
+def test_fault_soak_reader_faults(tmp_path: Path) -> None:
+    """The card server (and once pcscd) SIGKILLed mid-command during perso over pcscd + vpcd: every
+    record done exactly once, no card left holding cardholder data unspoiled, no traceback."""
+    res = fault_soak.run_reader_faults(tmp_path, faults=4, records=4, seed=5, pcscd_every=4)
+    if res.skipped:
+        pytest.skip(res.skipped)
+    assert res.ok, fault_soak.report(res, fault_soak.SharedResult())
+    assert res.faults >= 3 and res.pcscd_kills >= 1 and res.done_once == 4 and res.data_unspoiled == 0
+
+
+def test_fault_soak_shared_stock(tmp_path: Path) -> None:
+    res = fault_soak.run_shared_stock(tmp_path, batches=2, records=5)
+    assert res.ok, fault_soak.report(fault_soak.ReaderResult(skipped="not run"), res)
+    assert res.done == 10 and res.claimed_twice == res.wrong_record == res.data_unaccounted == 0

@@ -12,9 +12,12 @@ the order they build on each other (none imports a later one):
 ``identity``       the card's CIN and CPLC hash, read before any session (GP §11.3)
 ``gp``             the batch's ISD details (:class:`GpAccess`), SCP03 session,
                    GET STATUS (:func:`inspect_card`, GP §11.4)
-``flow``           one card: identify, claim, script, save, finish
-                   (:func:`personalize_card`); :class:`Job`, failure reasons
-``reconcile``      after a crash: read the card, :func:`decide`, roll back
+``cardstate``      what a card's state says: :func:`decide` (done, untouched = blank,
+                   partial)
+``flow``           one card: identify, claim, check blank, script, save, finish
+                   (:func:`personalize_card`); :class:`Job`, failure classes
+``reconcile``      after a crash or a reader fault: read the card, roll back
+                   (:func:`reconcile_one`, :func:`settle_fault`)
 ``stations``       station loops, worker processes, the batch lock
 ``progress``       the progress bar
 ``runner``         :func:`run` — lock, load, reconcile, stations, :class:`RunReport`
@@ -30,7 +33,8 @@ from cardlab.personalizer.engine.cli import add_commands, cmd_audit, cmd_run, cm
 from cardlab.personalizer.engine.errors import CardError, EngineError
 from cardlab.personalizer.engine.flow import Job, Outcome, failure_reason, personalize_card
 from cardlab.personalizer.engine.gp import CardView, GpAccess, gp_access, inspect_card
-from cardlab.personalizer.engine.reconcile import decide, reconcile
+from cardlab.personalizer.engine.cardstate import decide
+from cardlab.personalizer.engine.reconcile import reconcile
 from cardlab.personalizer.engine.runner import RunReport, run
 
 __all__ = [

@@ -40,7 +40,11 @@ class PcscChannel:
             raise CardError(f"reader name {reader!r} is ambiguous: {', '.join(str(r) for r in found)}")
         self.reader = str(found[0])
         self._conn = found[0].createConnection()
-        self._conn.connect()
+        try:
+            self._conn.connect()
+        except BaseException:
+            self.close()  # no card (or no card service): release the context now, not in __del__
+            raise
 
     def transmit(self, apdu: bytes) -> bytes:
         data, sw1, sw2 = self._conn.transmit(list(apdu))
@@ -57,8 +61,15 @@ class PcscChannel:
         return bytes(self._conn.getATR())
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.disconnect()
+        """Disconnect and release the PC/SC context now: left to pyscard's ``__del__``, a context
+        whose card service went away (pcscd restarted) prints a traceback on stderr."""
+        inner = getattr(self._conn, "component", self._conn)
+        for step in (getattr(inner, "disconnect", None), getattr(inner, "release", None)):
+            if step is not None:
+                with contextlib.suppress(Exception):
+                    step()
+        if getattr(inner, "hcontext", None) is not None:
+            inner.hcontext = None  # released, or its service is gone: nothing left to release
 
 
 def card_present(reader: str) -> bool:

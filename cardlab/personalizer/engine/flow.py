@@ -43,9 +43,13 @@ Executor = Callable[..., Any]
 @dataclass
 class Outcome:
     record_index: int
-    status: str  # done | failed | refused (card set aside, record retried) | fault (card spoiled, record retried)
+    #: done | failed | refused (card set aside, record retried) | fault (card spoiled, record retried) |
+    #: untouched (a reader fault before any write: card and record retried) | unsettled (a reader fault
+    #: after a write: the attempt stays open until the station has read the card again, ``attempt``)
+    status: str
     reason: str = ""
     stages: list[tuple[str, float]] = field(default_factory=list)
+    attempt: int = 0
 
 
 def _step_name(args: tuple[Any, ...], kwargs: dict[str, Any], n: int) -> str:
@@ -86,8 +90,13 @@ class _WriteWatch:
     def __init__(self, transmit: Callable[[bytes], bytes]) -> None:
         self._transmit = transmit
         self.accepted_data = False
+        #: a command that can write was sent: after a transport fault its answer is unknown, so the
+        #: card may hold data even when no answer said so
+        self.sent_write = False
 
     def transmit(self, apdu: bytes) -> bytes:
+        if len(apdu) >= 2 and apdu[1] not in _CHANGES_NOTHING:
+            self.sent_write = True
         resp = self._transmit(apdu)
         if not self.accepted_data and len(apdu) >= 2 and apdu[1] not in _CHANGES_NOTHING and len(resp) >= 2 \
                 and (resp[-2] in (0x90, 0x61) or resp[-2:-1] == b"\x62"):
@@ -95,10 +104,10 @@ class _WriteWatch:
         return resp
 
 
-def _transport_fault(exc: BaseException) -> bool:
-    """The reader or the card went away (pyscard's connection errors, the engine's CardError)."""
+def transport_fault(exc: BaseException) -> bool:
+    """The reader or the card went away, or did not answer in time (pyscard's connection errors)."""
     names = {k.__name__ for k in type(exc).__mro__}
-    return bool(names & {"CardConnectionException", "NoCardException", "SmartcardException", "CardError",
+    return bool(names & {"CardConnectionException", "NoCardException", "SmartcardException",
                          "ConnectionError", "TimeoutError"})  # fmt: skip
 
 
@@ -109,7 +118,7 @@ def classify(exc: BaseException, accepted_data: bool) -> str:
     (``fault``); a step refused after data is the record's own (``failed``)."""
     if not accepted_data:
         return "refused"
-    return "fault" if _transport_fault(exc) else "failed"
+    return "fault" if transport_fault(exc) else "failed"
 
 
 @dataclass
@@ -122,6 +131,8 @@ class Job:
     gp: GpAccess
     executor: Executor | None = None
     profile: Any = None
+    #: seconds a station waits for a card that went away while being written to answer again
+    fault_wait: float = 30.0
 
 
 def load_script(job: Job) -> tuple[Any, Executor]:
@@ -137,8 +148,22 @@ def load_script(job: Job) -> tuple[Any, Executor]:
 def personalize_card(
     job: Job, db: JobDb, hand: CardInHand, station: str, script: Any, executor: Executor, keystore: KeyStore
 ) -> Outcome | None:
-    """Identify the card, claim a record, run the script, record the result.
+    """Identify the card, claim a record, run the script, record the result, then let the card go
+    (a reader station waits for its removal only once the result is in the job database).
     ``None`` when there was nothing to do (no pending record, card refused)."""
+    outcome = None
+    try:
+        outcome = _personalize(job, db, hand, station, script, executor, keystore)
+        return outcome
+    finally:
+        if outcome is None or outcome.status != "unsettled":  # an unsettled card is read again first
+            with contextlib.suppress(Exception):
+                hand.eject()
+
+
+def _personalize(
+    job: Job, db: JobDb, hand: CardInHand, station: str, script: Any, executor: Executor, keystore: KeyStore
+) -> Outcome | None:
     t = time.perf_counter()
     stages: list[tuple[str, float]] = []
 
@@ -169,10 +194,18 @@ def personalize_card(
     if claim is None:
         hand.finish()
         return None
+    hand.note(claim.record_index, claim.card_id)
     lap("claim")
     data = read_card_at(job.batch, claim.offset)
     watch = _WriteWatch(hand.channel.transmit)
     try:
+        not_blank = check_blank(hand.channel.transmit, job, keystore, data, ident.cin)
+        lap("check blank")
+        if not_blank:
+            with contextlib.suppress(Exception):
+                hand.finish()
+            db.finish(claim, "refused", not_blank, stages, station=station)
+            return Outcome(claim.record_index, "refused", not_blank, stages)
         step_count = 0
 
         def on_step(*args: Any, **kwargs: Any) -> None:
@@ -186,6 +219,14 @@ def personalize_card(
         lap("save")
     except Exception as exc:  # noqa: BLE001 - this card fails, the batch goes on
         reason = failure_reason(exc)
+        if transport_fault(exc):
+            # the reader or the card went away: not the record's fault, nor (yet) the card's
+            with contextlib.suppress(Exception):
+                hand.finish()  # an image is saved as far as the card got; a reader's connection is closed
+            if not watch.sent_write:
+                db.finish(claim, "untouched", reason, stages, station=station)
+                return Outcome(claim.record_index, "untouched", reason, stages)
+            return Outcome(claim.record_index, "unsettled", reason, stages, claim.attempt)
         with contextlib.suppress(Exception):
             hand.finish()
         outcome = classify(exc, watch.accepted_data)
@@ -193,3 +234,37 @@ def personalize_card(
         return Outcome(claim.record_index, outcome, reason, stages)
     db.finish(claim, "done", "", stages, station=station)
     return Outcome(claim.record_index, "done", "", stages)
+
+
+def check_blank(transmit: Callable[[bytes], bytes], job: Job, keystore: KeyStore, data: Any, cin: str) -> str:
+    """Before the first write (issue 13): the card is still blank — the CIN claimed, a stock life
+    cycle (OP_READY/INITIALIZED, GP §5.1.1), no instance of the record's applications (GET STATUS
+    over SCP03, GP §11.4; a badge: no badge DF). Returns why not ('' when blank); the reader
+    going away is raised (a transport fault)."""
+    from cardlab.personalizer.engine.cardstate import badge_layout, decide
+    from cardlab.personalizer.engine.gp import CARD_LIFE, inspect_card
+
+    try:
+        layout = badge_layout(job.profile, data)
+        badge = None
+        if layout is not None:
+            from cardlab.personalizer.badge import read_badge
+
+            badge = read_badge(transmit, layout, data.fields)
+        aids = [] if layout is not None else [a.aid for a in data.apps]
+        view, _ = inspect_card(transmit, job.gp, keystore, aids)
+    except Exception as exc:  # noqa: BLE001 - a refusal is the finding; a lost reader is a fault
+        if transport_fault(exc):
+            raise
+        return f"card refused before any data: {failure_reason(exc)}"
+    if view.cin != cin:
+        return f"card not as claimed: CIN {view.cin} in the session, {cin} identified"
+    if decide(view, data, job.gp, badge=badge) == "untouched":
+        return ""
+    names = {v: k for k, v in CARD_LIFE.items()}
+    # an AID as RID + PIX (ISO/IEC 7816-5 §5): a long run of digits would be masked as if a PAN
+    held = ", ".join(f"RID {aid[:5].hex().upper()} PIX {aid[5:].hex().upper()}" for aid in view.apps)
+    what = f"it holds an instance of {held}" if held else \
+        "it holds a badge DF" if badge is not None and badge.df else \
+        f"its life cycle is {names.get(view.life_cycle, f'{view.life_cycle:02X}')}"
+    return f"card not blank: {what}"

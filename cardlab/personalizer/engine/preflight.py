@@ -40,6 +40,21 @@ def check_keys(keystore: KeyStore, keys_spec: str, gp: GpAccess, manifest: Mappi
                               f"was sealed under {kcv}: another key of the same name")  # fmt: skip
 
 
+def check_named_keys(batch: Path, script_path: Path, keystore: KeyStore, keys_spec: str) -> None:
+    """Every key the batch's profile and script name is in the key store (the check ``perso prepare``
+    makes, again: a run may be given another key store, or another ``--script``)."""
+    from cardlab.personalizer.prepare.errors import PrepareError
+    from cardlab.personalizer.prepare.keycheck import check_keys as check_profile_keys
+
+    profile = batch / "profile.yaml"
+    if not profile.exists():
+        return
+    try:
+        check_profile_keys(profile, script_path if script_path.exists() else None, keystore)
+    except PrepareError as exc:
+        raise EngineError(f"key store {keys_spec}: {exc}") from None
+
+
 def probe_stock(directory: Path, gp: GpAccess, keystore: KeyStore) -> None:
     """Open SCP03 on an in-memory copy of the first blank image of the stock: wrong stock (another
     KMC, another key version, another diversification) is found before any card is claimed."""

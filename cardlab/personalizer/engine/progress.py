@@ -28,7 +28,7 @@ class ProgressBar:
         self._failed = 0
 
     def advance(self, o: Outcome) -> None:
-        if o.status in ("refused", "fault"):  # the record goes to another card: not one finished
+        if o.status in ("refused", "fault", "untouched"):  # the record goes to another card: not one finished
             return
         self._n += 1
         self._failed += o.status == "failed"

@@ -12,80 +12,43 @@ set aside). See ``docs/perso-engine.md``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import sys
+import time
 from typing import TYPE_CHECKING
 
+from cardlab.personalizer.engine.cardstate import badge_layout, decide
 from cardlab.personalizer.engine.channel import SW_OK, status_word
 from cardlab.personalizer.engine.flow import Job, failure_reason
-from cardlab.personalizer.engine.gp import APP_PERSONALIZED, CARD_LIFE, CardView, GpAccess, inspect_card
+from cardlab.personalizer.engine.gp import inspect_card
+from cardlab.personalizer.engine.identity import read_identity
 from cardlab.personalizer.jobdb import read_card_at
 
 if TYPE_CHECKING:
-    from cardlab.personalizer.badge import BadgeLayout, BadgeOnCard
-    from cardlab.personalizer.batch import CardPersoData
-    from cardlab.personalizer.engine.sources import CardSource
+    from cardlab.personalizer.engine.sources import CardInHand, CardSource
     from cardlab.personalizer.jobdb import JobDb, OpenAttempt
     from cardlab.personalizer.keys import KeyStore
 
 
-def decide(view: CardView, data: CardPersoData, gp: GpAccess, blank_life_cycles: Sequence[int] = (0x01, 0x07),
-           *, badge: BadgeOnCard | None = None) -> str:
-    """What the card's state says about an interrupted attempt:
-
-    * ``done`` — every application of the record is there and PERSONALIZED
-      (a badge: its files hold the record's data and the completion marker)
-      and the card reached the profile's target life cycle (if any);
-    * ``untouched`` — none of the record's applications (a badge: no badge
-      DF) is there and the card is still in a stock life cycle: nothing was
-      written;
-    * ``foreign`` — (badges) the card holds a badge that is not the record's;
-    * ``partial`` — anything in between.
-
-    ``badge`` is the file-system read-back of a badge record: a badge installs
-    no GP application, so GET STATUS alone would call a finished badge on an
-    OP_READY card untouched.
-    """
-    target = CARD_LIFE.get(gp.target_life_cycle or "", None)
-    if badge is not None:
-        state = badge.state()
-        if state == "complete" and (target is None or view.life_cycle == target):
-            return "done"
-        if state == "absent" and view.life_cycle in blank_life_cycles:
-            return "untouched"
-        return "foreign" if state == "foreign" else "partial"
-    aids = [app.aid for app in data.apps]
-    complete = all(view.apps.get(aid, 0) & 0x7F == APP_PERSONALIZED for aid in aids)
-    if complete and (target is None or view.life_cycle == target):
-        return "done"
-    if not view.apps and view.life_cycle in blank_life_cycles:
-        return "untouched"
-    return "partial"
-
-
-def _badge_layout(job: Job, data: CardPersoData) -> BadgeLayout | None:
-    """The badge layout when the batch is a badge batch (``None`` for EMV)."""
-    from cardlab.personalizer.badge import BadgeLayout, is_badge_profile
-
-    if not is_badge_profile(job.profile) or "badge_number" not in data.fields:
-        return None
-    return BadgeLayout.from_profile(job.profile)
-
-
-def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, keystore: KeyStore) -> str:
-    """Settle one attempt a crash left open, by reading the card."""
+def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, keystore: KeyStore,
+                  hand: CardInHand | None = None, cause: str = "") -> str:
+    """Settle one attempt a crash (or a reader fault) left open, by reading the card (``hand``:
+    the card already opened again; ``cause``: the fault that left it open, put before the reason)."""
     data = read_card_at(job.batch, att.offset)
-    try:
-        hand = source.open(att.location)
-    except Exception as exc:  # noqa: BLE001
-        hand = None
-        why = failure_reason(exc)
-    else:
-        why = "card not available"
+
+    def resolve(a: OpenAttempt, decision: str, reason: str, card_status: str | None = None) -> None:
+        db.resolve(a, decision, f"{cause}; {reason}" if cause else reason, card_status)
+
+    why = "card not available"
     if hand is None:
-        db.resolve(att, "failed", f"cannot reconcile: {why} at {att.location}; check the card by hand")
+        try:
+            hand = source.open(att.location)
+        except Exception as exc:  # noqa: BLE001
+            why = failure_reason(exc)
+    if hand is None:
+        resolve(att, "failed", f"cannot reconcile: {why} at {att.location}; check the card by hand")
         return "failed"
     try:
-        layout = _badge_layout(job, data)
+        layout = badge_layout(job.profile, data)
         badge = None
         if layout is not None:
             from cardlab.personalizer.badge import read_badge
@@ -95,20 +58,20 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
         aids = [] if layout is not None else [a.aid for a in data.apps]
         view, hs = inspect_card(hand.channel.transmit, job.gp, keystore, aids)
         if att.cin is not None and view.cin != att.cin:
-            db.resolve(att, "failed", f"the card at {att.location} is not the card the record was started on "
+            resolve(att, "failed", f"the card at {att.location} is not the card the record was started on "
                                       f"(CIN {view.cin}, expected {att.cin})", card_status="spoiled")
             return "failed"
         verdict = decide(view, data, job.gp, badge=badge)
         what = "the record's badge, complete (marker written)" if layout is not None \
             else "the record's applications, personalized"
         if verdict == "done":
-            db.resolve(att, "done", f"reconciled: the card holds {what}")
+            resolve(att, "done", f"reconciled: the card holds {what}")
             return "done"
         if verdict == "untouched":
-            db.resolve(att, "redo", "reconciled: the card was not written; the record goes to another card run")
+            resolve(att, "redo", "reconciled: the card was not written; the record goes to another card run")
             return "redo"
         if verdict == "foreign":
-            db.resolve(att, "failed", "the card holds a badge that is not this record's; not rolled back, "
+            resolve(att, "failed", "the card holds a badge that is not this record's; not rolled back, "
                                       "check the card by hand")
             return "failed"
         # partial: roll back — delete what the record left so no part of it stays on the card
@@ -130,14 +93,14 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
                     failed_delete.append(f"{aid.hex().upper()} SW {status_word(resp):04X}")
             undone = "instances deleted"
         if failed_delete:
-            db.resolve(att, "failed", "partially personalized card could not be rolled back: "
+            resolve(att, "failed", "partially personalized card could not be rolled back: "
                                       + ", ".join(failed_delete))
             return "failed"
-        db.resolve(att, "spoiled", f"reconciled: partially personalized; {undone}, card set aside, "
+        resolve(att, "spoiled", f"reconciled: partially personalized; {undone}, card set aside, "
                                    "the record is redone on a fresh card")
         return "spoiled"
     except Exception as exc:  # noqa: BLE001
-        db.resolve(att, "failed", f"cannot reconcile: {failure_reason(exc)}")
+        resolve(att, "failed", f"cannot reconcile: {failure_reason(exc)}")
         return "failed"
     finally:
         with contextlib.suppress(Exception):
@@ -151,3 +114,49 @@ def reconcile(job: Job, db: JobDb, source: CardSource, keystore: KeyStore) -> di
         result = reconcile_one(job, db, source, att, keystore)
         counts[result] = counts.get(result, 0) + 1
     return counts
+
+
+def settle_fault(job: Job, db: JobDb, source: CardSource, attempt: int, keystore: KeyStore, *,
+                 wait: float = 30.0, poll: float = 0.25, cause: str = "") -> tuple[str, str]:
+    """After the reader or the card went away while writing (issue 13): wait up to ``wait`` seconds
+    for the card to answer again, then settle the attempt as after a crash — read the card and
+    roll back what it holds (DELETE the record's instances over SCP03): ``done``, ``redo`` (nothing
+    was written: the card is reused), ``spoiled`` (rolled back, set aside) or ``failed`` (could not
+    be rolled back). A card that does not come back is spoiled unread (it may hold part of the
+    record): the record goes to a fresh card. Returns (decision, reason)."""
+    atts = [a for a in db.open_attempts() if a.attempt == attempt]
+    if not atts:
+        return "settled", ""
+    att = atts[0]
+    deadline = time.monotonic() + wait
+    hand = None
+    told = False
+    while hand is None:
+        with contextlib.suppress(Exception):  # the reader is still away: NoCardException, pcsc errors
+            hand = source.open(att.location)
+        if hand is not None and att.cin is not None:
+            # only the card that was being written settles the attempt: another card put in the
+            # reader meanwhile is not read further (nor blamed); the station waits for the right one
+            try:
+                cin = read_identity(hand.channel.transmit, job.gp.isd_aid).cin
+            except Exception:  # noqa: BLE001 - gone again, or no card manager: not the card
+                cin = None
+            if cin != att.cin:
+                with contextlib.suppress(Exception):
+                    hand.channel.close()
+                hand = None
+                if not told and cin is not None:
+                    print(f"the card in {att.location} (CIN {cin}) is not the card being written when the "
+                          f"fault came; put back the card CIN {att.cin}", file=sys.stderr)
+                    told = True
+        if hand is None:
+            if time.monotonic() >= deadline:
+                reason = (f"the card did not answer again within {wait:g} s after the fault; spoiled unread "
+                          "(it may hold part of the record: destroy it), the record goes to a fresh card")
+                reason = f"{cause}; {reason}" if cause else reason
+                db.resolve(att, "spoiled", reason)
+                return "spoiled", reason
+            time.sleep(poll)
+    decision = reconcile_one(job, db, source, att, keystore, hand, cause)
+    row = db.db.execute("SELECT reason FROM attempts WHERE id = ?", (attempt,)).fetchone()
+    return decision, str(row[0] or "") if row else ""

@@ -23,7 +23,7 @@ from pathlib import Path
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.flow import Executor, Job, Outcome
 from cardlab.personalizer.engine.gp import gp_access
-from cardlab.personalizer.engine.preflight import check_keys, probe_stock
+from cardlab.personalizer.engine.preflight import check_keys, check_named_keys, probe_stock
 from cardlab.personalizer.engine.progress import ProgressBar
 from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
 from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
@@ -62,9 +62,12 @@ def run(
     reader_timeout: float | None = None,
     wait_removal: bool = True,
     limit: int | None = None,
+    fault_wait: float | None = None,
 ) -> RunReport:
     """Run (or resume) a batch. Exactly one of ``cards`` (a stock directory)
-    and ``readers`` (PC/SC reader names, one station each)."""
+    and ``readers`` (PC/SC reader names, one station each). ``fault_wait``: seconds a station waits
+    for a card that went away while being written to answer again (default ``reader_timeout``, else
+    30 s) before it spoils the card unread."""
     from cardlab.personalizer.batch import read_manifest
     from cardlab.personalizer.keys import open_keystore
 
@@ -84,7 +87,8 @@ def run(
 
         with contextlib.suppress(Exception):
             profile = yaml.safe_load((batch / "profile.yaml").read_text())
-    job = Job(batch, script_path, keys_spec, gp_access(batch), executor, profile)
+    wait = fault_wait if fault_wait is not None else reader_timeout if reader_timeout is not None else 30.0
+    job = Job(batch, script_path, keys_spec, gp_access(batch), executor, profile, wait)
     # the batch as the stock's claim markers name it: its directory and what it holds
     owner = f"{batch.resolve()} {manifest.get('cards_sha256', '')}"
 
@@ -101,6 +105,7 @@ def run(
             db.load_batch(batch)
             with open_keystore(keys_spec) as keystore:
                 check_keys(keystore, keys_spec, job.gp, manifest)
+                check_named_keys(batch, script_path, keystore, keys_spec)
                 if cards is not None and db.pending_left():
                     probe_stock(Path(cards), job.gp, keystore)
                 if cards is not None:
@@ -121,8 +126,9 @@ def run(
             nonlocal processed
             processed += 1
             bar.advance(o)
-            if o.status in ("refused", "fault"):  # the operator sees at once why a card was put aside
-                what = "card set aside" if o.status == "refused" else "card spoiled by a fault"
+            if o.status in ("refused", "fault", "untouched"):  # the operator sees at once why a card was put aside
+                what = {"refused": "card set aside", "fault": "card spoiled by a fault",
+                        "untouched": "reader fault before any write (card free again)"}[o.status]
                 print(f"{what}, record {o.record_index} goes to another card: {o.reason}", file=sys.stderr)
 
         try:

@@ -26,7 +26,7 @@ from smartcard.Exceptions import SmartcardException
 from cardlab.personalizer.engine.channel import PcscChannel, card_present
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.files import remove_stale_temps, write_private
-from cardlab.personalizer.stock import list_images, reserve
+from cardlab.personalizer.stock import CLAIMS, list_images, note_record, reserve
 
 if TYPE_CHECKING:
     from cardlab.emulator import Card
@@ -43,6 +43,10 @@ class CardInHand:
     card_row: int | None = None
     #: called once the card is finished (saved / ejected)
     finish: Callable[[], None] = lambda: None
+    #: called after the result is recorded: a reader station waits here for the card's removal
+    eject: Callable[[], None] = lambda: None
+    #: called with (record index, card id) once a record is claimed for the card
+    note: Callable[[int, str], None] = lambda record, card_id: None
 
 
 class CardSource(Protocol):
@@ -80,6 +84,8 @@ class ImageSource:
         if not self.directory.is_dir():
             raise EngineError(f"{self.directory}: no such card stock directory")
         remove_stale_temps(self.directory)  # a killed run's half-saved images (0600, but secrets all the same)
+        if (self.directory / CLAIMS).is_dir():
+            remove_stale_temps(self.directory / CLAIMS)
         #: the batch this source claims cards for, in the stock's own claim markers (stock.reserve)
         self.owner = owner
         self.reader_name = reader_name or f"cardlab perso station {os.getpid()}"
@@ -123,6 +129,8 @@ class ImageSource:
             db.release_card(row, "unusable", f"image cannot be loaded: {type(exc).__name__}")
             return self.next_card(db, station)
         hand.card_row = row
+        if self.owner:
+            hand.note = lambda record, card_id: note_record(path, self.owner, record, card_id)
         return hand
 
     def _reserve(self, path: str) -> bool:
@@ -192,12 +200,11 @@ class ReaderSource:
                          f"({type(exc).__name__}); insert it again")  # fmt: skip
                 self._wait(False)
 
-        def finish() -> None:
-            channel.close()
+        def eject() -> None:
             if self.wait_removal:
                 self._wait(False)
 
-        return CardInHand("reader", self.reader, channel, finish=finish)
+        return CardInHand("reader", self.reader, channel, finish=channel.close, eject=eject)
 
     def open(self, location: str) -> CardInHand | None:
         if not card_present(location):

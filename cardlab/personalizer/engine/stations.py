@@ -22,6 +22,7 @@ from typing import Any
 
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.flow import Job, Outcome, failure_reason, load_script, personalize_card
+from cardlab.personalizer.engine.reconcile import settle_fault
 from cardlab.personalizer.engine.sources import CardSource
 from cardlab.personalizer.jobdb import JobDb
 
@@ -54,11 +55,22 @@ def station_loop(
                 if hand is None:
                     break
                 outcome = personalize_card(job, db, hand, station, script, executor, keystore)
+                if outcome is not None and outcome.status == "unsettled":
+                    outcome = _settle(job, db, source, keystore, outcome)
                 if outcome is not None:
                     done += 1
                     report(outcome)
         finally:
             source.close()
+
+
+def _settle(job: Job, db: JobDb, source: CardSource, keystore: Any, outcome: Outcome) -> Outcome:
+    """A reader fault after a command that writes: read the card again when it is back and settle
+    the attempt as after a crash (roll back, spoil) — :func:`reconcile.settle_fault`."""
+    decision, how = settle_fault(job, db, source, outcome.attempt, keystore, wait=job.fault_wait,
+                                 cause=outcome.reason)
+    status = {"done": "done", "failed": "failed", "redo": "untouched"}.get(decision, "fault")
+    return Outcome(outcome.record_index, status, how or outcome.reason, outcome.stages)
 
 
 def _worker(job: Job, source: CardSource, station: str, queue: Any, parent: int) -> None:

@@ -43,6 +43,7 @@ from typing import IO, Any, TypeVar
 from cardlab.personalizer.badge import BadgeLayout, BadgeRecordError, prepare_badges
 from cardlab.personalizer.batch import FORMAT, VERSION, BatchExistsError, Rejection, staging
 from cardlab.personalizer.keys import KeyStore, open_keystore
+from cardlab.personalizer.prepare.keycheck import check_keys
 from cardlab.personalizer.masking import redact_pans
 from cardlab.personalizer.prepare.errors import CardProblem, PrepareError
 from cardlab.personalizer.prepare.preparer import CardPreparer
@@ -167,6 +168,7 @@ def prepare(
     script_path = Path(script) if script is not None else default_script(profile_path)
     if script_path is not None:
         _check_script(script_path)
+    check_keys(profile_path, script_path, keystore)
     if _is_badge_profile(profile_path):
         return _prepare_badges(profile_path, records_path, keystore, out, started, script_path, keys_spec)
     profile = load_profile(profile_path)

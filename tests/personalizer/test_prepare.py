@@ -299,6 +299,6 @@ def test_a_profile_naming_a_kmc_the_key_store_lacks_is_refused(ks: SoftwareKeySt
     profile = tmp_path / "no-kmc.yaml"
     profile.write_text(VISA.read_text().replace("kmc: TEST-KMC-VISA", "kmc: NO-SUCH-KMC"))
     assert "NO-SUCH-KMC" in profile.read_text()
-    with pytest.raises(PrepareError, match="no key 'NO-SUCH-KMC'"):
+    with pytest.raises(PrepareError, match="lacks key 'NO-SUCH-KMC'"):
         prepare(profile, SAMPLE, ks, tmp_path / "batch", today=TODAY)
     assert not (tmp_path / "batch").exists()

@@ -24,10 +24,8 @@ _BLANK = (0x01, 0x07)
 
 
 def check_keys(keystore: KeyStore, keys_spec: str, gp: GpAccess, manifest: Mapping[str, Any]) -> None:
-    """The keys a run needs are in ``keystore``; the transport key is the one the batch was sealed under."""
-    if gp.kmc not in keystore:
-        raise EngineError(f"key store {keys_spec}: no key {gp.kmc!r} (the profile's card.kmc): "
-                          "the cards' secure channel cannot be opened")  # fmt: skip
+    """The transport key is in ``keystore`` and is the one the batch was sealed under (its check value
+    as the manifest recorded it); the keys the profile and script name: :func:`check_named_keys`."""
     sealed = manifest.get("transport_key") or {}
     name, kcv = str(sealed.get("name") or ""), str(sealed.get("kcv") or "").upper()
     if name:

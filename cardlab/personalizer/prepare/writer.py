@@ -172,9 +172,6 @@ def prepare(
     if _is_badge_profile(profile_path):
         return _prepare_badges(profile_path, records_path, keystore, out, started, script_path, keys_spec)
     profile = load_profile(profile_path)
-    if profile.card.kmc not in keystore:  # perso run needs it for every card: say so now, not there
-        raise PrepareError(f"key store has no key {profile.card.kmc!r} (the profile's card.kmc): the cards' "
-                           "secure channel could not be opened")  # fmt: skip
     preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today,
                             ca_public_keys=ca_public_keys)  # fmt: skip
     try:

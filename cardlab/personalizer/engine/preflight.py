@@ -23,7 +23,7 @@ from cardlab.personalizer.stock import list_images
 _BLANK = (0x01, 0x07)
 
 
-def check_keys(keystore: KeyStore, keys_spec: str, gp: GpAccess, manifest: Mapping[str, Any]) -> None:
+def check_keys(keystore: KeyStore, keys_spec: str, manifest: Mapping[str, Any]) -> None:
     """The transport key is in ``keystore`` and is the one the batch was sealed under (its check value
     as the manifest recorded it); the keys the profile and script name: :func:`check_named_keys`."""
     sealed = manifest.get("transport_key") or {}

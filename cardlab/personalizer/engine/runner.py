@@ -104,7 +104,7 @@ def run(
         with JobDb(batch / "jobs.sqlite") as db:
             db.load_batch(batch)
             with open_keystore(keys_spec) as keystore:
-                check_keys(keystore, keys_spec, job.gp, manifest)
+                check_keys(keystore, keys_spec, manifest)
                 check_named_keys(batch, script_path, keystore, keys_spec)
                 if cards is not None and db.pending_left():
                     probe_stock(Path(cards), job.gp, keystore)

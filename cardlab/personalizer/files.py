@@ -22,11 +22,11 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
     tmp = path.with_name(_TEMP.format(name=path.name, pid=os.getpid()))
     try:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)  # before any byte: O_CREAT keeps the mode of a file a killed run left
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)  # O_CREAT keeps the mode of a temporary file a killed run left behind
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -63,6 +63,13 @@ class ReaderResult:
     #: cards the engine saw that are not of the soak's stock: another process's card server reached
     #: this pcscd (pcscd and vpcd's port are one per machine) — the run is then not a measurement
     foreign_cards: int = 0
+    #: cards taken out and put back because the station kept asking for a card while one was being
+    #: served (what an operator does when a reader does not notice a card): counted, never hidden
+    reseats: int = 0
+    #: pcscd not ours when the run ended (another run on this machine restarted it): not a measurement
+    pcscd_replaced: bool = False
+    #: the engine's last lines, for the report when the run failed
+    log_tail: str = ""
     seconds: float = 0.0
 
     @property
@@ -169,9 +176,27 @@ serve(Faulty())
 """
 
 
+def _asks_for_card(engine_log: Path) -> bool:
+    """Whether the station's last word is a request for a card (``insert a card into reader …``)."""
+    try:
+        lines = engine_log.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    return bool(lines) and lines[-1].startswith("insert a card into reader")
+
+
+def _pcscd_pid() -> int | None:
+    from pcscd_helper import PCSCD_PID_FILE  # type: ignore[import-not-found]
+
+    try:
+        return int(PCSCD_PID_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_reader_faults(work: Path, faults: int = 12, records: int = 12, seed: int = 1,
                       max_apdu: int = 24, pcscd_every: int = 4,
-                      timeout: float = 900.0) -> ReaderResult:
+                      timeout: float = 900.0, reseat_after: float = 15.0) -> ReaderResult:
     """The reader-fault soak (module doc); skipped (``skipped`` says why) without pcscd + vpcd."""
     from enginekit import make_batch, make_cards  # type: ignore[import-not-found]
     from pcscd_helper import READER, Pcscd, pcscd_unavailable  # type: ignore[import-not-found]
@@ -234,9 +259,18 @@ def run_reader_faults(work: Path, faults: int = 12, records: int = 12, seed: int
                 server = serve(image, rng.randint(1, max_apdu), rng.choice(("before", "after")), kind)
             else:
                 server = serve(image)
+            served = time.monotonic()
             while engine.poll() is None and time.monotonic() < deadline:
                 if status(cin) in ("personalized", "spoiled", "unusable"):
                     break
+                if time.monotonic() - served > reseat_after and _asks_for_card(engine_log):
+                    # the station has asked for a card for a while and this one is in: take it out
+                    # and put it back, as an operator would (the count goes in the report)
+                    res.reseats += 1
+                    stop(server)
+                    time.sleep(1.0)
+                    server = serve(image)
+                    served = time.monotonic()
                 if marker.exists():  # the card service itself goes: pcscd killed mid-command
                     marker.unlink()
                     res.faults += 1
@@ -250,15 +284,18 @@ def run_reader_faults(work: Path, faults: int = 12, records: int = 12, seed: int
                     time.sleep(rng.uniform(0.2, 1.0))
                     pcscd.start()
                     server = serve(image)  # the reader and the card are back
+                    served = time.monotonic()
                 elif server.poll() is not None:  # the card server killed itself mid-command: the card pulled
                     res.faults += 1
                     res.server_kills += 1
                     time.sleep(rng.uniform(0.1, 1.0))
                     server = serve(image)  # the card is put back
+                    served = time.monotonic()
                 time.sleep(0.05)
             stop(server)  # the card is taken out
             server = None
         engine.wait(timeout=max(1.0, deadline - time.monotonic()))
+        res.pcscd_replaced = _pcscd_pid() != (pcscd.proc.pid if pcscd.proc is not None else None)
     finally:
         if server is not None:
             stop(server)
@@ -267,7 +304,9 @@ def run_reader_faults(work: Path, faults: int = 12, records: int = 12, seed: int
             engine.wait()
         pcscd.stop()
     res.exit_code = engine.returncode
-    res.tracebacks = engine_log.read_text(errors="replace").count("Traceback")
+    log_text = engine_log.read_text(errors="replace")
+    res.tracebacks = log_text.count("Traceback")
+    res.log_tail = "\n".join(log_text.splitlines()[-25:])
     with JobDb(db_path) as db:
         res.check = db.check()
         counts = db.counts()
@@ -360,6 +399,8 @@ def report(reader: ReaderResult, shared: SharedResult) -> str:
             ("audit chain", "verified" if reader.audit_ok else "NOT verified"),
             ("perso run exit code / tracebacks", f"{reader.exit_code} / {reader.tracebacks}"),
             ("foreign cards seen (another card server on this pcscd)", reader.foreign_cards),
+            ("cards re-seated (station kept asking for a card)", reader.reseats),
+            ("pcscd replaced by another run", "yes" if reader.pcscd_replaced else "no"),
             ("seconds (reader faults)", f"{reader.seconds:.1f}"),
         ]
     rows += [
@@ -372,7 +413,10 @@ def report(reader: ReaderResult, shared: SharedResult) -> str:
                                                      f"{shared.exit_codes}"),
         ("seconds (shared stock)", f"{shared.seconds:.1f}"),
     ]
-    return figures("fault soak (robustness/fault_soak.py)", rows)
+    text = figures("fault soak (robustness/fault_soak.py)", rows)
+    if not reader.skipped and not reader.ok and reader.log_tail:
+        text += "\nthe engine's last lines:\n" + reader.log_tail
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,9 @@ VERDICT = 1
 USAGE = 2
 #: a card or reader fault: no card, a card that stops answering, a transaction aborted
 FAULT = 3
+#: certification incomplete: no card failed, but a critical rule could not run on some card
+#: (a key missing from the key store, an option not given, a VERIFY not sent to protect the PIN)
+INCOMPLETE = 4
 #: an unexpected internal error (a bug: please report it; ``-v`` shows the traceback)
 INTERNAL = 70
 #: interrupted (Ctrl-C): 128 + SIGINT
@@ -24,6 +27,7 @@ MEANINGS: dict[int, str] = {
     VERDICT: "a verdict: a card failed, a transaction was declined, a record failed",
     USAGE: "a usage or input error (bad option, missing or malformed file)",
     FAULT: "a card or reader fault (no card, card not answering, transaction aborted)",
+    INCOMPLETE: "certification incomplete: no card failed, but a critical rule could not run (the report names what was missing)",
     INTERNAL: "an internal error (a bug; -v shows the traceback)",
     INTERRUPTED: "interrupted (Ctrl-C)",
 }

@@ -456,12 +456,13 @@ class Terminal:
         keystore: str | os.PathLike[str] | None = None,
         *,
         destructive: bool = False,
-        gp_status: bool = False,
+        gp_status: bool = True,
     ) -> CardReport:
         """Every rule of the certification catalogue (``cardlab.tester.certify.certify_card``)
         against the source data; defaults: the personalized card's profile,
-        record and key store. ``gp_status``: also read the GP life cycles and
-        privileges over the tester's SCP03 (``cardlab test certify --gp-status``)."""
+        record and key store. ``gp_status`` (default): also read the GP life cycles and
+        privileges over the tester's SCP03; without it those critical rules do not run and the
+        card is *incomplete* (``cardlab test certify --no-gp-status``)."""
         from cardlab.tester import sources
         from cardlab.tester.certify import certify_card
 

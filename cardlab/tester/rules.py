@@ -12,6 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PASS, FAIL, NA = "pass", "fail", "not applicable"
+#: a rule that applies to the card but could not be evaluated (a key missing from the key store,
+#: an option not given, a command the tester did not send to protect the card): never a pass
+NOT_RUN = "not run"
+#: the card's verdict when a critical rule could not run and nothing failed
+INCOMPLETE = "incomplete"
 CRITICAL, MAJOR, MINOR = "critical", "major", "minor"
 
 

@@ -463,6 +463,16 @@ def store_blocks(dgis: list[tuple[int, bytes]]) -> list[tuple[bool, bytes]]:
     return [b for b in blocks if not b[0]] + [b for b in blocks if b[0]]
 
 
+def card_keys(card: object) -> StaticKeys:
+    """The ISD key set the emulated card holds (the card's own, e.g. diversified from a KMC),
+    else the well-known test keys."""
+    entries = getattr(getattr(card, "state", None), "keys", None) or []
+    by_id = {e.kid: e for e in entries if e.kvn == entries[0].kvn} if entries else {}
+    if all(k in by_id for k in (1, 2, 3)):
+        return StaticKeys(by_id[1].value, by_id[2].value, by_id[3].value, entries[0].kvn)
+    return GP_KEYS
+
+
 def personalize(card: object, data: CardData | list[tuple[int, bytes]], aid: bytes | None = None,
                 *, directories: bool = True) -> None:
     """Install the EMV instance ``aid`` (and the PSE/PPSE when their classes
@@ -473,7 +483,7 @@ def personalize(card: object, data: CardData | list[tuple[int, bytes]], aid: byt
         assert isinstance(data, CardData)
         aid = data.profile.aid
     transmit = card.transmit  # type: ignore[attr-defined]
-    hs = HostSession(transmit, GP_KEYS)
+    hs = HostSession(transmit, card_keys(card))
     hs.open(0x33)
     classes = emv_classes()
     _ok(_install(hs, classes["emv"], aid), "INSTALL [for install and make selectable] EMV")

@@ -53,13 +53,31 @@ def prepare_sample(name: str, out: Path) -> Prepared:
     return Prepared(PROFILES[name], out / "batch", keys, list(iter_cards(out / "batch")), ks)
 
 
+def blank_card(aids: list[bytes], serial: int = 0x1234) -> Card:
+    """A blank card whose ISD keys are diversified from the KMC that the profile holding ``aids``
+    names (the sample key store's), by that profile's scheme and key version, as card stock is:
+    the tester's GP checks (LIFE-CARD-002, on by default) open SCP03 with them."""
+    from cardlab.cardspec.keys import diversify
+    from cardlab.tester.certify.life import GpCardProfile
+
+    for path in PROFILES.values():
+        gp = GpCardProfile.from_file(path)
+        prof = sources.load_profile(path)
+        if any(a.aid in aids for a in prof.applications) and gp.kmc:
+            kmc = prepkit.make_keystore().clear_value(gp.kmc)
+            kdd = bytes.fromhex("0102030405") + serial.to_bytes(5, "big")
+            return Card.create(keys=diversify(gp.scheme.lower(), kmc, kdd), kdd=kdd, kvn=gp.key_version or 0x30,
+                               **({"isd_aid": gp.isd_aid} if gp.isd_aid else {}))
+    return Card.create()
+
+
 def card_from_dgis(apps: list[tuple[bytes, list[tuple[int, bytes]]]], *, last_block: bool = True) -> Card:
-    card = Card.create()
+    card = blank_card([aid for aid, _ in apps])
     for aid, dgis in apps:
         if last_block:
             cardmaker.personalize(card, dgis, aid)  # with the PSE and PPSE (DIR-002)
             continue
-        hs = HostSession(card.transmit, cardmaker.GP_KEYS)
+        hs = HostSession(card.transmit, cardmaker.card_keys(card))
         hs.open(0x33)
         klass = cardmaker.emv_classes()["emv"]
         cardmaker._ok(cardmaker._install(hs, klass, aid), "INSTALL")
@@ -68,7 +86,17 @@ def card_from_dgis(apps: list[tuple[bytes, list[tuple[int, bytes]]]], *, last_bl
             p1 = 0x08 | (0x60 if secret else 0x00)
             body = hs.dek_encrypt(pad80(block)) if secret else block
             cardmaker._ok(hs.send(cardmaker._apdu(f"80E2{p1:02X}{i:02X}", body)), "STORE DATA")
+    if last_block:
+        secure(card)
     return card
+
+
+def secure(card: Card) -> None:
+    """The card life cycle the profiles target after perso (SECURED, as the perso engine leaves
+    it): SET STATUS P1=80 P2=0F over SCP03 (GP Card Spec 2.3 §11.10)."""
+    hs = HostSession(card.transmit, cardmaker.card_keys(card))
+    hs.open(0x33)
+    cardmaker._ok(hs.send(bytes.fromhex("80F0800F")), "SET STATUS SECURED")
 
 
 def channel(card: Card) -> RecordingChannel:

@@ -13,7 +13,7 @@ import pytest
 import certkit
 from cardlab.tester import certify, rules, sources
 from cardlab.tester.channel import CardChannel
-from cardlab.tester.rules import FAIL, NA, PASS
+from cardlab.tester.rules import FAIL, INCOMPLETE, NA, NOT_RUN, PASS
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -170,13 +170,15 @@ def test_destructive_wrong_script_keys(prepared: certkit.Prepared, which: int) -
 def test_keystore_with_imk_ac_only(prepared: certkit.Prepared) -> None:
     """An issuer sharing only IMK-AC: the ARQC is verified; script rules are not
     applicable and say which key is missing. With IMK-SMI but no IMK-SMC only the
-    PIN change is."""
+    PIN change is. Without the KMC the GP rules cannot run: the card is incomplete, not passed."""
     prof, rec, keys = certkit.sources_for(prepared)
     ac_only = replace(keys, symmetric={n: k for n, k in keys.symmetric.items() if k[0] == "IMK-AC"})
     for destructive in (False, True):
         card = certkit.card_from_dgis(prepared.clear(0))
         rep = certify.certify_card(certkit.channel(card), prof, rec, ac_only, today=certkit.TODAY, destructive=destructive)
-        assert rep.verdict == PASS, [(r.rule, r.evidence) for r in rep.failed]
+        assert rep.verdict == INCOMPLETE and not rep.failed, [(r.rule, r.evidence) for r in rep.failed]
+        assert {r.rule for r in rep.not_run} == {"LIFE-CARD-002", "LIFE-APP-003"}
+        assert all("no KMC" in r.evidence for r in rep.not_run)
         assert {r.verdict for r in rep.results if r.rule == "KEY-AC-001"} == {PASS}
         assert {r.verdict for r in rep.results if r.rule in certify.SCRIPT_RULES} == {NA}
         if destructive:

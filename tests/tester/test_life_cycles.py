@@ -19,7 +19,7 @@ from cardlab.emulator import Card  # noqa: E402
 from cardlab.tester import gp, scp03, sources  # noqa: E402
 from cardlab.tester.certify import life  # noqa: E402
 from cardlab.tester.channel import RecordingChannel  # noqa: E402
-from cardlab.tester.rules import FAIL, NA, PASS, RULES, Result  # noqa: E402
+from cardlab.tester.rules import FAIL, NA, NOT_RUN, PASS, RULES, Result  # noqa: E402
 
 KEYSTORE = ROOT / "vectors" / "test-keystore.json"
 KDD = bytes.fromhex("AABBCCDDEE0000000042")
@@ -104,22 +104,24 @@ def test_card_keys_not_from_the_kmc(keys: sources.KeyStore) -> None:
     assert v["LIFE-CARD-002"] == FAIL and v["LIFE-CARD-001"] == NA and v["LIFE-APP-003"] == NA
 
 
-def test_no_kmc_not_applicable(keys: sources.KeyStore) -> None:
+def test_no_kmc_not_run(keys: sources.KeyStore) -> None:
+    """Without the KMC the GP rules cannot run: "not run" naming the missing key, never a pass."""
     card, aid = _card(keys)
     empty = sources.KeyStore()
     res = life.life_cycle_results(RecordingChannel(card.transmit), _prof(aid), empty)
-    assert set(_verdicts(res).values()) == {NA}
+    assert set(_verdicts(res).values()) == {NOT_RUN}
+    assert all("no KMC" in r.evidence for r in res)
 
 
 def test_certify_card_hook(keys: sources.KeyStore) -> None:
-    """certify_card(gp_status=True) carries the life-cycle results; off by default."""
+    """certify_card carries the life-cycle results (gp_status, on by default); switched off they do not run."""
     from cardlab.tester import certify
 
     card, aid = _card(keys)
     prof = sources.load_profile(ROOT / "vectors" / "profiles" / "visa-cvn18.yaml")
     rec = next(sources.read_records(ROOT / "vectors" / "records" / "sample.csv"))
     results = life.card_life_results(RecordingChannel(card.transmit), prof, keys, pan=rec.pan, enabled=False)
-    assert set(_verdicts(results).values()) == {NA}
+    assert set(_verdicts(results).values()) == {NOT_RUN}
     assert set(life.LIFE_RULES) <= set(certify.CARD_RULES)
 
 

@@ -15,7 +15,7 @@ import yaml
 from cardlab.pytest_plugin import PersonalizedCard, Personalizer, Terminal
 from cardlab.tester import sources
 from cardlab.tester.certify import directories
-from cardlab.tester.rules import FAIL, NA, PASS, RULES
+from cardlab.tester.rules import FAIL, NA, NOT_RUN, PASS, RULES
 from cardlab.tester.tlv import encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def test_clean_card_passes(kit: Personalizer, tmp_path: Path) -> None:
 
 def test_privileges_opt_in(kit: Personalizer, tmp_path: Path) -> None:
     v, ev = _verdicts(_card(kit, tmp_path), gp_status=False)
-    assert v["PRIV-001"] == NA and "--gp-status" in ev["PRIV-001"]
+    assert v["PRIV-001"] == NOT_RUN and "--no-gp-status" in ev["PRIV-001"]
     assert v["DIR-002"] == PASS  # the directories need no GP keys
 
 

@@ -46,10 +46,11 @@ def certify_card(
     today: date | None = None,
     card_id: str = "",
     source: str = "",
-    gp_status: bool = False,
+    gp_status: bool = True,
 ) -> CardReport:
     """Certify one card; every rule of the catalogue gives one result per application.
-    ``gp_status``: also read the GP life cycles and privileges over SCP03 (:mod:`.life`)."""
+    ``gp_status`` (default): also read the GP life cycles and privileges over SCP03 (:mod:`.life`);
+    without it those critical rules do not run and the card is *incomplete*."""
     start = time.perf_counter()
     report = CardReport(card_id or f"{record.index:06d}", record.masked, record.index, profile.name, source,
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip

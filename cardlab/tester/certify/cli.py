@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from cardlab.exitcodes import USAGE
+from cardlab.exitcodes import INCOMPLETE, OK, USAGE, VERDICT
 
 from ..channel import CardChannel
 from ..progress import Progress
@@ -31,7 +31,7 @@ from ..terminal import load_terminal
 from .batch import CardItem, iter_certify, map_images, reader_and_atr
 from .fs import FsSourceError, certify_fs_card, is_fs_profile, load_fs_profile, mask_number, read_badge_records
 from .readers import reader_rounds
-from .results import PASS, CardReport
+from .results import FAIL, INCOMPLETE as INCOMPLETE_VERDICT, PASS, CardReport
 
 
 def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
@@ -60,7 +60,9 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
                         "record's PIN, application block then unblock); the card ends usable with its PIN, not fresh")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
-    p.add_argument("--gp-status", action="store_true", help="read card and application life cycles and privileges over SCP03 (keys from the key store's KMC)")
+    p.add_argument("--gp-status", action=argparse.BooleanOptionalAction, default=True,
+                   help="read card and application life cycles and privileges over SCP03 with the key store's KMC "
+                        "(default; --no-gp-status skips them and the cards are then incomplete, exit code 4)")
     p.set_defaults(func=lambda a, *_out: _run(a, open_image))
 
 
@@ -144,7 +146,14 @@ def write_stream(a: argparse.Namespace, reports: Iterable[CardReport], total: in
             bar.advance(failed=rep.verdict != PASS)
     echo_text(w.dir)
     print("reports: " + ", ".join(str(p) for p in w.paths))
-    return 0 if w.verdicts.get(PASS, 0) == w.n else 1  # a card that did not pass
+    return verdict_exit(w.verdicts, w.n)
+
+
+def verdict_exit(verdicts: Any, cards: int) -> int:
+    """1 when a card failed, else 4 when a card is incomplete (a critical rule could not run), else 0."""
+    if verdicts.get(PASS, 0) == cards:
+        return OK
+    return VERDICT if verdicts.get(FAIL, 0) or set(verdicts) - {PASS, INCOMPLETE_VERDICT} else INCOMPLETE
 
 
 def _record_number(value: str) -> int:

@@ -93,7 +93,7 @@ def _verify_ac(ctx: AppContext) -> None:
     c, st = ctx.c, ctx.state
     host = host_for(ctx)
     if host is None:
-        c.na("KEY-AC-001", f"the key store holds no IMK-AC for {ctx.app.keys.get('imk_ac')!r}")
+        c.not_run("KEY-AC-001", f"the key store holds no IMK-AC for {ctx.app.keys.get('imk_ac')!r}: the ARQC cannot be verified")
         return
     request = replace(AuthorizationRequest.from_state(st), pan=ctx.rec.pan, psn=ctx.rec.psn)
     valid, why, _expected = host.verify(request)

@@ -38,7 +38,7 @@ from ..channel import CardChannel
 from ..rules import FS_RULE_IDS
 from ..tlv import TlvError, parse
 from .life import LIFE_RULES, GpCardProfile, life_cycle_results
-from .results import FAIL, NA, PASS, CardReport, Result
+from .results import FAIL, NA, NOT_RUN, PASS, CardReport, Result
 
 MF = b"\x3f\x00"
 FDB_DF, FDB_TRANSPARENT, FDB_LINEAR_FIXED = 0x38, 0x01, 0x02
@@ -460,7 +460,7 @@ def _no_update_outside_sm(io_: _Io, res: _Results, df: ExpectedDf, f: ExpectedFi
 
 
 def certify_fs_card(channel: CardChannel, doc: dict[str, Any], record: dict[str, str], *, keys: Any = None,
-                    gp_status: bool = False, card_id: str = "", source: str = "", profile_path: str = "") -> CardReport:  # fmt: skip
+                    gp_status: bool = True, card_id: str = "", source: str = "", profile_path: str = "") -> CardReport:  # fmt: skip
     """The :class:`.results.CardReport` of one file-system card."""
     start = time.perf_counter()
     number = record.get("badge_number", "")
@@ -476,6 +476,7 @@ def certify_fs_card(channel: CardChannel, doc: dict[str, Any], record: dict[str,
     if gp_status and keys is not None:
         report.results.extend(life_cycle_results(channel, GpCardProfile.from_doc(doc), keys))
     else:
-        report.results.extend(Result(r, NA, "GP life cycles not requested (--gp-status)") for r in LIFE_RULES)
+        why = "--no-gp-status given" if not gp_status else "no key store given"
+        report.results.extend(Result(r, NOT_RUN, f"{NOT_RUN}: GP life cycles not read: {why}") for r in LIFE_RULES)
     report.seconds = time.perf_counter() - start
     return report

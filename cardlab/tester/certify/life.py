@@ -22,7 +22,7 @@ from .. import gp
 from ..channel import CardChannel
 from ..scp03 import Scp03Error, Scp03Session, diversify
 from ..sources import KeyStore, mask_pan, redact
-from .results import FAIL, NA, PASS, Result
+from .results import FAIL, NA, NOT_RUN, PASS, Result
 
 LIFE_RULES = ["LIFE-CARD-001", "LIFE-CARD-002", "LIFE-APP-003"]
 DEFAULT_ISD_AIDS = (bytes.fromhex("A000000151000000"), bytes.fromhex("A0000000030000"), bytes.fromhex("A000000003000000"))
@@ -64,6 +64,11 @@ def _r(rule: str, verdict: str, evidence: str, expected: str = "", found: str = 
     if pan and pan in evidence:
         evidence = evidence.replace(pan, mask_pan(pan))
     return Result(rule, verdict, redact(evidence), expected, found)
+
+
+def _unrun(rule: str, why: str) -> Result:
+    """A rule that applies but could not run (a critical one makes the card incomplete)."""
+    return _r(rule, NOT_RUN, f"{NOT_RUN}: {why}")
 
 
 def _sw(resp: bytes) -> int:
@@ -108,7 +113,7 @@ def life_cycle_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore
 
     if keys.symmetric_key(prof.kmc, "KMC") is None:
         why = f"the key store has no KMC ({prof.kmc or 'profile names none'}): GP keys not provided"
-        return [_r(rid, NA, why) for rid in LIFE_RULES]
+        return [_unrun(rid, why) for rid in LIFE_RULES]
     try:
         session, isd = open_session(channel, prof, keys)
     except LookupError as exc:
@@ -176,12 +181,12 @@ def card_life_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan
     tester's :class:`~tester.sources.IssuerProfile` (its ``path`` is re-read
     for the card section's diversification scheme and key version)."""
     if not enabled:
-        return [_r(rid, NA, "GP life cycles not requested (--gp-status: GET STATUS over SCP03 with the key store's KMC)") for rid in LIFE_RULES]
+        return [_unrun(rid, "GP life cycles not read: --no-gp-status given (GET STATUS over SCP03 with the key store's KMC)") for rid in LIFE_RULES]
     aids = tuple(a.aid for a in getattr(profile, "applications", ()))
     try:
         prof = GpCardProfile.from_file(profile.path, aids) if getattr(profile, "path", "") else None
     except (OSError, yaml.YAMLError, ValueError) as exc:
-        return [_r(rid, NA, f"profile card section unreadable: {type(exc).__name__}") for rid in LIFE_RULES]
+        return [_unrun(rid, f"profile card section unreadable: {type(exc).__name__}") for rid in LIFE_RULES]
     if prof is None:
         prof = GpCardProfile(profile.isd_aid, profile.kmc, "KDF3", 0, profile.target_life_cycle, aids)
     return life_cycle_results(channel, prof, keys, pan=pan)
@@ -209,7 +214,7 @@ def privilege_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore,
     tester's SCP03, equal the profile's (GP Card Spec 2.3 §11.4, table 11-38)."""
     rid = "PRIV-001"
     if keys.symmetric_key(prof.kmc, "KMC") is None:
-        return [_r(rid, NA, f"the key store has no KMC ({prof.kmc or 'profile names none'}): GP keys not provided")]
+        return [_unrun(rid, f"the key store has no KMC ({prof.kmc or 'profile names none'}): GP keys not provided")]
     try:
         session, _isd = open_session(channel, prof, keys)
         entries, sw = gp.get_status(session.send, gp.APPS)
@@ -242,12 +247,12 @@ def privilege_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore,
 def card_privilege_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
     """For :func:`.card.certify_card` (:data:`.evaluators.CARD_EVALUATORS`), opt-in like the life cycles (``--gp-status``)."""
     if not enabled:
-        return [_r(rid, NA, "GP privileges not requested (--gp-status: GET STATUS over SCP03 with the key store's KMC)") for rid in PRIV_RULES]
+        return [_unrun(rid, "GP privileges not read: --no-gp-status given (GET STATUS over SCP03 with the key store's KMC)") for rid in PRIV_RULES]
     aids = tuple(a.aid for a in getattr(profile, "applications", ()))
     try:
         prof = GpCardProfile.from_file(profile.path, aids) if getattr(profile, "path", "") else None
     except (OSError, yaml.YAMLError, ValueError) as exc:
-        return [_r(rid, NA, f"profile card section unreadable: {type(exc).__name__}") for rid in PRIV_RULES]
+        return [_unrun(rid, f"profile card section unreadable: {type(exc).__name__}") for rid in PRIV_RULES]
     if prof is None:
         prof = GpCardProfile(profile.isd_aid, profile.kmc, "KDF3", 0, profile.target_life_cycle, aids)
     return privilege_results(channel, prof, keys, pan=pan)

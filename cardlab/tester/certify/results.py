@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..rules import FAIL, NA, PASS, RULES, Result
+from ..rules import CRITICAL, FAIL, INCOMPLETE, NA, NOT_RUN, PASS, RULES, Result
 from ..sources import mask_pan, redact
 
-__all__ = ["FAIL", "NA", "PASS", "CardReport", "Collector", "Result"]
+__all__ = ["FAIL", "INCOMPLETE", "NA", "NOT_RUN", "PASS", "CardReport", "Collector", "Result"]
 
 
 @dataclass
@@ -38,11 +38,20 @@ class CardReport:
         return [r for r in self.results if r.verdict == FAIL]
 
     @property
+    def not_run(self) -> list[Result]:
+        """The critical rules that applied but could not run (their evidence says what was missing)."""
+        return [r for r in self.results if r.verdict == NOT_RUN and RULES[r.rule].severity == CRITICAL]
+
+    @property
     def verdict(self) -> str:
-        return FAIL if self.error or self.failed else PASS
+        """fail (a rule failed, or the card could not be certified), else incomplete (a critical rule
+        could not run), else pass: a card passes only when every critical rule ran and passed."""
+        if self.error or self.failed:
+            return FAIL
+        return INCOMPLETE if self.not_run else PASS
 
     def counts(self) -> dict[str, int]:
-        out = {PASS: 0, FAIL: 0, NA: 0}
+        out = {PASS: 0, FAIL: 0, NA: 0, NOT_RUN: 0}
         for r in self.results:
             out[r.verdict] += 1
         return out
@@ -76,6 +85,12 @@ class Collector:
         assert rule in RULES, rule
         self.checks.setdefault(rule, []).append((None, why, "", ""))
 
+    def not_run(self, rule: str, why: str) -> None:
+        """The rule applies but could not run: ``why`` names what is missing (a key, an option,
+        a command not sent and why). A critical rule not run makes the card *incomplete*."""
+        assert rule in RULES, rule
+        self.checks.setdefault(rule, []).append((None, f"{NOT_RUN}: {why}", "", ""))
+
     def results(self, rule_ids: list[str], unreached: str) -> list[Result]:
         out = []
         for rid in rule_ids:
@@ -84,9 +99,10 @@ class Collector:
                 out.append(Result(rid, NA, self._clean(unreached), app=self.app))
                 continue
             fails = [i for i in items if i[0] is False]
+            unrun = [i for i in items if i[0] is None and i[1].startswith(f"{NOT_RUN}: ")]
             passes = [i for i in items if i[0] is True]
-            chosen = fails or passes or items
-            verdict = FAIL if fails else PASS if passes else NA
+            chosen = fails or unrun or passes or items  # a part that could not run is never hidden by a pass
+            verdict = FAIL if fails else NOT_RUN if unrun else PASS if passes else NA
             ev = "; ".join(dict.fromkeys(i[1] for i in chosen))
             exp = "; ".join(i[2] for i in chosen if i[2])
             fnd = "; ".join(i[3] for i in chosen if i[3])

@@ -12,17 +12,17 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ..certify.results import CardReport
-from ..rules import FAIL, NA, PASS, RULES, Result
+from ..rules import CRITICAL, FAIL, NA, NOT_RUN, PASS, RULES, Result
 from .differences import differences
 
 #: the text report's width: evidence wraps at it
 WIDTH = 110
-_ORDER = {FAIL: 0, PASS: 1, NA: 2}
+_ORDER = {FAIL: 0, NOT_RUN: 1, PASS: 2, NA: 3}
 
 
 def shown_results(card: CardReport, detailed: bool, full: bool = True) -> list[Result]:
     """The results a report shows in full for ``card``: none for a one-row card; else
-    failures first, then (``full``: ``--details all``) passes, then not applicable.
+    failures first, then rules that could not run, then (``full``: ``--details all``) passes, then not applicable.
     Without ``full`` the passes are named only (:func:`passed_ids`)."""
     if not detailed:
         return []
@@ -64,14 +64,14 @@ def card_json(n: int, uid: str, card: CardReport, detailed: bool, full: bool = T
 
 # -- text -------------------------------------------------------------------------------------------
 
-TEXT_HEAD = f"{'card':<28} {'profile':<18} {'record':>6} {'PAN':<19} {'verdict':<10} {'pass':>4} {'fail':>4} {'n/a':>4} {'time':>7}  reader / ATR"
+TEXT_HEAD = f"{'card':<28} {'profile':<18} {'record':>6} {'PAN':<19} {'verdict':<10} {'pass':>4} {'fail':>4} {'n/a':>4} {'norun':>5} {'time':>7}  reader / ATR"
 
 
 def text_row(uid: str, card: CardReport) -> str:
     k = card.counts()
     where = " ".join(x for x in (card.reader or card.source, card.atr) if x)
     return (f"{uid:<28} {card.profile:<18} {card.record_index:>6} {card.pan_masked:<19} {card.verdict.upper():<10} "
-            f"{k[PASS]:>4} {k[FAIL]:>4} {k[NA]:>4} {card.seconds:>6.2f}s  {where}")
+            f"{k[PASS]:>4} {k[FAIL]:>4} {k[NA]:>4} {k[NOT_RUN]:>5} {card.seconds:>6.2f}s  {where}")
 
 
 def _wrap(label: str, value: str) -> list[str]:
@@ -103,7 +103,7 @@ def text_detail(uid: str, card: CardReport, full: bool = True) -> list[str]:
 # -- HTML -------------------------------------------------------------------------------------------
 
 def _cls(verdict: str) -> str:
-    return {PASS: "pass", FAIL: "fail", NA: "na"}.get(verdict, "inc")
+    return {PASS: "pass", FAIL: "fail", NA: "na", NOT_RUN: "inc"}.get(verdict, "inc")
 
 
 def html_row(n: int, uid: str, card: CardReport, detailed: bool) -> str:
@@ -111,7 +111,7 @@ def html_row(n: int, uid: str, card: CardReport, detailed: bool) -> str:
     k = card.counts()
     name = f"<a href='#c{n}'>{e(uid)}</a>" if detailed else e(uid)
     return (f"<tr><td>{name}</td><td>{e(card.profile)}</td><td>{card.record_index}</td><td class='mono'>{e(card.pan_masked)}</td>"
-            f"<td class='{_cls(card.verdict)}'>{e(card.verdict.upper())}</td><td>{k[PASS]}</td><td>{k[FAIL]}</td><td>{k[NA]}</td>"
+            f"<td class='{_cls(card.verdict)}'>{e(card.verdict.upper())}</td><td>{k[PASS]}</td><td>{k[FAIL]}</td><td>{k[NA]}</td><td>{k[NOT_RUN]}</td>"
             f"<td>{e(card.reader or card.source)}</td><td class='mono'>{e(card.atr)}</td></tr>")
 
 
@@ -126,7 +126,8 @@ def html_detail(n: int, uid: str, card: CardReport, full: bool = True) -> str:
     if not full:
         parts.append("<details><summary>Passed (" + str(sum(len(v) for v in passed_ids(card).values())) + ")</summary><p>"
                      + "<br>".join(f"{e(app)}: {e(' '.join(ids))}" for app, ids in passed_ids(card).items()) + "</p></details>")
-    for title, verdict, open_ in (("Failures", FAIL, True), ("Passed", PASS, False), ("Not applicable", NA, False)):
+    for title, verdict, open_ in (("Failures", FAIL, True), ("Could not run", NOT_RUN, True), ("Passed", PASS, False),
+                                  ("Not applicable", NA, False)):
         rows = [r for r in results if r.verdict == verdict]
         if not rows:
             continue
@@ -161,20 +162,21 @@ def junit_case(uid: str, card: CardReport) -> str:
     return ET.tostring(case, encoding="unicode")
 
 
-def junit_suite(uid: str, card: CardReport) -> tuple[str, int, int, int]:
+def junit_suite(uid: str, card: CardReport) -> tuple[str, int, int, int, int]:
     """A detailed card: its own test suite, one case per rule per application
-    (classname ``<id>.<AID>``); (xml, tests, failures, skipped)."""
+    (classname ``<id>.<AID>``); (xml, tests, failures, errors, skipped). A card that could not be
+    certified and a critical rule that could not run are errors; not applicable is skipped."""
     suite = ET.Element("testsuite", name=f"card {uid} {card.pan_masked}", timestamp=card.started or "",
                        time=f"{card.seconds:.4f}")
     _props(suite, [("profile", card.profile), ("card_id", card.card_id), ("record", str(card.record_index)),
                    ("pan", card.pan_masked), ("source", card.source), ("reader", card.reader), ("atr", card.atr),
                    ("verdict", card.verdict)])
-    n = f = s = 0
+    n = f = s = err = 0
     if card.error:
         case = ET.SubElement(suite, "testcase", classname=uid, name="card")
         ET.SubElement(case, "error", message=card.error)
         n += 1
-        f += 1
+        err += 1
     for r in shown_results(card, True):
         rule = RULES[r.rule]
         case = ET.SubElement(suite, "testcase", classname=uid + (f".{r.app}" if r.app else ""), name=r.rule, time="0")
@@ -185,11 +187,14 @@ def junit_suite(uid: str, card: CardReport) -> tuple[str, int, int, int]:
             diff = differences(r.rule, r.evidence, r.expected, r.found)
             el.text = "\n".join([r.evidence, f"expected: {r.expected}", f"found: {r.found}",
                                  *(f"differs: {d}" for d in diff), f"reference: {rule.reference}"])
-        elif r.verdict == NA:
+        elif r.verdict == NOT_RUN and rule.severity == CRITICAL:  # the card is incomplete: not a pass
+            err += 1
+            ET.SubElement(case, "error", message=r.evidence, type="not run")
+        elif r.verdict in (NA, NOT_RUN):
             s += 1
             ET.SubElement(case, "skipped", message=r.evidence)
     suite.set("tests", str(n))
     suite.set("failures", str(f))
-    suite.set("errors", "0")
+    suite.set("errors", str(err))
     suite.set("skipped", str(s))
-    return ET.tostring(suite, encoding="unicode"), n, f, s
+    return ET.tostring(suite, encoding="unicode"), n, f, err, s

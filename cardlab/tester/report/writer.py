@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import IO, Any, TextIO
 
 from ..certify.results import CardReport
-from ..rules import FAIL, PASS, RULES
+from ..rules import FAIL, INCOMPLETE, PASS, RULES
 from . import cards as C
 from . import origin as P
 
@@ -126,9 +126,9 @@ class ReportWriter:
         if detailed:
             self._text_detail.write("\n".join(C.text_detail(uid, card, full)) + "\n")
             self._html_detail.write(C.html_detail(n, uid, card, full) + "\n")
-            xml, tests, fails, skipped = C.junit_suite(uid, card)
+            xml, tests, fails, errors, skipped = C.junit_suite(uid, card)
             self._junit_suites.write(xml + "\n")
-            self.junit_totals.update({"tests": tests, "failures": fails, "skipped": skipped})
+            self.junit_totals.update({"tests": tests, "failures": fails, "errors": errors, "skipped": skipped})
         else:
             spool = self._junit_passing.setdefault(card.profile, _spool())
             spool.write(C.junit_case(uid, card) + "\n")
@@ -146,6 +146,7 @@ class ReportWriter:
             "cards": self.n,
             "passed": self.verdicts.get(PASS, 0),
             "failed": self.verdicts.get(FAIL, 0),
+            "incomplete": self.verdicts.get(INCOMPLETE, 0),
             "verdicts": dict(self.verdicts),
             "profiles": {p: dict(c) for p, c in sorted(self.profiles.items())},
             "results": dict(self.results),
@@ -226,7 +227,7 @@ class ReportWriter:
                               f"<td>{e(r.description)}</td></tr>\n")
                 out.write("</table>\n")
             out.write("<h2>Cards</h2><table><tr><th>card</th><th>profile</th><th>record</th><th>PAN</th><th>verdict</th>"
-                      "<th>pass</th><th>fail</th><th>n/a</th><th>reader</th><th>ATR</th></tr>\n")
+                      "<th>pass</th><th>fail</th><th>n/a</th><th>not run</th><th>reader</th><th>ATR</th></tr>\n")
             _copy(self._html_rows, out)
             out.write("</table>\n")
             _copy(self._html_detail, out)
@@ -241,7 +242,7 @@ class ReportWriter:
         with (self.dir / "certification-junit.xml").open("w", encoding="utf-8") as out:
             out.write("<?xml version='1.0' encoding='utf-8'?>\n")
             out.write(f"<testsuites name=\"cardlab certification\" tests=\"{t['tests']}\" failures=\"{t['failures']}\" "
-                      f"errors=\"0\" skipped=\"{t['skipped']}\">\n")
+                      f"errors=\"{t['errors']}\" skipped=\"{t['skipped']}\">\n")
             prov = ET.Element("testsuite", name="provenance", tests="0", failures="0", errors="0", skipped="0")
             props = ET.SubElement(prov, "properties")
             for line in P.lines(self.provenance):

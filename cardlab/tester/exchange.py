@@ -24,17 +24,25 @@ def redact(command: bytes) -> bytes:
     return command
 
 
-def _raw(channel: CardChannel, apdu: bytes) -> tuple[bytes, int]:
-    resp = channel.transmit(apdu)
+class NoStatusWord(Exception):
+    """The card's answer carried no status word (fewer than 2 bytes, ISO/IEC 7816-4 §5.1): a
+    transport fault, reported as such — the tester never makes a status word up."""
+
+
+def answer(apdu: bytes, resp: bytes) -> tuple[bytes, int]:
+    """(data, SW) of a response APDU; :class:`NoStatusWord` when it has none."""
     if len(resp) < 2:
-        return b"", 0x6F00
-    data, sw = resp[:-2], int.from_bytes(resp[-2:], "big")
+        raise NoStatusWord(f"command {apdu[:4].hex().upper()} got {len(resp)} byte(s) back: no status word")
+    return resp[:-2], int.from_bytes(resp[-2:], "big")
+
+
+def _raw(channel: CardChannel, apdu: bytes) -> tuple[bytes, int]:
+    data, sw = answer(apdu, channel.transmit(apdu))
     guard = 0
     while sw >> 8 == 0x61 and guard < 32:
-        more = channel.transmit(bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF)))
-        if len(more) < 2:
-            return data, 0x6F00
-        data, sw = data + more[:-2], int.from_bytes(more[-2:], "big")
+        get_response = bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF))
+        more, sw = answer(get_response, channel.transmit(get_response))
+        data += more
         guard += 1
     if sw >> 8 == 0x6C and len(apdu) >= 5:
         return _raw(channel, apdu[:-1] + bytes((sw & 0xFF,)) if len(apdu) > 5 else apdu[:4] + bytes((sw & 0xFF,)))

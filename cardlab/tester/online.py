@@ -31,6 +31,7 @@ from typing import Any
 
 from . import tlv
 from .channel import CardChannel
+from .exchange import answer
 from .issuer_host import (
     AAC,
     ARC_OFFLINE_APPROVED,
@@ -68,15 +69,11 @@ CdaCheck = Callable[[TransactionState, dict[int, bytes], bytes], tuple[bool, str
 
 
 def _send(channel: CardChannel, apdu: bytes) -> tuple[bytes, int]:
-    resp = channel.transmit(apdu)
-    if len(resp) < 2:
-        return b"", 0x6F00
-    data, sw = resp[:-2], int.from_bytes(resp[-2:], "big")
+    data, sw = answer(apdu, channel.transmit(apdu))
     while sw >> 8 == 0x61:
-        more = channel.transmit(bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF)))
-        if len(more) < 2:
-            return data, 0x6F00
-        data, sw = data + more[:-2], int.from_bytes(more[-2:], "big")
+        get_response = bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF))
+        more, sw = answer(get_response, channel.transmit(get_response))
+        data += more
     if sw >> 8 == 0x6C:
         return _send(channel, apdu[:-1] + bytes((sw & 0xFF,)))
     return data, sw

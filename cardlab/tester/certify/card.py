@@ -18,7 +18,7 @@ from ..channel import CardChannel
 from ..sources import AppProfile, IssuerProfile, KeyStore, Record
 from ..terminal import TerminalAid, TerminalProfile, load_terminal
 from ..tlv import TlvError
-from .context import AMOUNT, AppContext, CardContext, Stop
+from .context import AMOUNT, AppContext, CardContext, PinGuard, Stop
 from .evaluators import APP_RULES, APPLICATION_STEPS, CARD_EVALUATORS
 from .results import CardReport, Collector
 
@@ -47,15 +47,18 @@ def certify_card(
     card_id: str = "",
     source: str = "",
     gp_status: bool = True,
+    restore_pin_counter: bool = False,
 ) -> CardReport:
     """Certify one card; every rule of the catalogue gives one result per application.
     ``gp_status`` (default): also read the GP life cycles and privileges over SCP03 (:mod:`.life`);
-    without it those critical rules do not run and the card is *incomplete*."""
+    without it those critical rules do not run and the card is *incomplete*.
+    ``restore_pin_counter``: reset a PIN try counter the one VERIFY lowered (:mod:`.pin`)."""
     start = time.perf_counter()
     report = CardReport(card_id or f"{record.index:06d}", record.masked, record.index, profile.name, source,
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
     day = today or date.today()
     card = CardContext(channel, profile, record, keys, terminal, destructive, day, gp_status)
+    pin = PinGuard()  # one per card: the PIN-safety policy counts the card's tries, not an application's
     for ev in CARD_EVALUATORS:
         if ev.before_applications:
             report.results.extend(ev.run(card))
@@ -63,7 +66,8 @@ def certify_card(
         col = Collector(app.aid.hex().upper(), record.pan)
         term = _terminal_for(terminal, app)
         state = kernel.new_state(term, amount=AMOUNT, when=datetime.combine(day, dtime(12, 0)))
-        ctx = AppContext(channel, app, record, keys, term, destructive, day, col, state)
+        ctx = AppContext(channel, app, record, keys, term, destructive, day, col, state, pin=pin,
+                         restore_pin_counter=restore_pin_counter)
         reason = "nothing on this card or in its source data for this rule to check"
         try:
             for step in APPLICATION_STEPS:

@@ -58,6 +58,10 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
     p.add_argument("--destructive", action="store_true",
                    help="also run state-changing checks: a wrong PIN, issuer scripts (PUT DATA, PIN change to the "
                         "record's PIN, application block then unblock); the card ends usable with its PIN, not fresh")
+    p.add_argument("--restore-pin-counter", action="store_true",
+                   help="when the record's PIN is refused (the one VERIFY a card gets per run), reset the PIN try "
+                        "counter by a PIN UNBLOCK issuer script (needs the issuer's IMK-AC and IMK-SMI; the PIN "
+                        "itself is not changed) and show the counter afterwards")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
     p.add_argument("--gp-status", action=argparse.BooleanOptionalAction, default=True,
@@ -100,7 +104,8 @@ def run_provenance(a: argparse.Namespace, keys: KeyStore | None, sample: dict[st
     from ..report import provenance
 
     manifest = Path(a.cards) / "manifest.json" if a.cards and (Path(a.cards) / "manifest.json").is_file() else None
-    opts: dict[str, Any] = {"destructive": a.destructive, "gp_status": a.gp_status, "today": a.today or date.today().isoformat()}
+    opts: dict[str, Any] = {"destructive": a.destructive, "gp_status": a.gp_status, "today": a.today or date.today().isoformat(),
+                            "restore_pin_counter": a.restore_pin_counter}
     if a.terminal:
         opts["terminal"] = a.terminal
     if sample is not None:
@@ -205,7 +210,8 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
         except Exception as exc:
             print(f"cardlab test certify: terminal profile: {exc}", file=sys.stderr)
             return USAGE
-    kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status}
+    kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status,
+                          "restore_pin_counter": a.restore_pin_counter}
     if a.today:
         kw["today"] = date.fromisoformat(a.today)
     images = image_items(a, open_image)

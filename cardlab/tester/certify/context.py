@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ..channel import CardChannel
-from ..exchange import send
+from ..exchange import answer, send
 from ..sources import AppProfile, IssuerProfile, KeyStore, Record
 from ..state import TraceEvent, TransactionState
 from ..terminal import TerminalProfile
@@ -75,6 +75,12 @@ class AppContext:
     #: the certification transaction went online with scripts (KEY-SMI-001): the
     #: block / unblock transactions follow
     scripts_online: bool = False
+    #: the card's PIN tries in this run, shared by its applications (:mod:`.pin`)
+    pin: PinGuard = field(default_factory=lambda: PinGuard())
+    #: reset a PIN try counter that the one VERIFY lowered (PIN UNBLOCK script, :mod:`.scripts`)
+    restore_pin_counter: bool = False
+    #: the counter to restore (set by :mod:`.pin` when the record's PIN was refused)
+    restore_from: int | None = None
 
     def all_values(self) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
@@ -82,6 +88,18 @@ class AppContext:
             for t, v in objs.items():
                 out.setdefault(t, v)
         return out
+
+
+@dataclass
+class PinGuard:
+    """The PIN tries of one card in one certification run (all its applications)."""
+
+    #: VERIFYs with the record's PIN sent (at most one that may fail)
+    sent: int = 0
+    #: why no further VERIFY is sent to this card ("" while one may be)
+    stopped: str = ""
+    #: the counter per application: (before, after) as read by GET DATA 9F17
+    counters: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
 
 
 class Stop(Exception):
@@ -116,7 +134,9 @@ def tagname(tag: int) -> str:
 
 
 def sw_of(ev: TraceEvent) -> int:
-    return int.from_bytes(ev.response[-2:], "big") if len(ev.response) >= 2 else 0x6F00
+    """The status word the card sent to the traced command (every traced response has one:
+    :func:`cardlab.tester.exchange.answer` refuses a response without)."""
+    return answer(ev.command, ev.response)[1]
 
 
 def sent_since(state: TransactionState, start: int, ins: int) -> list[TraceEvent]:

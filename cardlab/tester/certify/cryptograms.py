@@ -39,9 +39,11 @@ def generate_ac(ctx: AppContext) -> None:
     mark = len(st.events)
     kernel.first_generate_ac(st, ctx.ch)
     genacs = sent_since(st, mark, 0xAE)
-    sw = sw_of(genacs[0]) if genacs else 0x6F00
-    if not c.check("GENAC-001", sw == 0x9000, f"GENERATE AC (ARQC{'+CDA' if cda else ''}) answered {sw:04X}", "9000", f"{sw:04X}"):
-        c.check("KEY-AC-001", False, f"no ARQC to verify: GENERATE AC answered {sw:04X}")
+    sw = sw_of(genacs[0]) if genacs else None
+    said = f"answered {sw:04X}" if sw is not None else f"not sent: {st.outcome or 'the kernel stopped before it'}"
+    if not c.check("GENAC-001", sw == 0x9000, f"GENERATE AC (ARQC{'+CDA' if cda else ''}) {said}", "9000",
+                   f"{sw:04X}" if sw is not None else "not sent"):
+        c.check("KEY-AC-001", False, f"no ARQC to verify: GENERATE AC {said}")
         for rid in ("GENAC-002", "GENAC-003", "KEY-AC-002", "CDA-001", *SCRIPT_RULES):
             c.na(rid, "GENERATE AC failed")
         return

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channel import CardChannel
+from ..exchange import answer
 from ..sources import mask_pan, redact
 from ..tlv import Tlv, TlvError, parse
 from .results import FAIL, NA, PASS, Result
@@ -38,22 +39,18 @@ Entry = tuple[str, str, str]  # (AID hex, label, priority hex)
 def _r(rule: str, verdict: str, evidence: str, expected: str = "", found: str = "", pan: str = "") -> Result:
     if pan:
         evidence, expected, found = (t.replace(pan, mask_pan(pan)) for t in (evidence, expected, found))
-    return Result(rule, verdict, redact(evidence)[:2000], redact(expected)[:1000], redact(found)[:1000])
+    return Result(rule, verdict, redact(evidence), redact(expected), redact(found))  # never cut
 
 
 def _exchange(channel: CardChannel, apdu: bytes) -> tuple[bytes, int]:
     """One command, following 61xx with GET RESPONSE."""
-    resp = channel.transmit(apdu)
-    if len(resp) < 2:
-        return b"", 0x6F00
-    data, sw = resp[:-2], int.from_bytes(resp[-2:], "big")
+    data, sw = answer(apdu, channel.transmit(apdu))
     for _ in range(32):
         if sw >> 8 != 0x61:
             break
-        more = channel.transmit(bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF)))
-        if len(more) < 2:
-            return data, 0x6F00
-        data, sw = data + more[:-2], int.from_bytes(more[-2:], "big")
+        get_response = bytes((0x00, 0xC0, 0x00, 0x00, sw & 0xFF))
+        more, sw = answer(get_response, channel.transmit(get_response))
+        data += more
     return data, sw
 
 

@@ -45,6 +45,7 @@ APPLICATION_STEPS: tuple[ApplicationStep, ...] = (
     cryptograms.generate_ac,  # ARQC, CDA, online with a script (destructive) or declined
     records.log_file,  # the transaction log
     scripts.destructive_transactions,  # further transactions: PIN change, block, unblock (destructive)
+    scripts.restore_pin_counter,  # --restore-pin-counter: PIN UNBLOCK after a refused VERIFY
 )
 
 

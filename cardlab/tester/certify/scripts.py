@@ -27,7 +27,7 @@ from datetime import time as dtime
 
 from .. import kernel, online
 from ..exchange import send
-from ..issuer_host import AAC, ARQC, HostError, Script, application_block, application_unblock
+from ..issuer_host import AAC, ARQC, HostError, Script, application_block, application_unblock, pin_unblock
 from ..state import TransactionState
 from ..tlv import TlvError, flatten
 from .context import AMOUNT, REF_GET_DATA, STEP, AppContext
@@ -87,7 +87,41 @@ def _online(ctx: AppContext, st: TransactionState, script: Script) -> int | None
         online.process(st, ctx.ch, host, scripts=[script], send_aac_online=True)
     except HostError:
         return None
-    return script_sw(st, mark).get({"application block": 0x1E, "application unblock": 0x18}[script.kind])
+    return script_sw(st, mark).get({"application block": 0x1E, "application unblock": 0x18, "pin unblock": 0x24}[script.kind])
+
+
+def restore_pin_counter(ctx: AppContext) -> None:
+    """``--restore-pin-counter`` (:mod:`.pin`): the record's PIN was refused and the counter is
+    below its limit. In a further transaction the issuer's terminal goes online and the host
+    answers PIN UNBLOCK (PIN CHANGE/UNBLOCK P2 = 00, MAC under the SMI session key, Book 3
+    §6.5.10: the counter reset, the PIN unchanged); the counter read afterwards proves it
+    (KEY-PIN-002 with the counter before and after)."""
+    c, app = ctx.c, ctx.app
+    if ctx.restore_from is None:
+        return
+    limit, before = app.pin_try_limit, ctx.restore_from
+    missing = script_keys_missing(ctx)
+    if missing:
+        c.check("KEY-PIN-002", False, f"PIN try counter {before} (limit {limit}) not restored: {missing}",
+                str(limit), str(before))  # fmt: skip
+        return
+    st, _sel = _begin(ctx)
+    cid = None if st.outcome else _ask_arqc(ctx, st)
+    if cid is None:
+        c.check("KEY-PIN-002", False, f"PIN try counter {before} (limit {limit}) not restored: PIN UNBLOCK not sent "
+                f"({st.outcome or 'no cryptogram to go online with'})", str(limit), str(before))  # fmt: skip
+        return
+    sw = _online(ctx, st, pin_unblock())
+    after = _ptc(ctx, st)
+    ctx.pin.counters[app.aid.hex().upper()] = (ctx.pin.counters.get(app.aid.hex().upper(), (before, None))[0], after)
+    c.check("KEY-PIN-002", sw == 0x9000 and after == limit,
+            f"PIN try counter {before} after the refused VERIFY; PIN UNBLOCK (MAC under the SMI key) {_said(sw)}; "
+            f"PIN try counter afterwards {'-' if after is None else after} (limit {limit})",
+            str(limit), str(after))  # fmt: skip
+
+
+def _said(sw: int | None) -> str:
+    return f"answered {sw:04X}" if sw is not None else "not sent (the command never reached the card)"
 
 
 def destructive_transactions(ctx: AppContext) -> None:
@@ -174,7 +208,7 @@ def _pin_after_change(ctx: AppContext, st: TransactionState) -> None:
     after = _ptc(ctx, st)
     if ctx.pin_lowered:
         c.check("KEY-PIN-002", sw == 0x9000 and after == limit, f"after the destructive checks VERIFY with the record's PIN "
-                f"answered {sw:04X} and the PIN try counter is {'-' if after is None else after}", str(limit), str(after))  # fmt: skip
+                f"{_said(sw)} and the PIN try counter is {'-' if after is None else after}", str(limit), str(after))  # fmt: skip
     if not changed:
         return
     sent = ctx.pin_change_sw
@@ -184,8 +218,8 @@ def _pin_after_change(ctx: AppContext, st: TransactionState) -> None:
         ok &= before == limit
         parts.append(f"PIN try counter in the next transaction {'-' if before is None else before}"
                      + (" (reset by the command)" if before == limit else f", not reset to {limit}"))
-    parts.append(f"VERIFY with the record's PIN answered {sw:04X}" + (
+    parts.append(f"VERIFY with the record's PIN {_said(sw)}" + (
         " (the card took another PIN: the new PIN block deciphered wrong)" if sent == 0x9000 and sw != 0x9000 else ""))
     parts.append(f"PIN try counter {'-' if after is None else after} afterwards")
     c.check("KEY-SMC-001", ok, "; ".join(parts), f"9000; counter {limit}; VERIFY 9000",
-            f"{_swt(sent)}; counter {'-' if before is None else before}; VERIFY {sw:04X}")
+            f"{_swt(sent)}; counter {'-' if before is None else before}; VERIFY {_swt(sw)}")

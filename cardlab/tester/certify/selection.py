@@ -28,8 +28,12 @@ def select_application(ctx: AppContext) -> None:
     mark = len(st.events)
     kernel.final_selection(st, ctx.ch)
     selects = sent_since(st, mark, 0xA4)
-    sw = sw_of(selects[0]) if selects else 0x6F00
-    data = selects[0].response[:-2] if selects else b""
+    if not selects:  # never a status word the card did not send
+        c.check("LIFE-APP-001", False, f"SELECT {app.aid.hex().upper()} not sent: {st.outcome or 'the kernel chose no candidate'}",
+                "9000", "not sent")  # fmt: skip
+        raise Stop("SELECT not sent")
+    sw = sw_of(selects[0])
+    data = selects[0].response[:-2]
     c.check("LIFE-APP-001", sw == 0x9000, "SELECT answered 9000" if sw == 0x9000 else
             f"SELECT {app.aid.hex().upper()} answered {sw:04X}" + (": application blocked" if sw == 0x6283 else ""),
             "9000", f"{sw:04X}")  # fmt: skip
@@ -93,8 +97,12 @@ def initiate(ctx: AppContext) -> None:
     mark = len(st.events)
     kernel.initiate_application_processing(st, ctx.ch)
     gpos = sent_since(st, mark, 0xA8)
-    sw = sw_of(gpos[0]) if gpos else 0x6F00
-    data = gpos[0].response[:-2] if gpos else b""
+    if not gpos:
+        why = st.outcome or "the kernel did not send it"
+        c.check("LIFE-APP-002", False, f"GET PROCESSING OPTIONS not sent: {why}", "9000", "not sent")
+        raise Stop(f"GPO not sent: {why}")
+    sw = sw_of(gpos[0])
+    data = gpos[0].response[:-2]
     if sw == 0x6985:
         c.check("LIFE-APP-002", False, "GET PROCESSING OPTIONS answered 6985: not personalized (or not usable)", "9000", "6985")
         raise Stop("GPO refused")
@@ -135,7 +143,8 @@ def _directory(ctx: AppContext, mark: int) -> None:
     c, app, st = ctx.c, ctx.app, ctx.state
     pse = [e for e in sent_since(st, mark, 0xA4) if kernel.PSE in e.command]
     if not pse or sw_of(pse[0]) != 0x9000:
-        c.na("DIR-001", f"no PSE (SELECT answered {sw_of(pse[0]) if pse else 0x6F00:04X})")
+        c.na("DIR-001", f"no PSE (SELECT answered {sw_of(pse[0]):04X})" if pse else
+             f"no PSE (SELECT of the PSE not sent: {st.outcome or 'the terminal selects by AID list'})")  # fmt: skip
         return
     bad = [e.text for e in st.events[mark:] if e.kind == "check" and e.text.startswith("directory record")]
     if bad:

@@ -190,18 +190,19 @@ def final_selection(state: TransactionState, channel: CardChannel) -> Transactio
         cand = state.candidates[0]
         adf = cand[0x4F]
         fci, sw = _select(state, channel, adf, f"final SELECT of {adf.hex().upper()}")
+        why, readable = f"SW {sw:04X}", True
         try:
             found = tlv.flatten(fci) if sw == 0x9000 else {}
-        except tlv.TlvError:
-            found, sw = {}, 0x6F00
-        if sw == 0x9000 and found.get(0x84, adf) == adf:
+        except tlv.TlvError as exc:
+            found, why, readable = {}, f"SW {sw:04X} but the FCI is not BER-TLV: {exc}", False
+        if sw == 0x9000 and readable and found.get(0x84, adf) == adf:
             state.aid, state.fci = adf, fci
             state.card_data.update(found)
             label = (found.get(0x9F12) or found.get(0x50) or b"").decode("ascii", "replace")
             event(state, S_SELECT, "EMV Book 1 §12.4", "decision", f"application {adf.hex().upper()} {label!r} selected")
             return state
         event(state, S_SELECT, "EMV Book 1 §12.4", "decision",
-              f"{adf.hex().upper()} cannot be selected (SW {sw:04X}): removed from the candidate list")
+              f"{adf.hex().upper()} cannot be selected ({why}): removed from the candidate list")
         state.candidates.pop(0)
     return abort(state, S_SELECT, "EMV Book 1 §12.4", "no mutually supported application (not accepted)")
 

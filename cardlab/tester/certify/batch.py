@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..channel import CardChannel
-from ..sources import IssuerProfile, KeyStore, read_records, redact
+from ..rules import FAIL, Result
+from ..sources import IssuerProfile, KeyStore, mask_pan, read_records, redact
 from .card import certify_card
+from .match import Matcher, read_identity
 from .results import CardReport
 
 #: (open the card, record index, card id, where the card is)
@@ -26,7 +29,8 @@ CardItem = tuple[Callable[[], CardChannel], int, str, str]
 def map_images(directory: Path) -> list[tuple[Path, int, str]]:
     """(image, record index, card id) for the emulated cards of a batch directory:
     from the job database (jobs.sqlite: cards.location ↔ records), else images whose
-    name holds a card_id of cards.jsonl, else images in name order ↔ records 1, 2, …"""
+    name holds a card_id of cards.jsonl, else images in name order with record 0 (no claim: the
+    card's own PAN and PSN find its record, :mod:`.match`)."""
     images = sorted(p for p in directory.glob("card-*.json") if not p.name.startswith("."))
     db = directory / "jobs.sqlite"
     out: list[tuple[Path, int, str]] = []
@@ -58,8 +62,8 @@ def map_images(directory: Path) -> list[tuple[Path, int, str]]:
         if match:
             cid, idx = max(match, key=lambda m: len(m[0]))
             out.append((img, idx, cid))
-        elif not ids:
-            out.append((img, n, f"{n:06d}"))
+        elif not ids:  # name order is no claim about the record: 0, the card's PAN decides (.match)
+            out.append((img, 0, f"{n:06d}"))
     return out
 
 
@@ -80,27 +84,75 @@ def iter_certify(
     profile: IssuerProfile,
     records_path: str | os.PathLike[str],
     keys: KeyStore,
+    *,
+    matcher: Matcher | None = None,
+    whole_batch: bool = False,
     **kw: Any,
 ) -> Iterator[CardReport]:
     """:func:`certify_batch` card by card, each report as soon as its card is done
-    (the reports are written as they go); each names its reader and ATR."""
-    recs = {r.index: r for r in read_records(records_path)}
-    for opener, idx, cid, src in cards:
-        rec = recs.get(idx)
-        if rec is None:
-            rep = CardReport(cid, "-", idx, profile.name, src, error=f"no record {idx} in the records file")
+    (the reports are written as they go); each names its reader and ATR. Every card is matched
+    to its record by the PAN and PSN it holds (:mod:`.match`; the item's record index is only a
+    hint to compare with). ``whole_batch``: the records no card matched follow as findings."""
+    m = matcher if matcher is not None else Matcher(list(read_records(records_path)))
+    for item in cards:
+        yield certify_item(m, item, profile, keys, **kw)
+    if whole_batch:
+        yield from records_without_card(m, profile)
+
+
+def certify_item(m: Matcher, item: CardItem, profile: IssuerProfile, keys: KeyStore, **kw: Any) -> CardReport:
+    """One card: open it, read its PAN and PSN, find its record, certify it against that record."""
+    opener, hint, cid, src = item
+    try:
+        ch = opener()
+    except Exception as exc:
+        return CardReport(cid, "-", hint, profile.name, src, error=redact(f"cannot open card: {exc}"))
+    try:
+        key, why = read_identity(ch, profile)
+        rec, found = m.match(key, why, cid, hint if hint > 0 else None)
+        if rec is None:  # no record to certify against: the match findings say why, nothing else
+            rep = CardReport(cid, mask_pan(key[0]) if key else "-", hint, profile.name, src, results=found,
+                             started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
         else:
-            try:
-                ch = opener()
-            except Exception as exc:
-                rep = CardReport(cid, rec.masked, idx, profile.name, src, error=redact(f"cannot open card: {exc}"))
-            else:
-                rep = certify_card(ch, profile, rec, keys, card_id=cid, source=src, **kw)
-                rep.reader, rep.atr = reader_and_atr(ch)
-                close = getattr(ch, "close", None)
-                if callable(close):
-                    close()
-        yield rep
+            rep = certify_card(ch, profile, rec, keys, card_id=cid, source=src, **kw)
+            rep.results[:0] = found
+        rep.reader, rep.atr = reader_and_atr(ch)
+    finally:
+        close = getattr(ch, "close", None)
+        if callable(close):
+            close()
+    return rep
+
+
+def expected_records(directory: Path) -> set[int] | None:
+    """The records a batch directory says it holds cards for: the personalized cards of its job
+    database, else the record indices of its ``cards.jsonl``; None when it says nothing."""
+    db = directory / "jobs.sqlite"
+    if db.exists():
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT record_index FROM cards WHERE kind = 'image' AND status = 'personalized'").fetchall()
+        finally:
+            con.close()
+        if rows:
+            return {int(i) for (i,) in rows}
+    cards = directory / "cards.jsonl"
+    if cards.exists():
+        return {int(json.loads(line)["record_index"]) for line in cards.read_text().splitlines() if line.strip()}
+    return None
+
+
+def records_without_card(m: Matcher, profile: IssuerProfile, expected: set[int] | None = None) -> Iterator[CardReport]:
+    """MATCH-003: one finding per record that no card of the run holds — of ``expected`` (the
+    batch's own list), else of the records on the profile's BINs."""
+    for rec in m.without_card():
+        if expected is not None and rec.index not in expected:
+            continue
+        if not profile.pan_on_bin(rec.pan):  # another profile's record (a records file may serve several)
+            continue
+        yield CardReport(f"record-{rec.index:06d}", rec.masked, rec.index, profile.name, "records file",
+                         results=[Result("MATCH-003", FAIL, f"record {rec.index} ({rec.masked}, PSN {rec.psn}) has no "
+                                         "card among the cards certified", "a card", "none")])  # fmt: skip
 
 
 def reader_and_atr(ch: CardChannel) -> tuple[str, str]:

@@ -28,8 +28,9 @@ from ..channel import CardChannel
 from ..progress import Progress
 from ..sources import KeyStore, Record, SourceError, load_keystore, load_profile, read_records
 from ..terminal import load_terminal
-from .batch import CardItem, iter_certify, map_images, reader_and_atr
+from .batch import CardItem, certify_item, expected_records, map_images, reader_and_atr, records_without_card
 from .fs import FsSourceError, certify_fs_card, is_fs_profile, load_fs_profile, mask_number, read_badge_records
+from .match import Matcher
 from .readers import reader_rounds
 from .results import FAIL, INCOMPLETE as INCOMPLETE_VERDICT, PASS, CardReport
 
@@ -175,9 +176,9 @@ def image_items(a: argparse.Namespace, open_image: Callable[[str], CardChannel])
     """The cards named by ``--card IMAGE`` or ``--cards DIR`` (mapped to their
     records by :func:`.batch.map_images`, filtered by ``--record``); None when the
     cards come from a reader instead."""
-    if a.card:
-        idx = a.record or 1
-        return [(_opener(open_image, a.card), idx, f"{idx:06d}", a.card)]
+    if a.card:  # --record is a claim the card's PAN is compared with (.match); without it the PAN decides
+        idx = a.record or 0
+        return [(_opener(open_image, a.card), idx, f"{idx or 1:06d}", a.card)]
     if a.cards:
         mapped = map_images(Path(a.cards))
         if a.record:
@@ -226,11 +227,20 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
         chosen, sample = draw_sample([r for r in records if a.record is None or r.index == a.record], a.sample, a.seed)
         rounds, total = reader_rounds(a.reader, chosen, wait=_prompt), len(chosen)
 
-    def one(item: CardItem) -> CardReport:
-        return next(iter_certify([item], profile, a.records, keys, **kw))
+    matcher = Matcher(records)  # every card finds its record by the PAN and PSN it holds
 
-    reports = certify_stream(rounds, one, workers=len(a.reader or ()))
-    return write_stream(a, reports, total, run_provenance(a, keys, sample))
+    def one(item: CardItem) -> CardReport:
+        return certify_item(matcher, item, profile, keys, **kw)
+
+    def reports() -> Iterator[CardReport]:
+        yield from certify_stream(rounds, one, workers=len(a.reader or ()))
+        if sample is None and a.record is None and not a.card:  # a whole batch: records without a card
+            if a.cards:
+                yield from records_without_card(matcher, profile, expected_records(Path(a.cards)))
+            else:
+                yield from records_without_card(matcher, profile, {r.index for r in chosen})
+
+    return write_stream(a, reports(), total, run_provenance(a, keys, sample))
 
 
 # -- file-system (badge) profiles ----------------------------------------------------------
@@ -258,6 +268,8 @@ def run_fs(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> i
         if not images:
             print(f"cardlab test certify: no card images found in {a.cards}", file=sys.stderr)
             return USAGE
+        # a badge holds no PAN to match by: images without a claim pair with the records in name order
+        images = [(o, idx or n, cid, src) for n, (o, idx, cid, src) in enumerate(images, 1)]
         items, sample = draw_sample(images, a.sample, a.seed)
         rounds, total = [[i] for i in items], len(items)
     else:

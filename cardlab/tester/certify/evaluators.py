@@ -84,4 +84,4 @@ CARD_EVALUATORS: tuple[CardEvaluator, ...] = (
 
 #: card-level rules (one result per card), the rest are per application
 CARD_RULES = [rid for ev in CARD_EVALUATORS for rid in ev.rule_ids]
-APP_RULES = [r for r in RULES if r not in CARD_RULES]
+APP_RULES = [r for r in RULES if r not in CARD_RULES and r not in R.MATCH_RULE_IDS]

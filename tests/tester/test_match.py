@@ -1,0 +1,106 @@
+"""Cards matched to records by the PAN and PSN they hold (issue 11, cardlab/tester/certify/match.py):
+a records file in any order certifies the same cards; a missing record, an extra record and a
+duplicate card each give one clear finding (MATCH-001/002/003), never a cascade of data rules;
+the report's PAN is the card's."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import certkit  # type: ignore[import-not-found]
+import pytest
+
+from cardlab.cli import main
+
+HEADER = "pan,psn,expiry,effective,name,pin,service_code,language,discretionary\n"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> certkit.Prepared:
+    return certkit.prepare_sample("visa-cvn18", tmp_path_factory.mktemp("match"))
+
+
+@pytest.fixture(scope="module")
+def images(prepared: certkit.Prepared, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cards")
+    for n in range(3):  # no cards.jsonl, no job database: nothing but the cards themselves
+        certkit.card_from_dgis(prepared.clear(n)).save(d / f"card-{n + 1:02d}.json")
+    return d
+
+
+def _rows() -> list[str]:
+    return certkit.SAMPLE.read_text().splitlines()[1:]
+
+
+def _pan(row: str) -> str:
+    return row.split(",")[0]
+
+
+def _records(tmp_path: Path, rows: list[str], name: str = "records.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(HEADER + "".join(r + "\n" for r in rows))
+    return p
+
+
+def _certify(prepared: certkit.Prepared, cards: Path, records: Path, out: Path) -> tuple[int, list[dict[str, object]]]:
+    rc = main(["test", "certify", "--profile", str(prepared.profile_path), "--records", str(records), "--keys",
+               str(prepared.keys_path), "--today", "2026-01-15", "--cards", str(cards), "--report-dir", str(out),
+               "--quiet"])  # fmt: skip
+    lines = (out / "certification.jsonl").read_text().splitlines()
+    return rc, [d for d in map(json.loads, lines) if "verdict" in d and "card_id" in d]
+
+
+def _card_rows(prepared: certkit.Prepared) -> list[str]:
+    """The sample records the three cards were prepared from."""
+    rows = _rows()
+    return [rows[prepared.cards[n].record_index - 1] for n in range(3)]
+
+
+def test_records_in_random_order_certify_the_same_cards(prepared: certkit.Prepared, images: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _card_rows(prepared)
+    rc, in_order = _certify(prepared, images, _records(tmp_path, rows), tmp_path / "a")
+    assert rc == 0 and [c["verdict"] for c in in_order] == ["pass"] * 3
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    assert shuffled != rows
+    rc, again = _certify(prepared, images, _records(tmp_path, shuffled, "shuffled.csv"), tmp_path / "b")
+    assert rc == 0
+    assert [(c["source"], c["pan"], c["verdict"]) for c in again] == [(c["source"], c["pan"], c["verdict"]) for c in in_order]
+    # the record each card was matched to is the one holding its PAN, wherever it sits in the file
+    for c in again:
+        row = shuffled[int(str(c["record_index"])) - 1]
+        assert str(c["pan"]).endswith(_pan(row)[-4:])
+    capsys.readouterr()
+
+
+def test_missing_extra_and_duplicate_each_one_finding(prepared: certkit.Prepared, images: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _card_rows(prepared)
+    others = [r for r in _rows() if r not in rows and _pan(r).startswith("476173")]
+    cards = tmp_path / "cards"
+    shutil.copytree(images, cards)
+    shutil.copy(cards / "card-01.json", cards / "card-04.json")  # a second card with card 1's data
+    # the records file lacks card 2's record and holds one record no card has
+    records = _records(tmp_path, [rows[0], rows[2], others[0]])
+    rc, reps = _certify(prepared, cards, records, tmp_path / "r")
+    out = capsys.readouterr().out
+    assert rc == 1
+    by_src = {Path(str(c["source"])).name: c for c in reps}
+    # missing record: card 2 fails on MATCH-001 alone, showing the card's own (masked) PAN
+    c2 = by_src["card-02.json"]
+    assert c2["verdict"] == "fail" and [r["rule"] for r in c2["results"]] == ["MATCH-001"]
+    assert "no record of the records file has this PAN and PSN" in c2["results"][0]["evidence"]
+    assert str(c2["pan"]).endswith(_pan(rows[1])[-4:]) and _pan(rows[1]) not in out
+    # duplicate: the second card holding card 1's PAN and PSN fails MATCH-002 naming the first
+    c4 = by_src["card-04.json"]
+    failed = [r for r in c4["results"] if r["verdict"] == "fail"]
+    assert [r["rule"] for r in failed] == ["MATCH-002"] and "two cards, one record" in failed[0]["evidence"]
+    assert by_src["card-01.json"]["verdict"] == by_src["card-03.json"]["verdict"] == "pass"
+    # extra record: one MATCH-003 finding for the record with no card
+    extra = [c for c in reps if c["source"] == "records file"]
+    assert len(extra) == 1 and extra[0]["results"][0]["rule"] == "MATCH-003"
+    assert str(extra[0]["pan"]).endswith(_pan(others[0])[-4:])

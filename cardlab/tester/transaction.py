@@ -19,7 +19,10 @@ Exit status (:mod:`cardlab.exitcodes`): 0 approved, 1 declined, 2 a usage or inp
 from __future__ import annotations
 
 import argparse
+import hashlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +51,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                  open_image: Callable[[str], CardChannel]) -> None:
     p = sub.add_parser("transaction", help="run one EMV transaction (selection to completion)")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--card", metavar="IMAGE", help="an emulated card image")
+    where.add_argument("--card", metavar="IMAGE", help="an emulated card image (updated like a real card: ATC, "
+                       "counters, log; see --dry-run)")
     where.add_argument("--reader", metavar="NAME", help="a PC/SC reader (name or prefix)")
     p.add_argument("--terminal", metavar="T.yaml", help="terminal profile (default: vectors/terminals/default.yaml)")
     p.add_argument("--amount", type=amount, default=1000, help="amount in minor units, 0-999999999999 (default 1000)")
@@ -63,6 +67,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--script", action="append", default=[], metavar="S",
                    help="issuer script after the final GENERATE AC (with --keys): block, unblock, "
                         "pin-change:NEWPIN or put-data:TAG=HEX; repeatable")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --card: run on a copy, leaving the image untouched (a batch card stays as it was for "
+                        "certification)")
     p.add_argument("--seed", type=int, help="seed for the unpredictable number and random selection")
     p.add_argument("--trace", action="store_true", help="print the teaching trace")
     p.add_argument("--trace-html", metavar="FILE", help="write the teaching trace as an HTML page")
@@ -197,6 +204,13 @@ def student_pause(read: Callable[[str], str] = input) -> Callable[[str], None]:
     return pause
 
 
+def _digest(path: str) -> bytes | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).digest()
+    except OSError:
+        return None
+
+
 def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], console: Any = None) -> int:
     from .kernel import run_transaction
     from .terminal import TerminalProfileError, load_terminal
@@ -212,9 +226,22 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
     except (SourceError, HostError, ValueError) as exc:
         print(f"cardlab test transaction: {exc}", file=sys.stderr)
         return USAGE
+    image, scratch = args.card, None
+    if args.card and getattr(args, "dry_run", False):  # a copy takes the transaction; the image stays as it was
+        scratch = tempfile.TemporaryDirectory(prefix="cardlab-dry-run-")
+        image = str(Path(scratch.name) / Path(args.card).name)
+        try:
+            shutil.copyfile(args.card, image)
+        except OSError as exc:
+            scratch.cleanup()
+            print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)
+            return USAGE
+    before = _digest(args.card) if args.card and scratch is None else None
     try:
-        channel: CardChannel = open_image(args.card) if args.card else PyscardChannel(args.reader)
+        channel: CardChannel = open_image(image) if image else PyscardChannel(args.reader)
     except (OSError, LookupError, ValueError) as exc:
+        if scratch is not None:
+            scratch.cleanup()
         print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)
         return USAGE
     recorder = RecordingChannel(channel.transmit, channel.atr(), protocol=str(getattr(channel, "protocol", "")))
@@ -237,6 +264,13 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         close = getattr(channel, "close", None)
         if callable(close):
             close()
+        if scratch is not None:
+            scratch.cleanup()
+    if before is not None and _digest(args.card) != before:
+        print(f"cardlab test transaction: the card image {args.card} was updated as the card would be (ATC, "
+              "counters, transaction log); --dry-run runs on a copy", file=sys.stderr)
+    elif scratch is not None:
+        print(f"cardlab test transaction: --dry-run: {args.card} left untouched", file=sys.stderr)
     if host is not None and not host.requests:  # no online request: open the offline cryptogram up here
         from .online import open_up
 

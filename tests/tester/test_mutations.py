@@ -6,6 +6,8 @@ reports/mutation-detection.json (under the test's temporary directory)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 import warnings
@@ -176,12 +178,12 @@ def _mutations(p: certkit.Prepared) -> list[tuple[str, Callable[[Apps], None], s
         ("wrong ICC SMI key (IMK-SMI)", wrong_key(0, 1), {"KEY-SMI-001", "KEY-SMI-002"}, {"destructive": True}),
         ("wrong ICC SMC key (IMK-SMC)", wrong_key(0, 2), {"KEY-SMC-001"}, {"destructive": True}),
         ("wrong PIN", wrong_pin, {"KEY-PIN-001"}, {}),
-        ("PIN try counter below the limit", replace_dgi(0, 0x9010, lambda v: bytes((v[0], v[0] - 1))), {"STATE-PTC-001"}, {}),
+        ("PIN try counter below the limit", replace_dgi(0, 0x9010, lambda v: bytes((v[0], v[0] - 1))), {"STATE-PTC-001"}, {"fresh": True}),
         ("dropped record 1/1", drop_record(0, 1, 1), {"DATA-AFL-001"}, {}),
         ("issuer certificate of another BIN", issuer_cert_of_other_bin, {"CERT-ISS-005"}, {}),
         ("ICC certificate of another card", certificate_from(p.clear(1), 0x9F46), {"CERT-ICC-PAN-001"}, {}),
         ("wrong life cycle: personalization not completed", lambda apps: None, {"LIFE-APP-002"}, {"last_block": False}),
-        ("used card: 20 transactions before certification", lambda apps: None, {"STATE-ATC-001"}, {"used": 20}),
+        ("used card: 20 transactions before certification", lambda apps: None, {"STATE-ATC-001"}, {"used": 20, "fresh": True}),
     ]
     return out
 
@@ -220,7 +222,9 @@ def test_mutations_fail_on_the_rule_naming_the_defect(name: str, tmp_path: Path)
             continue
         if opts.get("used"):
             _use(card, apps[0][0], int(opts["used"]))  # type: ignore[call-overload]
-        rep = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY, destructive=bool(opts.get("destructive")))
+        # counters are judged against the card's history unless the profile says fresh from perso
+        judged = replace(prof, certify_as="fresh") if opts.get("fresh") else prof
+        rep = certify.certify_card(certkit.channel(card), judged, rec, keys, today=certkit.TODAY, destructive=bool(opts.get("destructive")))
         failed = rep.failed_rules()
         assert rep.verdict == "fail" or not (want & failed), what
         (detected if want & failed else missed).append((what, sorted(want), sorted(failed)[:6]))

@@ -40,7 +40,11 @@ from .tables import (
 )
 
 _DOL_ITEM = re.compile(r"^\s*([0-9A-Fa-f]{2,4})\s*[:/ ]\s*(\d{1,3})\s*$")
-_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle", *ATR_KEYS)
+_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle", "certify_as", *ATR_KEYS)
+#: ``card.certify_as``: how certification judges the counters — ``lived`` (default: against the
+#: card's own history) or ``fresh`` (straight from perso: ATC small, last online ATC 0). The
+#: personalizer only checks the value; the tester reads it (cardlab/tester/sources/profile.py).
+CERTIFY_AS = ("lived", "fresh")
 _RISK_KEYS = (
     "lcol", "ucol", "lower_cumulative", "upper_cumulative", "default_action", "issuer_auth_required",
     "arpc_method", "max_atc", "dki", "currency_conversion",
@@ -139,6 +143,9 @@ def parse_card(ck: Checker, raw: object) -> GpDetails:
     lc = ck.string(m, "target_life_cycle", p, default="SECURED").upper()
     if lc not in LIFE_CYCLES:
         ck.err(f"{p}.target_life_cycle", f"{lc!r} is not one of {', '.join(LIFE_CYCLES)}")
+    certify_as = ck.string(m, "certify_as", p, default="lived").lower()
+    if certify_as not in CERTIFY_AS:
+        ck.err(f"{p}.certify_as", f"{certify_as!r} is not one of {', '.join(CERTIFY_AS)}")
     atr = read_card_atr(m, ck.err, p)  # card.atr / card.protocol (.atr)
     return GpDetails(isd, kmc, div, kv, lc, atr)
 

@@ -67,7 +67,7 @@ def certify_card(
         term = _terminal_for(terminal, app)
         state = kernel.new_state(term, amount=AMOUNT, when=datetime.combine(day, dtime(12, 0)))
         ctx = AppContext(channel, app, record, keys, term, destructive, day, col, state, pin=pin,
-                         restore_pin_counter=restore_pin_counter)
+                         restore_pin_counter=restore_pin_counter, fresh=profile.certify_as == "fresh")
         reason = "nothing on this card or in its source data for this rule to check"
         try:
             for step in APPLICATION_STEPS:

@@ -81,6 +81,8 @@ class AppContext:
     restore_pin_counter: bool = False
     #: the counter to restore (set by :mod:`.pin` when the record's PIN was refused)
     restore_from: int | None = None
+    #: judge the counters as fresh from perso (``card.certify_as: fresh``), not against the history
+    fresh: bool = False
 
     def all_values(self) -> dict[int, bytes]:
         out: dict[int, bytes] = {}

@@ -59,27 +59,48 @@ def select_application(ctx: AppContext) -> None:
 
 
 def card_state(ctx: AppContext) -> None:
-    """The application's state before the transaction by GET DATA (Book 3 §6.5.7):
-    ATC, last online ATC, PIN try counter, log format."""
+    """The application's state before the transaction by GET DATA (Book 3 §6.5.7): ATC, last
+    online ATC, PIN try counter, log format. The counters are judged against the card's own
+    history (a card that lived — transactions, earlier certifications — stays certifiable),
+    or as fresh from perso when the profile says ``card.certify_as: fresh``."""
     c, app = ctx.c, ctx.app
     atc, atc_sw = get_data(ctx, 0x9F36, "application transaction counter")
+    lo, lo_sw = get_data(ctx, 0x9F13, "last online ATC register")
+    last = int.from_bytes(lo, "big") if lo is not None else None
     if atc is None:
         c.na("STATE-ATC-001", f"GET DATA 9F36 answered {atc_sw:04X}")
     else:
-        ctx.atc = int.from_bytes(atc, "big")
-        c.check("STATE-ATC-001", ctx.atc <= FRESH_ATC_MAX, f"ATC {ctx.atc} (a fresh card: ≤ {FRESH_ATC_MAX})", f"≤ {FRESH_ATC_MAX}", str(ctx.atc))
-    lo, lo_sw = get_data(ctx, 0x9F13, "last online ATC register")
-    if lo is None:
+        ctx.atc = n = int.from_bytes(atc, "big")
+        if ctx.fresh:
+            c.check("STATE-ATC-001", n <= FRESH_ATC_MAX, f"ATC {n} (fresh from perso: ≤ {FRESH_ATC_MAX})",
+                    f"≤ {FRESH_ATC_MAX}", str(n))  # fmt: skip
+        else:
+            bad = ("exhausted: no further transaction is possible (Book 3 §10.6.3)" if n >= 0xFFFF else
+                   f"below the last online ATC {last}: the counter went back" if last is not None and n < last else "")
+            c.check("STATE-ATC-001", not bad, f"ATC {n}" + (f", last online ATC {last}" if last is not None else "")
+                    + (f": {bad}" if bad else ": consistent with the card's history"),
+                    f"< FFFF, ≥ {last if last is not None else 0}", str(n))  # fmt: skip
+    if last is None:
         c.na("STATE-ATC-002", f"GET DATA 9F13 answered {lo_sw:04X}")
+    elif ctx.fresh:
+        c.check("STATE-ATC-002", last == 0, f"last online ATC {last} (fresh from perso: 0)", "0", str(last))
     else:
-        c.check("STATE-ATC-002", int.from_bytes(lo, "big") == 0, f"last online ATC {int.from_bytes(lo, 'big')}", "0", str(int.from_bytes(lo, "big")))
+        ok = ctx.atc is None or last <= ctx.atc
+        c.check("STATE-ATC-002", ok, f"last online ATC {last}, ATC {'-' if ctx.atc is None else ctx.atc}"
+                + ("" if ok else ": a last online transaction after the current ATC"),
+                f"≤ {'-' if ctx.atc is None else ctx.atc}", str(last))  # fmt: skip
     if app.offline_pin:
         ptc, ptc_sw = get_data(ctx, 0x9F17, "PIN try counter")
         c.check("CVM-006", ptc is not None, f"GET DATA 9F17 answered {ptc_sw:04X}")
+        limit = app.pin_try_limit
         if ptc is None:
-            c.check("STATE-PTC-001", False, f"PIN try counter not readable (SW {ptc_sw:04X})", str(app.pin_try_limit), "-")
+            c.check("STATE-PTC-001", False, f"PIN try counter not readable (SW {ptc_sw:04X})", str(limit), "-")
+        elif ctx.fresh:
+            c.check("STATE-PTC-001", ptc[0] == limit, f"PIN try counter {ptc[0]}, limit {limit} (fresh from perso)",
+                    str(limit), str(ptc[0]))  # fmt: skip
         else:
-            c.check("STATE-PTC-001", ptc[0] == app.pin_try_limit, f"PIN try counter {ptc[0]}, limit {app.pin_try_limit}", str(app.pin_try_limit), str(ptc[0]))
+            c.check("STATE-PTC-001", 1 <= ptc[0] <= limit, f"PIN try counter {ptc[0]}, limit {limit}"
+                    + (": the PIN is blocked" if ptc[0] == 0 else ""), f"1..{limit}", str(ptc[0]))  # fmt: skip
     else:
         c.na("CVM-006", "no offline PIN CVM in the profile")
         c.na("STATE-PTC-001", "no offline PIN CVM in the profile")

@@ -158,6 +158,9 @@ class IssuerProfile:
     #: ``card.protocol`` (0 or 1) and ``card.historical_bytes`` when the profile gives them instead
     protocol: int | None = None
     historical_bytes: bytes | None = None
+    #: ``card.certify_as``: "lived" (default: counters judged against the card's history) or
+    #: "fresh" (straight from perso: ATC small, last online ATC 0)
+    certify_as: str = "lived"
 
     def pan_on_bin(self, pan: str) -> bool:
         """Whether ``pan`` is on one of the profile's BINs (true without ``bins``)."""
@@ -265,8 +268,16 @@ def load_profile(path: str | os.PathLike[str]) -> IssuerProfile:
         applications=tuple(_app(i, a) for i, a in enumerate(doc["applications"])),
         path=str(path),
         bins=_bins(doc.get("bins"), str(path)),
+        certify_as=_certify_as(card.get("certify_as", "lived"), str(path)),
         **_card_atr(card, str(path)),
     )
+
+
+def _certify_as(raw: Any, path: str) -> str:
+    value = str(raw).strip().lower()
+    if value not in ("lived", "fresh"):
+        raise SourceError(f"{path}: card.certify_as: {raw!r} is not one of lived, fresh")
+    return value
 
 
 def _card_atr(card: dict[str, Any], path: str) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def test_certify_card_hook(keys: sources.KeyStore) -> None:
     card, aid = _card(keys)
     prof = sources.load_profile(ROOT / "vectors" / "profiles" / "visa-cvn18.yaml")
     rec = next(sources.read_records(ROOT / "vectors" / "records" / "sample.csv"))
-    results = life.card_life_results(RecordingChannel(card.transmit), prof, keys, pan=rec.pan, enabled=False)
+    results = life.card_gp_results(RecordingChannel(card.transmit), prof, keys, pan=rec.pan, enabled=False)
     assert set(_verdicts(results).values()) == {NOT_RUN}
     assert set(life.LIFE_RULES) <= set(certify.CARD_RULES)
 

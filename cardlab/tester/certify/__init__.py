@@ -46,7 +46,7 @@ from .directories import directory_results
 from .evaluators import APP_RULES, APPLICATION_STEPS, CARD_EVALUATORS, CARD_RULES, CardEvaluator
 from .fs import certify_fs, certify_fs_card, is_fs_profile
 from .host import SCRIPT_RULES, script_keys_missing, script_sw
-from .life import card_life_results, card_privilege_results, life_cycle_results
+from .life import card_gp_results, life_cycle_results, privilege_results
 from .readers import iter_reader
 from .results import CardReport, Collector
 from .selection import FRESH_ATC_MAX
@@ -68,8 +68,8 @@ __all__ = [
     "CardReport",
     "Collector",
     "add_commands",
-    "card_life_results",
-    "card_privilege_results",
+    "card_gp_results",
+    "privilege_results",
     "certify_batch",
     "certify_card",
     "certify_fs",

@@ -28,7 +28,7 @@ from . import authentication, cryptograms, data, pin, records, scripts, selectio
 from .atr import atr_results
 from .context import AppContext, CardContext
 from .directories import directory_results
-from .life import card_life_results, card_privilege_results
+from .life import card_gp_results
 
 #: one step of an application's certification transaction
 ApplicationStep = Callable[[AppContext], None]
@@ -63,12 +63,8 @@ def _directories(card: CardContext) -> list[Result]:
     return directory_results(card.channel, card.profile, pan=card.pan)
 
 
-def _life_cycles(card: CardContext) -> list[Result]:
-    return card_life_results(card.channel, card.profile, card.keys, pan=card.pan, enabled=card.gp_status)
-
-
-def _privileges(card: CardContext) -> list[Result]:
-    return card_privilege_results(card.channel, card.profile, card.keys, pan=card.pan, enabled=card.gp_status)
+def _gp_status(card: CardContext) -> list[Result]:
+    return card_gp_results(card.channel, card.profile, card.keys, pan=card.pan, enabled=card.gp_status)
 
 
 def _power_on(card: CardContext) -> list[Result]:
@@ -78,8 +74,8 @@ def _power_on(card: CardContext) -> list[Result]:
 CARD_EVALUATORS: tuple[CardEvaluator, ...] = (
     CardEvaluator("power-on: the ATR", tuple(R.ATR_RULE_IDS), _power_on, before_applications=True),
     CardEvaluator("payment system directories (PPSE, PSE)", tuple(R.DIR_RULE_IDS), _directories),
-    CardEvaluator("GP life cycles over SCP03 (--gp-status)", tuple(R.LIFE_RULE_IDS), _life_cycles),
-    CardEvaluator("GP privileges over SCP03 (--gp-status)", tuple(R.PRIV_RULE_IDS), _privileges),
+    CardEvaluator("GP life cycles and privileges over one SCP03 session (--no-gp-status skips)",
+                  (*R.LIFE_RULE_IDS, *R.PRIV_RULE_IDS), _gp_status),
 )
 
 #: card-level rules (one result per card), the rest are per application

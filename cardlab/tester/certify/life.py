@@ -101,9 +101,10 @@ def open_session(channel: CardChannel, prof: GpCardProfile, keys: KeyStore, leve
     return session, isd
 
 
-def life_cycle_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore, *, pan: str = "") -> list[Result]:
+def life_cycle_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore, *, pan: str = "",
+                       keep: dict[str, Any] | None = None) -> list[Result]:
     """LIFE-CARD-002, LIFE-CARD-001 and LIFE-APP-003 for one card (card-level
-    results, one each)."""
+    results, one each). ``keep["apps"]``: the GET STATUS P1=40 entries and SW, for PRIV-001."""
     out: dict[str, Result] = {}
 
     def done() -> list[Result]:
@@ -133,6 +134,8 @@ def life_cycle_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore
     except (Scp03Error, gp.GpError) as exc:
         out["LIFE-CARD-001"] = _r("LIFE-CARD-001", FAIL, f"GET STATUS: {exc}")
         return done()
+    if keep is not None:
+        keep["apps"] = (app_entries, sw_apps)
     # card life cycle
     if not isd_entries:
         out["LIFE-CARD-001"] = _r("LIFE-CARD-001", FAIL, f"GET STATUS P1=80 answered {sw:04X}", "ISD entry", f"{sw:04X}")
@@ -176,20 +179,34 @@ def life_cycle_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore
     return done()
 
 
-def card_life_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
-    """For :func:`.card.certify_card` (:data:`.evaluators.CARD_EVALUATORS`): ``profile`` is the
-    tester's :class:`~tester.sources.IssuerProfile` (its ``path`` is re-read
-    for the card section's diversification scheme and key version)."""
-    if not enabled:
-        return [_unrun(rid, "GP life cycles not read: --no-gp-status given (GET STATUS over SCP03 with the key store's KMC)") for rid in LIFE_RULES]
+def gp_profile(profile: Any) -> GpCardProfile:
+    """The GP view of the tester's :class:`~tester.sources.IssuerProfile` (read once per run)."""
     aids = tuple(a.aid for a in getattr(profile, "applications", ()))
-    try:
-        prof = GpCardProfile.from_file(profile.path, aids) if getattr(profile, "path", "") else None
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        return [_unrun(rid, f"profile card section unreadable: {type(exc).__name__}") for rid in LIFE_RULES]
-    if prof is None:
-        prof = GpCardProfile(profile.isd_aid, profile.kmc, "KDF3", 0, profile.target_life_cycle, aids)
-    return life_cycle_results(channel, prof, keys, pan=pan)
+    target = str(profile.target_life_cycle or "").upper() or None
+    return GpCardProfile(profile.isd_aid, profile.kmc, str(getattr(profile, "diversification", "KDF3")).upper(),
+                         int(getattr(profile, "key_version", 0)), target, aids)  # fmt: skip
+
+
+def card_gp_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
+    """For :func:`.card.certify_card` (:data:`.evaluators.CARD_EVALUATORS`): the life-cycle rules
+    and PRIV-001 from one SCP03 session and one GET STATUS of the applications (``profile``: the
+    tester's :class:`~tester.sources.IssuerProfile`)."""
+    if not enabled:
+        return ([_unrun(rid, "GP life cycles not read: --no-gp-status given (GET STATUS over SCP03 with the key store's KMC)")
+                 for rid in LIFE_RULES]
+                + [_unrun(rid, "GP privileges not read: --no-gp-status given (GET STATUS over SCP03 with the key store's KMC)")
+                   for rid in PRIV_RULES])  # fmt: skip
+    prof = gp_profile(profile)
+    keep: dict[str, Any] = {}
+    life = life_cycle_results(channel, prof, keys, pan=pan, keep=keep)
+    if "apps" in keep:
+        entries, sw = keep["apps"]
+        priv = privileges_from(entries, sw, prof, pan)
+    elif keys.symmetric_key(prof.kmc, "KMC") is None:
+        priv = [_unrun("PRIV-001", f"the key store has no KMC ({prof.kmc or 'profile names none'}): GP keys not provided")]
+    else:
+        priv = [_r("PRIV-001", NA, "not reached: no secure channel (LIFE-CARD-002)")]
+    return life + priv
 
 
 # -- privileges (PRIV-001) -------------------------------------------------------------------
@@ -224,6 +241,12 @@ def privilege_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore,
         return [_r(rid, NA, f"not reached: no secure channel ({exc})")]
     except gp.GpError as exc:
         return [_r(rid, FAIL, f"GET STATUS P1=40: {exc}")]
+    return privileges_from(entries, sw, prof, pan)
+
+
+def privileges_from(entries: list[Any], sw: int, prof: GpCardProfile, pan: str = "") -> list[Result]:
+    """PRIV-001 from the GET STATUS P1=40 entries (GP Card Spec 2.3 §11.4, table 11-38)."""
+    rid = "PRIV-001"
     by_aid = {e.aid: e for e in entries}
     want = _privileges3(PROFILE_PRIVILEGES).hex().upper()
     checked = [*prof.app_aids, *(a for a in DIRECTORY_AIDS if a in by_aid and a not in prof.app_aids)]
@@ -242,17 +265,3 @@ def privilege_results(channel: CardChannel, prof: GpCardProfile, keys: KeyStore,
         return [_r(rid, NA, "the profile defines no application instance")]
     return [_r(rid, FAIL if bad else PASS, "GET STATUS P1=40: " + ("; ".join(bad) if bad else "; ".join(seen)),
                f"C5={want} for {len(checked)} instance(s)", "; ".join(bad) or "as expected", pan)]  # fmt: skip
-
-
-def card_privilege_results(channel: CardChannel, profile: Any, keys: KeyStore, *, pan: str = "", enabled: bool = True) -> list[Result]:
-    """For :func:`.card.certify_card` (:data:`.evaluators.CARD_EVALUATORS`), opt-in like the life cycles (``--gp-status``)."""
-    if not enabled:
-        return [_unrun(rid, "GP privileges not read: --no-gp-status given (GET STATUS over SCP03 with the key store's KMC)") for rid in PRIV_RULES]
-    aids = tuple(a.aid for a in getattr(profile, "applications", ()))
-    try:
-        prof = GpCardProfile.from_file(profile.path, aids) if getattr(profile, "path", "") else None
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        return [_unrun(rid, f"profile card section unreadable: {type(exc).__name__}") for rid in PRIV_RULES]
-    if prof is None:
-        prof = GpCardProfile(profile.isd_aid, profile.kmc, "KDF3", 0, profile.target_life_cycle, aids)
-    return privilege_results(channel, prof, keys, pan=pan)

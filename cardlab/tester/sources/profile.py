@@ -161,6 +161,10 @@ class IssuerProfile:
     #: ``card.certify_as``: "lived" (default: counters judged against the card's history) or
     #: "fresh" (straight from perso: ATC small, last online ATC 0)
     certify_as: str = "lived"
+    #: ``card.diversification`` (upper case) and ``card.key_version``: how the tester's own SCP03
+    #: derives the card's keys from the KMC (GP status rules)
+    diversification: str = "KDF3"
+    key_version: int = 0
 
     def pan_on_bin(self, pan: str) -> bool:
         """Whether ``pan`` is on one of the profile's BINs (true without ``bins``)."""
@@ -269,8 +273,17 @@ def load_profile(path: str | os.PathLike[str]) -> IssuerProfile:
         path=str(path),
         bins=_bins(doc.get("bins"), str(path)),
         certify_as=_certify_as(card.get("certify_as", "lived"), str(path)),
+        diversification=str(card.get("diversification", "KDF3")).upper(),
+        key_version=_key_version(card.get("key_version", 0), str(path)),
         **_card_atr(card, str(path)),
     )
+
+
+def _key_version(raw: Any, path: str) -> int:
+    try:
+        return int(raw, 16) if isinstance(raw, str) else int(raw)
+    except (TypeError, ValueError):
+        raise SourceError(f"{path}: card.key_version: {raw!r} is not a number") from None
 
 
 def _certify_as(raw: Any, path: str) -> str:

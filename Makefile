@@ -10,7 +10,7 @@ DEBS   := pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config softhsm2
 .PHONY: demo test deps debs venv bench clean
 
 demo: deps
-	$(BIN)/cardlab demo
+	$(BIN)/cardlab demo --force
 
 test: deps
 	$(BIN)/mypy

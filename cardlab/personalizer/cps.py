@@ -60,7 +60,7 @@ INSTALL_PARAMS = bytes.fromhex("C900")
 SECRET_DGIS = frozenset({0x8000, 0x8010, *range(0x8101, 0x8106), *range(0x8201, 0x8206)})
 
 #: tags that are left out of a record when their value is empty (optional objects)
-_OPTIONAL_EMPTY = frozenset({0x92, 0x9F48, 0x5F25, 0x9F0B, 0x9F1F, 0x9F20})
+_OPTIONAL_EMPTY = frozenset({0x92, 0x9F48, 0x5F25, 0x5F34, 0x9F0B, 0x9F1F, 0x9F20})  # 5F34: card.empty_psn: omit
 
 
 def bcd(value: int, length: int) -> bytes:
@@ -109,7 +109,8 @@ def build_records(app: Application, values: Mapping[int, bytes]) -> dict[tuple[i
     """Every record of the AFL layout as a ``70`` template, tags in layout order.
 
     A tag without a value raises ``KeyError``; optional objects with an empty
-    value (92, 9F48 without remainder; 5F25 without effective date) are left out.
+    value (92, 9F48 without remainder; 5F25 without effective date; 5F34 of a record without PSN
+    when the profile omits it) are left out.
     """
     return {(r.sfi, r.number): build_record(r, values) for r in app.records}
 

@@ -7,7 +7,8 @@ sealed for transport (:mod:`cardlab.personalizer.transport`). Fields:
 field              required  rule
 =================  ========  ==================================================
 ``pan``            yes       12–19 digits, Luhn check digit
-``psn``            yes       PAN sequence number 00–99 (one or two digits)
+``psn``            yes       PAN sequence number 00–99 (one or two digits); empty only with the
+                             profile's ``card.empty_psn`` (``omit`` or ``"00"``)
 ``expiry``         yes       ``YYYY-MM``, month 01–12, not before ``effective`` (the
                              same month is a card valid for one month), not
                              before the month of ``today``
@@ -131,7 +132,7 @@ class Record:
     index: int  # 1-based position of the record in the file
     line: int  # line where the record starts
     pan: str = field(repr=False)
-    psn: str  # two digits
+    psn: str  # two digits; "" when empty and the profile omits it (card.empty_psn: omit)
     expiry: YearMonth
     effective: YearMonth | None
     name: str
@@ -197,9 +198,12 @@ def _text(raw: Mapping[str, object], key: str) -> str | None:
     return s or None
 
 
-def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: int = 1) -> Record | Rejected:
+def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: int = 1,
+             empty_psn: str | None = None) -> Record | Rejected:
     """Check one record given as field → value (strings; JSON numbers accepted for digits).
 
+    ``empty_psn`` (the profile's ``card.empty_psn``): an empty PSN is accepted as "" (``omit``:
+    no 5F34 on the card) or "00"; without it an empty PSN is a problem of the record.
     Returns a :class:`Record` or a :class:`Rejected` listing every problem.
     """
     problems: list[tuple[str, str]] = []
@@ -227,8 +231,12 @@ def validate(raw: Mapping[str, object], *, today: date, index: int = 1, line: in
         elif not luhn_ok(pan):
             problems.append(("pan", "Luhn check digit is wrong"))
 
-    psn = get("psn", True)
-    if psn is not None:
+    psn = get("psn", False)
+    if psn is None and empty_psn is None:
+        problems.append(("psn", 'missing (an empty PSN needs the profile\'s card.empty_psn: omit or "00")'))
+    elif psn is None:
+        psn = "" if empty_psn == "omit" else "00"
+    elif psn is not None:
         if not re.fullmatch(r"\d{1,2}", psn):
             problems.append(("psn", f"{psn!r} is not 00-99"))
         else:
@@ -461,6 +469,7 @@ def read_records(
     keys: TransportKeys | None = None,
     format: Format | None = None,
     duplicates: bool = True,
+    empty_psn: str | None = None,
 ) -> Iterator[Record | Rejected]:
     """Stream the records of ``path`` (CSV or JSON Lines, plain or sealed).
 
@@ -498,7 +507,7 @@ def read_records(
         if isinstance(row, str):
             yield _rejected(index, line, f"line {line}", [("record", row)])
             continue
-        result = validate(row, today=day, index=index, line=line)
+        result = validate(row, today=day, index=index, line=line, empty_psn=empty_psn)
         if isinstance(result, Record) and duplicates:
             digest = hmac.new(salt, f"{result.pan}/{result.psn}".encode(), hashlib.blake2b).digest()[:8]
             first = seen.setdefault(int.from_bytes(digest, "big"), line)

@@ -204,7 +204,7 @@ class CardPreparer:
             0x5F20: record.name.encode("ascii"),
             0x5F24: bytes.fromhex(exp.strftime("%y%m%d")),
             0x5F25: bytes.fromhex(record.effective.first_day().strftime("%y%m%d")) if record.effective else b"",
-            0x5F34: bytes.fromhex(psn),
+            0x5F34: bytes.fromhex(psn),  # b"" (not on the card) when the profile omits an empty PSN
             0x5F30: tracks.service_code_bytes(sc),
             0x9F1F: tracks.track1_discretionary(dd).encode("ascii"),
             0x9F20: bytes.fromhex(dd + "F" * (len(dd) % 2)),
@@ -221,8 +221,8 @@ class CardPreparer:
                                         f"({cert_end:%m/%Y}) of {app.name}")
 
         # ICC master keys, wrapped inside the key store; sealed as one DGI 8000
-        icc = self.keys.derive_icc_keys(
-            pan, psn, self.kek, "B" if len(pan) > 16 else "A",
+        icc = self.keys.derive_icc_keys(  # no PSN: derived with 00 (EMV Book 2 Annex A1.4.1)
+            pan, psn or "00", self.kek, "B" if len(pan) > 16 else "A",
             app.keys.imk_ac, app.keys.imk_smi, app.keys.imk_smc,
         )  # fmt: skip
         mk = b"".join(self.keys.unwrap(w) for w in (icc.ac, icc.smi, icc.smc))

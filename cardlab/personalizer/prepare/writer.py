@@ -216,7 +216,8 @@ def _prepare_into(
     rejected = _JsonLines(work / "rejected.jsonl")
     total = 0
     try:
-        for item in _counted(read_records(records_path, today=today, keys=transport_keys), progress):
+        for item in _counted(read_records(records_path, today=today, keys=transport_keys,
+                                          empty_psn=profile.card.empty_psn), progress):
             total += 1
             if isinstance(item, Rejected):
                 rejected.write(Rejection(item.index, item.record_id, item.field, redact_pans(item.message)).to_json())

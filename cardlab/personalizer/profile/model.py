@@ -213,6 +213,10 @@ class GpDetails:
     target_life_cycle: str  # one of LIFE_CYCLES
     #: the card stock's ATR (:mod:`.atr`); None: the card's default
     atr: bytes | None = None
+    #: ``card.empty_psn``: what a record with an empty PSN becomes — None: refused (the default),
+    #: "omit": no 5F34 on the card, "00": PSN 00. The ICC master keys are derived with PSN 00 either
+    #: way (EMV Book 2 Annex A1.4.1: "if the PAN Sequence Number is not available, it is set to 00")
+    empty_psn: str | None = None
 
 
 @dataclass(frozen=True)

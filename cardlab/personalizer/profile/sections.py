@@ -40,7 +40,8 @@ from .tables import (
 )
 
 _DOL_ITEM = re.compile(r"^\s*([0-9A-Fa-f]{2,4})\s*[:/ ]\s*(\d{1,3})\s*$")
-_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle", "certify_as", *ATR_KEYS)
+_CARD_KEYS = ("isd_aid", "kmc", "diversification", "key_version", "target_life_cycle", "certify_as", "empty_psn",
+              *ATR_KEYS)
 #: ``card.certify_as``: how certification judges the counters — ``lived`` (default: against the
 #: card's own history) or ``fresh`` (straight from perso: ATC small, last online ATC 0). The
 #: personalizer only checks the value; the tester reads it (cardlab/tester/sources/profile.py).
@@ -147,7 +148,19 @@ def parse_card(ck: Checker, raw: object) -> GpDetails:
     if certify_as not in CERTIFY_AS:
         ck.err(f"{p}.certify_as", f"{certify_as!r} is not one of {', '.join(CERTIFY_AS)}")
     atr = read_card_atr(m, ck.err, p)  # card.atr / card.protocol (.atr)
-    return GpDetails(isd, kmc, div, kv, lc, atr)
+    return GpDetails(isd, kmc, div, kv, lc, atr, empty_psn(ck, m, p))
+
+
+def empty_psn(ck: Checker, m: Mapping[str, Any], p: str) -> str | None:
+    """``card.empty_psn``: ``omit`` or ``"00"`` (YAML's 00 / 0 taken as "00"); absent: refused."""
+    raw = m.get("empty_psn")
+    if raw is None:
+        return None
+    value = "00" if raw == 0 and not isinstance(raw, bool) else str(raw).strip().lower()
+    if value not in ("omit", "00"):
+        ck.err(f"{p}.empty_psn", f"{raw!r} is not omit or \"00\"")
+        return None
+    return value
 
 
 def parse_records(

@@ -54,8 +54,14 @@ def certify_card(
     without it those critical rules do not run and the card is *incomplete*.
     ``restore_pin_counter``: reset a PIN try counter the one VERIFY lowered (:mod:`.pin`)."""
     start = time.perf_counter()
+    if not record.psn and profile.empty_psn == "00":
+        record = replace(record, psn="00")  # the profile makes an empty PSN 00 (card.empty_psn: "00")
     report = CardReport(card_id or f"{record.index:06d}", record.masked, record.index, profile.name, source,
                         started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+    if not record.psn and profile.empty_psn is None:
+        report.error = (f"record {record.index} ({record.masked}) has no PSN and the profile does not say what an empty "
+                        "PSN means (card.empty_psn: omit or \"00\")")
+        return report
     day = today or date.today()
     card = CardContext(channel, profile, record, keys, terminal, destructive, day, gp_status)
     pin = PinGuard()  # one per card: the PIN-safety policy counts the card's tries, not an application's

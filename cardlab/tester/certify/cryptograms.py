@@ -97,7 +97,8 @@ def _verify_ac(ctx: AppContext) -> None:
     if host is None:
         c.not_run("KEY-AC-001", f"the key store holds no IMK-AC for {ctx.app.keys.get('imk_ac')!r}: the ARQC cannot be verified")
         return
-    request = replace(AuthorizationRequest.from_state(st), pan=ctx.rec.pan, psn=ctx.rec.psn)
+    # no PSN: the ICC master key is derived with 00 (EMV Book 2 Annex A1.4.1)
+    request = replace(AuthorizationRequest.from_state(st), pan=ctx.rec.pan, psn=ctx.rec.psn or "00")
     valid, why, _expected = host.verify(request)
     name = ctx.keys.symmetric_key(ctx.app.keys.get("imk_ac"), "IMK-AC")
     version, _ = cryptogram_version(request.iad, request.aid)

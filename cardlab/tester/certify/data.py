@@ -47,6 +47,11 @@ def data_rules(ctx: AppContext) -> None:
         if e.value is None:
             continue  # present, value not determined by the source data (checked for place only)
         _value_check(ctx, rid, e, found)
+    if not ctx.rec.psn:  # the record has no PSN and the profile omits it (card.empty_psn: omit)
+        wanted.add(0x5F34)
+        c.check("DATA-PSN-001", 0x5F34 not in where, "5F34 absent: the record has no PSN and the profile omits it"
+                if 0x5F34 not in where else f"5F34 in {', '.join(where[0x5F34])}, but the record has no PSN and the "
+                "profile omits it (card.empty_psn: omit)", "absent", ", ".join(where.get(0x5F34, [])) or "absent")  # fmt: skip
     for tag, places in where.items():
         if tag in TEMPLATES or tag in wanted:
             continue

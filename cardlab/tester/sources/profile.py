@@ -165,6 +165,8 @@ class IssuerProfile:
     #: derives the card's keys from the KMC (GP status rules)
     diversification: str = "KDF3"
     key_version: int = 0
+    #: ``card.empty_psn``: None (a record needs a PSN), "omit" (no 5F34 on the card) or "00"
+    empty_psn: str | None = None
 
     def pan_on_bin(self, pan: str) -> bool:
         """Whether ``pan`` is on one of the profile's BINs (true without ``bins``)."""
@@ -275,8 +277,18 @@ def load_profile(path: str | os.PathLike[str]) -> IssuerProfile:
         certify_as=_certify_as(card.get("certify_as", "lived"), str(path)),
         diversification=str(card.get("diversification", "KDF3")).upper(),
         key_version=_key_version(card.get("key_version", 0), str(path)),
+        empty_psn=_empty_psn(card.get("empty_psn"), str(path)),
         **_card_atr(card, str(path)),
     )
+
+
+def _empty_psn(raw: Any, path: str) -> str | None:
+    if raw is None:
+        return None
+    value = "00" if raw == 0 and not isinstance(raw, bool) else str(raw).strip().lower()
+    if value not in ("omit", "00"):
+        raise SourceError(f"{path}: card.empty_psn: {raw!r} is not omit or \"00\"")
+    return value
 
 
 def _key_version(raw: Any, path: str) -> int:

@@ -53,7 +53,7 @@ def _record(index: int, row: dict[str, Any]) -> Record:
     return Record(
         index=index,
         pan=pan,
-        psn=r.get("psn", "0").zfill(2),
+        psn=r["psn"].zfill(2) if r.get("psn") else "",  # "": empty (the profile's card.empty_psn says what it means)
         expiry=_ym(r.get("expiry", ""), f"{where}: expiry"),
         effective=_ym(r["effective"], f"{where}: effective") if r.get("effective") else None,
         name=r.get("name", ""),

@@ -226,6 +226,10 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
     except (SourceError, HostError, ValueError) as exc:
         print(f"cardlab test transaction: {exc}", file=sys.stderr)
         return USAGE
+    if getattr(args, "dry_run", False) and not args.card:
+        print("cardlab test transaction: --dry-run needs --card IMAGE (a card in a reader cannot be copied)",
+              file=sys.stderr)
+        return USAGE
     image, scratch = args.card, None
     if args.card and getattr(args, "dry_run", False):  # a copy takes the transaction; the image stays as it was
         scratch = tempfile.TemporaryDirectory(prefix="cardlab-dry-run-")

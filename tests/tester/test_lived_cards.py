@@ -71,3 +71,8 @@ def test_dry_run_leaves_the_image_untouched(prepared: certkit.Prepared, tmp_path
     assert rc == 0 and out.startswith("approved"), out + err
     assert _sha(image) == before and "left untouched" in err and "was updated" not in err
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_dry_run_needs_an_image(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", "transaction", "--reader", "no such reader", "--dry-run"]) == 2
+    assert "--dry-run needs --card" in capsys.readouterr().err

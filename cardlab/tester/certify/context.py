@@ -94,14 +94,10 @@ class AppContext:
 
 @dataclass
 class PinGuard:
-    """The PIN tries of one card in one certification run (all its applications)."""
+    """The PIN tries of one card in one certification run (all its applications, :mod:`.pin`)."""
 
-    #: VERIFYs with the record's PIN sent (at most one that may fail)
-    sent: int = 0
-    #: why no further VERIFY is sent to this card ("" while one may be)
+    #: why no further VERIFY is sent to this card ("" while one may be: none was refused yet)
     stopped: str = ""
-    #: the counter per application: (before, after) as read by GET DATA 9F17
-    counters: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
 
 
 class Stop(Exception):

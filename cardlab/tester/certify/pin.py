@@ -3,7 +3,7 @@ certification must never be what blocks a card's PIN.
 
 * The PIN try counter is read (GET DATA 9F17, Book 3 §6.5.7) before any VERIFY.
 * VERIFY with the record's PIN is sent only when the counter is at the profile's limit, and at
-  most once per card per run (:class:`PinGuard`, shared by the card's applications); when that
+  most once per card per run (:class:`.context.PinGuard`, shared by the card's applications); when that
   one try fails no further VERIFY is sent to the card in this run, and the report says why.
   A records file that does not match the cards therefore costs each card at most one try per
   run, and a card already one below its limit is not tried at all: three runs with wrong PINs
@@ -23,22 +23,16 @@ from __future__ import annotations
 
 from ..cvm import offline_pin
 from ..state import TransactionState
-from .context import AppContext, PinGuard, get_data, sent_since, sw_of
+from .context import AppContext, get_data, sent_since, sw_of
 from .host import pin_change_host
 
 PIN_RULES = ("KEY-PIN-001", "KEY-PIN-002", "KEY-PIN-003")
 
 
-def read_counter(ctx: AppContext, state: TransactionState | None = None) -> tuple[int | None, int]:
+def read_counter(ctx: AppContext) -> tuple[int | None, int]:
     """The PIN try counter (GET DATA 9F17) and the SW of the GET DATA."""
-    if state is None:
-        value, sw = get_data(ctx, 0x9F17, "PIN try counter")
-        return (value[0] if value else None), sw
-    from ..exchange import send
-    from .context import REF_GET_DATA, STEP
-
-    data, sw = send(state, ctx.ch, bytes.fromhex("80CA9F1700"), STEP, REF_GET_DATA, "GET DATA PIN try counter (9F17)")
-    return (data[3] if sw == 0x9000 and len(data) >= 4 and data[:3] == b"\x9F\x17\x01" else None), sw
+    value, sw = get_data(ctx, 0x9F17, "PIN try counter")
+    return (value[0] if value else None), sw
 
 
 def verify_pin(ctx: AppContext, pin: str, state: TransactionState | None = None) -> int | None:
@@ -76,7 +70,6 @@ def pin_rules(ctx: AppContext) -> None:
     before, sw0 = read_counter(ctx)
     if before is None:
         why = f"the PIN try counter could not be read (GET DATA 9F17 answered {sw0:04X})"
-        guard.counters[aid] = (None, None)
         c.check("KEY-PIN-002", False, why, str(limit), f"SW {sw0:04X}")
         c.not_run("KEY-PIN-001", f"VERIFY not sent: {why}; the PIN is never tried blind")
         _no_wrong_pin(ctx, "VERIFY not sent: " + why)
@@ -85,15 +78,12 @@ def pin_rules(ctx: AppContext) -> None:
         f"the PIN try counter is {before}, below its limit {limit}: VERIFY is sent only at the limit, so that "
         "certification can never be what blocks the PIN" if before < limit else "")
     if not_sent:
-        guard.counters[aid] = (before, before)
         c.not_run("KEY-PIN-001", f"VERIFY not sent: {not_sent}")
         c.not_run("KEY-PIN-002", f"PIN try counter {before} (limit {limit}), not verified: {not_sent}")
         _no_wrong_pin(ctx, "VERIFY not sent: " + not_sent)
         return
-    guard.sent += 1
     sw = verify_pin(ctx, ctx.rec.pin)
     after, _ = read_counter(ctx)
-    guard.counters[aid] = (before, after)
     c.check("KEY-PIN-001", sw == 0x9000, f"VERIFY with the record's PIN {_said(sw, 'the PIN module did not send it')}",
             "9000", f"{sw:04X}" if sw is not None else "not sent")  # fmt: skip
     if sw != 0x9000:
@@ -123,7 +113,6 @@ def pin_rules(ctx: AppContext) -> None:
         elif wrong is not None and wrong & 0xFFF0 == 0x63C0:
             restored = verify_pin(ctx, ctx.rec.pin)
             final, _ = read_counter(ctx)
-            guard.counters[aid] = (before, final)
             c.check("KEY-PIN-002", restored == 0x9000 and final == limit,
                     f"after the wrong PIN the record's PIN {_said(restored)}; PIN try counter {final} (limit {limit})",
                     str(limit), str(final))  # fmt: skip

@@ -113,7 +113,6 @@ def restore_pin_counter(ctx: AppContext) -> None:
         return
     sw = _online(ctx, st, pin_unblock())
     after = _ptc(ctx, st)
-    ctx.pin.counters[app.aid.hex().upper()] = (ctx.pin.counters.get(app.aid.hex().upper(), (before, None))[0], after)
     c.check("KEY-PIN-002", sw == 0x9000 and after == limit,
             f"PIN try counter {before} after the refused VERIFY; PIN UNBLOCK (MAC under the SMI key) {_said(sw)}; "
             f"PIN try counter afterwards {'-' if after is None else after} (limit {limit})",

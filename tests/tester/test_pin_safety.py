@@ -141,3 +141,22 @@ def test_a_response_without_status_word_is_a_fault_not_a_status_word(prepared: c
     assert rep.verdict == FAIL
     texts = " ".join(r.evidence for r in rep.failed)
     assert "no status word" in texts and "6F00" not in texts
+
+
+def test_restore_a_counter_that_arrived_below_its_limit(prepared: certkit.Prepared) -> None:
+    """A card that arrives one below the limit gets no VERIFY; with --restore-pin-counter its counter
+    is reset by PIN UNBLOCK, and the next certification verifies the PIN and passes."""
+    prof, rec, keys = certkit.sources_for(prepared)
+    wrong = replace(rec, pin="9876" if rec.pin != "9876" else "1234")
+    card = certkit.card_from_dgis(prepared.clear(0))
+    aid = next(a.aid for a in prof.applications if a.offline_pin)
+    certify.certify_card(certkit.channel(card), prof, wrong, keys, today=certkit.TODAY)
+    assert _counter(card, aid) == LIMIT - 1
+    ch = certkit.channel(card)
+    rep = certify.certify_card(ch, prof, rec, keys, today=certkit.TODAY, restore_pin_counter=True)
+    assert _result(rep, "KEY-PIN-001", aid)[0] == NOT_RUN  # no VERIFY below the limit, even with the right PIN
+    verdict, why = _result(rep, "KEY-PIN-002", aid)
+    assert verdict == PASS and f"PIN try counter {LIMIT - 1} on arrival" in why and "PIN UNBLOCK" in why
+    assert _counter(card, aid) == LIMIT
+    rep = certify.certify_card(certkit.channel(card), prof, rec, keys, today=certkit.TODAY)
+    assert rep.verdict == PASS, [(r.rule, r.evidence) for r in rep.failed + rep.not_run]

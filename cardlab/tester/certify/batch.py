@@ -7,6 +7,7 @@ perso batch directory to their records (the job database, else
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -124,9 +125,26 @@ def certify_item(m: Matcher, item: CardItem, profile: IssuerProfile, keys: KeySt
     return rep
 
 
-def expected_records(directory: Path) -> set[int] | None:
+def prepared_from(directory: Path, records_path: str | os.PathLike[str]) -> bool:
+    """Whether ``records_path`` is the file the batch in ``directory`` was prepared from (its
+    SHA-256 in the batch's manifest; true for a directory without a manifest): the batch's record
+    numbers are positions in that file, and mean nothing in another."""
+    manifest = directory / "manifest.json"
+    if not manifest.is_file():
+        return True
+    try:
+        want = json.loads(manifest.read_text())["inputs"]["records"]["sha256"]
+        return bool(want == hashlib.sha256(Path(records_path).read_bytes()).hexdigest())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def expected_records(directory: Path, records_path: str | os.PathLike[str]) -> set[int] | None:
     """The records a batch directory says it holds cards for: the personalized cards of its job
-    database, else the record indices of its ``cards.jsonl``; None when it says nothing."""
+    database, else the record indices of its ``cards.jsonl``; None when it says nothing, or when
+    ``records_path`` is another file than the batch's (:func:`prepared_from`)."""
+    if not prepared_from(directory, records_path):
+        return None
     db = directory / "jobs.sqlite"
     if db.exists():
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)

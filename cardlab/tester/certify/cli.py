@@ -28,7 +28,8 @@ from ..channel import CardChannel
 from ..progress import Progress
 from ..sources import KeyStore, Record, SourceError, load_keystore, load_profile, read_records
 from ..terminal import load_terminal
-from .batch import CardItem, certify_item, expected_records, map_images, reader_and_atr, records_without_card
+from .batch import (CardItem, certify_item, expected_records, map_images, prepared_from, reader_and_atr,
+                    records_without_card)
 from .fs import FsSourceError, certify_fs_card, is_fs_profile, load_fs_profile, mask_number, read_badge_records
 from .match import Matcher
 from .readers import reader_rounds
@@ -183,7 +184,9 @@ def image_items(a: argparse.Namespace, open_image: Callable[[str], CardChannel])
         mapped = map_images(Path(a.cards))
         if a.record:
             mapped = [m for m in mapped if m[1] == a.record]
-        return [(_opener(open_image, str(img)), idx, cid, str(img)) for img, idx, cid in mapped]
+        # the batch's record numbers are hints only for the records file it was prepared from
+        same = prepared_from(Path(a.cards), a.records)
+        return [(_opener(open_image, str(img)), idx if same else 0, cid, str(img)) for img, idx, cid in mapped]
     return None
 
 
@@ -236,7 +239,7 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
         yield from certify_stream(rounds, one, workers=len(a.reader or ()))
         if sample is None and a.record is None and not a.card:  # a whole batch: records without a card
             if a.cards:
-                yield from records_without_card(matcher, profile, expected_records(Path(a.cards)))
+                yield from records_without_card(matcher, profile, expected_records(Path(a.cards), a.records))
             else:
                 yield from records_without_card(matcher, profile, {r.index for r in chosen})
 

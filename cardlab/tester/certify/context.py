@@ -79,8 +79,9 @@ class AppContext:
     pin: PinGuard = field(default_factory=lambda: PinGuard())
     #: reset a PIN try counter that the one VERIFY lowered (PIN UNBLOCK script, :mod:`.scripts`)
     restore_pin_counter: bool = False
-    #: the counter to restore (set by :mod:`.pin` when the record's PIN was refused)
-    restore_from: int | None = None
+    #: the counter to restore and when it was read (set by :mod:`.pin`: after a refused VERIFY,
+    #: or on arrival below its limit)
+    restore_from: tuple[int, str] | None = None
     #: judge the counters as fresh from perso (``card.certify_as: fresh``), not against the history
     fresh: bool = False
 

@@ -11,7 +11,8 @@ certification must never be what blocks a card's PIN.
 * Destructive checks (``--destructive``) send a wrong PIN only after the record's PIN proved
   right, and restore the counter with the right PIN afterwards (or by PIN CHANGE/UNBLOCK).
 * ``restore_pin_counter`` (``--restore-pin-counter``): when the one VERIFY left the counter below
-  its limit and the issuer keys allow (IMK-AC to go online, IMK-SMI for the MAC), a PIN UNBLOCK
+  its limit, or the card arrived with it below (then no VERIFY is sent in this run), and the issuer
+  keys allow (IMK-AC to go online, IMK-SMI for the MAC), a PIN UNBLOCK
   script (PIN CHANGE/UNBLOCK with P2 = 00: the counter reset, the PIN unchanged, Book 3 §6.5.10)
   resets it in a further transaction — :func:`.scripts.restore_pin_counter` sends it and the
   counter read afterwards proves it.
@@ -79,7 +80,12 @@ def pin_rules(ctx: AppContext) -> None:
         "certification can never be what blocks the PIN" if before < limit else "")
     if not_sent:
         c.not_run("KEY-PIN-001", f"VERIFY not sent: {not_sent}")
-        c.not_run("KEY-PIN-002", f"PIN try counter {before} (limit {limit}), not verified: {not_sent}")
+        if before < limit and ctx.restore_pin_counter and not guard.stopped:
+            # reset by PIN UNBLOCK after the transaction (:func:`.scripts.restore_pin_counter`, which
+            # judges KEY-PIN-002); the PIN itself is verified by the next certification
+            ctx.restore_from = (before, "on arrival")
+        else:
+            c.not_run("KEY-PIN-002", f"PIN try counter {before} (limit {limit}), not verified: {not_sent}")
         _no_wrong_pin(ctx, "VERIFY not sent: " + not_sent)
         return
     sw = verify_pin(ctx, ctx.rec.pin)
@@ -91,7 +97,7 @@ def pin_rules(ctx: AppContext) -> None:
                          "try in this run (does the records file match the card?)")
     counter = f"PIN try counter before {before}, after {'-' if after is None else after} (limit {limit})"
     if sw != 0x9000 and ctx.restore_pin_counter and after is not None and after < limit:
-        ctx.restore_from = after  # :func:`.scripts.restore_pin_counter` resets it and judges KEY-PIN-002
+        ctx.restore_from = (after, "after the refused VERIFY")  # :func:`.scripts.restore_pin_counter` resets it and judges KEY-PIN-002
     else:
         c.check("KEY-PIN-002", after == limit, counter, str(limit), str(after))
         if sw != 0x9000 and after is not None and after < limit:

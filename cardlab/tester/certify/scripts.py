@@ -99,7 +99,7 @@ def restore_pin_counter(ctx: AppContext) -> None:
     c, app = ctx.c, ctx.app
     if ctx.restore_from is None:
         return
-    limit, before = app.pin_try_limit, ctx.restore_from
+    limit, (before, when) = app.pin_try_limit, ctx.restore_from
     missing = script_keys_missing(ctx)
     if missing:
         c.check("KEY-PIN-002", False, f"PIN try counter {before} (limit {limit}) not restored: {missing}",
@@ -114,7 +114,7 @@ def restore_pin_counter(ctx: AppContext) -> None:
     sw = _online(ctx, st, pin_unblock())
     after = _ptc(ctx, st)
     c.check("KEY-PIN-002", sw == 0x9000 and after == limit,
-            f"PIN try counter {before} after the refused VERIFY; PIN UNBLOCK (MAC under the SMI key) {_said(sw)}; "
+            f"PIN try counter {before} {when}; PIN UNBLOCK (MAC under the SMI key) {_said(sw)}; "
             f"PIN try counter afterwards {'-' if after is None else after} (limit {limit})",
             str(limit), str(after))  # fmt: skip
 

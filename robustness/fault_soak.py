@@ -268,6 +268,9 @@ def run_reader_faults(work: Path, faults: int = 12, records: int = 12, seed: int
                     # and put it back, as an operator would (the count goes in the report)
                     res.reseats += 1
                     stop(server)
+                    if res.reseats > 1:  # still not seen: the reader is reset too (pcscd restarted)
+                        pcscd.stop()
+                        pcscd.start()
                     time.sleep(1.0)
                     server = serve(image)
                     served = time.monotonic()

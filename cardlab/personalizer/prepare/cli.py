@@ -42,7 +42,7 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
             s = prepare(
                 args.profile, args.records, args.keys, args.out, today=today,
                 transport_key=args.transport_key, transport_keys=tkeys, script=args.script, ca_public_keys=cas,
-                progress=bar.advance,
+                progress=bar.advance, workers=args.workers, dask=args.dask,
             )  # fmt: skip
     except UnicodeDecodeError:
         raise  # cardlab.errors names the file that is not text
@@ -57,6 +57,12 @@ def _cmd_prepare(args: argparse.Namespace, out: Any) -> int:
     if s.rejected:
         out.print(f"rejections: {s.out_dir / 'rejected.jsonl'}")
     return 0
+
+
+def _workers(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes 1-256, got {value!r}")
+    return int(value)
 
 
 def show_progress(quiet: bool) -> bool:
@@ -138,4 +144,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--bureau-key", type=Path, help="bureau private key (PEM) to open sealed records")
     p.add_argument("--issuer-public", type=Path, help="issuer public signing key (PEM) of sealed records")
     p.add_argument("--quiet", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, default=1, metavar="N",
+                       help="prepare on N local worker processes (default 1: this process); the same batch")
+    where.add_argument("--dask", metavar="ADDRESS",
+                       help="prepare on the workers of a Dask scheduler (tcp://HOST:PORT) or of a local Dask cluster "
+                            "(local:N); each worker opens the key store itself (docs/perso-engine.md)")
     p.set_defaults(func=_cmd_prepare)

@@ -45,7 +45,8 @@ from cardlab.personalizer.batch import FORMAT, VERSION, BatchExistsError, Reject
 from cardlab.personalizer.keys import KeyStore, open_keystore
 from cardlab.personalizer.prepare.keycheck import check_keys
 from cardlab.personalizer.masking import redact_pans
-from cardlab.personalizer.prepare.errors import CardProblem, PrepareError
+from cardlab.personalizer.prepare import parallel
+from cardlab.personalizer.prepare.errors import PrepareError
 from cardlab.personalizer.prepare.preparer import CardPreparer
 from cardlab.personalizer.profile import Profile, load_profile
 from cardlab.personalizer.records import Rejected, read_records
@@ -139,6 +140,8 @@ def prepare(
     keys_spec: str | None = None,
     ca_public_keys: Sequence[Mapping[str, Any]] = (),
     progress: Callable[[], None] | None = None,
+    workers: int = 1,
+    dask: str | None = None,
 ) -> PrepareSummary:
     """Prepare every record of ``records_path`` for ``profile_path`` into the
     batch directory ``out_dir`` (created; it must not hold a batch already).
@@ -156,13 +159,17 @@ def prepare(
     (a path or ``pkcs11:…``, never a secret) so that ``perso run BATCH`` needs no
     ``--keys``. A profile with a ``badge:`` section is prepared by
     :mod:`cardlab.personalizer.badge`. ``progress`` is called after each EMV record (a progress bar).
+    ``workers`` > 1 prepares on that many local worker processes, ``dask`` on a Dask scheduler
+    (``tcp://HOST:PORT``) or a local Dask cluster (``local:N``) — the same batch, record order
+    and rejections (:mod:`cardlab.personalizer.prepare.parallel`).
     """
     if isinstance(keystore, str):
         spec = keys_spec or _keys_spec(keystore)
         with open_keystore(keystore) as ks:
             return prepare(profile_path, records_path, ks, out_dir, today=today, transport_key=transport_key,
                            transport_keys=transport_keys, ca_key=ca_key, script=script,
-                           keys_spec=spec, ca_public_keys=ca_public_keys, progress=progress)  # fmt: skip
+                           keys_spec=spec, ca_public_keys=ca_public_keys, progress=progress,
+                           workers=workers, dask=dask)  # fmt: skip
     started = time.perf_counter()
     profile_path, records_path, out = Path(profile_path), Path(records_path), Path(out_dir)
     script_path = Path(script) if script is not None else default_script(profile_path)
@@ -174,12 +181,20 @@ def prepare(
     profile = load_profile(profile_path)
     preparer = CardPreparer(profile, keystore, transport_key, ca_key=ca_key, today=today,
                             ca_public_keys=ca_public_keys)  # fmt: skip
+    job = None
+    if workers > 1 or dask:
+        job = parallel.job_for(str(profile_path.resolve()), keys_spec, transport_key, today, ca_key, ca_public_keys)
+    executor = parallel.executor_for(workers, dask)
     try:
         with staging(out) as work:
             return _prepare_into(work, out, profile, preparer, profile_path, records_path, script_path,
-                                 transport_key, transport_keys, today, keys_spec, started, progress)  # fmt: skip
+                                 transport_key, transport_keys, today, keys_spec, started, progress,
+                                 (job, executor) if job is not None and executor is not None else None)  # fmt: skip
     except BatchExistsError as e:
         raise PrepareError(str(e)) from None
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def _counted(items: Iterable[_T], progress: Callable[[], None] | None) -> Iterator[_T]:
@@ -204,8 +219,10 @@ def _prepare_into(
     keys_spec: str | None,
     started: float,
     progress: Callable[[], None] | None = None,
+    spread: tuple[parallel.PrepareJob, parallel.Executor] | None = None,
 ) -> PrepareSummary:
-    """The EMV batch's files, written into the staging directory ``work`` (moved to ``out`` after)."""
+    """The EMV batch's files, written into the staging directory ``work`` (moved to ``out`` after);
+    ``spread``: the records prepared by workers (:mod:`.parallel`), written in record order."""
     records_sha = _sha256_file(records_path)
     profile_sha = _sha256_file(profile_path)
     shutil.copyfile(profile_path, work / "profile.yaml")
@@ -216,19 +233,15 @@ def _prepare_into(
     rejected = _JsonLines(work / "rejected.jsonl")
     total = 0
     try:
-        for item in _counted(read_records(records_path, today=today, keys=transport_keys,
-                                          empty_psn=profile.card.empty_psn), progress):
+        items = read_records(records_path, today=today, keys=transport_keys, empty_psn=profile.card.empty_psn)
+        if spread is None:
+            results = parallel.serial_results(items, preparer)
+        else:
+            job, executor = spread
+            results = parallel.parallel_results(items, job, preparer.keys, executor.submit, window=executor.window)
+        for kind, doc in _counted(results, progress):
             total += 1
-            if isinstance(item, Rejected):
-                rejected.write(Rejection(item.index, item.record_id, item.field, redact_pans(item.message)).to_json())
-                continue
-            try:
-                card = preparer.prepare(item)
-            except CardProblem as e:
-                msg = redact_pans(f"record {item.index} ({item.masked_pan}): {e.field}: {e}")
-                rejected.write(Rejection(item.index, item.masked_pan, e.field, msg).to_json())
-                continue
-            cards.write(card.to_json())
+            (cards if kind == "card" else rejected).write(doc)
     finally:
         cards.close()
         rejected.close()

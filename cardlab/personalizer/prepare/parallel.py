@@ -185,7 +185,11 @@ def _dask_executor(address: str) -> Executor:
             n = int(address.split(":", 1)[1])
             if n < 1:
                 raise ValueError
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+            import logging
+
+            logging.getLogger("distributed").setLevel(logging.ERROR)  # the command's output, not Dask's
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)  # fmt: skip
             client = Client(cluster)
             what = f"a local Dask cluster of {n} workers"
         else:

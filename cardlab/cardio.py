@@ -11,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cardlab.emulator import Card
+from cardlab.emulator.journal import ImageJournal
 from cardlab.emulator.transports import pyscard_reader
 from cardlab.tester.channel import PyscardChannel
 
 
 def open_image_channel(path: str) -> PyscardChannel:
     card = Card.load(path)
-    card.on_commit = lambda c: c.save(path)
+    ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
     name = f"cardlab image {Path(path).name}"
     pyscard_reader.insert(card, name=name)
     return PyscardChannel(name)

@@ -166,13 +166,11 @@ def _open_card(card_or_path: CardLike | str | os.PathLike[str]) -> tuple[CardLik
     if isinstance(card_or_path, (str, os.PathLike)):
         from cardlab.emulator import Card
 
+        from cardlab.emulator.journal import ImageJournal
+
         path = Path(card_or_path)
         card = Card.load(path)
-
-        def save(c: Card) -> None:
-            c.save(path)
-
-        card.on_commit = save
+        ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
         return card, path
     return card_or_path, None
 

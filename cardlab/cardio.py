@@ -2,8 +2,9 @@
 
 :func:`open_image_channel` loads a card image, puts it behind cardlab's pyscard
 reader plug-in and opens it with the tester's PC/SC channel — the same code
-path as a card in a physical reader. Every state change is saved to the image
-before the answer leaves the card.
+path as a card in a physical reader. Every state change is journaled next to the
+image (:mod:`cardlab.emulator.journal`, synced) before the answer leaves the card;
+closing the channel folds the journal into the image.
 """
 
 from __future__ import annotations
@@ -16,9 +17,21 @@ from cardlab.emulator.transports import pyscard_reader
 from cardlab.tester.channel import PyscardChannel
 
 
+class ImageChannel(PyscardChannel):
+    """The tester's PC/SC channel to an emulated card kept in an image file."""
+
+    def __init__(self, reader_name: str, journal: ImageJournal) -> None:
+        super().__init__(reader_name)
+        self.journal = journal
+
+    def close(self) -> None:
+        super().close()
+        self.journal.close()  # the image file alone holds the card again
+
+
 def open_image_channel(path: str) -> PyscardChannel:
     card = Card.load(path)
-    ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
+    journal = ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
     name = f"cardlab image {Path(path).name}"
     pyscard_reader.insert(card, name=name)
-    return PyscardChannel(name)
+    return ImageChannel(name, journal)

@@ -28,6 +28,7 @@ compared key by key, so an ATC increment journals one small value, not the appli
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -225,6 +226,10 @@ class ImageJournal:
         by an earlier process was replayed when the card was loaded: it is folded into the
         snapshot first, so that new entries never follow a torn one."""
         j = cls(card, Path(path), durable=durable, compact_every=compact_every)
+        with contextlib.suppress(FileNotFoundError):
+            if j.path.stat().st_mode & 0o077:
+                # an image holds keys: a plain copy (0644) made private, as a snapshot save would
+                os.chmod(j.path, 0o600)
         if journal_path(j.path).exists() or not j.path.exists():
             j.compact()
         else:

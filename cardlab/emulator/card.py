@@ -79,6 +79,9 @@ class Card:
         #: called with the card before any response that follows a state change
         self.on_commit = on_commit
         self.fs = FileSystem.load(state.filesystem)
+        #: ``state.filesystem`` describes :attr:`fs` (it was loaded from it, or dumped since the
+        #: last change): a save need not rebuild every FCP (about 1.5 ms a card)
+        self._fs_synced = bool(state.filesystem)
         self.applets: dict[bytes, Applet] = {}
         self._dirty = False
         self.security = Security()
@@ -116,7 +119,9 @@ class Card:
         """Copy live objects' data back into :attr:`state`."""
         for applet in self.applets.values():
             applet.record.state = applet.dump()
-        self.state.filesystem = self.fs.dump()
+        if self.fs.dirty or not self._fs_synced:
+            self.state.filesystem = self.fs.dump()
+            self._fs_synced = True
 
     def applet_class(self, module_aid: bytes) -> type[Applet]:
         """The built-in application class of an executable module (GP §5.3; 6A82 if none)."""
@@ -184,6 +189,7 @@ class Card:
         if self.fs.dirty:
             self.state.filesystem = self.fs.dump()
             self.fs.dirty = False
+            self._fs_synced = True
             dirty = True
         self._dirty = False
         if dirty and self.on_commit is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cardlab.cardspec.atr import AtrError
 from cardlab.cardspec.atr import parse as parse_atr
@@ -30,6 +31,9 @@ from .applet import Applet, Channel, Context, Security
 from .gp import lifecycle
 from .state import CardState
 from .t0 import T0Layer
+
+if TYPE_CHECKING:
+    from .journal import ImageJournal
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,8 @@ class Card:
         self.random = random
         #: called with the card before any response that follows a state change
         self.on_commit = on_commit
+        #: the image journal keeping this card's image (cardlab.emulator.journal), told of full saves
+        self.journal: ImageJournal | None = None
         self.fs = FileSystem.load(state.filesystem)
         #: ``state.filesystem`` describes :attr:`fs` (it was loaded from it, or dumped since the
         #: last change): a save need not rebuild every FCP (about 1.5 ms a card)
@@ -114,6 +120,8 @@ class Card:
 
         self.sync_state()
         save_state(self.state, path)
+        if self.journal is not None:
+            self.journal.saved(path)
 
     def sync_state(self) -> None:
         """Copy live objects' data back into :attr:`state`."""

@@ -230,11 +230,12 @@ class ImageJournal:
             if j.path.stat().st_mode & 0o077:
                 # an image holds keys: a plain copy (0644) made private, as a snapshot save would
                 os.chmod(j.path, 0o600)
+        card.on_commit = j.commit
+        card.journal = j
         if journal_path(j.path).exists() or not j.path.exists():
             j.compact()
         else:
             j._start()
-        card.on_commit = j.commit
         return j
 
     def _start(self) -> None:
@@ -298,17 +299,24 @@ class ImageJournal:
                 _sync_dir(self.path.parent)  # the journal's name survives a power cut too
         self.entries += 1
 
-    def compact(self, *, restart: bool = True) -> None:
+    def compact(self) -> None:
         """Write the whole state as the snapshot (atomic, durable), then drop the journal."""
-        self._close_fd()
-        self.card.save(self.path)  # save_state removes the journal once the snapshot is durable
-        if restart:
-            self._start()
+        self.card.save(self.path)  # save_state removes the journal once it is durable; then saved()
+
+    def saved(self, path: str | os.PathLike[str]) -> None:
+        """``Card.save`` wrote the whole state to ``path``: when it is this image, the next entries
+        start a new journal on the new snapshot (those of the old one are in it, and removed)."""
+        if Path(path).resolve() == self.path.resolve():
+            self._close_fd()
+            if self.card.journal is self:
+                self._start()
 
     def close(self) -> None:
         """Fold the journal into the snapshot and stop journaling."""
+        if self.card.journal is self:
+            self.card.journal = None
         if self.entries:
-            self.compact(restart=False)
+            self.card.save(self.path)
         self._close_fd()
         if self.card.on_commit == self.commit:
             self.card.on_commit = None

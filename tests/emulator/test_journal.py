@@ -114,3 +114,14 @@ def test_instance_state_changes_journal_only_the_changed_values(tmp_path: Path) 
     entry = journal_path(image).read_bytes().splitlines()[1]
     assert len(entry) < 300, entry[:300]
     assert Card.load(image).applets[bytes.fromhex("A0000000031010")].data.atc == 1  # type: ignore[attr-defined]
+
+
+def test_a_full_save_while_journaling_starts_a_new_journal(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    _init_update(card)
+    card.save(image)  # e.g. a transport's save on the way out, the journal still attached
+    assert not journal_path(image).exists()
+    _init_update(card)  # journaled again, against the new snapshot
+    assert Card.load(image).state.sequence_counter == 7
+    journal.close()
+    assert json.loads(image.read_text())["scp"]["sequence_counter"] == 7

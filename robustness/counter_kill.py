@@ -64,6 +64,7 @@ def _serve(path: Path, out: int, compact_every: int) -> None:
     card = Card.load(path)
     ImageJournal.attach(card, path, compact_every=compact_every)
     card.power_on()
+    os.write(out, b"R 0\n")  # loaded: the parent's clock starts now, so that kills land in commands
     rnd = random.Random(os.getpid())
     while True:
         card.transmit(ISD_SELECT)
@@ -109,10 +110,17 @@ def run(work: Path, kills: int = 2000, seed: int = 1, max_delay: float = 0.02, c
             finally:
                 os._exit(3)
         os.close(w)
-        time.sleep(rng.uniform(0.002, max_delay))
+        data = b""
+        deadline = time.monotonic() + 30
+        while b"\n" not in data and time.monotonic() < deadline:  # wait for "R": the card is loaded
+            if select.select([r], [], [], 1)[0]:
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        time.sleep(rng.uniform(0, max_delay))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        data = b""
         while select.select([r], [], [], 0)[0]:
             chunk = os.read(r, 65536)
             if not chunk:
@@ -123,6 +131,8 @@ def run(work: Path, kills: int = 2000, seed: int = 1, max_delay: float = 0.02, c
         last_s, last_a, last_p = None, None, None
         for line in data.decode().splitlines():
             kind, value = line.split()
+            if kind == "R":
+                continue
             res.acks += 1
             if kind == "S":
                 last_s = int(value)

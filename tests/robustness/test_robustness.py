@@ -98,7 +98,7 @@ def test_counter_kill_300(tmp_path: Path) -> None:
 
     res = counter_kill.run(tmp_path, kills=300, seed=3)
     assert res.ok(), res.errors[:5]
-    assert res.kills == 300 and res.acks > 300
+    assert res.kills == 300 and res.acks > 300  # kills land after the card is loaded, amid commands
 
 
 def test_counter_kill_detects_a_card_that_does_not_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

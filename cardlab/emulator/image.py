@@ -3,7 +3,9 @@
 Bytes are written as upper-case hex strings; the layout mirrors
 :class:`cardlab.emulator.state.CardState`. Writes are atomic: a temporary file in the
 same directory, fsync, rename, then fsync of the directory — a power cut leaves
-either the old image or the new one, never a mix.
+either the old image or the new one, never a mix. Between two such snapshots, the
+changes of each command are appended to the image's journal (:mod:`.journal`);
+:func:`load_state` replays it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cardlab.cardspec.atr import AtrError
 from cardlab.cardspec.atr import parse as parse_atr
@@ -32,8 +32,12 @@ from .gp import lifecycle
 from .state import CardState
 from .t0 import T0Layer
 
-if TYPE_CHECKING:
-    from .journal import ImageJournal
+
+
+class SaveListener(Protocol):
+    """Told of every whole save (an image journal starts anew on the new snapshot)."""
+
+    def saved(self, path: str | os.PathLike[str]) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ class Card:
         #: called with the card before any response that follows a state change
         self.on_commit = on_commit
         #: the image journal keeping this card's image (cardlab.emulator.journal), told of full saves
-        self.journal: ImageJournal | None = None
+        self.journal: SaveListener | None = None
         self.fs = FileSystem.load(state.filesystem)
         #: ``state.filesystem`` describes :attr:`fs` (it was loaded from it, or dumped since the
         #: last change): a save need not rebuild every FCP (about 1.5 ms a card)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR
 
+from .journalfile import JournalError, journal_path, replay
 from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
 
 FORMAT = "cardlab-card-image"
@@ -186,8 +187,6 @@ def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
         os.close(dfd)
     # the snapshot holds everything now: a journal of the older one is stale (and would be
     # ignored anyway, it names the older snapshot's hash; cardlab.emulator.journal)
-    from .journal import journal_path
-
     try:
         os.unlink(journal_path(target))
     except FileNotFoundError:
@@ -197,13 +196,14 @@ def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
 def load_state(path: str | os.PathLike[str]) -> CardState:
     """The state saved in ``path``, with the changes its journal holds (:mod:`.journal`);
     ``ImageError("PATH: …")`` when it is not a card image."""
-    from .journal import load_with_journal
-
     try:
         raw = Path(path).read_bytes()
         doc = _parse(raw.decode("utf-8"))
-        journaled = load_with_journal(path, raw, doc)
-        return journaled if journaled is not None else from_json(doc)
+        state = from_json(doc)  # the snapshot's own errors first
+        journaled = replay(path, raw, doc)
+        return state if journaled is None else from_json(journaled)
+    except JournalError as exc:
+        raise ImageError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ImageError(f"{path}: not a card image (not UTF-8 text at byte {exc.start})") from None
     except ImageError as exc:

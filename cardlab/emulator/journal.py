@@ -29,60 +29,22 @@ compared key by key, so an ATC increment journals one small value, not the appli
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import weakref
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .image import ImageError, from_json, save_state, to_json
+from .image import to_json
+from .journalfile import FORMAT, VERSION, Op, diff, frame, journal_path, snapshot_id, view
 from .state import CardState
 
 if TYPE_CHECKING:
     from .card import Card
 
-FORMAT = "cardlab-card-journal"
-VERSION = 1
-SUFFIX = ".journal"
 #: entries between two snapshots of a long-lived card (a terminal's card, vpcd)
 COMPACT_EVERY = 256
-
-Op = list[Any]
-
-
-def journal_path(image: str | os.PathLike[str]) -> Path:
-    """``card-0001.json`` → ``card-0001.json.journal`` (not matched by a stock's ``card-*.json``)."""
-    p = Path(image)
-    return p.with_name(p.name + SUFFIX)
-
-
-def snapshot_id(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
-# -- the journal view ----------------------------------------------------------------------
-
-
-def view(doc: dict[str, Any]) -> dict[str, Any]:
-    """The image document (:func:`cardlab.emulator.image.to_json`) keyed for diffs: the
-    registry and the instances' states by AID (a list would be replaced whole)."""
-    card = {k: v for k, v in doc.items() if k not in ("instances", "filesystem")}
-    registry: dict[str, Any] = {}
-    states: dict[str, Any] = {}
-    for inst in doc["instances"]:
-        registry[inst["aid"]] = {k: v for k, v in inst.items() if k != "state"}
-        states[inst["aid"]] = inst["state"]
-    return {"card": card, "registry": registry, "states": states, "fs": doc["filesystem"]}
-
-
-def unview(v: dict[str, Any]) -> dict[str, Any]:
-    doc = dict(v["card"])
-    doc["instances"] = [{**reg, "state": v["states"].get(aid, {})} for aid, reg in v["registry"].items()]
-    doc["filesystem"] = v["fs"]
-    return doc
 
 
 def _card_part(state: CardState) -> dict[str, Any]:
@@ -103,101 +65,6 @@ def _registry(state: CardState) -> dict[str, Any]:
         }
         for r in state.instances
     }
-
-
-def diff(old: dict[str, Any], new: dict[str, Any], path: list[str], ops: list[Op]) -> None:
-    """Append to ``ops`` what turns ``old`` into ``new`` (objects recursively, other values whole)."""
-    for k, v in new.items():
-        if k in old:
-            o = old[k]
-            if o == v:
-                continue
-            if isinstance(o, dict) and isinstance(v, dict):
-                diff(o, v, [*path, k], ops)
-                continue
-        ops.append([[*path, k], v])
-    for k in old:
-        if k not in new:
-            ops.append([[*path, k]])
-
-
-def apply(doc: dict[str, Any], ops: list[Op]) -> None:
-    for op in ops:
-        *parents, last = op[0]
-        d = doc
-        for p in parents:
-            d = d.setdefault(p, {})
-        if len(op) == 2:
-            d[last] = op[1]
-        else:
-            d.pop(last, None)
-
-
-# -- framing -------------------------------------------------------------------------------
-
-
-def _frame(obj: object) -> bytes:
-    body = json.dumps(obj, separators=(",", ":")).encode()
-    return b"%08x " % zlib.crc32(body) + body + b"\n"
-
-
-def _unframe(line: bytes) -> Any:
-    """The entry of a whole line, or ``None`` if its CRC does not match."""
-    if len(line) < 10 or line[8:9] != b" ":
-        return None
-    body = line[9:]
-    try:
-        if int(line[:8], 16) != zlib.crc32(body):
-            return None
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def read_entries(data: bytes, snapshot: bytes) -> list[list[Op]]:
-    """The whole entries of journal ``data`` if it applies to ``snapshot`` (else none)."""
-    lines = data.split(b"\n")
-    lines.pop()  # after the last LF: empty, or a torn entry never acknowledged
-    if not lines:
-        return []
-    header = _unframe(lines[0])
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        if len(lines) == 1:
-            return []  # torn header: nothing was acknowledged
-        raise ImageError("card journal: damaged header")
-    if header.get("version") != VERSION:
-        raise ImageError(f"card journal: unsupported version {header.get('version')!r}")
-    if header.get("image") != snapshot_id(snapshot):
-        return []  # a journal of an older snapshot: its changes are in this one
-    entries: list[list[Op]] = []
-    for i, line in enumerate(lines[1:], 1):
-        entry = _unframe(line)
-        if not isinstance(entry, list):
-            if any(_unframe(rest) is not None for rest in lines[i + 1:]):
-                raise ImageError(f"card journal: entry {i} damaged before later entries")
-            break  # torn tail (a power cut may leave zeros after the last synced entry)
-        entries.append(entry)
-    return entries
-
-
-def load_with_journal(path: str | os.PathLike[str], snapshot: bytes, doc: dict[str, Any]) -> CardState | None:
-    """The state of snapshot ``doc`` with the journal next to ``path`` replayed, or ``None``
-    when there is no journal for it."""
-    try:
-        data = journal_path(path).read_bytes()
-    except FileNotFoundError:
-        return None
-    entries = read_entries(data, snapshot)
-    if not entries:
-        return None
-    from_json(doc)  # the snapshot itself is an image (its own errors first)
-    try:
-        v = view(doc)
-        for ops in entries:
-            apply(v, ops)
-        return from_json(unview(v))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ImageError(f"card journal does not apply to its image: {type(exc).__name__}") from None
 
 
 # -- the writer ----------------------------------------------------------------------------
@@ -282,7 +149,7 @@ class ImageJournal:
 
     def _append(self, ops: list[Op]) -> None:
         """One entry, synced before the response leaves."""
-        entry = _frame(ops)
+        entry = frame(ops)
         fd = self._fd
         first = fd is None
         if fd is None:
@@ -291,7 +158,7 @@ class ImageJournal:
             self._fd = fd
             # closed with the journal, also when a caller drops the card without close()
             self._finalizer = weakref.finalize(self, os.close, fd)
-            entry = _frame({"format": FORMAT, "version": VERSION, "image": self._image_id}) + entry
+            entry = frame({"format": FORMAT, "version": VERSION, "image": self._image_id}) + entry
         os.write(fd, entry)
         if self.durable:
             os.fdatasync(fd)

@@ -21,7 +21,7 @@ The guarantees of ARCHITECTURE.md ("a power cut can never give the card a second
 
 Images without a journal load as before; the snapshot's format is unchanged.
 
-An entry is a list of operations on the *journal view* of the state (:func:`view`):
+An entry is a list of operations on the *journal view* of the state (:func:`.journalfile.view`):
 ``[path, value]`` sets, ``[path]`` deletes; paths are lists of JSON object keys. Objects are
 compared key by key, so an ATC increment journals one small value, not the application.
 """

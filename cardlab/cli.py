@@ -25,6 +25,7 @@ from cardlab.cardspec import argtypes
 from cardlab.cardspec.argtypes import hex_byte, hex_bytes, key_version, parse_hex
 from cardlab.emulator import Card
 from cardlab.emulator.gp.lifecycle import CardLife
+from cardlab.emulator.journal import ImageJournal
 
 from .display import masked_hex, split_response, sw_text, tlv_lines
 from .errors import UsageError, describe_error
@@ -187,7 +188,7 @@ def cmd_card_new(args: argparse.Namespace, out: Console) -> int:
 
 def cmd_card_send(args: argparse.Namespace, out: Console) -> int:
     card = Card.load(args.image)
-    card.on_commit = lambda c: c.save(args.image)
+    journal = ImageJournal.attach(card, args.image)
     card.power_on()
     worst = 0
     for command in args.apdus:
@@ -199,7 +200,7 @@ def cmd_card_send(args: argparse.Namespace, out: Console) -> int:
             out.print("     " + line)
         if sw != 0x9000 and sw >> 8 not in (0x61, 0x63):
             worst = 1
-    card.save(args.image)
+    journal.close()
     return worst
 
 

@@ -28,10 +28,12 @@ Known-answer vectors (``vectors/scp03.json``) come from suma12/asterix
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from Crypto.Cipher import AES
 from cryptography.hazmat.primitives.ciphers import algorithms as _algorithms
@@ -172,16 +174,23 @@ def unpad80(data: bytes) -> bytes:
     return stripped[:-1]
 
 
+@functools.lru_cache(maxsize=8)
+def _ecb(key: bytes) -> Any:
+    """An AES-ECB cipher object for ``key``, made once per session key and reused (ECB keeps no
+    state between calls); the few most recent sessions' only."""
+    return AES.new(key, AES.MODE_ECB)
+
+
 def command_icv(s_enc: bytes, counter: int) -> bytes:
     """ICV for command encryption (§6.2.6): AES-ECB(S-ENC, counter as 16 bytes)."""
-    return bytes(AES.new(s_enc, AES.MODE_ECB).encrypt(counter.to_bytes(BLOCK, "big")))
+    return bytes(_ecb(s_enc).encrypt(counter.to_bytes(BLOCK, "big")))
 
 
 def response_icv(s_enc: bytes, counter: int) -> bytes:
     """ICV for response encryption (§6.2.7): as the command's but with the most
     significant byte of the counter block set to '80'."""
     block = b"\x80" + counter.to_bytes(BLOCK, "big")[1:]
-    return bytes(AES.new(s_enc, AES.MODE_ECB).encrypt(block))
+    return bytes(_ecb(s_enc).encrypt(block))
 
 
 def _cbc_encrypt(key: bytes, icv: bytes, data: bytes) -> bytes:

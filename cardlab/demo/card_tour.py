@@ -14,6 +14,7 @@ from cardlab.cardspec import tlv
 from cardlab.cardspec.scp03 import HostSession, StaticKeys
 from cardlab.emulator import Card
 from cardlab.emulator.gp.lifecycle import CardLife, app_state_name
+from cardlab.emulator.journal import ImageJournal
 from cardlab.emulator.gp.manager import DEFAULT_KEY, new_card_state
 
 from ..display import split_response, sw_text, tlv_lines
@@ -119,8 +120,8 @@ def run_card_demo(out: Console, keep: Path | None = None) -> int:
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         image = keep / "card.json"
-        card.on_commit = lambda c: c.save(keep / "card.json")
         card.save(image)
+        ImageJournal.attach(card, image)
     atr = card.power_on()
     out.print(f"ATR {atr.hex().upper()}   card life cycle {CardLife(state.lifecycle).name}")
     out.print("[dim]>> command   => the same command wrapped by SCP03   << response data and status word[/dim]")

@@ -3,7 +3,9 @@
 Bytes are written as upper-case hex strings; the layout mirrors
 :class:`cardlab.emulator.state.CardState`. Writes are atomic: a temporary file in the
 same directory, fsync, rename, then fsync of the directory — a power cut leaves
-either the old image or the new one, never a mix.
+either the old image or the new one, never a mix. Between two such snapshots, the
+changes of each command are appended to the image's journal (:mod:`.journal`);
+:func:`load_state` replays it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR
 
+from .journalfile import JournalError, journal_path, replay
 from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
 
 FORMAT = "cardlab-card-image"
@@ -39,8 +42,10 @@ def _unhex(s: object, what: str) -> bytes:
         raise ImageError(f"{what}: not hex") from exc
 
 
-def to_json(state: CardState) -> dict[str, Any]:
-    return {
+def to_json(state: CardState, *, kcvs: bool = True, instances: bool = True) -> dict[str, Any]:
+    """The image document; without ``kcvs`` the keys lack their (derived) check values, without
+    ``instances`` the registry and the file system are left out (the journal's card part)."""
+    doc = {
         "format": FORMAT,
         "version": VERSION,
         "isd_aid": _hex(state.isd_aid),
@@ -52,6 +57,8 @@ def to_json(state: CardState) -> dict[str, Any]:
         "cplc": _hex(state.cplc),
         "keys": [
             {"kvn": k.kvn, "kid": k.kid, "type": k.kind, "value": _hex(k.value), "kcv": _hex(k.kcv())}
+            if kcvs
+            else {"kvn": k.kvn, "kid": k.kid, "type": k.kind, "value": _hex(k.value)}
             for k in state.keys
         ],
         "load_files": [
@@ -63,21 +70,26 @@ def to_json(state: CardState) -> dict[str, Any]:
             }
             for lf in state.load_files
         ],
-        "instances": [
-            {
-                "aid": _hex(r.aid),
-                "load_file": _hex(r.load_file_aid),
-                "module": _hex(r.module_aid),
-                "privileges": _hex(r.privileges),
-                "lifecycle": r.lifecycle,
-                "install_params": _hex(r.install_params),
-                "state": r.state,
-            }
-            for r in state.instances
-        ],
         "isd_data": {f"{tag:X}": _hex(v) for tag, v in sorted(state.isd_data.items())},
-        "filesystem": state.filesystem,
     }
+    if not instances:
+        return doc
+    isd_data = doc.pop("isd_data")  # the image's key order as before: instances, isd_data, filesystem
+    doc["instances"] = [
+        {
+            "aid": _hex(r.aid),
+            "load_file": _hex(r.load_file_aid),
+            "module": _hex(r.module_aid),
+            "privileges": _hex(r.privileges),
+            "lifecycle": r.lifecycle,
+            "install_params": _hex(r.install_params),
+            "state": r.state,
+        }
+        for r in state.instances
+    ]
+    doc["isd_data"] = isd_data
+    doc["filesystem"] = state.filesystem
+    return doc
 
 
 def from_json(doc: dict[str, Any]) -> CardState:
@@ -140,11 +152,14 @@ def dumps(state: CardState, *, compact: bool = False) -> str:
 
 
 def loads(text: str) -> CardState:
+    return from_json(_parse(text))
+
+
+def _parse(text: str | bytes) -> Any:
     try:
-        doc = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImageError(f"card image is not JSON: {exc}") from exc
-    return from_json(doc)
 
 
 def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
@@ -170,12 +185,25 @@ def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+    # the snapshot holds everything now: a journal of the older one is stale (and would be
+    # ignored anyway, it names the older snapshot's hash; cardlab.emulator.journal)
+    try:
+        os.unlink(journal_path(target))
+    except FileNotFoundError:
+        pass
 
 
 def load_state(path: str | os.PathLike[str]) -> CardState:
-    """The state saved in ``path``; ``ImageError("PATH: …")`` when it is not a card image."""
+    """The state saved in ``path``, with the changes its journal holds (:mod:`.journal`);
+    ``ImageError("PATH: …")`` when it is not a card image."""
     try:
-        return loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
+        doc = _parse(raw.decode("utf-8"))
+        state = from_json(doc)  # the snapshot's own errors first
+        journaled = replay(path, raw, doc)
+        return state if journaled is None else from_json(journaled)
+    except JournalError as exc:
+        raise ImageError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise ImageError(f"{path}: not a card image (not UTF-8 text at byte {exc.start})") from None
     except ImageError as exc:

@@ -24,11 +24,18 @@ class KeyEntry:
     kid: int
     kind: str  # "AES" (GP key type 88) or "DES" (80)
     value: bytes
+    #: (kind, value, check value) of the last :meth:`kcv`: computed once per key, not per save
+    _kcv: tuple[str, bytes, bytes] | None = field(default=None, compare=False, repr=False)
 
     def kcv(self) -> bytes:
+        cached = self._kcv
+        if cached is not None and cached[0] == self.kind and cached[1] == self.value:
+            return cached[2]
         from cardlab.cardspec.keys import kcv
 
-        return kcv(self.kind, self.value)
+        value = kcv(self.kind, self.value)
+        self._kcv = (self.kind, self.value, value)
+        return value
 
 
 @dataclass

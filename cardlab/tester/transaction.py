@@ -236,6 +236,10 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         image = str(Path(scratch.name) / Path(args.card).name)
         try:
             shutil.copyfile(args.card, image)
+            # a journal left next to the image by a killed run holds its last changes: copied too
+            # (the emulator's IMAGE.journal, cardlab/emulator/journalfile.py)
+            if Path(args.card + ".journal").exists():
+                shutil.copyfile(args.card + ".journal", image + ".journal")
         except OSError as exc:
             scratch.cleanup()
             print(f"cardlab test transaction: cannot open the card: {exc}", file=sys.stderr)

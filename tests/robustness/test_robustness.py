@@ -89,3 +89,23 @@ def test_fault_soak_shared_stock(tmp_path: Path) -> None:
     res = fault_soak.run_shared_stock(tmp_path, batches=2, records=5)
     assert res.ok, fault_soak.report(fault_soak.ReaderResult(skipped="not run"), res)
     assert res.done == 10 and res.claimed_twice == res.wrong_record == res.data_unaccounted == 0
+
+
+def test_counter_kill_300(tmp_path: Path) -> None:
+    """A card-serving process SIGKILLed mid-command 300 times: no SCP03 sequence counter, ATC or
+    PIN try lost or repeated (``python -m robustness.counter_kill`` runs thousands)."""
+    from robustness import counter_kill
+
+    res = counter_kill.run(tmp_path, kills=300, seed=3)
+    assert res.ok(), res.errors[:5]
+    assert res.kills == 300 and res.acks > 300  # kills land after the card is loaded, amid commands
+
+
+def test_counter_kill_detects_a_card_that_does_not_persist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustness import counter_kill
+
+    from cardlab.emulator.journal import ImageJournal
+
+    monkeypatch.setattr(ImageJournal, "commit", lambda self, card: None)  # inherited by the forked children
+    res = counter_kill.run(tmp_path, kills=20, seed=3)
+    assert not res.ok() and res.seq_lost and res.atc_lost

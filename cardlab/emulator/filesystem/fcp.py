@@ -32,6 +32,7 @@ forms, so the file system accepts exactly what the rest of the card accepts.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,12 +204,23 @@ class FileSpec:
         return items
 
     def build(self) -> bytes:
-        """The FCP template (tag 62)."""
-        return tlv.encode(0x62, tlv.encode_all(self.content()))
+        """The FCP template (tag 62); built once per (frozen) spec: every image save dumps it."""
+        built: bytes | None = self.__dict__.get("_built")
+        if built is None:
+            built = tlv.encode(0x62, tlv.encode_all(self.content()))
+            object.__setattr__(self, "_built", built)
+        return built
 
     @classmethod
     def parse(cls, fcp: bytes) -> FileSpec:
-        """Parse and validate an FCP template; 6A80 on anything wrong."""
+        """Parse and validate an FCP template; 6A80 on anything wrong. The spec is frozen: the
+        same bytes (every card of a stock has the same files) give the same spec, parsed once."""
+        if cls is FileSpec:
+            return _parse_cached(bytes(fcp))
+        return cls._parse(fcp)
+
+    @classmethod
+    def _parse(cls, fcp: bytes) -> FileSpec:
         try:
             outer = tlv.parse(fcp)
             if len(outer) != 1 or outer[0].tag != 0x62:
@@ -289,3 +301,8 @@ EXAMPLES: tuple[tuple[str, FileSpec], ...] = (
         ),
     ),
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(fcp: bytes) -> FileSpec:
+    return FileSpec._parse(fcp)

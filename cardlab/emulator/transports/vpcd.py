@@ -12,8 +12,9 @@ delayed ACKs on the card's side cost ~40 ms per APDU. The client sets
 ``TCP_NODELAY`` and re-arms ``TCP_QUICKACK`` (which Linux clears again) before
 every ``recv``: ~21 APDU/s without it, thousands with it.
 
-The card image is saved atomically after every command that changed persistent
-state, and once more when the server stops. When pcscd goes away the client
+Every command that changed persistent state is journaled next to the card image
+(:mod:`cardlab.emulator.journal`, synced before the answer), and the image is saved
+whole when the server stops. When pcscd goes away the client
 reconnects with exponential backoff. :func:`run` (used by ``cardlab card serve
 IMAGE --vpcd``) stops cleanly on SIGINT/SIGTERM.
 """
@@ -166,13 +167,11 @@ def _open_card(card_or_path: CardLike | str | os.PathLike[str]) -> tuple[CardLik
     if isinstance(card_or_path, (str, os.PathLike)):
         from cardlab.emulator import Card
 
+        from cardlab.emulator.journal import ImageJournal
+
         path = Path(card_or_path)
         card = Card.load(path)
-
-        def save(c: Card) -> None:
-            c.save(path)
-
-        card.on_commit = save
+        ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
         return card, path
     return card_or_path, None
 
@@ -188,8 +187,8 @@ def serve(
     """Serve a card to pcscd's vpcd driver until ``stop_event`` is set.
 
     ``card_or_path`` is a card (anything with ``power_on``/``transmit``), or the
-    path of a card image: it is then loaded, saved after every persistent
-    change (atomically) and once more on return. Lost connections (pcscd
+    path of a card image: it is then loaded, every persistent change journaled
+    (synced) before the answer, and the image saved whole on return. Lost connections (pcscd
     restarting) are retried with backoff. Without ``stop_event`` this runs until
     the process ends.
     """

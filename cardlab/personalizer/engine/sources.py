@@ -25,7 +25,7 @@ from smartcard.Exceptions import SmartcardException
 
 from cardlab.personalizer.engine.channel import PcscChannel, card_present
 from cardlab.personalizer.engine.errors import EngineError
-from cardlab.personalizer.files import remove_stale_temps, write_private
+from cardlab.personalizer.files import remove_stale_temps
 from cardlab.personalizer.stock import CLAIMS, list_images, note_record, reserve
 
 if TYPE_CHECKING:
@@ -62,15 +62,6 @@ class CardSource(Protocol):
     def close(self) -> None: ...
 
 
-def _quick_save(card: Card, path: Path) -> None:
-    """Atomic replace of an image after each APDU that changed the card (a
-    crash leaves either the old or the new state, as on a real card's
-    EEPROM); the durable fsync'ed save comes at the end of the card."""
-    from cardlab.emulator.image import dumps
-
-    write_private(path, dumps(card.state, compact=True).encode())
-
-
 class ImageSource:
     """Emulated cards: card images in a stock directory, each loaded into a
     private emulated reader and used through :class:`PcscChannel`."""
@@ -98,16 +89,19 @@ class ImageSource:
 
     def _insert(self, path: Path) -> CardInHand:
         from cardlab.emulator import Card
+        from cardlab.emulator.journal import ImageJournal
         from cardlab.emulator.transports import pyscard_reader
 
         card = Card.load(path)
-        card.on_commit = lambda c: _quick_save(c, path)
+        # each APDU that changed the card appends what changed to the image's journal, synced
+        # before the response (a power cut loses no counter, never half a command)
+        journal = ImageJournal.attach(card, path)
         pyscard_reader.insert(card, self.reader_name)
         channel = PcscChannel(self.reader_name)
 
         def finish() -> None:
             channel.close()
-            card.save(path)  # durable: fsync file and directory
+            journal.close()  # the snapshot rewritten once, durably; the journal removed
             pyscard_reader.remove(self.reader_name)
 
         return CardInHand("image", str(path), channel, finish=finish)

@@ -1,0 +1,176 @@
+"""The whole pipeline as ``cardlab demo`` runs it, on SDA records, on one core.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_pipeline.py [--cards 1000] [--baseline-cards 200]
+
+Path measured (issue 14: "benchmarks must measure the path users run") — the functions of
+``cardlab/demo/pipeline.py``, called in this one process, one after the other:
+
+* prepare: ``prepare()`` of the Visa sample's credit application made SDA-only
+  (tests/personalizer/prepkit.py ``sda_profile``) on records from ``cardlab.records_gen``,
+  with the demo key store (``demo_keystore``);
+* card stock: the demo's ``_stock_worker`` (KMC-diversified ISD keys; the card manufacturer's
+  step, shown but not counted in the end to end);
+* perso: ``cardlab.personalizer.engine.run`` with the shipped EMV CPS script, job database,
+  audit log, one station, emulated cards behind the pyscard plug-in, image journal;
+* certify: the demo's ``_certify_worker`` (pyscard plug-in through ``cardio.open_image_channel``,
+  ``--gp-status``: one SCP03 session per card), in chunks of 50 cards as the demo hands them out.
+
+Printed: cards/s per stage, end to end (prepare + perso + certify), peak RSS, each against the
+issue's goal (end to end >= 100 cards/s on one core; memory < 300 MB). The baseline, measured in
+the same run on ``--baseline-cards`` records, runs perso and certify with the card image rewritten
+whole after every state-changing APDU, as before the image journal (perso: compact JSON, atomic;
+certify: indented JSON, fsync'ed), so that the ratio shows what the journal buys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "personalizer"))
+
+from prepkit import sda_profile  # noqa: E402
+
+from cardlab import records_gen  # noqa: E402
+from cardlab.demo import pipeline  # noqa: E402
+from cardlab.emulator import journal as journal_mod  # noqa: E402
+
+GOAL_END_TO_END = 100.0  # SDA cards/s on one core (issue 14)
+GOAL_RSS_MB = 300.0
+
+
+@contextlib.contextmanager
+def whole_image_saves(durable: bool) -> Iterator[None]:
+    """The card image saving of before the journal: the whole image after every state change."""
+    from cardlab.emulator.image import dumps, save_state
+    from cardlab.personalizer.files import write_private
+
+    class Legacy:
+        def __init__(self, card: Any, path: Path) -> None:
+            self.card, self.path = card, Path(path)
+
+        def commit(self, card: Any) -> None:
+            if durable:
+                save_state(card.state, self.path)
+            else:
+                write_private(self.path, dumps(card.state, compact=True).encode())
+
+        def close(self) -> None:
+            self.card.save(self.path)
+
+    def attach(card: Any, path: Any, **_: Any) -> Legacy:
+        legacy = Legacy(card, path)
+        card.on_commit = legacy.commit
+        return legacy
+
+    saved = journal_mod.ImageJournal.attach
+    journal_mod.ImageJournal.attach = attach  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        journal_mod.ImageJournal.attach = saved  # type: ignore[method-assign]
+
+
+def run(work: Path, cards: int, legacy: bool = False) -> dict[str, float]:
+    """Seconds per stage for ``cards`` SDA records through the demo's path."""
+    from cardlab.personalizer import engine
+    from cardlab.personalizer.profile import load_profile
+    from cardlab.tester.certify import map_images
+
+    work.mkdir(parents=True)
+    keys = pipeline.demo_keystore(work / "keys.json")
+    profile = sda_profile(work)
+    bin_, languages = records_gen.BINS["visa-cvn18"]
+    records = records_gen.write_csv(work / "records.csv", bin_, cards, seed=1, languages=languages)
+    batch, stock = work / "batch", work / "stock"
+    out: dict[str, float] = {}
+
+    t = time.perf_counter()
+    _n, accepted, _rej, _s = pipeline._prepare_worker((str(profile), str(records), str(keys), str(batch)))
+    shutil.copyfile(pipeline.SCRIPT, batch / "script.yaml")
+    out["prepare"] = time.perf_counter() - t
+    out["cards"] = accepted
+
+    t = time.perf_counter()
+    card = load_profile(profile).card
+    pipeline._stock_worker((str(stock), str(keys), card.kmc, card.diversification.upper(), accepted))
+    out["stock"] = time.perf_counter() - t
+
+    with whole_image_saves(durable=False) if legacy else contextlib.nullcontext():
+        t = time.perf_counter()
+        rep = engine.run(batch, cards=stock, stations=1, keys=str(keys))
+        out["perso"] = time.perf_counter() - t
+    if rep.exit_code != 0:
+        raise SystemExit(f"perso failed: {rep.failures[:3]} {rep.unaccounted[:3]} {rep.errors[:3]}")
+
+    images = [(str(img), idx, cid) for img, idx, cid in map_images(batch)]
+    with whole_image_saves(durable=True) if legacy else contextlib.nullcontext():
+        t = time.perf_counter()
+        passed = 0
+        for k in range(0, len(images), 50):
+            for r in pipeline._certify_worker((str(profile), str(records), str(keys), images[k:k + 50])):
+                passed += r.verdict == "pass"
+        out["certify"] = time.perf_counter() - t
+    if passed != len(images) or len(images) != accepted:
+        raise SystemExit(f"certify: {passed} of {len(images)} cards pass ({accepted} prepared)")
+    return out
+
+
+def rates(s: dict[str, float]) -> dict[str, float]:
+    n = s["cards"]
+    return {
+        "prepare": n / s["prepare"],
+        "perso": n / s["perso"],
+        "certify": n / s["certify"],
+        "end to end": n / (s["prepare"] + s["perso"] + s["certify"]),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cards", type=int, default=1000)
+    ap.add_argument("--baseline-cards", type=int, default=200, help="0: no baseline")
+    args = ap.parse_args()
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+    with tempfile.TemporaryDirectory(prefix="cardlab-bench-pipeline-") as d:
+        base = None
+        if args.baseline_cards:
+            base = rates(run(Path(d) / "baseline", args.baseline_cards, legacy=True))
+            # the same size for a like-for-like ratio (the job database grows with the batch)
+            same = rates(run(Path(d) / "same", args.baseline_cards))
+        s = run(Path(d) / "run", args.cards)
+    r = rates(s)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"cardlab demo's path, SDA profile (Visa sample credit app, SDA only), one core, {int(s['cards'])} cards:")
+    print(f"  card stock (not counted: the manufacturer's step) {s['cards'] / s['stock']:8.1f} cards/s")
+    for stage in ("prepare", "perso", "certify", "end to end"):
+        line = f"  {stage:<11} {r[stage]:8.1f} cards/s"
+        if stage == "end to end":
+            line += f"  goal >= {GOAL_END_TO_END:.0f}: {'met' if r[stage] >= GOAL_END_TO_END else 'MISSED'}"
+        else:
+            line += f"  ({1000 / r[stage]:5.1f} ms/card of the {1000 / GOAL_END_TO_END:.0f} ms end-to-end budget)"
+        if base is not None:
+            line += (f"  | {args.baseline_cards} cards: {same[stage]:7.1f} vs {base[stage]:7.1f} with whole-image "
+                     f"saves per APDU = x{same[stage] / base[stage]:.2f}")
+        print(line)
+    print(f"  peak RSS {rss:.0f} MB (goal < {GOAL_RSS_MB:.0f}: {'met' if rss < GOAL_RSS_MB else 'MISSED'})")
+    ok = r["end to end"] >= GOAL_END_TO_END and rss < GOAL_RSS_MB
+    print("all goals met" if ok else "GOALS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""A card image's journal: durability paid in proportion to what changed.
+
+A card image (:mod:`cardlab.emulator.image`) is a snapshot of the whole state. Rewriting it
+after every state-changing APDU costs the whole card each time; instead :class:`ImageJournal`
+appends, after each command that changed the card and before its response leaves, one entry
+holding only what that command changed, and syncs the journal file alone (one ``fdatasync``
+per command). Every ``compact_every`` entries, and when the card is closed, the snapshot is
+rewritten atomically and durably and the journal removed.
+
+The guarantees of ARCHITECTURE.md ("a power cut can never give the card a second try") hold:
+
+* an entry is one line, ``CRC32 (8 hex) SP JSON LF``, written with one ``write`` and synced
+  before the response; loading replays every whole entry, so a counter (PIN try counter, ATC,
+  SCP03 sequence counter) acknowledged by a response is never lost nor repeated;
+* a torn last entry (no line feed, or a CRC that does not match, at the end of the file) was
+  never acknowledged and is ignored whole: a command is applied entirely or not at all;
+  a bad entry followed by good ones is damage, not a torn write, and loading refuses it;
+* the journal's header names the SHA-256 of the snapshot it applies to: after a compaction
+  (snapshot replaced, then journal removed) a crash between the two leaves a journal that
+  names another snapshot, and it is ignored (its changes are in the new snapshot).
+
+Images without a journal load as before; the snapshot's format is unchanged.
+
+An entry is a list of operations on the *journal view* of the state (:func:`.journalfile.view`):
+``[path, value]`` sets, ``[path]`` deletes; paths are lists of JSON object keys. Objects are
+compared key by key, so an ATC increment journals one small value, not the application.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .image import to_json
+from .journalfile import FORMAT, VERSION, Op, diff, frame, journal_path, snapshot_id, view
+from .state import CardState
+
+if TYPE_CHECKING:
+    from .card import Card
+
+#: entries between two snapshots of a long-lived card (a terminal's card, vpcd)
+COMPACT_EVERY = 256
+
+
+def _card_part(state: CardState) -> dict[str, Any]:
+    """The card-level part of the view, without the derived key check values (cheap:
+    a few keys and registry entries)."""
+    return to_json(state, kcvs=False, instances=False)
+
+
+def _registry(state: CardState) -> dict[str, Any]:
+    return {
+        r.aid.hex().upper(): {
+            "aid": r.aid.hex().upper(),
+            "load_file": r.load_file_aid.hex().upper(),
+            "module": r.module_aid.hex().upper(),
+            "privileges": r.privileges.hex().upper(),
+            "lifecycle": r.lifecycle,
+            "install_params": r.install_params.hex().upper(),
+        }
+        for r in state.instances
+    }
+
+
+# -- the writer ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImageJournal:
+    """Keeps ``card``'s image at ``path`` up to date: attach with :meth:`attach`, then every
+    command that changed the card appends one synced entry; :meth:`close` writes the snapshot."""
+
+    card: Card
+    path: Path
+    durable: bool = True
+    compact_every: int = COMPACT_EVERY
+    entries: int = 0
+    _fd: int | None = None
+    _finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
+    _shadow: dict[str, Any] = field(default_factory=dict)
+    _image_id: str = ""
+
+    @classmethod
+    def attach(
+        cls, card: Card, path: str | os.PathLike[str], *, durable: bool = True, compact_every: int = COMPACT_EVERY
+    ) -> ImageJournal:
+        """Journal ``card`` (loaded from, or just saved to, ``path``) from now on. A journal left
+        by an earlier process was replayed when the card was loaded: it is folded into the
+        snapshot first, so that new entries never follow a torn one."""
+        j = cls(card, Path(path), durable=durable, compact_every=compact_every)
+        with contextlib.suppress(FileNotFoundError):
+            if j.path.stat().st_mode & 0o077:
+                # an image holds keys: a plain copy (0644) made private, as a snapshot save would
+                os.chmod(j.path, 0o600)
+        card.on_commit = j.commit
+        card.journal = j
+        if journal_path(j.path).exists() or not j.path.exists():
+            j.compact()
+        else:
+            j._start()
+        return j
+
+    def _start(self) -> None:
+        """Remember the state as saved in the snapshot (the base of the next entries; the
+        instances' states and the file system are compared with it at the first commit)."""
+        snap = self.path.read_bytes()
+        self._image_id = snapshot_id(snap)
+        self._shadow = view(json.loads(snap))
+        self._shadow["card"] = _card_part(self.card.state)
+        self.entries = 0
+
+    def commit(self, card: Card) -> None:
+        """``Card.on_commit``: journal what the command changed, synced, before the response."""
+        state = card.state
+        ops: list[Op] = []
+        shadow = self._shadow
+        new_card = _card_part(state)
+        diff(shadow["card"], new_card, ["card"], ops)
+        new_registry = _registry(state)
+        diff(shadow["registry"], new_registry, ["registry"], ops)
+        states = shadow["states"]
+        new_states = {}
+        for rec in state.instances:
+            aid = rec.aid.hex().upper()
+            new_states[aid] = rec.state
+            old = states.get(aid)
+            if old is None or not isinstance(rec.state, dict) or not isinstance(old, dict):
+                if old != rec.state:
+                    ops.append([["states", aid], rec.state])
+            elif old is not rec.state:
+                diff(old, rec.state, ["states", aid], ops)
+        for aid in states:
+            if aid not in new_states:
+                ops.append([["states", aid]])
+        if shadow["fs"] is not state.filesystem:
+            diff(shadow["fs"], state.filesystem, ["fs"], ops)
+        if not ops:
+            return
+        if self.entries >= self.compact_every:
+            self.compact()
+            return
+        self._append(ops)
+        self._shadow = {"card": new_card, "registry": new_registry, "states": new_states, "fs": state.filesystem}
+
+    def _append(self, ops: list[Op]) -> None:
+        """One entry, synced before the response leaves."""
+        entry = frame(ops)
+        fd = self._fd
+        first = fd is None
+        if fd is None:
+            # a new journal for the current snapshot (the header names it)
+            fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            self._fd = fd
+            # closed with the journal, also when a caller drops the card without close()
+            self._finalizer = weakref.finalize(self, os.close, fd)
+            entry = frame({"format": FORMAT, "version": VERSION, "image": self._image_id}) + entry
+        os.write(fd, entry)
+        if self.durable:
+            os.fdatasync(fd)
+            if first:
+                _sync_dir(self.path.parent)  # the journal's name survives a power cut too
+        self.entries += 1
+
+    def compact(self) -> None:
+        """Write the whole state as the snapshot (atomic, durable), then drop the journal."""
+        self.card.save(self.path)  # save_state removes the journal once it is durable; then saved()
+
+    def saved(self, path: str | os.PathLike[str]) -> None:
+        """``Card.save`` wrote the whole state to ``path``: when it is this image, the next entries
+        start a new journal on the new snapshot (those of the old one are in it, and removed)."""
+        if Path(path).resolve() == self.path.resolve():
+            self._close_fd()
+            if self.card.journal is self:
+                self._start()
+
+    def close(self) -> None:
+        """Fold the journal into the snapshot and stop journaling."""
+        if self.card.journal is self:
+            self.card.journal = None
+        if self.entries:
+            self.card.save(self.path)
+        self._close_fd()
+        if self.card.on_commit == self.commit:
+            self.card.on_commit = None
+
+    def _close_fd(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # os.close, once
+            self._finalizer = None
+        self._fd = None
+        self.entries = 0
+
+
+def _sync_dir(directory: Path) -> None:
+    dfd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

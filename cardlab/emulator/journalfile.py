@@ -1,0 +1,154 @@
+"""The card image journal's file format: framing, reading, replay (the writer is
+:mod:`cardlab.emulator.journal`; :func:`cardlab.emulator.image.load_state` replays).
+
+A journal file is a header line then one line per command, each ``CRC32 (8 hex) SP JSON LF``.
+The header names the SHA-256 of the snapshot the entries apply to; an entry is a list of
+operations on the *journal view* of the image document (:func:`view`): ``[path, value]`` sets,
+``[path]`` deletes, paths being lists of JSON object keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from pathlib import Path
+from typing import Any
+
+
+class JournalError(ValueError):
+    """A journal that cannot be trusted (damaged before later entries, or not of this image)."""
+
+
+FORMAT = "cardlab-card-journal"
+VERSION = 1
+SUFFIX = ".journal"
+
+Op = list[Any]
+
+
+def journal_path(image: str | os.PathLike[str]) -> Path:
+    """``card-0001.json`` → ``card-0001.json.journal`` (not matched by a stock's ``card-*.json``)."""
+    p = Path(image)
+    return p.with_name(p.name + SUFFIX)
+
+
+def snapshot_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+# -- the journal view ----------------------------------------------------------------------
+
+
+def view(doc: dict[str, Any]) -> dict[str, Any]:
+    """The image document (:func:`cardlab.emulator.image.to_json`) keyed for diffs: the
+    registry and the instances' states by AID (a list would be replaced whole)."""
+    card = {k: v for k, v in doc.items() if k not in ("instances", "filesystem")}
+    registry: dict[str, Any] = {}
+    states: dict[str, Any] = {}
+    for inst in doc["instances"]:
+        registry[inst["aid"]] = {k: v for k, v in inst.items() if k != "state"}
+        states[inst["aid"]] = inst["state"]
+    return {"card": card, "registry": registry, "states": states, "fs": doc["filesystem"]}
+
+
+def unview(v: dict[str, Any]) -> dict[str, Any]:
+    doc = dict(v["card"])
+    doc["instances"] = [{**reg, "state": v["states"].get(aid, {})} for aid, reg in v["registry"].items()]
+    doc["filesystem"] = v["fs"]
+    return doc
+
+
+def diff(old: dict[str, Any], new: dict[str, Any], path: list[str], ops: list[Op]) -> None:
+    """Append to ``ops`` what turns ``old`` into ``new`` (objects recursively, other values whole)."""
+    for k, v in new.items():
+        if k in old:
+            o = old[k]
+            if o == v:
+                continue
+            if isinstance(o, dict) and isinstance(v, dict):
+                diff(o, v, [*path, k], ops)
+                continue
+        ops.append([[*path, k], v])
+    for k in old:
+        if k not in new:
+            ops.append([[*path, k]])
+
+
+def apply(doc: dict[str, Any], ops: list[Op]) -> None:
+    for op in ops:
+        *parents, last = op[0]
+        d = doc
+        for p in parents:
+            d = d.setdefault(p, {})
+        if len(op) == 2:
+            d[last] = op[1]
+        else:
+            d.pop(last, None)
+
+
+# -- framing -------------------------------------------------------------------------------
+
+
+def frame(obj: object) -> bytes:
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    return b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def _unframe(line: bytes) -> Any:
+    """The entry of a whole line, or ``None`` if its CRC does not match."""
+    if len(line) < 10 or line[8:9] != b" ":
+        return None
+    body = line[9:]
+    try:
+        if int(line[:8], 16) != zlib.crc32(body):
+            return None
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def read_entries(data: bytes, snapshot: bytes) -> list[list[Op]]:
+    """The whole entries of journal ``data`` if it applies to ``snapshot`` (else none)."""
+    lines = data.split(b"\n")
+    lines.pop()  # after the last LF: empty, or a torn entry never acknowledged
+    if not lines:
+        return []
+    header = _unframe(lines[0])
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        if len(lines) == 1:
+            return []  # torn header: nothing was acknowledged
+        raise JournalError("card journal: damaged header")
+    if header.get("version") != VERSION:
+        raise JournalError(f"card journal: unsupported version {header.get('version')!r}")
+    if header.get("image") != snapshot_id(snapshot):
+        return []  # a journal of an older snapshot: its changes are in this one
+    entries: list[list[Op]] = []
+    for i, line in enumerate(lines[1:], 1):
+        entry = _unframe(line)
+        if not isinstance(entry, list):
+            if any(_unframe(rest) is not None for rest in lines[i + 1:]):
+                raise JournalError(f"card journal: entry {i} damaged before later entries")
+            break  # torn tail (a power cut may leave zeros after the last synced entry)
+        entries.append(entry)
+    return entries
+
+
+def replay(path: str | os.PathLike[str], snapshot: bytes, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The image document ``doc`` (of the snapshot bytes ``snapshot``) with the journal next to
+    ``path`` replayed, or ``None`` when there is no journal for it."""
+    try:
+        data = journal_path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    entries = read_entries(data, snapshot)
+    if not entries:
+        return None
+    try:
+        v = view(doc)
+        for ops in entries:
+            apply(v, ops)
+        return unview(v)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise JournalError(f"card journal does not apply to its image: {type(exc).__name__}") from None

@@ -1,0 +1,127 @@
+"""The card image journal (cardlab.emulator.journal): replay, torn tails, stale journals, compaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cardlab.emulator import Card
+from cardlab.emulator.image import ImageError, load_state
+from cardlab.emulator.journal import ImageJournal, journal_path
+
+SELECT_ISD = bytes.fromhex("00A4040008A000000151000000")
+
+
+def _init_update(card: Card) -> None:
+    card.transmit(SELECT_ISD)
+    assert card.transmit(bytes.fromhex("8050000008") + bytes(8) + b"\x00")[-2:] == b"\x90\x00"
+
+
+def _journaled(tmp_path: Path, **options: int) -> tuple[Card, ImageJournal, Path]:
+    image = tmp_path / "card.json"
+    Card.create(sequence_counter=5).save(image)
+    card = Card.load(image)
+    return card, ImageJournal.attach(card, image, **options), image
+
+
+def test_changes_are_journaled_not_rewritten_and_replayed_on_load(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    before = image.read_bytes()
+    for _ in range(3):
+        _init_update(card)
+    assert image.read_bytes() == before  # the snapshot is untouched
+    assert journal.entries == 3 and journal_path(image).exists()
+    entry = journal_path(image).read_bytes().splitlines()[2]
+    assert len(entry) < 200  # only what changed: the sequence counter
+    assert Card.load(image).state.sequence_counter == 8
+    journal.close()
+    assert not journal_path(image).exists() and json.loads(image.read_text())["scp"]["sequence_counter"] == 8
+
+
+def test_a_torn_last_entry_is_ignored_whole(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    _init_update(card)
+    _init_update(card)
+    jp = journal_path(image)
+    whole = jp.read_bytes()
+    last = whole.splitlines(keepends=True)[-1]
+    for cut in (1, len(last) // 2, len(last) - 1):  # no line feed: the last write was torn
+        jp.write_bytes(whole[: len(whole) - len(last) + cut])
+        assert load_state(image).sequence_counter == 6
+    jp.write_bytes(whole[: -2] + b"X\n")  # a whole line whose CRC does not match, at the end
+    assert load_state(image).sequence_counter == 6
+    jp.write_bytes(whole + bytes(100))  # zeros after the last synced entry
+    assert load_state(image).sequence_counter == 7
+
+
+def test_a_damaged_entry_before_good_ones_is_refused(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    for _ in range(3):
+        _init_update(card)
+    jp = journal_path(image)
+    lines = jp.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b"sequence_counter", b"sequence_countex")
+    jp.write_bytes(b"".join(lines))
+    with pytest.raises(ImageError, match="damaged before later entries"):
+        load_state(image)
+
+
+def test_a_journal_of_another_snapshot_is_ignored(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    _init_update(card)
+    stale = journal_path(image).read_bytes()
+    journal.close()  # snapshot now holds counter 6; then a crash "before the journal was removed"
+    Card.create(sequence_counter=40).save(image)
+    journal_path(image).write_bytes(stale)
+    assert load_state(image).sequence_counter == 40
+
+
+def test_an_image_without_journal_loads_and_attach_folds_a_left_journal(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    _init_update(card)  # the process "dies" here: journal left behind
+    again = Card.load(image)
+    assert again.state.sequence_counter == 6
+    j2 = ImageJournal.attach(again, image)
+    assert not journal_path(image).exists() and json.loads(image.read_text())["scp"]["sequence_counter"] == 6
+    _init_update(again)
+    assert Card.load(image).state.sequence_counter == 7
+    j2.close()
+
+
+def test_compaction_every_n_entries(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path, compact_every=2)
+    for _ in range(5):
+        _init_update(card)
+    assert Card.load(image).state.sequence_counter == 10
+    assert json.loads(image.read_text())["scp"]["sequence_counter"] >= 8  # compacted on the way
+    assert journal.entries <= 2
+
+
+def test_instance_state_changes_journal_only_the_changed_values(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "emv"))
+    from emvkit import personalized_card
+
+    image = tmp_path / "emv.json"
+    personalized_card().save(image)
+    card = Card.load(image)
+    ImageJournal.attach(card, image)
+    card.transmit(bytes.fromhex("00A4040007A000000003101000"))
+    assert card.transmit(bytes.fromhex("80A8000008830601020304025000"))[-2:] == b"\x90\x00"
+    entry = journal_path(image).read_bytes().splitlines()[1]
+    assert len(entry) < 300, entry[:300]
+    assert Card.load(image).applets[bytes.fromhex("A0000000031010")].data.atc == 1  # type: ignore[attr-defined]
+
+
+def test_a_full_save_while_journaling_starts_a_new_journal(tmp_path: Path) -> None:
+    card, journal, image = _journaled(tmp_path)
+    _init_update(card)
+    card.save(image)  # e.g. a transport's save on the way out, the journal still attached
+    assert not journal_path(image).exists()
+    _init_update(card)  # journaled again, against the new snapshot
+    assert Card.load(image).state.sequence_counter == 7
+    journal.close()
+    assert json.loads(image.read_text())["scp"]["sequence_counter"] == 7

@@ -23,6 +23,8 @@ bench: deps
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_tester.py
 	$(BIN)/python benchmarks/bench_certify_reports.py
+	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_prepare_parallel.py
 
 deps: debs $(VENV)/.installed
 

@@ -208,3 +208,10 @@ def test_public_vector_fields(name: str, layout: Any, sizes: dict[str, int], blo
         assert (d.number.hex().upper(), bytes((d.cid,)).hex().upper(), d.cryptogram.hex().upper(),
                 d.transaction_data_hash.hex().upper()) == (expect["idn"], expect["cid"], expect["ac"],
                                                            expect["transaction_data_hash"])
+
+
+@given(st.integers(0, 0xFFFF), st.one_of(st.binary(max_size=300), st.integers(250, 260).map(bytes)))
+def test_hand_built_dgi_is_the_construct_declaration(tag: int, value: bytes) -> None:
+    """tlv.encode_dgi's fast path (the perso hot path) builds exactly what dgi.DGI declares,
+    around the one-byte / FF-prefixed length boundary too."""
+    assert tlv.encode_dgi(tag, value) == dgi.DGI.build({"dgi": tag, "value": value})

@@ -61,9 +61,9 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
                    help="also run state-changing checks: a wrong PIN, issuer scripts (PUT DATA, PIN change to the "
                         "record's PIN, application block then unblock); the card ends usable with its PIN, not fresh")
     p.add_argument("--restore-pin-counter", action="store_true",
-                   help="when the record's PIN is refused (the one VERIFY a card gets per run), reset the PIN try "
-                        "counter by a PIN UNBLOCK issuer script (needs the issuer's IMK-AC and IMK-SMI; the PIN "
-                        "itself is not changed) and show the counter afterwards")
+                   help="when the record's PIN is refused (the one VERIFY a card gets per run) or the card arrives "
+                        "with its PIN try counter below the limit, reset the counter by a PIN UNBLOCK issuer script "
+                        "(needs the issuer's IMK-AC and IMK-SMI; the PIN itself is not changed) and show it afterwards")
     p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
     p.add_argument("--gp-status", action=argparse.BooleanOptionalAction, default=True,

@@ -155,6 +155,7 @@ class ImageJournal:
         if fd is None:
             # a new journal for the current snapshot (the header names it)
             fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)  # before any byte: O_CREAT keeps the mode of a journal a killed run left
             self._fd = fd
             # closed with the journal, also when a caller drops the card without close()
             self._finalizer = weakref.finalize(self, os.close, fd)

@@ -125,3 +125,23 @@ def test_a_full_save_while_journaling_starts_a_new_journal(tmp_path: Path) -> No
     assert Card.load(image).state.sequence_counter == 7
     journal.close()
     assert json.loads(image.read_text())["scp"]["sequence_counter"] == 7
+
+
+def test_a_journal_left_with_another_mode_is_made_private_before_its_first_byte(tmp_path: Path) -> None:
+    """A killed run may leave IMAGE.journal behind with any mode: the next one is 0600 from the start."""
+    import os
+    import stat
+
+    from cardlab.cardspec.scp03 import HostSession, StaticKeys
+
+    image = tmp_path / "card.json"
+    Card.create().save(image)
+    journal_path(image).write_text("")
+    os.chmod(journal_path(image), 0o644)
+    card = Card.load(image)
+    journal = ImageJournal.attach(card, image)
+    key = bytes.fromhex("404142434445464748494A4B4C4D4E4F")  # a blank card's default ISD keys
+    HostSession(card.transmit, StaticKeys(key, key, key, 0x30)).open(0x01)  # the sequence counter moves
+    assert journal_path(image).stat().st_size > 0
+    assert stat.S_IMODE(os.stat(journal_path(image)).st_mode) == 0o600
+    journal.close()

@@ -127,8 +127,9 @@ def test_a_full_save_while_journaling_starts_a_new_journal(tmp_path: Path) -> No
     assert json.loads(image.read_text())["scp"]["sequence_counter"] == 7
 
 
-def test_a_journal_left_with_another_mode_is_made_private_before_its_first_byte(tmp_path: Path) -> None:
-    """A killed run may leave IMAGE.journal behind with any mode: the next one is 0600 from the start."""
+def test_a_journal_left_with_another_mode_never_stays_readable(tmp_path: Path) -> None:
+    """A killed run may leave IMAGE.journal behind with any mode: attaching folds it into the image,
+    and the next journal is 0600 (the file mode is set before its first byte as well)."""
     import os
     import stat
 

@@ -17,6 +17,11 @@ Prints, for SDA, DDA and CDA cards personalized by the test kit
 * the issuer host alone: ARQC verifications and full authorizations per second;
 * certifications of one card per second (a card prepared from a sample issuer
   profile by the personalizer, tests/tester/certkit.py), card vs tester share.
+
+Path measured: the tester's own code against a card object in this process (``transmit``
+called directly): no PC/SC plug-in, no card image saves, no report writing. It shows what the
+tester costs; the rates users get from ``cardlab demo`` / ``test certify`` are those of
+``benchmarks/bench_pipeline.py`` (the demo's path).
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ from cardlab.personalizer.prepare.preparer import CardPreparer
 from cardlab.personalizer.profile import load_profile
 from cardlab.personalizer.records import Record, Rejected
 
-__all__ = ["PrepareJob", "Result", "parallel_results", "prepare_chunk", "serial_results", "executor_for"]
+__all__ = ["Executor", "PrepareJob", "Result", "executor_for", "job_for", "parallel_results", "prepare_chunk",
+           "serial_results"]
 
 #: ("card", CardPersoData JSON) or ("rejected", Rejection JSON), in record order
 Result = tuple[str, dict[str, Any]]
@@ -109,12 +110,15 @@ Submit = Callable[[PrepareJob, bytes, bytes], _Future]
 
 
 def _chunks(items: Iterable[Record | Rejected], size: int) -> Iterator[list[Record | Rejected]]:
+    """``items`` in runs holding ``size`` records each (rejections ride along in their places)."""
     chunk: list[Record | Rejected] = []
+    records = 0
     for item in items:
         chunk.append(item)
-        if sum(isinstance(i, Record) for i in chunk) >= size:
+        records += isinstance(item, Record)
+        if records >= size:
             yield chunk
-            chunk = []
+            chunk, records = [], 0
     if chunk:
         yield chunk
 

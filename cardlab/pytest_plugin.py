@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from cardlab.emulator import Card
     from cardlab.personalizer.batch import CardPersoData
     from cardlab.personalizer.keys import KeyStore
+    from cardlab.personalizer.prepare import CardPreparer
     from cardlab.personalizer.records import Record
     from cardlab.personalizer.script import ScriptResult
     from cardlab.tester.certify import CardReport
@@ -323,13 +324,15 @@ class Personalizer:
             self._docs[key] = yaml.safe_load(path.read_text(encoding="utf-8"))
         return self._docs[key]
 
-    def validate(self, record: Mapping[str, object] | Record, index: int = 1) -> Record:
+    def validate(self, record: Mapping[str, object] | Record, index: int = 1, *, empty_psn: str | None = None) -> Record:
+        """``record`` as the personalizer validates it (``empty_psn``: the profile's
+        ``card.empty_psn``, which :meth:`prepare` and a whole run pass on)."""
         from cardlab.personalizer.records import Record as _Record
         from cardlab.personalizer.records import Rejected, validate
 
         if isinstance(record, _Record):
             return record
-        result = validate(record, today=self.today, index=index, line=index + 1)
+        result = validate(record, today=self.today, index=index, line=index + 1, empty_psn=empty_psn)
         if isinstance(result, Rejected):
             raise RecordRejected(result.field, result.message)
         return result
@@ -343,22 +346,28 @@ class Personalizer:
         transport_key: str = "KEK",
     ) -> CardPersoData:
         """The card's perso data, as ``cardlab prepare`` writes it to ``cards.jsonl``."""
-        from cardlab.personalizer.prepare import CardPreparer, CardProblem
-        from cardlab.personalizer.profile import load_profile
+        from cardlab.personalizer.prepare import CardProblem
 
         ks, _ = self.keystore(keystore)
-        rec = self.validate(record)
-        path = self.profile_path(profile)
-        key = (_content_key(path), id(ks), transport_key)
-        preparer = self._preparers.get(key)
-        if preparer is None:
-            preparer = CardPreparer(load_profile(path), ks, transport_key, today=self.today)
-            self._preparers[key] = preparer
+        preparer = self._preparer(self.profile_path(profile), ks, transport_key)
+        rec = self.validate(record, empty_psn=preparer.profile.card.empty_psn)
         try:
             data: CardPersoData = preparer.prepare(rec)
             return data
         except CardProblem as exc:
             raise RecordRejected(exc.field, str(exc)) from None
+
+    def _preparer(self, path: Path, ks: KeyStore, transport_key: str) -> CardPreparer:
+        """The preparer for a profile file's content and a key store (made once)."""
+        from cardlab.personalizer.prepare import CardPreparer
+        from cardlab.personalizer.profile import load_profile
+
+        key = (_content_key(path), id(ks), transport_key)
+        preparer = self._preparers.get(key)
+        if preparer is None:
+            preparer = CardPreparer(load_profile(path), ks, transport_key, today=self.today)
+            self._preparers[key] = preparer
+        return preparer
 
     def blank_card_for(self, profile: str | os.PathLike[str] | Mapping[str, Any], keystore: KeyStore) -> Card:
         """An emulated blank card as card stock ships it for ``profile``: its
@@ -393,8 +402,8 @@ class Personalizer:
         from cardlab.personalizer.script import execute, load_script
 
         ks, ks_path = self.keystore(keystore)
-        rec = self.validate(record)
         profile_path = self.profile_path(profile)
+        rec = self.validate(record, empty_psn=self._preparer(profile_path, ks, transport_key).profile.card.empty_psn)
         data = self.prepare(profile_path, rec, ks, transport_key=transport_key)
         script_path = Path(script) if script is not None else default_script()
         loaded = load_script(script_path)

@@ -72,3 +72,46 @@ def test_unreachable_scheduler_and_bad_values(inputs: tuple[Path, Path, Path], t
     assert "local:N" in capsys.readouterr().err
     assert _prepare(inputs, tmp_path / "z", "--workers", "0") == 2
     assert "worker processes 1-256" in capsys.readouterr().err
+
+
+def test_dda_batch_on_dask_equals_one_process_apart_from_icc_keys(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """DDA (issue 15): one fresh ICC RSA key per card. Two one-process runs show which DGIs are
+    fresh per card (ICC key and its certificate); ``--dask local:2`` must equal the one-process
+    batch byte for byte on every other DGI, and match the fresh ones in number and length."""
+    import yaml
+
+    keys = tmp_path / "keys.json"
+    prepkit.make_keystore().save(keys)
+    doc = yaml.safe_load(prepkit.VISA.read_text())
+    doc["applications"] = doc["applications"][:1]  # the credit application: SDA + DDA
+    profile = tmp_path / "dda.yaml"
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    from cardlab.records_gen import write_csv
+
+    records = tmp_path / "records.csv"
+    write_csv(records, "476173", 12, seed=7)
+    lines = records.read_text().splitlines()
+    bad = lines[4].split(",")
+    bad[2] = "2019-13"
+    lines[4] = ",".join(bad)
+    records.write_text("\n".join(lines) + "\n")
+    ins = (profile, records, keys)
+    for name, extra in (("a", []), ("b", []), ("dask", ["--dask", "local:2"])):
+        assert _prepare(ins, tmp_path / name, *extra) == 0
+    capsys.readouterr()
+    a, b, d = (_batch(tmp_path / n) for n in ("a", "b", "dask"))
+    assert len(a[0]) == 11 and a[1] == b[1] == d[1] and "expiry" in d[1]
+    fresh = {(i, aid, dgi) for i, (ca, cb) in enumerate(zip(a[0], b[0], strict=True))
+             for (aid, da), (_, db) in zip(ca[4], cb[4], strict=True)
+             for (dgi, va), (_, vb) in zip(da, db, strict=True) if va != vb}  # fmt: skip
+    assert fresh, "a DDA profile must give fresh ICC key material per card"
+
+    def shape(cards: list[tuple[object, ...]]) -> list[object]:
+        return [(c[:4], [(aid, [(i, aid, dgi) in fresh and len(v) or v for dgi, v in dgis])
+                         for aid, dgis in c[4]]) for i, c in enumerate(cards)]  # type: ignore[attr-defined]
+
+    assert shape(d[0]) == shape(a[0])
+    m1 = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    m2 = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert m1["counts"] == m2["counts"] and m1["inputs"] == m2["inputs"]

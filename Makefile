@@ -5,7 +5,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-DEBS   := pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config softhsm2
+DEBS   := pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config softhsm2 postgresql
 
 .PHONY: demo test deps debs venv bench clean
 

@@ -41,9 +41,9 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 GENESIS = "00" * 32
 
@@ -60,6 +60,24 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _FULL_PAN = re.compile(r"(?<![0-9A-Fa-f])\d{12,19}(?![0-9A-Fa-f])")
+
+
+class _Rows(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the chain needs of a database: a SQLite connection, or a job store
+    (:mod:`cardlab.personalizer.jobstore`, which speaks ``?`` placeholders to PostgreSQL too)."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> _Rows: ...
+
+
+@runtime_checkable
+class _ChainLocking(Protocol):
+    def lock_chain(self) -> None: ...
 
 
 class AuditError(ValueError):
@@ -99,14 +117,17 @@ def _check_masked(value: Any, path: str) -> None:
             _check_masked(v, f"{path}[{i}]")
 
 
-def append(db: sqlite3.Connection, event: str, details: Mapping[str, Any]) -> int:
+def append(db: Connection, event: str, details: Mapping[str, Any]) -> int:
     """Append one entry; returns its sequence number.
 
-    Must run inside a write transaction (``BEGIN IMMEDIATE``) when several
-    processes share the database, so that two writers never chain to the same
-    predecessor; it works in autocommit mode for a single writer.
+    Must run inside a write transaction when several processes share the database, so that two
+    writers never chain to the same predecessor: SQLite's ``BEGIN IMMEDIATE`` makes the
+    transaction the only writer; on PostgreSQL the store's :meth:`lock_chain` (a transaction-level
+    advisory lock, released at commit) does. It works in autocommit mode for a single writer.
     """
     _check_masked(dict(details), "details")
+    if isinstance(db, _ChainLocking):  # many writers (PostgreSQL): one append at a time, to commit
+        db.lock_chain()
     text = json.dumps(dict(details), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, str(row[1]))
@@ -145,7 +166,7 @@ class Verification:
         return not self.problems
 
 
-def _intact(db: sqlite3.Connection) -> Verification | None:
+def _intact(db: Connection) -> Verification | None:
     """One streaming pass for the usual case, in constant memory: sequence numbers 1, 2, …, each
     entry chained to the one before and hashing to its stored hash, the head on the last entry.
     None when anything is off (then :func:`_diagnose` names what)."""
@@ -160,7 +181,7 @@ def _intact(db: sqlite3.Connection) -> Verification | None:
     return Verification(entries=expected - 1, head=tip)
 
 
-def verify(db: sqlite3.Connection) -> Verification:
+def verify(db: Connection) -> Verification:
     """Check the whole chain; every problem is named with the entry it concerns.
 
     An intact chain is read once as a stream (memory does not grow with the log); a broken one is
@@ -168,7 +189,7 @@ def verify(db: sqlite3.Connection) -> Verification:
     return _intact(db) or _diagnose(db)
 
 
-def _diagnose(db: sqlite3.Connection) -> Verification:
+def _diagnose(db: Connection) -> Verification:
     # the links only: (seq, prev, hash, event) — event to name entries in problems
     links = [(int(r[0]), str(r[1]), str(r[2]), str(r[3]))
              for r in db.execute("SELECT seq, prev, hash, event FROM audit ORDER BY seq")]  # fmt: skip

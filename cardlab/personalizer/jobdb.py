@@ -44,65 +44,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import time
+import os
+import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cardlab.personalizer import audit
 from cardlab.personalizer.batch import CardPersoData, iter_rejections
+from cardlab.personalizer.jobstore import JobStoreError, PostgresStore, SqliteStore, Store, is_postgres, schema_for
 from cardlab.personalizer.masking import redact_pans
 
 STATUSES = ("pending", "in_progress", "done", "failed", "rejected")
 CARD_STATUSES = ("claimed", "in_use", "personalized", "spoiled", "unusable")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    record_index INTEGER PRIMARY KEY,
-    card_id      TEXT UNIQUE,
-    pan_masked   TEXT NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('pending','in_progress','done','failed','rejected')),
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    card         INTEGER REFERENCES cards(id),
-    reason       TEXT,
-    offset       INTEGER,               -- byte offset of its line in cards.jsonl
-    updated      TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_status ON records(status, record_index);
-CREATE TABLE IF NOT EXISTS cards (
-    id           INTEGER PRIMARY KEY,
-    kind         TEXT NOT NULL CHECK (kind IN ('image','reader')),
-    location     TEXT NOT NULL,
-    cin          TEXT,
-    cplc_hash    TEXT,
-    status       TEXT NOT NULL CHECK (status IN ('claimed','in_use','personalized','spoiled','unusable')),
-    record_index INTEGER UNIQUE REFERENCES records(record_index),
-    reason       TEXT,
-    station      TEXT,
-    updated      TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS cards_image ON cards(location) WHERE kind = 'image';
-CREATE UNIQUE INDEX IF NOT EXISTS cards_identity ON cards(cin, cplc_hash) WHERE cin IS NOT NULL;
-CREATE TABLE IF NOT EXISTS attempts (
-    id           INTEGER PRIMARY KEY,
-    record_index INTEGER NOT NULL REFERENCES records(record_index),
-    card         INTEGER NOT NULL REFERENCES cards(id),
-    station      TEXT NOT NULL,
-    started      TEXT NOT NULL,
-    ended        TEXT,
-    outcome      TEXT CHECK (outcome IS NULL OR outcome IN ('done','failed','redo','spoiled')),
-    reason       TEXT,
-    stages       TEXT
-);
-CREATE INDEX IF NOT EXISTS attempts_open ON attempts(outcome, record_index);
-"""
 
 
 class JobDbError(RuntimeError):
     pass
+
+
+def station_name(k: int) -> str:
+    """Station ``k``'s name in the job database. Unique on one machine; with a shared job store
+    (PostgreSQL) unique across machines too: host and process id first."""
+    return f"{socket.gethostname()}:{os.getpid()}:station-{k}"
 
 
 def _sha256_file(path: Path) -> str:
@@ -111,6 +78,16 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a JSON Lines file with the byte offset of each."""
+    with path.open("rb") as fh:
+        offset = 0
+        for line in fh:
+            if line.strip():
+                yield offset, line
+            offset += len(line)
 
 
 def iter_cards_at(batch: Path) -> Iterator[tuple[int, CardPersoData]]:
@@ -171,21 +148,28 @@ class OpenAttempt:
 
 
 class JobDb:
-    """One process's connection to the batch job database."""
+    """One process's connection to the batch job database (SQLite file or PostgreSQL schema,
+    :mod:`cardlab.personalizer.jobstore`). ``batch``: the batch directory (where ``cards.jsonl`` is);
+    default the database file's directory."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 60.0) -> None:
-        self.path = Path(path)
-        self.db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        # idempotent DDL; executescript commits by itself
-        self.db.executescript(_SCHEMA)
-        audit.create_tables(self.db)
+    def __init__(self, path: str | Path | Store, *, timeout: float = 60.0, batch: Path | None = None) -> None:
+        if isinstance(path, Store):
+            self.store = path
+        else:
+            self.store = SqliteStore(str(path), timeout=timeout)
+            batch = batch or Path(path).parent
+        self.batch = batch
+        self.path = Path(self.store.where)
+        #: statements go through the store (kept under this name for callers that query directly)
+        self.db = self.store
+
+    @property
+    def shared(self) -> bool:
+        """Whether stations of other machines (and runs) use this job store at the same time."""
+        return self.store.dialect == "postgresql"
 
     def close(self) -> None:
-        self.db.close()
+        self.store.close()
 
     def __enter__(self) -> JobDb:
         return self
@@ -193,23 +177,9 @@ class JobDb:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any exception)."""
-        for delay in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 0.0):
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or not delay:
-                    raise
-                time.sleep(delay)
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[Store]:
+        """One write transaction (rolled back on any exception)."""
+        return self.store.transaction()
 
     # -- meta ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -217,7 +187,7 @@ class JobDb:
         return None if row is None else str(row[0])
 
     @staticmethod
-    def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    def _set_meta(db: Store, key: str, value: str) -> None:
         db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
@@ -251,27 +221,52 @@ class JobDb:
         """Fill the records table from ``cards.jsonl`` and ``rejected.jsonl``
         (once: one transaction with its audit entries). Returns ``False`` when
         the batch was already loaded; :class:`JobDbError` when the batch
-        changed since."""
-        digest = _sha256_file(batch / "cards.jsonl")
+        changed since.
+
+        With a shared job store the first run loads each record's sealed card data into it; a
+        station on another machine then needs the batch directory without ``cards.jsonl``
+        (manifest, script, profile): it reads only the records it claims."""
+        cards_path = batch / "cards.jsonl"
         rejected_path = batch / "rejected.jsonl"
+        if not cards_path.exists() and self.store.holds_card_data:
+            from cardlab.personalizer.batch import read_manifest
+
+            digest = str(read_manifest(batch).get("cards_sha256") or "")
+            if self.meta("cards_sha256") == digest:
+                return False
+            raise JobDbError(f"{batch}: no cards.jsonl, and the job store {self.store.where} does not hold this "
+                             "batch yet: the first run on a batch needs the whole batch directory")
+        digest = _sha256_file(cards_path)
         rejected_digest = _sha256_file(rejected_path) if rejected_path.exists() else ""
-        loaded = self.meta("cards_sha256")
-        if loaded is not None:
+
+        def already() -> bool:
+            loaded = self.meta("cards_sha256")
+            if loaded is None:
+                return False
             if loaded != digest or (self.meta("rejected_sha256") or "") != rejected_digest:
                 raise JobDbError(
                     f"{batch}: cards.jsonl or rejected.jsonl changed since the job database was made; "
                     "refusing to mix two batches"
                 )
+            return True
+
+        if already():
             return False
         self._check_against_manifest(batch, digest, rejected_digest)
         stamp = audit.now()
+        keep_data = self.store.holds_card_data
         with self.transaction() as db:
+            db.lock_chain()  # a second station loading at the same moment waits here, then finds it loaded
+            if already():
+                return False
             accepted = 0
-            for offset, card in iter_cards_at(batch):
+            for offset, line in _iter_lines(cards_path):
+                card = CardPersoData.from_json(json.loads(line))
                 db.execute(
-                    "INSERT INTO records (record_index, card_id, pan_masked, status, offset, updated) "
-                    "VALUES (?, ?, ?, 'pending', ?, ?)",
-                    (card.record_index, card.card_id, card.pan_masked, offset, stamp),
+                    'INSERT INTO records (record_index, card_id, pan_masked, status, "offset", data, updated) '
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                    (card.record_index, card.card_id, card.pan_masked, offset,
+                     line.decode().strip() if keep_data else None, stamp),
                 )
                 accepted += 1
             rejected = 0
@@ -292,6 +287,18 @@ class JobDb:
                                       "rejected": rejected})
         return True
 
+    def card_data(self, record_index: int, offset: int) -> CardPersoData:
+        """The sealed card data of one record: from the job store where it holds it, else from the
+        batch's ``cards.jsonl`` at the record's offset."""
+        if self.store.holds_card_data:
+            row = self.db.execute("SELECT data FROM records WHERE record_index = ?", (record_index,)).fetchone()
+            if row is None or row[0] is None:
+                raise JobDbError(f"record {record_index}: no card data in the job store")
+            return CardPersoData.from_json(json.loads(str(row[0])))
+        if self.batch is None:
+            raise JobDbError("no batch directory to read the card data from")
+        return read_card_at(self.batch, offset)
+
     # -- stations -----------------------------------------------------------------
     def image_used(self, path: str) -> bool:
         """Whether a station has claimed the card image ``path`` (in this batch)."""
@@ -307,12 +314,15 @@ class JobDb:
         with self.transaction() as db:
             for path in images:
                 if not self.image_used(path) and reserve(path):
-                    cur = db.execute(
-                        "INSERT INTO cards (kind, location, status, station, updated) VALUES ('image', ?, 'claimed', ?, ?)",
+                    # another machine's station may claim the same image at the same moment: the
+                    # unique location decides, the loser goes on to the next image
+                    row = db.execute(
+                        "INSERT INTO cards (kind, location, status, station, updated) VALUES ('image', ?, 'claimed', ?, ?) "
+                        "ON CONFLICT DO NOTHING RETURNING id",
                         (path, station, audit.now()),
-                    )
-                    assert cur.lastrowid is not None
-                    return cur.lastrowid, path
+                    ).fetchone()
+                    if row is not None:
+                        return int(row[0]), path
         return None
 
     def known_card(self, cin: str, cplc_hash: str) -> tuple[int, str] | None:
@@ -333,8 +343,8 @@ class JobDb:
         ``None`` when no record is pending (a claimed image is released)."""
         with self.transaction() as db:
             row = db.execute(
-                "SELECT record_index, card_id, pan_masked, offset FROM records WHERE status = 'pending' "
-                "ORDER BY record_index LIMIT 1"
+                "SELECT record_index, card_id, pan_masked, \"offset\" FROM records WHERE status = 'pending' "
+                "ORDER BY record_index LIMIT 1" + self.store.claim_lock
             ).fetchone()
             if row is None:
                 if card is not None:
@@ -343,13 +353,11 @@ class JobDb:
             index, card_id, pan_masked = int(row[0]), str(row[1]), str(row[2])
             stamp = audit.now()
             if card is None:
-                cur = db.execute(
+                card = int(db.execute(
                     "INSERT INTO cards (kind, location, cin, cplc_hash, status, record_index, station, updated) "
-                    "VALUES (?, ?, ?, ?, 'in_use', ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, 'in_use', ?, ?, ?) RETURNING id",
                     (kind, location, cin, cplc_hash, index, station, stamp),
-                )
-                assert cur.lastrowid is not None
-                card = cur.lastrowid
+                ).fetchone()[0])
             else:
                 db.execute(
                     "UPDATE cards SET cin = ?, cplc_hash = ?, status = 'in_use', record_index = ?, station = ?, "
@@ -358,15 +366,13 @@ class JobDb:
                 )
             db.execute(
                 "UPDATE records SET status = 'in_progress', attempts = attempts + 1, card = ?, updated = ? "
-                "WHERE record_index = ?",
+                "WHERE record_index = ? AND status = 'pending'",
                 (card, stamp, index),
             )
-            cur = db.execute(
-                "INSERT INTO attempts (record_index, card, station, started) VALUES (?, ?, ?, ?)",
+            attempt = int(db.execute(
+                "INSERT INTO attempts (record_index, card, station, started) VALUES (?, ?, ?, ?) RETURNING id",
                 (index, card, station, stamp),
-            )
-            assert cur.lastrowid is not None
-            attempt = cur.lastrowid
+            ).fetchone()[0])
             audit.append(db, "card start", {"record": index, "card_id": card_id, "pan": pan_masked,
                                             "station": station, "card": location, "cin": cin,
                                             "cplc_sha256": cplc_hash, "attempt": attempt})
@@ -443,7 +449,8 @@ class JobDb:
             )
             if outcome == "untouched":  # nothing was written: the card is free again, the try not counted
                 self._free_card(db, claim.card, f"nothing written before the fault: {reason}")
-                db.execute("UPDATE records SET attempts = MAX(attempts - 1, 0) WHERE record_index = ?",
+                db.execute("UPDATE records SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+                           "WHERE record_index = ?",
                            (claim.record_index,))
             event = "card fault" if outcome == "untouched" else "card " + outcome
             audit.append(db, event, {"record": claim.record_index, "card_id": claim.card_id, "pan": claim.pan_masked,
@@ -453,7 +460,7 @@ class JobDb:
     def open_attempts(self) -> list[OpenAttempt]:
         rows = self.db.execute(
             "SELECT a.id, a.record_index, r.card_id, r.pan_masked, c.id, c.kind, c.location, c.cin, c.cplc_hash, "
-            "a.station, r.offset FROM attempts a JOIN records r ON r.record_index = a.record_index "
+            "a.station, r.\"offset\" FROM attempts a JOIN records r ON r.record_index = a.record_index "
             "JOIN cards c ON c.id = a.card WHERE a.outcome IS NULL ORDER BY a.id"
         ).fetchall()
         return [OpenAttempt(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4]), str(r[5]), str(r[6]),
@@ -496,7 +503,7 @@ class JobDb:
                                            "reason": reason})
 
     @staticmethod
-    def _free_card(db: sqlite3.Connection, card: int, reason: str) -> None:
+    def _free_card(db: Store, card: int, reason: str) -> None:
         """A card that holds nothing: keep the row (attempts point to it) but
         under a free identity, so the image or physical card can be claimed
         again by its location / CIN."""
@@ -506,10 +513,27 @@ class JobDb:
 
     def forget_claims(self) -> int:
         """Claimed images no record was started on (a crash between the
-        claim and the start): free them."""
+        claim and the start): free them. With a shared job store, only those of stations that are
+        no longer running (a live station is between its claim and its start)."""
         with self.transaction() as db:
-            cur = db.execute("DELETE FROM cards WHERE status = 'claimed' AND id NOT IN (SELECT card FROM attempts)")
-            return cur.rowcount
+            if not self.shared:
+                cur = db.execute("DELETE FROM cards WHERE status = 'claimed' AND id NOT IN (SELECT card FROM attempts)")
+                return cur.rowcount
+            rows = db.execute("SELECT id, station FROM cards WHERE status = 'claimed' "
+                              "AND id NOT IN (SELECT card FROM attempts)").fetchall()
+            dead = [int(i) for i, station in rows if not self.store.station_alive(str(station or ""))]
+            for card in dead:
+                db.execute("DELETE FROM cards WHERE id = ? AND status = 'claimed'", (card,))
+            return len(dead)
+
+    def hold_station(self, station: str) -> None:
+        """Mark this connection as station ``station``'s for its life (shared job store only:
+        :meth:`station_alive` asks it of the other stations)."""
+        if isinstance(self.store, PostgresStore):
+            self.store.hold_station(station)
+
+    def station_alive(self, station: str) -> bool:
+        return self.store.station_alive(station)
 
     # -- reports ----------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -598,3 +622,32 @@ class JobDb:
     def summary(self) -> Mapping[str, Any]:
         c = self.counts()
         return {"input": self.input_count(), **c}
+
+
+def open_jobdb(batch: Path, jobs: str | None = None, *, station: str | None = None,
+               application: str = "cardlab") -> JobDb:
+    """The job database of ``batch``: ``BATCH/jobs.sqlite`` (``jobs`` None or empty) or the batch's
+    schema on the PostgreSQL server ``jobs`` (``postgresql://…``). ``station``: this connection is that
+    station's for its life (shared store: other runs see it alive)."""
+    if not jobs:
+        return JobDb(batch / "jobs.sqlite", batch=batch)
+    if not is_postgres(jobs):
+        raise JobDbError(f"--jobs: {jobs.split('://')[0]}: not a job store address (postgresql://USER@HOST/DB)")
+    from cardlab.personalizer.batch import read_manifest
+
+    digest = str(read_manifest(batch).get("cards_sha256") or "")
+    if not digest and (batch / "cards.jsonl").exists():
+        digest = _sha256_file(batch / "cards.jsonl")
+    try:
+        store = PostgresStore(jobs, schema_for(digest), application=station or application)
+    except JobStoreError as exc:
+        raise JobDbError(str(exc)) from None
+    db = JobDb(store, batch=batch)
+    if station:
+        try:
+            db.hold_station(station)
+        except JobStoreError as exc:
+            db.close()
+            raise JobDbError(str(exc)) from None
+    return db
+

@@ -17,7 +17,8 @@ from cardlab.cardspec import argtypes
 from cardlab.exitcodes import USAGE
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.runner import RunReport, run
-from cardlab.personalizer.jobdb import JobDb, safe_reason
+from cardlab.personalizer.jobdb import JobDb, JobDbError, open_jobdb, safe_reason
+from cardlab.personalizer.jobstore import JobStoreError, masked_url
 from cardlab.personalizer.masking import one_line
 
 
@@ -49,6 +50,33 @@ def print_report(rep: RunReport, out: Any) -> None:
         out.print(f"[red]error[/]: {err}")
 
 
+def _jobs(args: argparse.Namespace) -> str | None:
+    """The job store: --jobs, else $CARDLAB_JOBS, else None (BATCH/jobs.sqlite)."""
+    import os
+
+    return str(args.jobs or os.environ.get("CARDLAB_JOBS") or "") or None
+
+
+def _open_existing(batch: Path, jobs: str | None, command: str) -> JobDb | None:
+    """The job database of a batch that has been run, or None (after saying so on stderr)."""
+    if jobs is None:
+        if not (batch / "jobs.sqlite").exists():
+            print(f"cardlab perso {command}: {batch}: not run yet (no jobs.sqlite)", file=sys.stderr)
+            return None
+        return JobDb(batch / "jobs.sqlite", batch=batch)
+    try:
+        db = open_jobdb(batch, jobs)
+    except (JobDbError, ValueError, OSError) as exc:
+        print(f"cardlab perso {command}: {safe_reason(str(exc))}", file=sys.stderr)
+        return None
+    if db.meta("cards_sha256") is None:
+        db.close()
+        print(f"cardlab perso {command}: {batch}: not run yet (the job store {masked_url(jobs)} does not hold it)",
+              file=sys.stderr)
+        return None
+    return db
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -56,10 +84,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         rep = run(args.batch, cards=args.cards, readers=args.reader or (), stations=args.stations,
                   script=args.script, keys=args.keys, progress=not args.quiet,
-                  reader_timeout=args.card_timeout, wait_removal=not args.no_wait_removal)
-    except EngineError as exc:
+                  reader_timeout=args.card_timeout, wait_removal=not args.no_wait_removal, jobs=_jobs(args))
+    except (EngineError, JobDbError) as exc:
         print(f"cardlab perso run: {safe_reason(str(exc))}", file=sys.stderr)
         return USAGE
+    except JobStoreError as exc:  # the server went away during the run: open attempts wait for the next run
+        print(f"cardlab perso run: {safe_reason(str(exc))}; run the batch again when the job store is back "
+              "(what this run left open is settled then)", file=sys.stderr)
+        return 1
     print_report(rep, out)
     return rep.exit_code
 
@@ -72,10 +104,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not (batch / "manifest.json").is_file():
         print(f"cardlab perso status: {batch}: not a batch directory (no manifest.json)", file=sys.stderr)
         return USAGE
-    if not (batch / "jobs.sqlite").exists():
+    jobs = _jobs(args)
+    if jobs is None and not (batch / "jobs.sqlite").exists():
         out.print(f"{batch}: not run yet (no jobs.sqlite)")
         return 1
-    with JobDb(batch / "jobs.sqlite") as db:
+    opened = _open_existing(batch, jobs, "status")
+    if opened is None:
+        return 1
+    with opened as db:
         c = db.counts()
         total = sum(c.values())
         out.print(f"input {db.input_count()}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in c.items()))
@@ -89,6 +125,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         problems = db.check()
         for p in problems:
             out.print(f"[red]inconsistent[/]: {p}")
+        if db.shared:  # a record in progress is either on a running station or waits for its card's station
+            for att in db.open_attempts():
+                state = "running" if db.station_alive(att.station) else "stopped: settled when a station reaches the card"
+                out.print(f"record {att.record_index} in progress on {att.station} ({state}), card {att.location}",
+                          markup=False)
         head = db.meta("audit_head") or "0:"
         out.print(f"audit head: entry {head.replace(':', ' hash ')}")
         ok = total == db.input_count() and not left and not db.failures() and not problems
@@ -101,6 +142,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from cardlab.personalizer import audit
 
     out = Console()
+    jobs = _jobs(args)
+    if jobs is not None:
+        opened = _open_existing(Path(args.batch), jobs, "audit")
+        if opened is None:
+            return USAGE
+        with opened as jdb:
+            if not args.verify:
+                for seq, when, event, details in jdb.db.execute("SELECT seq, time, event, details FROM audit ORDER BY seq"):
+                    out.print(f"{int(seq):6d} {when} {event:12s} {details}", markup=False, highlight=False)
+                return 0
+            result = audit.verify(jdb.store)
+        return _print_verification(out, result)
     path = Path(args.batch) / "jobs.sqlite"
     if not path.exists():
         print(f"cardlab perso audit: {args.batch}: no job database (not run yet?)", file=sys.stderr)
@@ -116,6 +169,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         result = audit.verify(db)
     finally:
         db.close()
+    return _print_verification(out, result)
+
+
+def _print_verification(out: Any, result: Any) -> int:
     if result.ok:
         out.print(f"audit chain verified: {result.entries} entries, head {result.head}")
         return 0
@@ -159,10 +216,10 @@ def cmd_stock(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     """``cardlab perso retry``: failed records back to pending for the next ``perso run``."""
     batch = Path(args.batch)
-    if not (batch / "jobs.sqlite").exists():
-        print(f"cardlab perso retry: {batch}: not run yet (no jobs.sqlite)", file=sys.stderr)
+    opened = _open_existing(batch, _jobs(args), "retry")
+    if opened is None:
         return USAGE
-    with JobDb(batch / "jobs.sqlite") as db:
+    with opened as db:
         failed = {i for i, *_ in db.failures()}
         wanted = None if args.failed else list(args.record)
         unknown = [i for i in wanted or [] if i not in failed]
@@ -173,6 +230,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
         done = db.retry(wanted, args.reason)
     print(f"{len(done)} record(s) back to pending: {', '.join(map(str, done)) or 'none'}; run the batch again")
     return 0
+
+
+JOBS_HELP = ("job store shared by stations on many machines: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
+             "(default $CARDLAB_JOBS, else BATCH/jobs.sqlite)")
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,15 +250,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                    help="with --reader: seconds to wait for a card before the station stops (default: forever)")
     p.add_argument("--no-wait-removal", action="store_true", help="with --reader: do not wait for card removal")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", metavar="URL", help=JOBS_HELP)
     p.set_defaults(func=lambda a, *_: cmd_run(a))
 
     s = sub.add_parser("status", help="counts and failures of a batch's job database")
     s.add_argument("batch", type=argtypes.directory, help="batch directory")
+    s.add_argument("--jobs", metavar="URL", help=JOBS_HELP)
     s.set_defaults(func=lambda a, *_: cmd_status(a))
 
     a = sub.add_parser("audit", help="show or verify a batch's audit chain")
     a.add_argument("batch", type=argtypes.directory, help="batch directory")
     a.add_argument("--verify", action="store_true", help="verify the hash chain")
+    a.add_argument("--jobs", metavar="URL", help=JOBS_HELP)
     a.set_defaults(func=lambda a, *_: cmd_audit(a))
 
     t = sub.add_parser("retry", help="put failed records back to pending (the next perso run takes them)")
@@ -207,6 +271,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                        help="a failed record to retry (repeatable)")
     which.add_argument("--failed", action="store_true", help="every failed record")
     t.add_argument("--reason", default="operator retry", help="why, for the audit log (default: operator retry)")
+    t.add_argument("--jobs", metavar="URL", help=JOBS_HELP)
     t.set_defaults(func=lambda a, *_: cmd_retry(a))
 
     k = sub.add_parser("stock", help="make blank emulated cards (card stock) with ISD keys from the KMC")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.gp import GpAccess
 from cardlab.personalizer.engine.identity import read_identity
-from cardlab.personalizer.jobdb import read_card_at, safe_reason
+from cardlab.personalizer.jobdb import safe_reason
 from cardlab.personalizer.script.errors import StepFailed
 
 if TYPE_CHECKING:
@@ -133,6 +133,8 @@ class Job:
     profile: Any = None
     #: seconds a station waits for a card that went away while being written to answer again
     fault_wait: float = 30.0
+    #: the job store: None for BATCH/jobs.sqlite, else a PostgreSQL address shared with other machines
+    jobs: str | None = None
 
 
 def load_script(job: Job) -> tuple[Any, Executor]:
@@ -196,7 +198,7 @@ def _personalize(
         return None
     hand.note(claim.record_index, claim.card_id)
     lap("claim")
-    data = read_card_at(job.batch, claim.offset)
+    data = db.card_data(claim.record_index, claim.offset)
     watch = _WriteWatch(hand.channel.transmit)
     try:
         not_blank = check_blank(hand.channel.transmit, job, keystore, data, ident.cin)

@@ -21,7 +21,6 @@ from cardlab.personalizer.engine.channel import SW_OK, status_word
 from cardlab.personalizer.engine.flow import Job, failure_reason
 from cardlab.personalizer.engine.gp import inspect_card
 from cardlab.personalizer.engine.identity import read_identity
-from cardlab.personalizer.jobdb import read_card_at
 
 if TYPE_CHECKING:
     from cardlab.personalizer.engine.sources import CardInHand, CardSource
@@ -33,7 +32,7 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
                   hand: CardInHand | None = None, cause: str = "") -> str:
     """Settle one attempt a crash (or a reader fault) left open, by reading the card (``hand``:
     the card already opened again; ``cause``: the fault that left it open, put before the reason)."""
-    data = read_card_at(job.batch, att.offset)
+    data = db.card_data(att.record_index, att.offset)
 
     def resolve(a: OpenAttempt, decision: str, reason: str, card_status: str | None = None) -> None:
         db.resolve(a, decision, f"{cause}; {reason}" if cause else reason, card_status)
@@ -108,11 +107,40 @@ def reconcile_one(job: Job, db: JobDb, source: CardSource, att: OpenAttempt, key
 
 
 def reconcile(job: Job, db: JobDb, source: CardSource, keystore: KeyStore) -> dict[str, int]:
+    """Settle every attempt a crash left open. With a shared job store (stations on other machines
+    run at the same time) only those of stations no longer running whose card this source reaches:
+    :func:`reconcile_orphans`."""
+    if db.shared:
+        return reconcile_orphans(job, db, source, keystore)
     counts: dict[str, int] = {}
     db.forget_claims()
     for att in db.open_attempts():
         result = reconcile_one(job, db, source, att, keystore)
         counts[result] = counts.get(result, 0) + 1
+    return counts
+
+
+def reconcile_orphans(job: Job, db: JobDb, source: CardSource, keystore: KeyStore) -> dict[str, int]:
+    """Shared job store: settle the open attempts of stations that died (killed, machine off,
+    connection cut: the server let their names go) whose card ``source`` can reach — the image in
+    its stock directory, or its reader on this machine. Each dead station's name is held while its
+    attempts are settled, so two runs never read the same card for it. Attempts whose card is
+    elsewhere stay open for a station that reaches it (``perso status`` lists them)."""
+    counts: dict[str, int] = {}
+    db.forget_claims()
+    by_station: dict[str, list[OpenAttempt]] = {}
+    for att in db.open_attempts():
+        if source.reaches(att.location, att.station):
+            by_station.setdefault(att.station, []).append(att)
+    for station, atts in by_station.items():
+        with db.store.orphan(station) as free:
+            if not free:
+                continue
+            for att in atts:
+                if not any(a.attempt == att.attempt for a in db.open_attempts()):
+                    continue  # settled meanwhile
+                result = reconcile_one(job, db, source, att, keystore, cause=f"station {station} stopped")
+                counts[result] = counts.get(result, 0) + 1
     return counts
 
 

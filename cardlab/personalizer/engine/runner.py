@@ -28,7 +28,7 @@ from cardlab.personalizer.engine.progress import ProgressBar
 from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
 from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
 from cardlab.personalizer.engine.stations import batch_lock, run_stations
-from cardlab.personalizer.jobdb import JobDb
+from cardlab.personalizer.jobdb import open_jobdb, station_name
 from cardlab.personalizer.stock import holder, list_images
 
 
@@ -63,11 +63,14 @@ def run(
     wait_removal: bool = True,
     limit: int | None = None,
     fault_wait: float | None = None,
+    jobs: str | None = None,
 ) -> RunReport:
     """Run (or resume) a batch. Exactly one of ``cards`` (a stock directory)
     and ``readers`` (PC/SC reader names, one station each). ``fault_wait``: seconds a station waits
     for a card that went away while being written to answer again (default ``reader_timeout``, else
-    30 s) before it spoils the card unread."""
+    30 s) before it spoils the card unread. ``jobs``: the job store (None: ``BATCH/jobs.sqlite``; a
+    ``postgresql://`` address: shared with stations on other machines, see
+    :mod:`cardlab.personalizer.jobstore`)."""
     from cardlab.personalizer.batch import read_manifest
     from cardlab.personalizer.keys import open_keystore
 
@@ -88,7 +91,7 @@ def run(
         with contextlib.suppress(Exception):
             profile = yaml.safe_load((batch / "profile.yaml").read_text())
     wait = fault_wait if fault_wait is not None else reader_timeout if reader_timeout is not None else 30.0
-    job = Job(batch, script_path, keys_spec, gp_access(batch), executor, profile, wait)
+    job = Job(batch, script_path, keys_spec, gp_access(batch), executor, profile, wait, jobs or None)
     # the batch as the stock's claim markers name it: its directory and what it holds
     owner = f"{batch.resolve()} {manifest.get('cards_sha256', '')}"
 
@@ -100,8 +103,9 @@ def run(
     n = stations if cards is not None else len(readers)
     started = time.perf_counter()
     processed = 0
-    with batch_lock(batch):
-        with JobDb(batch / "jobs.sqlite") as db:
+    # SQLite: one run per batch (the batch lock); a shared job store: any number, on any machine
+    with contextlib.nullcontext() if jobs else batch_lock(batch):
+        with open_jobdb(batch, jobs) as db:
             db.load_batch(batch)
             with open_keystore(keys_spec) as keystore:
                 check_keys(keystore, keys_spec, manifest)
@@ -111,6 +115,12 @@ def run(
                 if cards is not None:
                     reconciled = reconcile(job, db, ImageSource(cards, reader_name="cardlab perso reconcile"),
                                            keystore)
+                elif jobs:
+                    reconciled = {}
+                    for reader in readers:
+                        src = ReaderSource(reader, timeout=0, wait_removal=False)
+                        for r, k in reconcile(job, db, src, keystore).items():
+                            reconciled[r] = reconciled.get(r, 0) + k
                 else:
                     reconciled = {}
                     for reader in readers:
@@ -132,10 +142,11 @@ def run(
                 print(f"{what}, record {o.record_index} goes to another card: {o.reason}", file=sys.stderr)
 
         try:
-            errors = run_stations(job, [make_source(k) for k in range(max(n, 1))], report, limit=limit)
+            errors = run_stations(job, [make_source(k) for k in range(max(n, 1))], report, limit=limit,
+                                  names=[station_name(k + 1) if jobs else f"station-{k + 1}" for k in range(max(n, 1))])
         finally:
             bar.close()
-        with JobDb(batch / "jobs.sqlite") as db:
+        with open_jobdb(batch, jobs) as db:
             pending = db.counts().get("pending", 0)
             if cards is not None and pending and not errors:
                 stock = ImageSource(cards)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -58,6 +59,10 @@ class CardSource(Protocol):
 
     def open(self, location: str) -> CardInHand | None:
         """The card at ``location`` again (reconciliation); ``None`` if gone."""
+
+    def reaches(self, location: str, station: str) -> bool:
+        """Whether the card ``station`` left at ``location`` is one this source can open (a shared
+        job store: the attempts of a dead station on another machine are left to that machine)."""
 
     def close(self) -> None: ...
 
@@ -136,6 +141,10 @@ class ImageSource:
             return None
         return self._insert(path)
 
+    def reaches(self, location: str, station: str) -> bool:
+        path = Path(location)
+        return path.parent == self.directory and path.exists()
+
     def close(self) -> None:
         from cardlab.emulator.transports import pyscard_reader
 
@@ -204,6 +213,12 @@ class ReaderSource:
         if not card_present(location):
             return None
         return CardInHand("reader", location, PcscChannel(location))
+
+    def reaches(self, location: str, station: str) -> bool:
+        # reader names repeat between machines: the station must have run on this one
+        # (station names begin with their host, jobdb.station_name)
+        host = station.split(":", 1)[0] if station.count(":") >= 2 else socket.gethostname()
+        return location == self.reader and host == socket.gethostname()
 
     def close(self) -> None:
         pass

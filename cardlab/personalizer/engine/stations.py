@@ -15,6 +15,7 @@ import fcntl
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,9 +23,12 @@ from typing import Any
 
 from cardlab.personalizer.engine.errors import EngineError
 from cardlab.personalizer.engine.flow import Job, Outcome, failure_reason, load_script, personalize_card
-from cardlab.personalizer.engine.reconcile import settle_fault
+from cardlab.personalizer.engine.reconcile import reconcile_orphans, settle_fault
 from cardlab.personalizer.engine.sources import CardSource
-from cardlab.personalizer.jobdb import JobDb
+from cardlab.personalizer.jobdb import JobDb, open_jobdb
+
+#: seconds between two looks for the open attempts of dead stations (shared job store)
+ORPHAN_SWEEP = 2.0
 
 
 def _die_with_parent() -> None:
@@ -48,9 +52,19 @@ def station_loop(
 
     script, executor = load_script(job)
     done = 0
-    with JobDb(job.batch / "jobs.sqlite") as db, open_keystore(job.keys_spec) as keystore:
+    with open_jobdb(job.batch, job.jobs, station=station if job.jobs else None) as db, \
+            open_keystore(job.keys_spec) as keystore:
+        swept = 0.0
         try:
             while limit is None or done < limit:
+                if db.shared and time.monotonic() - swept > ORPHAN_SWEEP:
+                    # stations elsewhere may have died mid-card since: the next claim settles what
+                    # they left on cards this station reaches
+                    settled = reconcile_orphans(job, db, source, keystore)
+                    if settled:
+                        print(f"{station}: settled what stopped stations left on cards: "
+                              + ", ".join(f"{k} {v}" for k, v in sorted(settled.items())), file=sys.stderr)
+                    swept = time.monotonic()
                 hand = source.next_card(db, station)
                 if hand is None:
                     break
@@ -90,18 +104,20 @@ def _worker(job: Job, source: CardSource, station: str, queue: Any, parent: int)
 
 
 def run_stations(
-    job: Job, sources: Sequence[CardSource], report: Callable[[Outcome], None], *, limit: int | None = None
+    job: Job, sources: Sequence[CardSource], report: Callable[[Outcome], None], *, limit: int | None = None,
+    names: Sequence[str] = (),
 ) -> list[str]:
     """Run station ``k + 1`` on ``sources[k]``: one in this process (up to ``limit``
     cards), several as forked worker processes. Every card's outcome goes to
     ``report``, in this process; returns what stopped a station (errors)."""
+    names = list(names) or [f"station-{k + 1}" for k in range(len(sources))]
     if len(sources) <= 1:
-        station_loop(job, sources[0], "station-1", report, limit=limit)
+        station_loop(job, sources[0], names[0], report, limit=limit)
         return []
     errors: list[str] = []
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(job, source, f"station-{k + 1}", queue, os.getpid()), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(job, source, names[k], queue, os.getpid()), daemon=True)
              for k, source in enumerate(sources)]
     for p in procs:
         p.start()

@@ -42,6 +42,9 @@ def print_report(rep: RunReport, out: Any) -> None:
         out.print(table)
     for index, card_id, pan, reason in rep.failures:
         out.print(f"failed: record {index} (card {card_id}, {pan}): {reason}")
+    if rep.elsewhere:
+        out.print(f"{len(rep.elsewhere)} records in progress on stations still running: "
+                  + ", ".join(f"{i} ({s})" for i, s in rep.elsewhere[:50]), markup=False)
     if rep.unaccounted:
         listed = ", ".join(f"{i} ({s})" for i, _, s in rep.unaccounted[:50])
         more = f" and {len(rep.unaccounted) - 50} more" if len(rep.unaccounted) > 50 else ""

@@ -43,6 +43,8 @@ class RunReport:
     cards_this_run: int
     stages: list[tuple[str, int, float]]
     errors: list[str] = field(default_factory=list)
+    #: shared job store: records in progress on stations still running elsewhere (index, station)
+    elsewhere: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -153,5 +155,10 @@ def run(
                 if all(db.image_used(str(p)) or holder(p) not in (None, owner) for p in list_images(stock.directory)):
                     errors.append(f"card stock used up: {pending} records still pending; add blank cards to "
                                   f"{stock.directory} and run the batch again to resume")
-            return RunReport(db.input_count(), db.counts(), db.unaccounted(), db.failures(), reconciled,
-                             time.perf_counter() - started, processed, db.stage_summary(), errors)
+            unaccounted, elsewhere = db.unaccounted(), []
+            if db.shared:  # a record another machine's running station holds is accounted for
+                live = {a.record_index: a.station for a in db.open_attempts() if db.station_alive(a.station)}
+                elsewhere = sorted(live.items())
+                unaccounted = [u for u in unaccounted if u[0] not in live]
+            return RunReport(db.input_count(), db.counts(), unaccounted, db.failures(), reconciled,
+                             time.perf_counter() - started, processed, db.stage_summary(), errors, elsewhere)

@@ -25,6 +25,7 @@ bench: deps
 	$(BIN)/python benchmarks/bench_certify_reports.py
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_prepare_parallel.py
+	$(BIN)/python benchmarks/bench_rsa.py
 
 deps: debs $(VENV)/.installed
 

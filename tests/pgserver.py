@@ -49,14 +49,24 @@ def postgres_server() -> Iterator[str]:
     if as_root:
         os.chmod(top, 0o755)
         shutil.chown(top, "postgres")
-    port = _free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    port = 0
     try:
-        subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
-                                 "--no-sync"], check=True, capture_output=True, env=env)
-        opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {top} -c fsync=off -c max_connections=100"
-        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(top / "log"),
-                                 "-w", "-t", "60", "start"], check=True, capture_output=True, env=env)
+        made = subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E",
+                                        "UTF8", "--no-sync"], capture_output=True, text=True, env=env)
+        if made.returncode != 0:
+            raise RuntimeError(f"initdb failed: {made.stdout}{made.stderr}")
+        for attempt in range(3):  # a free port can be taken by another process before the server binds it
+            port = _free_port()
+            opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {top} -c fsync=off -c max_connections=100"
+            started = subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
+                                               str(top / "log"), "-w", "-t", "60", "start"],
+                                     capture_output=True, text=True, env=env)
+            if started.returncode == 0:
+                break
+            log = (top / "log").read_text(errors="replace")[-3000:] if (top / "log").exists() else ""
+            if attempt == 2:
+                raise RuntimeError(f"PostgreSQL did not start: {started.stdout}{started.stderr}\n{log}")
         url = f"postgresql://{user}@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + 30
         while True:

@@ -25,6 +25,7 @@ fails (bad file, Ctrl-C, kill) leaves nothing that blocks the next attempt.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -233,3 +234,63 @@ def read_manifest(batch: Path) -> dict[str, Any]:
     if doc.get("format") != FORMAT:
         raise ValueError(f"{batch}: not a cardlab batch")
     return doc
+
+
+# -- the batch files as the engine reads them ---------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a JSON Lines file with the byte offset of each."""
+    with path.open("rb") as fh:
+        offset = 0
+        for line in fh:
+            if line.strip():
+                yield offset, line
+            offset += len(line)
+
+
+def iter_cards_at(batch: Path) -> Iterator[tuple[int, CardPersoData]]:
+    """``cards.jsonl`` with the byte offset of each line (a station reads one
+    card's data with :func:`read_card_at`, without holding the batch in memory)."""
+    with (batch / "cards.jsonl").open("rb") as fh:
+        offset = 0
+        for line in fh:
+            if line.strip():
+                yield offset, CardPersoData.from_json(json.loads(line))
+            offset += len(line)
+
+
+def read_card_at(batch: Path, offset: int) -> CardPersoData:
+    with (batch / "cards.jsonl").open("rb") as fh:
+        fh.seek(offset)
+        return CardPersoData.from_json(json.loads(fh.readline()))
+
+
+def manifest_mismatch(batch: Path, cards_digest: str, rejected_digest: str) -> str | None:
+    """Whether the batch files are the ones data preparation wrote: a truncated or edited
+    ``cards.jsonl`` would otherwise load as a smaller batch and silently lose records (the
+    manifest, written last, holds their SHA-256). The problem, or None."""
+    path = batch / "manifest.json"
+    if not path.exists():
+        return None
+    manifest = json.loads(path.read_text())
+    empty = hashlib.sha256(b"").hexdigest()
+    for name, expected, found in (
+        ("cards.jsonl", manifest.get("cards_sha256"), cards_digest),
+        ("rejected.jsonl", manifest.get("rejected_sha256"), rejected_digest or empty),
+    ):
+        if expected is not None and expected != found:
+            counts = manifest.get("counts", {})
+            return (f"{batch}: {name} is not the file data preparation wrote (SHA-256 differs from "
+                    f"manifest.json, which counts {counts.get('accepted', '?')} accepted and "
+                    f"{counts.get('rejected', '?')} rejected records): the batch was edited or truncated; "
+                    "prepare it again")
+    return None

@@ -1,38 +1,15 @@
-"""The batch job database (``BATCH/jobs.sqlite``).
+"""The batch job database: ``BATCH/jobs.sqlite``, or the batch's schema on a PostgreSQL server
+shared by stations on many machines (:mod:`cardlab.personalizer.jobstore` holds the schema and
+what differs between the two).
 
-One SQLite file per batch, shared by the stations (one connection per
-process, WAL journal, ``synchronous=FULL``); every change is one
-``BEGIN IMMEDIATE`` transaction that also appends its audit entries
-(:mod:`cardlab.personalizer.audit`), so a crash at any point leaves either the state
-before or the state after a step, never half of it.
-
-Schema (see ``docs/perso-engine.md``)::
-
-    records   one row per input record (accepted or rejected)
-      record_index INTEGER PRIMARY KEY  -- 1-based position in the source
-      card_id      TEXT UNIQUE          -- CardPersoData.card_id (NULL: rejected)
-      pan_masked   TEXT                 -- first 6 / last 4 only
-      status       pending | in_progress | done | failed | rejected
-      attempts     INTEGER              -- how many times a station started it
-      card         INTEGER → cards.id   -- the card that holds it (done) or held it
-      reason       TEXT                 -- why failed / rejected (masked)
-      updated      TEXT
-
-    cards     one row per physical card a station used
-      id INTEGER PRIMARY KEY
-      kind         image | reader
-      location     TEXT                 -- image path, or the reader's name
-      cin, cplc_hash                    -- identity read from the card (GET DATA 45 / 9F7F)
-      status       claimed | in_use | personalized | spoiled | unusable
-      record_index INTEGER              -- the record it holds / held (at most one)
-      reason, station, updated
-
-    attempts  one row per (record, card) start
-      id, record_index, card, station, started, ended,
-      outcome      NULL (running) | done | failed | redo | spoiled
-      reason, stages TEXT (JSON: stage name → seconds)
-
-    audit, meta — see cardlab.personalizer.audit
+Every change is one transaction that also appends its audit entries
+(:mod:`cardlab.personalizer.audit`), so a crash at any point leaves either the state before or
+the state after a step, never half of it. Tables (``docs/perso-engine.md``): ``records`` (one row
+per input record: status pending | in_progress | done | failed | rejected, attempts, the card that
+holds it, the masked PAN, the reason), ``cards`` (one row per card a station used: image or
+reader, its CIN and CPLC hash, status claimed | in_use | personalized | spoiled | unusable, the
+record it holds), ``attempts`` (one row per record started on a card, its outcome and stage
+times), ``audit`` and ``meta``.
 
 Invariants (checked by :meth:`JobDb.check`): every record has exactly one
 status; a done record names a card whose status is personalized and which
@@ -42,18 +19,24 @@ one open attempt; only open attempts have no outcome.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cardlab.personalizer import audit
-from cardlab.personalizer.batch import CardPersoData, iter_rejections
+from cardlab.personalizer.batch import (
+    CardPersoData,
+    iter_lines,
+    iter_rejections,
+    manifest_mismatch,
+    read_card_at,
+    sha256_file,
+)
 from cardlab.personalizer.jobstore import JobStoreError, PostgresStore, SqliteStore, Store, is_postgres, schema_for
 from cardlab.personalizer.masking import redact_pans
 
@@ -70,41 +53,6 @@ def station_name(k: int) -> str:
     """Station ``k``'s name in the job database. Unique on one machine; with a shared job store
     (PostgreSQL) unique across machines too: host and process id first."""
     return f"{socket.gethostname()}:{os.getpid()}:station-{k}"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of a JSON Lines file with the byte offset of each."""
-    with path.open("rb") as fh:
-        offset = 0
-        for line in fh:
-            if line.strip():
-                yield offset, line
-            offset += len(line)
-
-
-def iter_cards_at(batch: Path) -> Iterator[tuple[int, CardPersoData]]:
-    """``cards.jsonl`` with the byte offset of each line (a station reads one
-    card's data with :func:`read_card_at`, without holding the batch in memory)."""
-    with (batch / "cards.jsonl").open("rb") as fh:
-        offset = 0
-        for line in fh:
-            if line.strip():
-                yield offset, CardPersoData.from_json(json.loads(line))
-            offset += len(line)
-
-
-def read_card_at(batch: Path, offset: int) -> CardPersoData:
-    with (batch / "cards.jsonl").open("rb") as fh:
-        fh.seek(offset)
-        return CardPersoData.from_json(json.loads(fh.readline()))
 
 
 def safe_reason(text: str, limit: int = 300) -> str:
@@ -194,29 +142,6 @@ class JobDb:
         )
 
     # -- loading ------------------------------------------------------------------
-    @staticmethod
-    def _check_against_manifest(batch: Path, cards_digest: str, rejected_digest: str) -> None:
-        """The batch files are the ones data preparation wrote: a truncated or
-        edited ``cards.jsonl`` would otherwise load as a smaller batch and
-        silently lose records (the manifest, written last, holds their SHA-256)."""
-        path = batch / "manifest.json"
-        if not path.exists():
-            return
-        manifest = json.loads(path.read_text())
-        empty = hashlib.sha256(b"").hexdigest()
-        for name, expected, found in (
-            ("cards.jsonl", manifest.get("cards_sha256"), cards_digest),
-            ("rejected.jsonl", manifest.get("rejected_sha256"), rejected_digest or empty),
-        ):
-            if expected is not None and expected != found:
-                counts = manifest.get("counts", {})
-                raise JobDbError(
-                    f"{batch}: {name} is not the file data preparation wrote (SHA-256 differs from "
-                    f"manifest.json, which counts {counts.get('accepted', '?')} accepted and "
-                    f"{counts.get('rejected', '?')} rejected records): the batch was edited or truncated; "
-                    "prepare it again"
-                )
-
     def load_batch(self, batch: Path) -> bool:
         """Fill the records table from ``cards.jsonl`` and ``rejected.jsonl``
         (once: one transaction with its audit entries). Returns ``False`` when
@@ -236,8 +161,8 @@ class JobDb:
                 return False
             raise JobDbError(f"{batch}: no cards.jsonl, and the job store {self.store.where} does not hold this "
                              "batch yet: the first run on a batch needs the whole batch directory")
-        digest = _sha256_file(cards_path)
-        rejected_digest = _sha256_file(rejected_path) if rejected_path.exists() else ""
+        digest = sha256_file(cards_path)
+        rejected_digest = sha256_file(rejected_path) if rejected_path.exists() else ""
 
         def already() -> bool:
             loaded = self.meta("cards_sha256")
@@ -252,7 +177,9 @@ class JobDb:
 
         if already():
             return False
-        self._check_against_manifest(batch, digest, rejected_digest)
+        problem = manifest_mismatch(batch, digest, rejected_digest)
+        if problem:
+            raise JobDbError(problem)
         stamp = audit.now()
         keep_data = self.store.holds_card_data
         with self.transaction() as db:
@@ -260,7 +187,7 @@ class JobDb:
             if already():
                 return False
             accepted = 0
-            for offset, line in _iter_lines(cards_path):
+            for offset, line in iter_lines(cards_path):
                 card = CardPersoData.from_json(json.loads(line))
                 db.execute(
                     'INSERT INTO records (record_index, card_id, pan_masked, status, "offset", data, updated) '
@@ -637,7 +564,7 @@ def open_jobdb(batch: Path, jobs: str | None = None, *, station: str | None = No
 
     digest = str(read_manifest(batch).get("cards_sha256") or "")
     if not digest and (batch / "cards.jsonl").exists():
-        digest = _sha256_file(batch / "cards.jsonl")
+        digest = sha256_file(batch / "cards.jsonl")
     try:
         store = PostgresStore(jobs, schema_for(digest), application=station or application)
     except JobStoreError as exc:

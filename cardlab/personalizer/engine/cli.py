@@ -57,7 +57,7 @@ def _jobs(args: argparse.Namespace) -> str | None:
     """The job store: --jobs, else $CARDLAB_JOBS, else None (BATCH/jobs.sqlite)."""
     import os
 
-    return str(args.jobs or os.environ.get("CARDLAB_JOBS") or "") or None
+    return str(getattr(args, "jobs", None) or os.environ.get("CARDLAB_JOBS") or "") or None
 
 
 def _open_existing(batch: Path, jobs: str | None, command: str) -> JobDb | None:

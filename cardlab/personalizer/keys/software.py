@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cardlab.cardspec.keys import diversify
+from cardlab.cardspec.rsa import CrtKey
 
 from ..files import write_private
 from .crypto import adjust_parity, aes_cbc_decrypt, aes_cbc_encrypt, des3_ecb_encrypt, des_kcv, symmetric_kcv
@@ -87,7 +88,7 @@ class SoftwareKeyStore(KeyStore):
         self.test_only = test_only
         #: public data stored with the keys (certificates, CA keys) — not secret
         self.extra: dict[str, Any] = {}
-        self._rsa_numbers: dict[str, tuple[_Entry, rsa.RSAPrivateNumbers]] = {}
+        self._rsa_numbers: dict[str, tuple[_Entry, CrtKey, int]] = {}
         for entry in entries:
             self._entries[entry.info.name] = entry
 
@@ -153,16 +154,14 @@ class SoftwareKeyStore(KeyStore):
         # parsing (and validating) the PKCS#8 DER costs ~18 ms: keep the numbers per entry
         cached = self._rsa_numbers.get(name)
         if cached is not None and cached[0] is entry:  # (a replaced key is parsed again)
-            priv = cached[1]
+            _, crt, size = cached
         else:
             priv = self._private_key(name).private_numbers()
-            self._rsa_numbers[name] = (entry, priv)
-        n = priv.public_numbers.n
-        c = int.from_bytes(block, "big")
-        # CRT: m = m2 + q·(qinv·(m1 − m2) mod p)
-        m1, m2 = pow(c, priv.dmp1, priv.p), pow(c, priv.dmq1, priv.q)
-        m = m2 + priv.q * ((priv.iqmp * (m1 - m2)) % priv.p)
-        return m.to_bytes((n.bit_length() + 7) // 8, "big")
+            crt = CrtKey(priv.p, priv.q, priv.dmp1, priv.dmq1, priv.iqmp)
+            size = (priv.public_numbers.n.bit_length() + 7) // 8
+            self._rsa_numbers[name] = (entry, crt, size)
+        # the raw private operation on GMP (cardlab.cardspec.rsa: OpenSSL offers no unpadded one)
+        return crt.private(int.from_bytes(block, "big")).to_bytes(size, "big")
 
     def _private_key(self, name: str) -> rsa.RSAPrivateKey:
         key = serialization.load_der_private_key(self._entry(name).value, password=None)

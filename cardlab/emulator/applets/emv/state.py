@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cardlab.cardspec.rsa import CrtKey
+
 
 def _hex(b: bytes) -> str:
     return b.hex().upper()
@@ -38,11 +40,11 @@ class RsaCrtKey:
         return (self.modulus.bit_length() + 7) // 8
 
     def private(self, m: int) -> int:
-        """m^d mod n by the CRT (Garner): the card's signing/decryption primitive."""
-        m1 = pow(m % self.p, self.dp, self.p)
-        m2 = pow(m % self.q, self.dq, self.q)
-        h = (self.qinv * (m1 - m2)) % self.p
-        return m2 + h * self.q
+        """m^d mod n by the CRT (Garner) on GMP: the card's signing/decryption primitive."""
+        crt = self.__dict__.get("_crt")
+        if crt is None:
+            crt = self.__dict__["_crt"] = CrtKey(self.p, self.q, self.dp, self.dq, self.qinv)
+        return crt.private(m)
 
     def dump(self) -> dict[str, str]:
         return {k: format(getattr(self, k), "X") for k in ("p", "q", "dp", "dq", "qinv")}

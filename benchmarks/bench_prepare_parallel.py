@@ -70,7 +70,7 @@ def run(profile: Path, records: Path, keys: Path, out: Path, extra: list[str]) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=2000)
-    ap.add_argument("--workers", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--no-dask", action="store_true", help="only local worker processes")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="cardlab-bench-parallel-") as tmp:

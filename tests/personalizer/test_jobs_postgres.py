@@ -289,3 +289,43 @@ def test_cli_two_stations_real_script_then_certify(tmp_path: Path, pg_url: str) 
             assert read  # the record's data, offline PIN, ODA and an ARQC pyemv confirms
         assert_no_secrets([], [stored, *(o for pair in outs for o in pair)],
                           secrets_of(by_index.values(), ks, profile))  # type: ignore[arg-type]
+
+
+def test_server_lost_mid_run_then_back(tmp_path: Path) -> None:
+    """The job store's server crashes while stations work: the run stops with exit 1 and says to
+    run again; with the server back, the next run settles what was in hand and finishes the batch."""
+    from pgserver import PgServer
+
+    server = PgServer()
+    try:
+        url = server.start()
+        total = 30
+        batch, keys = make_batch(tmp_path, count=total, bad=())
+        cards = make_cards(tmp_path, keys, total + 6)
+        with open_jobdb(batch, url) as db:
+            assert db.load_batch(batch)
+        env = {**os.environ, "ENGINEKIT_DELAY": "0.02"}
+        code = STATION.replace("except JobStoreError as exc:", "except JobStoreError as exc:  # as cmd_run: exit 1")
+        code = code.format(here=str(HERE), batch=str(batch), cards=str(cards), keys=str(keys), url=url, stations=2)
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while _done(url, batch) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        server.stop()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err[-2000:]
+        assert "station stopped" in err and "Traceback" not in err, err[-2000:]
+        server.start()
+        rep = engine.run(batch, cards=cards, keys=str(keys), executor=stand_in_execute, jobs=url)
+        assert rep.exit_code == 0, (rep.failures, rep.unaccounted, rep.errors)
+        with open_jobdb(batch, url) as db:
+            _assert_all_once(db, total, 0)
+    finally:
+        server.remove()
+
+
+def _done(url: str, batch: Path) -> int:
+    with open_jobdb(batch, url) as db:
+        return int(db.counts()["done"])

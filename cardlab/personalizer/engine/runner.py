@@ -28,7 +28,8 @@ from cardlab.personalizer.engine.progress import ProgressBar
 from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
 from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
 from cardlab.personalizer.engine.stations import batch_lock, run_stations
-from cardlab.personalizer.jobdb import open_jobdb, station_name
+from cardlab.personalizer.jobdb import JobDbError, open_jobdb, station_name
+from cardlab.personalizer.jobstore import JobStoreError
 from cardlab.personalizer.stock import holder, list_images
 
 
@@ -148,7 +149,11 @@ def run(
                                   names=[station_name(k + 1) if jobs else f"station-{k + 1}" for k in range(max(n, 1))])
         finally:
             bar.close()
-        with open_jobdb(batch, jobs) as db:
+        try:
+            final = open_jobdb(batch, jobs)
+        except JobDbError as exc:  # the shared store went away during the run: say what the stations saw
+            raise JobStoreError("; ".join([str(exc), *errors[:4]])) from None
+        with final as db:
             pending = db.counts().get("pending", 0)
             if cards is not None and pending and not errors:
                 stock = ImageSource(cards)

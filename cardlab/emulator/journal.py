@@ -7,6 +7,17 @@ holding only what that command changed, and syncs the journal file alone (one ``
 per command). Every ``compact_every`` entries, and when the card is closed, the snapshot is
 rewritten atomically and durably and the journal removed.
 
+Entries that only build what personalization writes — a new application's registration, and the
+state and registry entry of an instance not yet personalized (its ``personalized`` flag still
+false) — are *lazy*:
+written before the response but not synced. A power cut may lose them (the card is then as
+before those commands: the perso engine reconciles it, and the final snapshot of a personalized
+card is durable before the job database says *done*); everything else — the SCP03 sequence
+counter, life cycles, keys, and every change to a personalized application (ATC, PIN try counter,
+offline counters, PIN, log) — is synced before its response, and syncs the lazy entries before it.
+A personalization then pays three syncs (two sequence counters and the life cycle) instead of
+one per command.
+
 The guarantees of ARCHITECTURE.md ("a power cut can never give the card a second try") hold:
 
 * an entry is one line, ``CRC32 (8 hex) SP JSON LF``, written with one ``write`` and synced
@@ -37,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .image import to_json
-from .journalfile import FORMAT, VERSION, Op, diff, frame, journal_path, snapshot_id, view
+from .journalfile import FORMAT, VERSION, Op, diff, frame, journal_path, lazy_entry, snapshot_id, view
 from .state import CardState
 
 if TYPE_CHECKING:
@@ -84,6 +95,7 @@ class ImageJournal:
     _finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
     _shadow: dict[str, Any] = field(default_factory=dict)
     _image_id: str = ""
+    _dir_synced: bool = False
 
     @classmethod
     def attach(
@@ -144,14 +156,30 @@ class ImageJournal:
         if self.entries >= self.compact_every:
             self.compact()
             return
-        self._append(ops)
+        self._append(ops, lazy=self._lazy(ops))
         self._shadow = {"card": new_card, "registry": new_registry, "states": new_states, "fs": state.filesystem}
 
-    def _append(self, ops: list[Op]) -> None:
-        """One entry, synced before the response leaves."""
-        entry = frame(ops)
+    def _lazy(self, ops: list[Op]) -> bool:
+        """Whether every operation only builds what personalization writes: a new registration,
+        or the state of an instance that is new or not yet personalized (see the module doc)."""
+        registry, states = self._shadow["registry"], self._shadow["states"]
+        for op in ops:
+            path = op[0]
+            if len(op) != 2 or path[0] not in ("registry", "states") or len(path) < 2:
+                return False
+            if path[1] not in registry:
+                continue  # INSTALL: a new registration and its first state
+            old = states.get(path[1])
+            if isinstance(old, dict) and old.get("personalized") is False:
+                continue  # the instance's data, or its own INSTALLED → PERSONALIZED, while perso builds it
+            return False
+        return True
+
+    def _append(self, ops: list[Op], *, lazy: bool = False) -> None:
+        """One entry, synced before the response leaves (a lazy one: written, synced by the next
+        synced entry or the snapshot)."""
+        entry = frame(lazy_entry(ops) if lazy else ops)
         fd = self._fd
-        first = fd is None
         if fd is None:
             # a new journal for the current snapshot (the header names it)
             fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
@@ -161,10 +189,11 @@ class ImageJournal:
             self._finalizer = weakref.finalize(self, os.close, fd)
             entry = frame({"format": FORMAT, "version": VERSION, "image": self._image_id}) + entry
         os.write(fd, entry)
-        if self.durable:
+        if self.durable and not lazy:
             os.fdatasync(fd)
-            if first:
+            if not self._dir_synced:
                 _sync_dir(self.path.parent)  # the journal's name survives a power cut too
+                self._dir_synced = True
         self.entries += 1
 
     def compact(self) -> None:
@@ -194,6 +223,7 @@ class ImageJournal:
             self._finalizer()  # os.close, once
             self._finalizer = None
         self._fd = None
+        self._dir_synced = False
         self.entries = 0
 
 

@@ -5,6 +5,13 @@ A journal file is a header line then one line per command, each ``CRC32 (8 hex) 
 The header names the SHA-256 of the snapshot the entries apply to; an entry is a list of
 operations on the *journal view* of the image document (:func:`view`): ``[path, value]`` sets,
 ``[path]`` deletes, paths being lists of JSON object keys.
+
+Version 2 adds *lazy* entries, ``{"lazy": [ops…]}``: written before the response but not synced
+(:mod:`cardlab.emulator.journal` says which). The next synced entry makes them durable with it;
+until then a power cut may lose them, or leave holes among them: a damaged entry followed only by
+lazy entries is the unsynced tail of the file and ends it, while a damaged entry followed by a
+synced one is damage (that sync would have made it durable) and the journal is refused.
+Version 1 journals (every entry synced) are read as before.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ class JournalError(ValueError):
 
 
 FORMAT = "cardlab-card-journal"
-VERSION = 1
+VERSION = 2
+#: journal versions this code reads
+READS = (1, 2)
 SUFFIX = ".journal"
 
 Op = list[Any]
@@ -109,6 +118,25 @@ def _unframe(line: bytes) -> Any:
         return None
 
 
+def lazy_entry(ops: list[Op]) -> dict[str, list[Op]]:
+    """An entry written without a sync of its own (version 2)."""
+    return {"lazy": ops}
+
+
+def _ops(entry: Any) -> list[Op] | None:
+    """The operations of an entry (synced: a list; lazy: ``{"lazy": [...]}``), None if not one."""
+    if isinstance(entry, list):
+        return entry
+    if isinstance(entry, dict) and isinstance(entry.get("lazy"), list):
+        return list(entry["lazy"])
+    return None
+
+
+def _synced_after(lines: list[bytes]) -> bool:
+    """Whether any of ``lines`` is a whole synced entry."""
+    return any(isinstance(_unframe(rest), list) for rest in lines)
+
+
 def read_entries(data: bytes, snapshot: bytes) -> list[list[Op]]:
     """The whole entries of journal ``data`` if it applies to ``snapshot`` (else none)."""
     lines = data.split(b"\n")
@@ -117,21 +145,22 @@ def read_entries(data: bytes, snapshot: bytes) -> list[list[Op]]:
         return []
     header = _unframe(lines[0])
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        if len(lines) == 1:
-            return []  # torn header: nothing was acknowledged
+        if len(lines) == 1 or not _synced_after(lines[1:]):
+            return []  # torn header, and nothing after it was synced: nothing is owed
         raise JournalError("card journal: damaged header")
-    if header.get("version") != VERSION:
+    if header.get("version") not in READS:
         raise JournalError(f"card journal: unsupported version {header.get('version')!r}")
     if header.get("image") != snapshot_id(snapshot):
         return []  # a journal of an older snapshot: its changes are in this one
     entries: list[list[Op]] = []
     for i, line in enumerate(lines[1:], 1):
-        entry = _unframe(line)
-        if not isinstance(entry, list):
-            if any(_unframe(rest) is not None for rest in lines[i + 1:]):
+        ops = _ops(_unframe(line))
+        if ops is None:
+            if _synced_after(lines[i + 1:]):
                 raise JournalError(f"card journal: entry {i} damaged before later entries")
-            break  # torn tail (a power cut may leave zeros after the last synced entry)
-        entries.append(entry)
+            # the end of what was synced: a torn tail, or holes among lazy entries a power cut left
+            break
+        entries.append(ops)
     return entries
 
 

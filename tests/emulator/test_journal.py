@@ -146,3 +146,88 @@ def test_a_journal_left_with_another_mode_never_stays_readable(tmp_path: Path) -
     assert journal_path(image).stat().st_size > 0
     assert stat.S_IMODE(os.stat(journal_path(image)).st_mode) == 0o600
     journal.close()
+
+
+# -- lazy entries (version 2): what personalization builds is synced with the next counter ---------
+
+
+def _journal_bytes(snapshot: bytes, entries: list[object]) -> bytes:
+    from cardlab.emulator.journalfile import FORMAT, VERSION, frame, snapshot_id
+
+    return frame({"format": FORMAT, "version": VERSION, "image": snapshot_id(snapshot)}) + b"".join(
+        frame(e) for e in entries)
+
+
+def test_a_hole_among_lazy_entries_ends_the_journal_but_before_a_synced_one_is_damage() -> None:
+    from cardlab.emulator.journalfile import JournalError, lazy_entry, read_entries
+
+    snap = b'{"x": 1}'
+    a, b, c = [[["card", "a"], 1]], [[["card", "b"], 2]], [[["card", "c"], 3]]
+    data = _journal_bytes(snap, [a, lazy_entry(b), lazy_entry(c)])
+    assert read_entries(data, snap) == [a, b, c]
+    lines = data.splitlines(keepends=True)
+    # a power cut before the lazy entries were synced: the first of them lost (zeros), the next written
+    holed = lines[0] + lines[1] + b"\0" * (len(lines[2]) - 1) + b"\n" + lines[3]
+    assert read_entries(holed, snap) == [a]
+    # the same hole before a synced entry cannot come from a power cut: that sync flushed it
+    synced_after = lines[0] + lines[1] + b"\0" * (len(lines[2]) - 1) + b"\n" + _journal_bytes(snap, [c]).splitlines(
+        keepends=True)[1]
+    with pytest.raises(JournalError, match="damaged before later entries"):
+        read_entries(synced_after, snap)
+    # a torn header followed by lazy entries only: nothing was owed
+    assert read_entries(b"\0" * 20 + b"\n" + lines[2], snap) == []
+
+
+def test_version_1_journals_still_load(tmp_path: Path) -> None:
+    from cardlab.emulator.journalfile import FORMAT, frame, read_entries, snapshot_id
+
+    snap = b"{}"
+    data = frame({"format": FORMAT, "version": 1, "image": snapshot_id(snap)}) + frame([[["card", "a"], 1]])
+    assert read_entries(data, snap) == [[[["card", "a"], 1]]]
+
+
+def test_personalization_pays_three_syncs_a_card_and_a_power_cut_loses_only_unsynced_perso(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A card personalized through the engine and the shipped script: the SCP03 sequence counter and
+    the life cycle are synced, INSTALL and STORE DATA are lazy; the final snapshot is durable."""
+    import os
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "personalizer"))
+    from enginekit import make_batch, make_cards
+
+    from cardlab.demo import pipeline
+    from cardlab.emulator import journal as journal_mod
+    from cardlab.personalizer import engine
+
+    batch, keys = make_batch(tmp_path, count=2, bad=())
+    shutil.copyfile(pipeline.SCRIPT, batch / "script.yaml")
+    cards = make_cards(tmp_path, keys, 2)
+    entries: list[tuple[bool, int]] = []
+    synced_paths: list[list[str]] = []
+    real_append = journal_mod.ImageJournal._append
+
+    def spy(self: journal_mod.ImageJournal, ops: list[object], *, lazy: bool = False) -> None:
+        entries.append((lazy, len(ops)))
+        if not lazy:
+            synced_paths.append(sorted({"/".join(map(str, op[0][:3])) for op in ops}))  # type: ignore[index]
+        real_append(self, ops, lazy=lazy)  # type: ignore[arg-type]
+
+    syncs = 0
+    real_sync = os.fdatasync
+
+    def count(fd: int) -> None:
+        nonlocal syncs
+        syncs += 1
+        real_sync(fd)
+
+    monkeypatch.setattr(journal_mod.ImageJournal, "_append", spy)
+    monkeypatch.setattr(journal_mod.os, "fdatasync", count)
+    rep = engine.run(batch, cards=cards, keys=str(keys))
+    assert rep.exit_code == 0, (rep.failures, rep.errors)
+    per_card_synced = sum(1 for lazy, _ in entries if not lazy) / 2
+    per_card_lazy = sum(1 for lazy, _ in entries if lazy) / 2
+    assert per_card_synced <= 3 and per_card_lazy >= 5, synced_paths
+    assert syncs == sum(1 for lazy, _ in entries if not lazy)

@@ -319,7 +319,7 @@ def cmd_card_serve(args: argparse.Namespace, out: Console) -> int:
     from cardlab.emulator.transports import vpcd
 
     Card.load(args.image)  # fail early on a bad image
-    vpcd.run(args.image, args.host, args.port)
+    vpcd.run(args.image, args.host, args.port, interface=args.interface)
     return 0
 
 
@@ -399,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--vpcd", action="store_true", help="connect to pcscd's vpcd driver")
     serve.add_argument("--host", default="127.0.0.1", help="pcscd's vpcd address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=35963, help="pcscd's vpcd port (default 35963)")
+    serve.add_argument("--interface", choices=("contact", "contactless"), default="contact",
+                       help="contactless: the PC/SC contactless ATR (ISO 14443-4) and GET DATA UID; "
+                       "same image, same counters (default contact)")
     serve.set_defaults(func=cmd_card_serve)
 
     cdemo = card.add_parser("demo", help="a scripted GlobalPlatform card-management session over SCP03")

@@ -25,6 +25,7 @@ from .derive import encode_dol
 from .keyrefs import ISSUER_CERTIFICATE_FORMAT, IssuerCertificateRef, KeyRefs
 from .model import (
     Application,
+    Contactless,
     ConversionRate,
     CvmList,
     CvmRule,
@@ -61,6 +62,7 @@ __all__ = [
     "ODA_METHODS",
     "TAGS",
     "Application",
+    "Contactless",
     "ConversionRate",
     "CvmList",
     "CvmRule",

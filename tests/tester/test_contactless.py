@@ -1,0 +1,198 @@
+"""The contactless terminal: Entry Point (Book B), kernel 3 (Book C-3 qVSDC with fDDA),
+kernel 2 (Book C-2 EMV mode with CDA), against the card DOUBLE of contactlesskit.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from pyemv.cvn import VisaCVN18
+
+from cardlab.tester.channel import RecordingChannel
+from cardlab.tester.contactless import ReaderConfigError, parse_reader, run_contactless
+from cardlab.tester.contactless.entry_point import pre_process, requested_kernel
+from cardlab.tester.contactless.reader import Combination
+from cardlab.tester.issuer_host import IssuerHost
+from cardlab.tester.state import TransactionState
+from cardlab.tester.trace import render_text
+
+from contactlesskit import AID2, AID3, ContactlessCard, cl_terminal
+from cardmaker import IMK_AC, IMK_SMC, IMK_SMI
+
+WHEN = datetime(2025, 6, 1, 12, 0, 0)
+
+
+def run(card: ContactlessCard, amount: int, host: Any = None, **reader: Any) -> TransactionState:
+    ch = RecordingChannel(card.transmit, card.atr())
+    return run_contactless(ch, cl_terminal(**reader), amount=amount, online_host=host, when=WHEN, seed=7)
+
+
+def outcome(state: TransactionState) -> Any:
+    return state.extras["contactless"]["outcome"]
+
+
+# -- Entry Point pre-processing (Book B §3.1.1) ----------------------------------------------
+
+def combo(**kw: Any) -> Combination:
+    base: dict[str, Any] = dict(aid=AID3, kernel=3, ttq=bytes.fromhex("36C00080"), transaction_limit=10000,
+                                floor_limit=3000, cvm_limit=5000)
+    base.update(kw)
+    return Combination(**base)
+
+
+def test_pre_processing_resets_ttq_byte2_and_sets_it_from_the_limits() -> None:
+    low = pre_process(combo(), 1000, 0)
+    assert low.ttq == bytes.fromhex("36000080") and not low.not_allowed
+    floor = pre_process(combo(), 3001, 0)
+    assert floor.floor_limit_exceeded and floor.ttq[1] == 0x80
+    at_floor = pre_process(combo(), 3000, 0)
+    assert not at_floor.floor_limit_exceeded  # "greater than" the floor limit
+    cvm = pre_process(combo(), 5000, 0)
+    assert cvm.cvm_limit_exceeded and cvm.ttq[1] == 0xC0  # ≥ the CVM limit, and > the floor limit
+    over = pre_process(combo(), 10000, 0)
+    assert over.not_allowed  # ≥ the transaction limit
+
+
+def test_pre_processing_zero_amount_and_terminal_floor_limit() -> None:
+    assert pre_process(combo(), 0, 0).ttq[1] & 0x80  # zero amount: online cryptogram
+    offline_only = combo(ttq=bytes.fromhex("3E000080"))
+    assert pre_process(offline_only, 0, 0).not_allowed
+    no_reader_floor = combo(floor_limit=None)
+    assert pre_process(no_reader_floor, 2500, 2000).floor_limit_exceeded  # falls back to 9F1B
+    assert not pre_process(no_reader_floor, 1500, 2000).floor_limit_exceeded
+    assert pre_process(combo(status_check=True), 100, 0).ttq[1] & 0x80
+
+
+def test_requested_kernel() -> None:
+    assert requested_kernel({0x4F: AID3, 0x9F2A: b"\x03"}) == 3
+    assert requested_kernel({0x4F: bytes.fromhex("A0000000041010")}) == 2  # RID default, Table 3-6
+    assert requested_kernel({0x4F: AID3}) == 0  # unknown RID, no 9F2A: any kernel
+    assert requested_kernel({0x4F: AID3, 0x9F2A: b"\x00"}) == 0
+
+
+def test_reader_config_errors() -> None:
+    with pytest.raises(ReaderConfigError, match="kernel 3 needs a TTQ"):
+        parse_reader({"combinations": [{"aid": AID3.hex(), "kernel": 3}]})
+    with pytest.raises(ReaderConfigError, match="not a kernel"):
+        parse_reader({"ttq": "36000080", "combinations": [{"aid": AID3.hex(), "kernel": 7}]})
+    with pytest.raises(ReaderConfigError, match="unknown"):
+        parse_reader({"ttq": "36000080", "limit": 1, "combinations": [{"aid": AID3.hex(), "kernel": 3}]})
+
+
+def test_over_the_transaction_limit_tries_another_interface() -> None:
+    card = ContactlessCard()
+    s = run(card, 200000)
+    assert outcome(s).status == "Try Another Interface" and s.outcome == "try another interface"
+    assert card.answers == []  # the card is not even asked
+
+
+def test_combination_selection_by_kernel_id() -> None:
+    # the card asks for kernel 2 for an AID the reader only has with kernel 3: no combination
+    s = run(ContactlessCard(ppse_kernel=b"\x02"), 1000)
+    assert outcome(s).status == "End Application"
+    assert "no allowed combination" in render_text(s)
+
+
+def test_combination_priority_and_next_on_failed_select() -> None:
+    from cardlab.tester import tlv
+    other = tlv.encode(0x61, tlv.encode(0x4F, AID3 + b"\x01") + tlv.encode(0x87, b"\x01") + tlv.encode(0x9F2A, b"\x03"))
+    card = ContactlessCard(priority=2, extra_entries=[other])
+    s = run(card, 1000)
+    selects = [c.hex().upper() for c, _ in card.answers if c[1] == 0xA4]
+    # priority 1 first (it fails: 6A82), then the priority 2 entry
+    assert selects[1].endswith((AID3 + b"\x01").hex().upper() + "00")
+    assert outcome(s).status == "Approved"
+
+
+# -- kernel 3 -------------------------------------------------------------------------------
+
+def test_kernel3_offline_approval_with_fdda() -> None:
+    s = run(ContactlessCard(), 1000)
+    out = outcome(s)
+    assert out.status == "Approved" and out.cvm == "No CVM" and out.ui_message == 0x03
+    assert s.oda_method == "fDDA" and s.oda_ok is True
+    text = render_text(s)
+    assert "fDDA successful" in text and "9F37 ‖ 9F02 ‖ 5F2A ‖ 9F69" in text
+
+
+def test_kernel3_online_request_arqc_verified_at_the_host_and_with_pyemv() -> None:
+    card = ContactlessCard()
+    host = IssuerHost(IMK_AC)
+    s = run(card, 6000, host)  # above the floor limit: online cryptogram required; above CVM limit
+    assert outcome(s).status == "Online Request"
+    assert outcome(s).cvm == "Online PIN" or outcome(s).cvm == "Obtain Signature"
+    assert s.outcome == "approved online" and s.online_response["arqc_valid"] is True
+    v = card.pdol_values
+    expected = VisaCVN18(IMK_AC, IMK_SMI, IMK_SMC, card.profile.pan, card.profile.psn).generate_ac(
+        v[0x9F02], v[0x9F03], v[0x9F1A], v[0x95], v[0x5F2A], v[0x9A], v[0x9C], v[0x9F37], card.aip,
+        s.card_data[0x9F36], s.card_data[0x9F10])
+    assert bytes(expected) == s.card_data[0x9F26]
+    assert v[0x9F66][1] & 0xC0 == 0xC0  # TTQ: online cryptogram and CVM required
+
+
+def test_kernel3_wrong_key_host_declines() -> None:
+    s = run(ContactlessCard(), 6000, IssuerHost(IMK_SMI))
+    assert s.outcome == "declined online" and s.online_response["arqc_valid"] is False
+
+
+def test_kernel3_bad_fdda_signature_goes_online_when_the_ctq_says_so() -> None:
+    s = run(ContactlessCard(tamper_sdad=True, ctq=b"\x20\x00"), 1000)
+    assert outcome(s).status == "Online Request" and "fDDA failed" in outcome(s).reason
+    assert s.tvr_set("DDA failed")
+
+
+def test_kernel3_bad_fdda_signature_switches_interface_or_declines() -> None:
+    s = run(ContactlessCard(tamper_sdad=True, ctq=b"\x10\x00"), 1000)
+    assert outcome(s).status == "Try Another Interface"
+    s = run(ContactlessCard(tamper_sdad=True, ctq=b"\x00\x00"), 1000)
+    assert outcome(s).status == "Declined"
+
+
+def test_kernel3_missing_9f69_fails_fdda() -> None:
+    s = run(ContactlessCard(omit_9f69=True, ctq=b"\x00\x00"), 1000)
+    assert outcome(s).status == "Declined" and "9F69" in outcome(s).reason
+
+
+def test_kernel3_ctq_online_pin_on_offline_only_reader_declines() -> None:
+    # offline-only reader (TTQ byte 1 b4), amount over the CVM limit, the card demands online PIN
+    s = run(ContactlessCard(ctq=b"\x80\x00", offline_limit=10000), 6000, ttq="3E000080", online_capable=False,
+            floor_limit=10000)
+    assert outcome(s).status == "Declined" and "online PIN" in outcome(s).reason
+
+
+def test_kernel3_gpo_6984_tries_another_interface() -> None:
+    s = run(ContactlessCard(gpo_sw=0x6984), 1000)
+    assert outcome(s).status == "Try Another Interface"
+
+
+def test_kernel3_arqc_without_host_is_declined_unable_to_go_online() -> None:
+    s = run(ContactlessCard(), 6000)
+    assert outcome(s).status == "Online Request" and s.outcome == "declined (unable to go online)"
+
+
+# -- kernel 2 -------------------------------------------------------------------------------
+
+def test_kernel2_emv_mode_with_cda_offline() -> None:
+    card = ContactlessCard(kernel=2)
+    s = run(card, 1000)
+    assert outcome(s).status == "Approved", render_text(s)
+    assert s.oda_method == "CDA" and s.oda_ok is True
+    gac = [c for c, _ in card.answers if c[1] == 0xAE][0]
+    assert gac[2] & 0x10  # CDA requested
+
+
+def test_kernel2_online_request_verified() -> None:
+    s = run(ContactlessCard(kernel=2), 6000, IssuerHost(IMK_AC))
+    assert outcome(s).status == "Online Request", render_text(s)
+    assert s.outcome == "approved online" and s.online_response["arqc_valid"] is True
+
+
+def test_kernel2_cda_failure_ends_the_application() -> None:
+    s = run(ContactlessCard(kernel=2, tamper_sdad=True), 1000)
+    assert outcome(s).status == "End Application" and "CDA failed" in outcome(s).reason
+
+
+def test_kernel2_mag_stripe_only_card_is_out_of_scope() -> None:
+    s = run(ContactlessCard(kernel=2, aip2=bytes.fromhex("3D00")), 1000)
+    assert outcome(s).status == "End Application" and "mag-stripe" in outcome(s).reason

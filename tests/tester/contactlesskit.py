@@ -86,7 +86,12 @@ class ContactlessCard:
 
     # -- the card -----------------------------------------------------------------------
     def atr(self) -> bytes:
-        return bytes.fromhex("3B8F8001804F0CA000000306030001000000006A")  # PC/SC Part 3 contactless form
+        hist = bytes.fromhex("8073C821")  # ISO 14443-4 Type A ATS historical bytes
+        body = bytes((0x80 | len(hist), 0x80, 0x01)) + hist
+        tck = 0
+        for b in body:
+            tck ^= b
+        return b"\x3B" + body + bytes((tck,))  # PC/SC Part 3 contactless form
 
     def transmit(self, apdu: bytes) -> bytes:
         resp = self._answer(apdu)

@@ -196,3 +196,69 @@ def test_kernel2_cda_failure_ends_the_application() -> None:
 def test_kernel2_mag_stripe_only_card_is_out_of_scope() -> None:
     s = run(ContactlessCard(kernel=2, aip2=bytes.fromhex("3D00")), 1000)
     assert outcome(s).status == "End Application" and "mag-stripe" in outcome(s).reason
+
+
+# -- cardlab test transaction --contactless ----------------------------------------------------
+
+def _cli(tmp_path: Any, card: ContactlessCard, *args: str) -> tuple[int, str]:
+    import argparse
+    import io
+    from contextlib import redirect_stdout
+    from pathlib import Path
+
+    from cardlab.tester.transaction import add_commands
+
+    root = Path(__file__).resolve().parents[2]
+    terminal = tmp_path / "t.yaml"
+    terminal.write_text(f"""name: cl
+capabilities: E0F8C8
+terminal_type: 0x22
+currency: 978
+floor_limit: 10000
+ca_keys: [{{file: {root}/vectors/test-ca.json}}]
+aids: [{{aid: {AID3.hex().upper()}}}]
+contactless:
+  ttq: "36000080"
+  transaction_limit: 100000
+  floor_limit: 5000
+  cvm_limit: 5000
+  combinations: [{{aid: {AID3.hex().upper()}, kernel: 3}}, {{aid: {AID2.hex().upper()}, kernel: 2}}]
+""")
+    opened: list[str] = []
+
+    def open_image(path: str, interface: str = "contact") -> Any:
+        opened.append(interface)
+        return card
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(), open_image)
+    ns = parser.parse_args(["transaction", "--card", "x.json", "--terminal", str(terminal), "--contactless",
+                            "--seed", "3", *args])
+    out = io.StringIO()
+    with redirect_stdout(out):
+        rc = ns.func(ns)
+    assert opened == ["contactless"]
+    return rc, out.getvalue()
+
+
+def test_cli_contactless_offline_approval_with_trace(tmp_path: Any) -> None:
+    rc, out = _cli(tmp_path, ContactlessCard(), "--amount", "1000", "--trace")
+    assert rc == 0, out
+    assert "Entry Point: pre-processing" in out and "Kernel 3 (qVSDC)" in out and "fDDA successful" in out
+    assert "contactless outcome: Approved" in out and "'03' Approved" in out
+    assert "4761739001010010" not in out  # the PAN is masked
+
+
+def test_cli_contactless_online_with_keys(tmp_path: Any) -> None:
+    keys = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "vectors" / "test-keystore.json")
+    rc, out = _cli(tmp_path, ContactlessCard(kernel=2), "--amount", "6000", "--keys", keys, "--pin", "1234")
+    assert "contactless outcome: Online Request" in out
+    assert rc == 0 and out.startswith("approved online"), out
+
+
+def test_contactless_atr_form() -> None:
+    from cardlab.tester.contactless.atr import check
+    assert check(ContactlessCard().atr()) == []
+    assert check(bytes.fromhex("3B6800000073C84013009000"))  # a contact ATR is not the PC/SC contactless form
+    s = run(ContactlessCard(), 1000)
+    assert "the PC/SC contactless form, 4 historical byte(s) 8073C821" in render_text(s)

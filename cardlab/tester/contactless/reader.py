@@ -117,7 +117,8 @@ def parse_reader(doc: Any, where: str = "contactless") -> ContactlessReader:
         if kernel not in KERNELS:
             raise ReaderConfigError(f"{w}.kernel: {kernel!r} is not a kernel this tester implements "
                                     f"({', '.join(str(k) for k in KERNELS)})")
-        combo_ttq = _hexv(c["ttq"], f"{w}.ttq", 4) if "ttq" in c else ttq
+        # kernel 2 reads no TTQ (Book C-2): only a per-combination one is kept
+        combo_ttq = _hexv(c["ttq"], f"{w}.ttq", 4) if "ttq" in c else ttq if kernel != 2 else b""
         if kernel == 3 and not combo_ttq:
             raise ReaderConfigError(f"{w}: kernel 3 needs a TTQ (9F66), Book C-3 §5.2")
         combos.append(Combination(

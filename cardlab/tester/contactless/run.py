@@ -65,8 +65,8 @@ def run_contactless(channel: CardChannel, terminal: TerminalProfile, *, amount: 
                     on_event: Callable[[TransactionState, TraceEvent], None] | None = None) -> TransactionState:
     """One contactless transaction (Book B §3 then the kernel); ``state.outcome`` says how it
     ended and ``state.extras["contactless"]["outcome"]`` holds the kernel's :class:`Outcome`."""
-    from ..atr import answer_to_reset
     from ..kernel.start import new_state
+    from .atr import contactless_atr
 
     reader: ContactlessReader | None = getattr(terminal, "contactless", None)
     state = new_state(terminal, amount=amount, amount_other=amount_other, transaction_type=transaction_type,
@@ -79,7 +79,7 @@ def run_contactless(channel: CardChannel, terminal: TerminalProfile, *, amount: 
         state.outcome = "aborted: the terminal profile has no contactless section"
         event(state, "Entry Point", "EMV Contactless Book B §3.1", "decision", state.outcome)
         return state
-    state = answer_to_reset(state, channel.atr(), str(getattr(channel, "protocol", "") or ""))
+    state = contactless_atr(state, channel.atr())
     pre = pre_processing(state, reader)
     candidates, outcome = build_candidates(state, channel, pre)
     base_terminal = terminal

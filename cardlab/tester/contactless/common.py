@@ -40,7 +40,8 @@ def gpo(state: TransactionState, channel: CardChannel, step: str, ref: str) -> t
             raise tlv.TlvError(f"template {items[0].tag:X}")
     except tlv.TlvError as exc:
         return {}, Outcome(END_APPLICATION, f"GPO response format error ({exc})")
-    state.extras.setdefault("contactless", {})["gpo_format"] = 1 if items[0].tag == 0x80 else 2
+    cl = state.extras.setdefault("contactless", {})
+    cl["gpo_format"], cl["gpo"] = (1 if items[0].tag == 0x80 else 2), dict(found)
     state.card_data.update(found)
     state.aip, state.afl = found.get(0x82, b""), found.get(0x94, b"")
     return found, None

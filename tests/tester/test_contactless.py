@@ -262,3 +262,53 @@ def test_contactless_atr_form() -> None:
     assert check(bytes.fromhex("3B6800000073C84013009000"))  # a contact ATR is not the PC/SC contactless form
     s = run(ContactlessCard(), 1000)
     assert "the PC/SC contactless form, 4 historical byte(s) 8073C821" in render_text(s)
+
+
+# -- certification (CL-* rules) against the doubles ---------------------------------------------
+
+def _certify(card: ContactlessCard, *, shared_atc: bool = True, ctq: bytes = b"\x20\x00") -> dict[str, Any]:
+    from dataclasses import replace
+    from datetime import date
+    from pathlib import Path
+
+    from cardlab.tester import sources, tlv
+    from cardlab.tester.certify.contactless import contactless_rules
+    from cardlab.tester.certify.context import AppContext
+    from cardlab.tester.certify.results import Collector
+    from cardlab.tester.kernel.start import new_state
+    from cardlab.tester.rules import CL_RULE_IDS
+
+    from contactlesskit import PDOL3
+
+    root = Path(__file__).resolve().parents[2]
+    profile = sources.load_profile(root / "vectors" / "profiles" / "visa-cvn18.yaml")
+    spec = sources.ContactlessSpec(3, tuple(tlv.parse_dol(PDOL3)), ctq, True, None, None)
+    app = replace(profile.applications[0], aid=AID3, contactless=spec)
+    keys = sources.load_keystore(root / "vectors" / "test-keystore.json")
+
+    def contact(apdu: bytes) -> bytes:  # the card's contact side: SELECT and GET DATA ATC
+        if apdu[1] == 0xCA:
+            atc = card.atc if shared_atc else 0x10
+            return tlv.encode(0x9F36, atc.to_bytes(2, "big")) + b"\x90\x00"
+        return b"\x90\x00"
+
+    term = cl_terminal()
+    ctx = AppContext(RecordingChannel(contact), app, None, keys, term, False, date(2025, 6, 1),  # type: ignore[arg-type]
+                     Collector(AID3.hex().upper(), card.profile.pan), new_state(term, amount=100, when=WHEN),
+                     contactless=RecordingChannel(card.transmit, card.atr()))
+    contactless_rules(ctx)
+    return {r.rule: r for r in ctx.c.results(CL_RULE_IDS, "unreached")}
+
+
+def test_certify_contactless_passes_on_a_good_card() -> None:
+    got = _certify(ContactlessCard())
+    verdicts = {k: v.verdict for k, v in got.items()}
+    assert verdicts == {k: "pass" for k in verdicts}, {k: (v.verdict, v.evidence) for k, v in got.items()}
+
+
+def test_certify_contactless_findings() -> None:
+    assert _certify(ContactlessCard(), shared_atc=False)["CL-ATC-001"].verdict == "fail"
+    assert _certify(ContactlessCard(), ctq=b"\x00\x00")["CL-CTQ-001"].verdict == "fail"
+    bad = _certify(ContactlessCard(tamper_sdad=True))
+    assert bad["CL-ODA-001"].verdict == "fail"
+    assert _certify(ContactlessCard(ppse_kernel=b""))["CL-PPSE-001"].verdict == "fail"

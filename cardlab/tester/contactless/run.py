@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from ..channel import CardChannel
-from ..exchange import event
+from ..exchange import event, send
 from ..issuer_host import AuthorizationRequest, dol_values
 from ..state import EventLog, TraceEvent, TransactionState
 from ..terminal import TerminalProfile
@@ -59,6 +59,20 @@ def go_online(state: TransactionState, host: Any) -> TransactionState:
     return state
 
 
+def _activate(state: TransactionState, channel: CardChannel) -> TransactionState:
+    from .atr import contactless_atr
+
+    state = contactless_atr(state, channel.atr())
+    # PC/SC Part 3 §3.2.2.1.3: GET DATA (UID), answered by the reader, not by the card
+    uid, sw = send(state, channel, bytes.fromhex("FFCA000000"), "Card detection (contactless)",
+                   "PC/SC Part 3 §3.2.2.1.3", "reader pseudo-APDU GET DATA: the card's UID (ISO/IEC 14443-3)")
+    size = {4: "single", 7: "double", 10: "triple"}.get(len(uid), "unusual")
+    event(state, "Card detection (contactless)", "ISO/IEC 14443-3 §6.5.4", "note",
+          f"UID {uid.hex().upper()} ({len(uid)} bytes: {size} size)" if sw == 0x9000
+          else f"no UID from the reader (SW {sw:04X})")
+    return state
+
+
 def run_contactless(channel: CardChannel, terminal: TerminalProfile, *, amount: int, amount_other: int = 0,
                     transaction_type: int = 0x00, pin: str | None = None, online_host: Any = None,
                     when: datetime | None = None, seed: int | None = None,
@@ -66,7 +80,6 @@ def run_contactless(channel: CardChannel, terminal: TerminalProfile, *, amount: 
     """One contactless transaction (Book B §3 then the kernel); ``state.outcome`` says how it
     ended and ``state.extras["contactless"]["outcome"]`` holds the kernel's :class:`Outcome`."""
     from ..kernel.start import new_state
-    from .atr import contactless_atr
 
     reader: ContactlessReader | None = getattr(terminal, "contactless", None)
     state = new_state(terminal, amount=amount, amount_other=amount_other, transaction_type=transaction_type,
@@ -79,8 +92,9 @@ def run_contactless(channel: CardChannel, terminal: TerminalProfile, *, amount: 
         state.outcome = "aborted: the terminal profile has no contactless section"
         event(state, "Entry Point", "EMV Contactless Book B §3.1", "decision", state.outcome)
         return state
-    state = contactless_atr(state, channel.atr())
-    pre = pre_processing(state, reader)
+    pre = pre_processing(state, reader)  # Book B §3.1: before the card is even activated
+    if any(not p.not_allowed for p in pre):
+        state = _activate(state, channel)  # Book B §3.2 protocol activation
     candidates, outcome = build_candidates(state, channel, pre)
     base_terminal = terminal
     while outcome is None:

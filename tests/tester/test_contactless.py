@@ -312,3 +312,12 @@ def test_certify_contactless_findings() -> None:
     bad = _certify(ContactlessCard(tamper_sdad=True))
     assert bad["CL-ODA-001"].verdict == "fail"
     assert _certify(ContactlessCard(ppse_kernel=b""))["CL-PPSE-001"].verdict == "fail"
+
+
+def test_kernel3_ctq_switch_interface_for_cash() -> None:
+    card = ContactlessCard(ctq=b"\x04\x00")
+    ch = RecordingChannel(card.transmit, card.atr())
+    s = run_contactless(ch, cl_terminal(), amount=1000, transaction_type=0x01, when=WHEN, seed=1)
+    assert outcome(s).status == "Try Another Interface" and "cash" in outcome(s).reason
+    s = run(ContactlessCard(ctq=b"\x04\x00"), 1000)  # a purchase is not concerned
+    assert outcome(s).status == "Approved"

@@ -177,6 +177,12 @@ def run_kernel3(state: TransactionState, channel: CardChannel, reader: Contactle
           f"{state.card_data[0x9F36].hex().upper()}")
     today = oda_mod._today(state, None)
     ttq = state.extras.get("terminal_data", {}).get(0x9F66, bytes(4))
+    ctq = state.card_data.get(0x9F6C, b"\x00\x00")
+    switch = {0x01: "switch interface for cash transactions", 0x09: "switch interface for cashback transactions"}
+    reason = switch.get(state.transaction_type)
+    if reason is not None and Q.has(ctq, Q.CTQ_BITS, reason) and reader.contact_chip:
+        return Outcome(TRY_ANOTHER_INTERFACE, f"the CTQ asks to {reason.replace('switch', 'switch the')} "
+                       "(Book C-3 §5.8)", alternate_interface="contact chip")
     if cid == AAC:
         return Outcome(DECLINED, "the card declined (AAC)")
     if cid not in (TC, ARQC):

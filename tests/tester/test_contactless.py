@@ -321,3 +321,21 @@ def test_kernel3_ctq_switch_interface_for_cash() -> None:
     assert outcome(s).status == "Try Another Interface" and "cash" in outcome(s).reason
     s = run(ContactlessCard(ctq=b"\x04\x00"), 1000)  # a purchase is not concerned
     assert outcome(s).status == "Approved"
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(amount=st.integers(0, 300_000), txn=st.none() | st.integers(1, 300_000), floor=st.none() | st.integers(0, 300_000),
+       cvm=st.none() | st.integers(0, 300_000), ttq=st.binary(min_size=4, max_size=4), terminal_floor=st.integers(0, 300_000))
+def test_pre_processing_properties(amount: int, txn: int | None, floor: int | None, cvm: int | None, ttq: bytes,
+                                   terminal_floor: int) -> None:
+    """Book B §3.1.1 as invariants: only TTQ byte 2 b8/b7 change, each for its reason."""
+    p = pre_process(combo(ttq=ttq, transaction_limit=txn, floor_limit=floor, cvm_limit=cvm), amount, terminal_floor)
+    offline_only = bool(ttq[0] & 0x08)
+    assert p.not_allowed == ((txn is not None and amount >= txn) or (amount == 0 and offline_only))
+    floor_exceeded = amount > (floor if floor is not None else terminal_floor)
+    assert bool(p.ttq[1] & 0x80) == (floor_exceeded or (amount == 0 and not offline_only))
+    assert bool(p.ttq[1] & 0x40) == (cvm is not None and amount >= cvm)
+    assert p.ttq[0] == ttq[0] and p.ttq[2:] == ttq[2:] and p.ttq[1] & 0x3F == ttq[1] & 0x3F

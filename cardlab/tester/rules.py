@@ -210,6 +210,22 @@ _MATCH_RULES: list[tuple[str, str, str, str]] = [
     ("MATCH-003", "Every record of the records file has a card (a whole batch certified, no --sample)", "cardlab certification (docs/certification-report.md)", MAJOR),
 ]
 _RULES += _MATCH_RULES
+CLB, CL2, CL3 = "EMV Contactless Book B", "EMV Contactless Book C-2", "EMV Contactless Book C-3"
+_CL_RULES: list[tuple[str, str, str, str]] = [
+    ("CL-PPSE-001", "The PPSE lists the application with the kernel identifier (9F2A) of the profile's contactless kernel", f"{CLB} §3.3.2.5, Table 3-6", MAJOR),
+    ("CL-PDOL-001", "SELECT on the contactless interface gives the profile's contactless PDOL (9F38); kernel 3: it asks for the TTQ (9F66) and, with fDDA, for 9F37, 9F02 and 5F2A", f"{CL3} §5.2, Annex C; {CL2} §5.2", CRITICAL),
+    ("CL-OBJ-001", "The objects the kernel needs are present: kernel 3 a format 2 GPO answer with 82, 9F36, 9F26, 9F10, 57 (fDDA: 9F69, 9F4B); kernel 2 an AIP announcing EMV mode (byte 2 b8), an AFL and records with 5A, 5F24, 8C, 8D", f"{CL3} §5.4; {CL2} §3.2", CRITICAL),
+    ("CL-CTQ-001", "Kernel 3: the Card Transaction Qualifiers (9F6C) equal the profile's ctq", f"{CL3} Annex A.2", MAJOR),
+    ("CL-CTQ-002", "Kernel 3: the card follows the TTQ (an online cryptogram required ⇒ no TC) and the CTQ signed in 9F69 equals 9F6C", f"{CL3} §5.2, Annex C", MAJOR),
+    ("CL-LIMIT-001", "The terminal profile's contactless limits hold: above the reader contactless floor limit the outcome is Online Request, and at or above the CVM required limit it carries a CVM", f"{CLB} §3.1.1; {CL3} §5.7; {CL2} (CVM capability)", MAJOR),
+    ("CL-ODA-001", "Offline data authentication on contactless succeeds: kernel 3 fDDA version 01 on every answer carrying 9F4B (and on a TC), kernel 2 CDA on the GENERATE AC answer; same CA keys as contact", f"{CL3} Annex C; {B2} §6.6", CRITICAL),
+    ("CL-AC-001", "The contactless ARQC verifies at the issuer host under the IMK-AC (pyemv)", f"{B2} §8.1; {CL3} §5.8", CRITICAL),
+    ("CL-ATC-001", "One ATC for both interfaces: the contactless transactions continue the contact ATC by one each, and the contact interface then reads the last contactless ATC", f"{B3} Annex A (9F36); cardlab issue 16", CRITICAL),
+    ("CL-OUT-001", "A contactless transaction at the certification amount ends Approved or Online Request (not End Application or Try Another Interface)", "EMV Contactless Book A §6", MAJOR),
+]
+_RULES += _CL_RULES
+#: contactless rules (cardlab.tester.certify.contactless): not applicable without a contactless interface
+CL_RULE_IDS = [r[0] for r in _CL_RULES]
 #: rules evaluated once per card by cardlab.tester.certify.atr (power-on)
 ATR_RULE_IDS = [r[0] for r in _ATR_RULES]
 #: rules of the run, evaluated by cardlab.tester.certify.match before each card is certified
@@ -283,6 +299,13 @@ Power-on is certified once per card from the ATR the transport got (through PC/S
 `ATR-HIST-001` (historical bytes) and `ATR-PROFILE-001` (the profile's `card.atr`, or `card.protocol` / \
 `card.historical_bytes`; not applicable when the profile names none). The evidence names the byte, e.g. \
 `TD2 (byte 3) = 01: after T=0 only T=15 may follow` for cardlab's ATR before issue 10 (`3B8880010000000000718100F9`).
+
+Contactless (`CL-*`, `cardlab/tester/certify/contactless.py`, issue 16) is certified per application whose profile \
+has a `contactless` section, through the card's contactless interface (not applicable when the certification was \
+given none). The tester runs its own Entry Point and kernel (`cardlab/tester/contactless/`) with the terminal \
+profile's `contactless:` reader configuration (or, without one, a reader with a 50.00 floor and CVM limit and a \
+1,000.00 transaction limit): one transaction at the certification amount and one above the floor limit, then \
+reads the ATC on the contact interface again.
 """
 
 

@@ -129,6 +129,8 @@ class TerminalProfile:
     merchant_id: str = "CARDLAB-MERCHANT"
     merchant_name: str = "CARDLAB TEST SHOP"
     source: str = ""  # the file it came from
+    #: the contactless reader (``contactless:`` section, :mod:`cardlab.tester.contactless.reader`), None without
+    contactless: Any = None
 
     # -- capabilities ------------------------------------------------------------
     def supports(self, name: str) -> bool:
@@ -295,7 +297,7 @@ def parse_terminal(doc: dict[str, Any], base: Path = Path("."), where: str = "te
         "name", "description", "capabilities", "additional_capabilities", "terminal_type", "country",
         "currency", "currency_exponent", "floor_limit", "random_selection", "velocity_check", "tac",
         "ca_keys", "ca_key_file", "aids", "application_version", "selection", "cardholder_confirmation",
-        "merchant_category", "terminal_id", "merchant_id", "merchant_name",
+        "merchant_category", "terminal_id", "merchant_id", "merchant_name", "contactless",
     }
     unknown = sorted(set(doc) - known)
     if unknown:
@@ -364,6 +366,13 @@ def parse_terminal(doc: dict[str, Any], base: Path = Path("."), where: str = "te
     for key in ("terminal_id", "merchant_id", "merchant_name"):
         if key in doc:
             setattr(p, key, str(doc[key]))
+    if doc.get("contactless") is not None:
+        from .contactless.reader import ReaderConfigError, parse_reader
+
+        try:
+            p.contactless = parse_reader(doc["contactless"], f"{where} contactless")
+        except ReaderConfigError as exc:
+            raise TerminalProfileError(str(exc)) from None
     return p
 
 

@@ -2,7 +2,12 @@
 
     cardlab test transaction (--card IMAGE | --reader NAME) [--terminal T.yaml]
         [--amount N] [--pin PIN] [--keys K [--decline] [--script S]...]
-        [--trace] [--trace-html FILE] [--seed N]
+        [--trace] [--trace-html FILE] [--seed N] [--contactless]
+
+``--contactless`` runs Entry Point and the contactless kernel (kernel 2 or 3,
+:mod:`cardlab.tester.contactless`) the terminal profile's ``contactless:`` section
+configures, with the same teaching trace; the outcome (Approved, Declined, Online
+Request, Try Another Interface, End Application) and its UI request end the output.
 
 With ``--keys`` (an issuer key store: IMK-AC, and IMK-SMI/SMC for scripts,
 read by :func:`cardlab.tester.sources.load_keystore`) an ARQC goes online to an
@@ -70,6 +75,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--dry-run", action="store_true",
                    help="with --card: run on a copy, leaving the image untouched (a batch card stays as it was for "
                         "certification)")
+    p.add_argument("--contactless", action="store_true",
+                   help="a contactless transaction: Entry Point (EMV Contactless Book B) and kernel 2 or 3 as the "
+                        "terminal profile's contactless section names them; with --card the card is reached through "
+                        "its contactless interface")
     p.add_argument("--seed", type=int, help="seed for the unpredictable number and random selection")
     p.add_argument("--trace", action="store_true", help="print the teaching trace")
     p.add_argument("--trace-html", metavar="FILE", help="write the teaching trace as an HTML page")
@@ -204,6 +213,19 @@ def student_pause(read: Callable[[str], str] = input) -> Callable[[str], None]:
     return pause
 
 
+def _open_contactless(open_image: Callable[..., CardChannel], image: str) -> CardChannel:
+    """The card image behind its contactless interface, when the opener offers one."""
+    import inspect
+
+    try:
+        takes = "interface" in inspect.signature(open_image).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes:
+        raise ValueError("this card opener has no contactless interface (use --reader with a contactless reader)")
+    return open_image(image, interface="contactless")
+
+
 def _digest(path: str) -> bytes | None:
     try:
         return hashlib.sha256(Path(path).read_bytes()).digest()
@@ -220,6 +242,11 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         terminal = load_terminal(args.terminal)
     except TerminalProfileError as exc:
         print(f"cardlab test transaction: {exc}", file=sys.stderr)
+        return USAGE
+    contactless = bool(getattr(args, "contactless", False))
+    if contactless and terminal.contactless is None:
+        print(f"cardlab test transaction: --contactless: the terminal profile {terminal.source or terminal.name} has "
+              "no contactless section (see vectors/terminals/visa-cvn18.yaml)", file=sys.stderr)
         return USAGE
     try:
         host = _host_for(args)
@@ -246,7 +273,8 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
             return USAGE
     before = _digest(args.card) if args.card and scratch is None else None
     try:
-        channel: CardChannel = open_image(image) if image else PyscardChannel(args.reader)
+        channel: CardChannel = (_open_contactless(open_image, image) if image and contactless
+                                else open_image(image) if image else PyscardChannel(args.reader))
     except (OSError, LookupError, ValueError) as exc:
         if scratch is not None:
             scratch.cleanup()
@@ -264,10 +292,17 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
         live = LiveTrace(sys.stdout.write, rich_console=console if sys.stdout.isatty() else None,
                          pause=student_pause() if step_mode and sys.stdin.isatty() else None)
     try:
-        state = run_transaction(recorder, terminal, amount=args.amount, pin=args.pin,
-                                online_host=host, force_online=args.force_online,
-                                amount_other=args.amount_other, transaction_type=args.transaction_type,
-                                seed=args.seed, on_event=live.on_event if live else None)
+        if contactless:
+            from .contactless import run_contactless
+
+            state = run_contactless(recorder, terminal, amount=args.amount, pin=args.pin, online_host=host,
+                                    amount_other=args.amount_other, transaction_type=args.transaction_type,
+                                    seed=args.seed, on_event=live.on_event if live else None)
+        else:
+            state = run_transaction(recorder, terminal, amount=args.amount, pin=args.pin,
+                                    online_host=host, force_online=args.force_online,
+                                    amount_other=args.amount_other, transaction_type=args.transaction_type,
+                                    seed=args.seed, on_event=live.on_event if live else None)
     finally:
         close = getattr(channel, "close", None)
         if callable(close):
@@ -279,7 +314,7 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
               "counters, transaction log); --dry-run runs on a copy", file=sys.stderr)
     elif scratch is not None:
         print(f"cardlab test transaction: --dry-run: {args.card} left untouched", file=sys.stderr)
-    if host is not None and not host.requests:  # no online request: open the offline cryptogram up here
+    if host is not None and not host.requests and not contactless:  # no online request: open the offline cryptogram up here
         from .online import open_up
 
         open_up(state, host)
@@ -296,6 +331,11 @@ def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], cons
     if isinstance(arc, bytes):
         summary.append(f"ARC {arc.decode('ascii', 'replace')}")
     print(f"{state.outcome or 'unfinished'}  ({', '.join(summary)})")
+    cl_outcome = state.extras.get("contactless", {}).get("outcome")
+    if cl_outcome is not None:
+        print(f"contactless outcome: {cl_outcome.status}, CVM {cl_outcome.cvm}, UI request {cl_outcome.ui_text()}")
     if state.outcome.startswith("approved"):
         return OK
-    return VERDICT if state.outcome.startswith("declined") else FAULT  # aborted: the card failed it
+    if state.outcome.startswith(("declined", "try another interface")):
+        return VERDICT
+    return FAULT  # aborted (the card failed it) or, contactless, End Application

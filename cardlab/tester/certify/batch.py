@@ -104,6 +104,7 @@ def iter_certify(
 def certify_item(m: Matcher, item: CardItem, profile: IssuerProfile, keys: KeyStore, **kw: Any) -> CardReport:
     """One card: open it, read its PAN and PSN, find its record, certify it against that record."""
     opener, hint, cid, src = item
+    want_contactless = bool(kw.pop("contactless", False))
     try:
         ch = opener()
     except Exception as exc:
@@ -115,7 +116,10 @@ def certify_item(m: Matcher, item: CardItem, profile: IssuerProfile, keys: KeySt
             rep = CardReport(cid, mask_pan(key[0]) if key else "-", hint, profile.name, src, results=found,
                              started=time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
         else:
-            rep = certify_card(ch, profile, rec, keys, card_id=cid, source=src, **kw)
+            # the same card through its contactless interface, when its channel offers one (issue 16)
+            view = getattr(ch, "contactless_channel", None) if want_contactless else None
+            cl = view() if callable(view) else None
+            rep = certify_card(ch, profile, rec, keys, card_id=cid, source=src, contactless=cl, **kw)
             rep.results[:0] = found
         rep.reader, rep.atr = reader_and_atr(ch)
     finally:

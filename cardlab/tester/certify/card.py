@@ -48,11 +48,13 @@ def certify_card(
     source: str = "",
     gp_status: bool = True,
     restore_pin_counter: bool = False,
+    contactless: CardChannel | None = None,
 ) -> CardReport:
     """Certify one card; every rule of the catalogue gives one result per application.
     ``gp_status`` (default): also read the GP life cycles and privileges over SCP03 (:mod:`.life`);
     without it those critical rules do not run and the card is *incomplete*.
-    ``restore_pin_counter``: reset a PIN try counter the one VERIFY lowered (:mod:`.pin`)."""
+    ``restore_pin_counter``: reset a PIN try counter the one VERIFY lowered (:mod:`.pin`).
+    ``contactless``: the same card through its contactless interface (the CL-* rules, :mod:`.contactless`)."""
     start = time.perf_counter()
     if not record.psn and profile.empty_psn == "00":
         record = replace(record, psn="00")  # the profile makes an empty PSN 00 (card.empty_psn: "00")
@@ -63,7 +65,7 @@ def certify_card(
                         "PSN means (card.empty_psn: omit or \"00\")")
         return report
     day = today or date.today()
-    card = CardContext(channel, profile, record, keys, terminal, destructive, day, gp_status)
+    card = CardContext(channel, profile, record, keys, terminal, destructive, day, gp_status, contactless)
     pin = PinGuard()  # one per card: the PIN-safety policy counts the card's tries, not an application's
     for ev in CARD_EVALUATORS:
         if ev.before_applications:
@@ -73,7 +75,8 @@ def certify_card(
         term = _terminal_for(terminal, app)
         state = kernel.new_state(term, amount=AMOUNT, when=datetime.combine(day, dtime(12, 0)))
         ctx = AppContext(channel, app, record, keys, term, destructive, day, col, state, pin=pin,
-                         restore_pin_counter=restore_pin_counter, fresh=profile.certify_as == "fresh")
+                         restore_pin_counter=restore_pin_counter, fresh=profile.certify_as == "fresh",
+                         contactless=contactless)
         reason = "nothing on this card or in its source data for this rule to check"
         try:
             for step in APPLICATION_STEPS:

@@ -64,7 +64,10 @@ def add_commands(sub: Any, open_image: Callable[[str], CardChannel]) -> None:
                    help="when the record's PIN is refused (the one VERIFY a card gets per run) or the card arrives "
                         "with its PIN try counter below the limit, reset the counter by a PIN UNBLOCK issuer script "
                         "(needs the issuer's IMK-AC and IMK-SMI; the PIN itself is not changed) and show it afterwards")
-    p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys)")
+    p.add_argument("--terminal", help="terminal profile YAML (capabilities, CA keys, contactless reader)")
+    p.add_argument("--contactless", action="store_true",
+                   help="also certify each application's contactless side (CL-* rules) through the card's "
+                        "contactless interface, when the card channel offers one (emulated card images do)")
     p.add_argument("--today", help="date for expiry checks, YYYY-MM-DD")
     p.add_argument("--gp-status", action=argparse.BooleanOptionalAction, default=True,
                    help="read card and application life cycles and privileges over SCP03 with the key store's KMC "
@@ -107,7 +110,7 @@ def run_provenance(a: argparse.Namespace, keys: KeyStore | None, sample: dict[st
 
     manifest = Path(a.cards) / "manifest.json" if a.cards and (Path(a.cards) / "manifest.json").is_file() else None
     opts: dict[str, Any] = {"destructive": a.destructive, "gp_status": a.gp_status, "today": a.today or date.today().isoformat(),
-                            "restore_pin_counter": a.restore_pin_counter}
+                            "restore_pin_counter": a.restore_pin_counter, "contactless": a.contactless}
     if a.terminal:
         opts["terminal"] = a.terminal
     if sample is not None:
@@ -215,7 +218,7 @@ def _run(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> int
             print(f"cardlab test certify: terminal profile: {exc}", file=sys.stderr)
             return USAGE
     kw: dict[str, Any] = {"terminal": terminal, "destructive": a.destructive, "gp_status": a.gp_status,
-                          "restore_pin_counter": a.restore_pin_counter}
+                          "restore_pin_counter": a.restore_pin_counter, "contactless": a.contactless}
     if a.today:
         kw["today"] = date.fromisoformat(a.today)
     images = image_items(a, open_image)

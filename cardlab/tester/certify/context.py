@@ -45,6 +45,8 @@ class CardContext:
     destructive: bool
     today: date
     gp_status: bool
+    #: the card's contactless interface (issue 16), None when the certification was given none
+    contactless: CardChannel | None = None
 
     @property
     def pan(self) -> str:
@@ -84,6 +86,8 @@ class AppContext:
     restore_from: tuple[int, str] | None = None
     #: judge the counters as fresh from perso (``card.certify_as: fresh``), not against the history
     fresh: bool = False
+    #: the card's contactless interface (:mod:`.contactless`, the CL-* rules), None when not given
+    contactless: CardChannel | None = None
 
     def all_values(self) -> dict[int, bytes]:
         out: dict[int, bytes] = {}

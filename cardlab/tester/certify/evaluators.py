@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .. import rules as R
 from ..rules import RULES, Result
-from . import authentication, cryptograms, data, pin, records, scripts, selection
+from . import authentication, contactless, cryptograms, data, pin, records, scripts, selection
 from .atr import atr_results
 from .context import AppContext, CardContext
 from .directories import directory_results
@@ -46,6 +46,7 @@ APPLICATION_STEPS: tuple[ApplicationStep, ...] = (
     records.log_file,  # the transaction log
     scripts.destructive_transactions,  # further transactions: PIN change, block, unblock (destructive)
     scripts.restore_pin_counter,  # --restore-pin-counter: PIN UNBLOCK after a refused VERIFY
+    contactless.contactless_rules,  # the CL-* rules on the contactless interface, the ATC shared with contact
 )
 
 

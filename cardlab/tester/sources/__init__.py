@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from .fields import SourceError, bcd, encode_dol, luhn_ok, mask_pan, parse_dol_spec, redact
 from .profile import (
-    CARDHOLDER_TAGS, CVM_CONDITIONS, CVM_METHODS, CVN_CODES, KEY_TAGS, AppProfile, CvmRule, IssuerProfile,
+    CARDHOLDER_TAGS, CVM_CONDITIONS, CVM_METHODS, CVN_CODES, KEY_TAGS, AppProfile, ContactlessSpec, CvmRule, IssuerProfile,
     RecordLayout, load_profile,
 )
 from .records import Record, load_record, read_records
@@ -37,7 +37,7 @@ from .derive import (
 
 __all__ = [
     "SourceError", "bcd", "encode_dol", "luhn_ok", "mask_pan", "parse_dol_spec", "redact", "CARDHOLDER_TAGS",
-    "CVM_CONDITIONS", "CVM_METHODS", "CVN_CODES", "KEY_TAGS", "AppProfile", "CvmRule", "IssuerProfile", "RecordLayout",
+    "CVM_CONDITIONS", "CVM_METHODS", "CVN_CODES", "KEY_TAGS", "AppProfile", "ContactlessSpec", "CvmRule", "IssuerProfile", "RecordLayout",
     "load_profile", "Record", "load_record", "read_records", "CaKey", "KeyStore", "load_keystore",
     "DEFAULT_DISCRETIONARY", "TRACK2_MAX", "Expected", "bcd_f", "discretionary", "expected_objects", "pan_bytes",
     "service_code", "today", "track2", "yymmdd",

@@ -51,6 +51,42 @@ class CvmRule:
 
 
 @dataclass(frozen=True)
+class ContactlessSpec:
+    """An application's ``contactless`` section, as the tester reads it (EMV Contactless
+    Book C-2 / C-3): the kernel, the contactless PDOL, kernel 3's CTQ and fDDA, the AFL
+    entries on contactless (None: the contact AFL) and kernel 2's Third Party Data."""
+
+    kernel: int
+    pdol: tuple[tuple[int, int], ...]
+    ctq: bytes | None
+    fdda: bool
+    afl: bytes | None
+    third_party_data: bytes | None
+
+
+def _contactless(raw: Any, where: str) -> ContactlessSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SourceError(f"profile {where}.contactless: not a mapping")
+    kernel = int(raw.get("kernel", 0))
+    if kernel not in (2, 3):
+        raise SourceError(f"profile {where}.contactless.kernel: 2 or 3, got {raw.get('kernel')!r}")
+    afl = raw.get("afl")
+    afl_bytes = None if afl is None else b"".join(
+        bytes((int(e[0]) << 3, int(e[1]), int(e[2]), int(e[3]))) for e in afl)
+    return ContactlessSpec(
+        kernel=kernel,
+        pdol=tuple(parse_dol_spec(raw.get("pdol"), f"{where}.contactless.pdol")),
+        ctq=_hex(str(raw["ctq"]), f"{where}.contactless.ctq") if raw.get("ctq") is not None else None,
+        fdda=bool(raw.get("fdda", False)),
+        afl=afl_bytes,
+        third_party_data=(_hex(str(raw["third_party_data"]), f"{where}.contactless.third_party_data")
+                          if raw.get("third_party_data") else None),
+    )
+
+
+@dataclass(frozen=True)
 class AppProfile:
     name: str
     aid: bytes
@@ -91,6 +127,7 @@ class AppProfile:
     sda_tag_list: tuple[int, ...]
     data: dict[int, bytes]
     keys: dict[str, str]
+    contactless: ContactlessSpec | None = None
 
     @property
     def cvm_list(self) -> bytes | None:
@@ -253,6 +290,7 @@ def _app(i: int, d: dict[str, Any]) -> AppProfile:
             sda_tag_list=tuple(_tag(t) for t in d.get("sda_tag_list", [])),
             data={_tag(k): _hex(v, f"{where}.data") for k, v in (d.get("data") or {}).items()},
             keys={str(k): str(v) for k, v in (d.get("keys") or {}).items()},
+            contactless=_contactless(d.get("contactless"), where),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SourceError(f"profile {where}: {type(exc).__name__}: {exc}") from None

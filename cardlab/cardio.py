@@ -26,10 +26,30 @@ class ImageChannel(PyscardChannel):
         super().__init__(reader_name)
         self.reader_name = reader_name
         self.journal = journal
+        self._contactless: PyscardChannel | None = None
+
+    def contactless_channel(self) -> PyscardChannel:
+        """The same card through a contactless reader (issue 16): one card, one state, one ATC.
+        Used after this channel (or before), the card is powered again on the other interface,
+        as a card moved from a reader's slot to its field is."""
+        if self._contactless is None:
+            name = f"{self.reader_name} (contactless)"
+            pyscard_reader.insert(self.journal.card, name=name, interface="contactless")
+            try:
+                self._contactless = PyscardChannel(name)
+            except BaseException:
+                pyscard_reader.remove(name)
+                raise
+        return self._contactless
 
     def close(self) -> None:
         try:
             super().close()
+            if self._contactless is not None:
+                try:
+                    self._contactless.close()
+                finally:
+                    pyscard_reader.remove(f"{self.reader_name} (contactless)")
         finally:
             try:
                 self.journal.close()  # the image file alone holds the card again
@@ -37,11 +57,12 @@ class ImageChannel(PyscardChannel):
                 pyscard_reader.remove(self.reader_name)
 
 
-def open_image_channel(path: str) -> PyscardChannel:
-    card = Card.load(path)
+def open_image_channel(path: str, interface: str = "contact") -> PyscardChannel:
+    """A card image behind the pyscard plug-in: a contact reader, or a contactless one."""
+    card = Card.load(path, interface=interface)
     journal = ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
-    name = f"cardlab image {Path(path).name}"
-    pyscard_reader.insert(card, name=name)
+    name = f"cardlab image {Path(path).name}" + (" (contactless)" if interface == "contactless" else "")
+    pyscard_reader.insert(card, name=name, interface=interface)
     try:
         return ImageChannel(name, journal)
     except BaseException:

@@ -64,17 +64,28 @@ class _Slot:
 
     ``lock`` serialises APDUs: a card processes one command at a time."""
 
-    def __init__(self, card: Card | None) -> None:
+    def __init__(self, card: Card | None, interface: str = "contact") -> None:
         self.card = card
         self.lock = threading.Lock()
         self.atr: bytes | None = None
+        #: a contact reader (ISO/IEC 7816-3 slot) or a contactless one (ISO/IEC 14443 field)
+        self.interface = interface
 
     def power_on(self) -> bytes:
         if self.card is None:
             raise NoCardException("no card in the emulated reader", _NO_SMARTCARD)
         with self.lock:
+            self.card.interface = self.interface
             self.atr = self.card.power_on()
         return self.atr
+
+    def here(self, card: Card) -> None:
+        """The card was last used through the other interface (a dual-interface card in two
+        readers, one at a time): it is powered again on this reader's interface, as a card taken
+        from one reader's field to the other's slot is. Called with ``lock`` held."""
+        if card.interface != self.interface:
+            card.interface = self.interface
+            card.power_on()
 
 
 class EmulatedConnection(CardConnection):  # type: ignore[misc]
@@ -98,7 +109,9 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
         mask = protocol or (CardConnection.T0_protocol | CardConnection.T1_protocol)
         bits = {0: CardConnection.T0_protocol, 1: CardConnection.T1_protocol}
         with self._slot.lock:
-            offered = offered_protocols(card.state.atr)
+            self._slot.here(card)
+            # ISO/IEC 14443-4 appears as T=1 (PC/SC Part 3 §3.1.3.2.3)
+            offered = [1] if self._slot.interface == "contactless" else offered_protocols(card.state.atr)
             usable = [t for t in offered if mask & bits[t]]
             if not usable:
                 raise CardConnectionException(
@@ -150,7 +163,14 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
         if card is None:
             raise CardConnectionException("card removed")
         with slot.lock:
-            response = card.transmit(bytes(command))
+            slot.here(card)
+            response = None
+            if slot.interface == "contactless":  # the reader's own pseudo-APDUs (GET DATA UID, CLA FF)
+                from cardlab.emulator.contactless import reader_command
+
+                response = reader_command(card.state, bytes(command))
+            if response is None:
+                response = card.transmit(bytes(command))
         return list(response[:-2]), response[-2], response[-1]
 
     def doControl(self, controlCode: int, command: Sequence[int]) -> list[int]:  # noqa: N802,N803
@@ -167,10 +187,10 @@ class EmulatedConnection(CardConnection):  # type: ignore[misc]
 class EmulatedReader(Reader):  # type: ignore[misc]
     """A pyscard reader holding (at most) one emulated card."""
 
-    def __init__(self, name: str, card: Card | None = None) -> None:
+    def __init__(self, name: str, card: Card | None = None, interface: str = "contact") -> None:
         super().__init__(name)
         self.groups: set[str] = set(DEFAULT_GROUPS)
-        self._slot = _Slot(card)
+        self._slot = _Slot(card, interface)
 
     @property
     def card(self) -> Card | None:
@@ -268,16 +288,20 @@ def unregister() -> None:
             _wrapped_pcsc = None
 
 
-def insert(card: Card, name: str = "cardlab emulated 0", *, tolerate_missing_pcscd: bool = True) -> EmulatedReader:
-    """Make ``card`` visible in ``smartcard.System.readers()`` as reader ``name``.
+def insert(card: Card, name: str = "cardlab emulated 0", *, tolerate_missing_pcscd: bool = True,
+           interface: str = "contact") -> EmulatedReader:
+    """Make ``card`` visible in ``smartcard.System.readers()`` as reader ``name``: a contact reader,
+    or with ``interface="contactless"`` a contactless one (the card's contactless ATR, T=1, and
+    the reader's GET DATA UID). One card may be in a contact and a contactless reader at once:
+    used through one, then the other, it is powered again on the other's interface.
 
     Inserting under an existing name replaces the card in that reader.
     """
     register(tolerate_missing_pcscd=tolerate_missing_pcscd)
     with _lock:
         reader = _readers.get(name)
-        if reader is None:
-            reader = _readers[name] = EmulatedReader(name, card)
+        if reader is None or reader._slot.interface != interface:
+            reader = _readers[name] = EmulatedReader(name, card, interface)
         else:
             reader.insert(card)
     log.info("emulated card inserted in reader %r", name)

@@ -172,8 +172,9 @@ def _certify_worker(job: CertifyJob) -> list[Any]:
 
     items = [(opener(img), idx, cid, img) for img, idx, cid in images]
     try:
-        # the demo's cards are KMC-keyed: life cycles and privileges are read over SCP03 too
-        return certify_batch(items, prof, records, ks, gp_status=True)
+        # the demo's cards are KMC-keyed: life cycles and privileges are read over SCP03 too; the
+        # dual-interface ones are certified on their contactless interface as well (issue 16)
+        return certify_batch(items, prof, records, ks, gp_status=True, contactless=True)
     finally:
         for img, _idx, _cid in images:
             with contextlib.suppress(Exception):
@@ -456,7 +457,7 @@ def _print_steps(out: Console, runs: list[ProfileRun], keys: Path, work: Path, o
             f"cardlab perso run {b} --cards {s} --stations {opts.stations} --keys {ks}",
             f"cardlab perso status {b}",
             f"cardlab perso audit {b} --verify",
-            f"cardlab test certify --profile {profile} --records {records} --keys {ks} --cards {b} --gp-status "
+            f"cardlab test certify --profile {profile} --records {records} --keys {ks} --cards {b} --gp-status --contactless "
             f"--report-dir {rel / r.name / 'reports2'}",
             f"cardlab card show {s / 'card-000001.json'}",
         ]

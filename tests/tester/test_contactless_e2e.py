@@ -23,12 +23,14 @@ from cardlab.tester.contactless import run_contactless
 from cardlab.tester.issuer_host import IssuerHost
 from cardlab.tester.kernel import run_transaction
 from cardlab.tester.rules import CL_RULE_IDS
-from cardlab.tester.terminal import TERMINALS_DIR, load_terminal
+from cardlab.tester.terminal import load_terminal
 
 pytestmark = pytest.mark.skipif("interface" not in inspect.signature(Card.__init__).parameters,
                                 reason="the card has no contactless interface yet (issue 16, card side)")
 
 WHEN = datetime(2026, 1, 15, 12, 0, 0)
+#: the checkout's terminal profiles (the installed cardlab.vectors may be another checkout's)
+TERMINALS_DIR = Path(__file__).resolve().parents[2] / "vectors" / "terminals"
 
 
 class Interface:
@@ -59,9 +61,9 @@ def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def _host(prepared: Any, app: Any) -> IssuerHost:
     keys = certkit.sources.load_keystore(prepared.keys_path)
-    imk = keys.symmetric_key(app.keys.get("imk_ac"), "IMK-AC")
-    assert imk is not None
-    return IssuerHost(imk)
+    found = keys.symmetric_key(app.keys.get("imk_ac"), "IMK-AC")
+    assert found is not None
+    return IssuerHost(found[1])
 
 
 def _atc(state: Any) -> int:

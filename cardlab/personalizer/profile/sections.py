@@ -517,7 +517,39 @@ def parse_contactless(
         if len(aip) == 2 and not aip[1] & 0x80:
             ck.err(f"{p}.kernel", "2, but the AIP lacks byte 2 b8 (EMV mode supported, Book C-2): set aip")
     afl = _contactless_afl(ck, m.get("afl"), f"{p}.afl", records)
+    _contactless_records(ck, p, kernel, fdda, afl, records)
     return Contactless(kernel, pdol, ctq, fdda, afl, third)
+
+
+#: what the kernel needs in the records its AFL reads: kernel 2 (Book C-2, EMV mode: PAN,
+#: expiry, CDOL1), kernel 3 (Book C-3: the PAN; 57 comes in the GPO answer), fDDA and CDA the
+#: ODA objects (CA index, issuer and ICC certificates and exponents)
+_K2_RECORD_TAGS = (0x5A, 0x5F24, 0x8C)
+_K3_RECORD_TAGS = (0x5A, 0x57)
+_ODA_RECORD_TAGS = (0x8F, 0x90, 0x9F32, 0x9F46, 0x9F47)
+
+
+def _contactless_records(
+    ck: Checker,
+    p: str,
+    kernel: int,
+    fdda: bool,
+    afl: tuple[tuple[int, int, int, int], ...] | None,
+    records: tuple[RecordLayout, ...],
+) -> None:
+    """The records the contactless AFL reads hold what the kernel needs (one problem per tag)."""
+    read = records if afl is None else tuple(
+        r for r in records if any(sfi == r.sfi and first <= r.number <= last for sfi, first, last, _ in afl)
+    )
+    tags = {t for r in read for t in r.tags}
+    needed = list(_K2_RECORD_TAGS if kernel == 2 else _K3_RECORD_TAGS)
+    if fdda or (kernel == 2 and any(0x9F46 in r.tags for r in records)):
+        needed += _ODA_RECORD_TAGS
+    where = f"{p}.afl" if afl is not None else f"{p}.kernel"
+    for t in needed:
+        if t not in tags:
+            ck.err(where, f"no record read on the contactless interface holds {fmt_tag(t)} ({TAGS[t].name}), "
+                          f"which kernel {kernel} needs")
 
 
 def _contactless_afl(

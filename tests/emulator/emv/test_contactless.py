@@ -274,6 +274,8 @@ def _doc(path: Path) -> dict[str, Any]:
         (VISA, {"third_party_data": "0102030405"}, "applications[0].contactless.third_party_data: kernel 2 only"),
         (VISA, {"afl": [[1, 1, 2, 0]]}, "applications[0].contactless.afl[0]: SFI 1 record 2 is not in the afl layout"),
         (VISA, {"afl": [[1, 1]]}, "applications[0].contactless.afl[0]: [1, 1] is not [SFI, first, last, #ODA]"),
+        (VISA, {"afl": [[2, 1, 2, 2]]}, "applications[0].contactless.afl: no record read on the contactless "
+                                        "interface holds 57"),
         (VISA, {"colour": "red"}, "applications[0].contactless.colour: unknown field"),
         (MC, {"fdda": True}, "applications[0].contactless.fdda: kernel 3 only"),
         (MC, {"pdol": "9F02:6 8C:2"}, "applications[0].contactless.pdol[1]: tag 8C"),

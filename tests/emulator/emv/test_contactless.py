@@ -320,3 +320,14 @@ def test_contactless_atr_and_uid_pseudo_apdu() -> None:
     assert cl.reader_command(card.state, bytes.fromhex("00A4040000")) is None
     other = Card.create(kdd=bytes(range(10)))
     assert cl.uid(other.state) != uid and len(uid) == 7
+
+
+def test_card_show_names_the_interfaces(visa: Card, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cardlab.cli import main
+
+    image = tmp_path / "visa.json"
+    visa.save(image)
+    assert main(["card", "show", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "contact + contactless (kernel 3, qVSDC, fDDA v01, CTQ 2000)" in out
+    assert cl.uid(visa.state).hex().upper() in out and cl.atr(visa.state).hex().upper() in out

@@ -331,3 +331,19 @@ def test_card_show_names_the_interfaces(visa: Card, tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert "contact + contactless (kernel 3, qVSDC, fDDA v01, CTQ 2000)" in out
     assert cl.uid(visa.state).hex().upper() in out and cl.atr(visa.state).hex().upper() in out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ttq=st.binary(min_size=4, max_size=4), amount=st.integers(0, 10**12 - 1), un=st.binary(min_size=4, max_size=4))
+def test_any_ttq_ends_in_a_valid_answer(visa: Card, ttq: bytes, amount: int, un: bytes) -> None:
+    """Whatever TTQ a reader sends: 9000 with a cryptogram (the ATC moved by one) or 6985
+    without qVSDC support (the ATC did not move); never an internal error."""
+    data = visa.applets[VISA_AID].data  # type: ignore[attr-defined]
+    before = data.atc
+    r, _, sw = qvsdc(visa, ttq, amount, un)
+    if ttq[0] & 0x20:
+        assert sw == 0x9000 and int.from_bytes(r[0x9F36], "big") == data.atc == before + 1
+        assert r[0x9F27][0] & 0xC0 in (0x00, 0x40, 0x80)
+        assert (0x9F4B in r) == (r[0x9F27][0] & 0xC0 == 0x40 or (r[0x9F27][0] & 0xC0 == 0x80 and bool(ttq[0] & 1)))
+    else:
+        assert sw == 0x6985 and data.atc == before

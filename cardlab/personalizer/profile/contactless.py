@@ -12,7 +12,7 @@ from .tables import TAGS, fmt_tag
 
 
 _CONTACTLESS_KEYS = ("kernel", "pdol", "ctq", "fdda", "afl", "third_party_data")
-#: data the card reads from the contactless PDOL (EMV Contactless Book C-3 §5.2: the qVSDC
+#: data the card reads from the contactless PDOL (EMV Contactless Book C-3, the PDOL: the qVSDC
 #: cryptogram covers the same terminal data as the contact one; fDDA v01 hashes 9F37 ‖ 9F02 ‖ 5F2A)
 _K3_PDOL_REQUIRED = (0x9F66, 0x9F02, 0x9F37)
 _FDDA_PDOL_REQUIRED = (0x9F37, 0x9F02, 0x5F2A)

@@ -4,7 +4,7 @@ mode (Book C-2) — and one ATC / one set of counters shared with the contact in
 
 Cryptograms are checked with pyemv under the key store's IMK; the fDDA signature is recovered
 with the ICC public key (the card's modulus, exponent 9F47 from its records) and its hash
-recomputed over the data Book C-3 Annex C names.
+recomputed over the data Book C-3 names for fDDA.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MC_RECORD = {"pan": "5413330089010012", "psn": "01", "expiry": "2035-12", "name"
 VISA_AID = bytes.fromhex("A0000000031010")
 MC_AID = bytes.fromhex("A0000000041010")
 AC_TAGS = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
-#: TTQ 9F66 (Book C-3 Annex A): qVSDC + contact chip + online PIN + signature, online capable
+#: TTQ 9F66 (Book C-3 data dictionary): qVSDC + contact chip + online PIN + signature, online capable
 TTQ_ONLINE_CAPABLE = bytes.fromhex("36000000")
 TTQ_ONLINE_REQUIRED = bytes.fromhex("37800000")  # + ODA for online, online cryptogram required
 TTQ_OFFLINE_ONLY = bytes.fromhex("3E000000")
@@ -104,7 +104,10 @@ def oracle(keystore: SoftwareKeyStore, record: dict[str, str], cvn: int) -> Any:
     return klass(*imk, record["pan"], record["psn"])
 
 
-def qvsdc(card: Card, ttq: bytes, amount: int = 1000, un: bytes = b"\x12\x34\x56\x78") -> tuple[dict[int, bytes], dict[int, bytes], int]:
+Answer = tuple[dict[int, bytes], dict[int, bytes], int]
+
+
+def qvsdc(card: Card, ttq: bytes, amount: int = 1000, un: bytes = b"\x12\x34\x56\x78") -> Answer:
     card.interface = "contactless"
     card.power_on()
     select(card, VISA_AID)

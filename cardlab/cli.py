@@ -218,6 +218,9 @@ def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
 
     for line in describe_atr(st.atr):
         out.print(f"    {line}", markup=False, highlight=False)
+    from cardlab.emulator import contactless
+
+    out.print(f"  contactless     ATR {contactless.atr(st).hex().upper()}, UID {contactless.uid(st).hex().upper()}")
     out.print(f"  KDD             {st.kdd.hex().upper()}")
     out.print(f"  SCP03 i         {st.scp_i:02X}   next sequence counter {st.sequence_counter}")
     keys = Table(title="Keys (check values only)")
@@ -278,6 +281,10 @@ def _emv_counters(card: Card) -> list[tuple[str, list[str]]]:
              f"{d.cumulative_offline} (limits {r.lower_cumulative_offline}/{r.upper_cumulative_offline}, minor units)"),
             ("log entries", f"{len(d.log)}{log_capacity}"),
         ]
+        if d.kernel:  # dual interface: one ATC and one set of counters for both (issue 16)
+            kind = {3: "kernel 3, qVSDC" + (", fDDA v01" if d.fdda_version else "") + f", CTQ {d.ctq.hex().upper()}",
+                    2: "kernel 2, EMV mode"}.get(d.kernel, f"kernel {d.kernel}")
+            facts.append(("interfaces", f"contact + contactless ({kind})"))
         sections.append((f"EMV application {rec.aid.hex().upper()}", [f"{k:<24}{v}" for k, v in facts]))
     return sections
 
@@ -319,7 +326,7 @@ def cmd_card_serve(args: argparse.Namespace, out: Console) -> int:
     from cardlab.emulator.transports import vpcd
 
     Card.load(args.image)  # fail early on a bad image
-    vpcd.run(args.image, args.host, args.port)
+    vpcd.run(args.image, args.host, args.port, interface=args.interface)
     return 0
 
 
@@ -399,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--vpcd", action="store_true", help="connect to pcscd's vpcd driver")
     serve.add_argument("--host", default="127.0.0.1", help="pcscd's vpcd address (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=35963, help="pcscd's vpcd port (default 35963)")
+    serve.add_argument("--interface", choices=("contact", "contactless"), default="contact",
+                       help="contactless: the PC/SC contactless ATR (ISO 14443-4) and GET DATA UID; "
+                       "same image, same counters (default contact)")
     serve.set_defaults(func=cmd_card_serve)
 
     cdemo = card.add_parser("demo", help="a scripted GlobalPlatform card-management session over SCP03")

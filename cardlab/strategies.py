@@ -205,6 +205,9 @@ def _set_oda(app: dict[str, Any], methods: list[str]) -> None:
         cvm = app.get("cvm_list")
         if isinstance(cvm, dict):
             cvm["rules"] = [r for r in cvm["rules"] if r.get("method") != "offline_enciphered_pin"]
+    contactless = app.get("contactless")
+    if "DDA" not in methods and isinstance(contactless, dict):
+        contactless.pop("fdda", None)  # the AIP's DDA bit announces fDDA (EMV Contactless Book C-3)
     app["oda"] = methods
 
 

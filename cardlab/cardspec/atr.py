@@ -198,6 +198,17 @@ def basic(protocol: int, historical: bytes = DEFAULT_HISTORICAL) -> bytes:
     raise ValueError(f"T={protocol}: EMV cards use T=0 or T=1")
 
 
+def contactless(historical: bytes = DEFAULT_HISTORICAL) -> bytes:
+    """The ATR a PC/SC reader builds for an ISO/IEC 14443-4 card (PC/SC Part 3 §3.1.3.2.3):
+    ``3B 8K 80 01 hist TCK`` — T0 (TD1 follows, K historical bytes), TD1 = 80 (TD2 follows,
+    T=0), TD2 = 01 (T=1), the card's historical bytes (the ATS's for type A, at most 15), TCK.
+
+    >>> contactless().hex().upper()
+    '3B8680018031C082900064'
+    """
+    return build(Atr(DIRECT, (Group(td_protocol=0), Group(td_protocol=1)), historical[:MAX_HISTORICAL]))
+
+
 DEFAULT_T0 = basic(0)
 DEFAULT_T1 = basic(1)
 #: the default for new cards: T=1 (see README "Choosing a card's ATR")

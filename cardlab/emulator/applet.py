@@ -72,6 +72,8 @@ class CardContext(Protocol):
     random: Callable[[int], bytes]
     applets: dict[bytes, Applet]
     channels: dict[int, Channel]
+    #: "contact" or "contactless": the interface the command came through (issue 16)
+    interface: str
 
     def mark_dirty(self) -> None:
         """Persistent card state changed (saved before the response leaves)."""

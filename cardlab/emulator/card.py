@@ -27,6 +27,8 @@ from cardlab.cardspec.atr import parse as parse_atr
 
 from . import apdu
 from .apdu import SW, Command, StatusError
+from .contactless import INTERFACES
+from .contactless import atr as contactless_atr
 from .applet import Applet, Channel, Context, Security
 from .gp import lifecycle
 from .state import CardState
@@ -79,11 +81,17 @@ class Card:
         *,
         random: Callable[[int], bytes] = os.urandom,
         on_commit: Callable[[Card], None] | None = None,
+        interface: str = "contact",
     ) -> None:
         from .filesystem import FileSystem
 
         self.state = state
         self.random = random
+        if interface not in INTERFACES:
+            raise ValueError(f"interface {interface!r}: contact or contactless")
+        #: the interface the card is reached through (one card, one state, two interfaces:
+        #: issue 16); the applications read it from the Context (``ctx.card.interface``)
+        self.interface = interface
         #: called with the card before any response that follows a state change
         self.on_commit = on_commit
         #: the image journal keeping this card's image (cardlab.emulator.journal), told of full saves
@@ -114,10 +122,10 @@ class Card:
         return cls(new_card_state(**options))  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Card:
+    def load(cls, path: str | os.PathLike[str], *, interface: str = "contact") -> Card:
         from .image import load_state
 
-        return cls(load_state(path))
+        return cls(load_state(path), interface=interface)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         from .image import save_state
@@ -160,13 +168,17 @@ class Card:
         self.security = Security()
         self.channels = {0: Channel(0, selected=self.state.isd_aid, fs=FsCursor.at_mf(self.fs))}
         self.powered = True
-        self.protocol = offered_protocols(self.state.atr)[0]
         self._t0.reset()
+        if self.interface == "contactless":
+            # ISO/IEC 14443-4 is a block protocol: PC/SC presents it as T=1 (PC/SC Part 3 §3.1.3.2.3)
+            self.protocol = 1
+            return contactless_atr(self.state)
+        self.protocol = offered_protocols(self.state.atr)[0]
         return self.state.atr
 
     def select_protocol(self, protocol: int) -> None:
         """PPS after the ATR (ISO/IEC 7816-3 §9): ``protocol`` must be one the ATR offers."""
-        if protocol not in offered_protocols(self.state.atr):
+        if protocol not in ((1,) if self.interface == "contactless" else offered_protocols(self.state.atr)):
             raise ValueError(f"T={protocol} is not offered by the card's ATR")
         self.protocol = protocol
         self._t0.reset()

@@ -55,6 +55,7 @@ def to_json(state: CardState, *, kcvs: bool = True, instances: bool = True) -> d
         "iin": _hex(state.iin),
         "cin": _hex(state.cin),
         "cplc": _hex(state.cplc),
+        **({"uid": _hex(state.uid)} if state.uid else {}),
         "keys": [
             {"kvn": k.kvn, "kid": k.kid, "type": k.kind, "value": _hex(k.value), "kcv": _hex(k.kcv())}
             if kcvs
@@ -110,6 +111,7 @@ def from_json(doc: dict[str, Any]) -> CardState:
             iin=_unhex(doc["iin"], "iin"),
             cin=_unhex(doc["cin"], "cin"),
             cplc=_unhex(doc["cplc"], "cplc"),
+            uid=_unhex(doc["uid"], "uid") if "uid" in doc else b"",
             keys=[
                 KeyEntry(int(k["kvn"]), int(k["kid"]), str(k["type"]), _unhex(k["value"], "key value"))
                 for k in doc["keys"]

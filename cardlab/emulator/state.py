@@ -80,6 +80,8 @@ class CardState:
     instances: list[InstanceRecord] = field(default_factory=list)
     #: the ISO file system tree, owned by cardlab.emulator.filesystem (dump/load)
     filesystem: dict[str, Any] = field(default_factory=dict)
+    #: ISO/IEC 14443-3 UID on the contactless interface; empty: derived (cardlab.emulator.contactless)
+    uid: bytes = b""
     #: other data stored in the ISD by STORE DATA (tag → value, both hex-free bytes)
     isd_data: dict[int, bytes] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ are built here in clear and sealed by the caller at once.
 | ``SSRR`` records | :func:`build_records` (template 70 per :class:`RecordLayout`) |
 | ``9102`` | :func:`fci_9102` |
 | ``9104`` | :func:`gpo_9104` |
+| ``9103`` / ``9207`` / ``0D03`` | contactless: :func:`fci_9103`, :func:`gpo_9207`, :func:`contactless_0d03` |
 | ``8000`` / ``9000`` | the three ICC master keys / :func:`kcv_9000` |
 | ``8010`` / ``9010`` | :func:`pin_block_8010` / :func:`pin_try_9010` |
 | ``8201``–``8205`` | :func:`crt_dgis` |
@@ -34,11 +35,15 @@ __all__ = [
     "bcd",
     "build_record",
     "build_records",
+    "contactless_0d03",
+    "contactless_dgis",
     "conversion_0d02",
     "crt_dgis",
     "fci_9102",
+    "fci_9103",
     "get_data_0e01",
     "gpo_9104",
+    "gpo_9207",
     "internal_0d01",
     "kcv_9000",
     "pin_block_8010",
@@ -167,6 +172,60 @@ def fci_9102(app: Application, languages: str | None = None) -> bytes:
     if app.log is not None:
         items.append((0xBF0C, tlv.encode(0x9F4D, app.log.log_entry)))
     return tlv.encode_all(items)
+
+
+def fci_9103(app: Application, languages: str | None = None) -> bytes:
+    """DGI 9103: the A5 template on the contactless interface (CPS §5.4): as 9102 with the
+    contactless PDOL (which carries 9F66 TTQ for kernel 3, EMV Contactless Book C-3, the PDOL);
+    empty for a contact-only application (the DGI is then not sent)."""
+    cl = app.contactless
+    if cl is None:
+        return b""
+    items: list[tuple[int, bytes]] = [(0x50, app.label.encode("ascii")), (0x87, bytes((app.priority,)))]
+    if cl.pdol:
+        items.append((0x9F38, encode_dol(cl.pdol)))
+    lang = languages.encode("ascii") if languages else app.language_preference
+    if lang:
+        items.append((0x5F2D, lang))
+    if app.issuer_code_table_index is not None:
+        items.append((0x9F11, bytes((app.issuer_code_table_index,))))
+    if app.preferred_name:
+        items.append((0x9F12, app.preferred_name.encode("ascii")))
+    return tlv.encode_all(items)
+
+
+def gpo_9207(app: Application) -> bytes:
+    """DGI 9207: ``82`` AIP ‖ ``94`` AFL on the contactless interface (the DGI Visa's
+    contactless perso profiles give the qVSDC AIP/AFL). The AIP is the application's one AIP
+    (the signed static data covers it, Book 2 §5.4), the AFL the section's or the contact one."""
+    cl = app.contactless
+    if cl is None:
+        return b""
+    return tlv.encode(0x82, app.aip) + tlv.encode(0x94, cl.afl_value(app.afl()))
+
+
+def contactless_0d03(app: Application) -> bytes:
+    """DGI 0D03 (cardlab card-internal contactless data, docs/dgi-map.md): ``9F2A`` kernel
+    identifier, then for kernel 3 ``9F6C`` CTQ and ``DF22`` fDDA version (01) when fDDA is on,
+    for kernel 2 ``9F6E`` Third Party Data when given."""
+    cl = app.contactless
+    if cl is None:
+        return b""
+    items: list[tuple[int, bytes]] = [(0x9F2A, bytes((cl.kernel,)))]
+    if cl.ctq is not None:
+        items.append((0x9F6C, cl.ctq))
+    if cl.fdda:
+        items.append((0xDF22, b"\x01"))
+    if cl.third_party_data is not None:
+        items.append((0x9F6E, cl.third_party_data))
+    return tlv.encode_all(items)
+
+
+def contactless_dgis(app: Application, languages: str | None = None) -> list[tuple[int, bytes]]:
+    """The contactless DGIs 9103, 9207, 0D03 of an application (none without a section)."""
+    if app.contactless is None:
+        return []
+    return [(0x9103, fci_9103(app, languages)), (0x9207, gpo_9207(app)), (0x0D03, contactless_0d03(app))]
 
 
 def gpo_9104(app: Application) -> bytes:

@@ -139,7 +139,9 @@ def pcscd_unavailable() -> str | None:
 class CardServer:
     """``python -m cardlab.emulator.transports.vpcd IMAGE`` in a subprocess."""
 
-    def __init__(self, image: Path, log_path: Path, port: int = VPCD_PORT, *, cli: bool = False) -> None:
+    def __init__(
+        self, image: Path, log_path: Path, port: int = VPCD_PORT, *, cli: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         self.image = image
         self.log_path = log_path
         self.port = port
@@ -147,6 +149,7 @@ class CardServer:
             command = [sys.executable, "-m", "cardlab", "card", "serve", str(image), "--vpcd", "--port", str(port)]
         else:
             command = [sys.executable, "-m", "cardlab.emulator.transports.vpcd", str(image), "--port", str(port), "-v"]
+        command += list(extra)  # e.g. --interface contactless
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 command,

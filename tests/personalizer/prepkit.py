@@ -62,6 +62,7 @@ def sda_profile(out: Path) -> Path:
     app = copy.deepcopy(doc["applications"][0])
     app["oda"] = "SDA"
     app.pop("icc_key")
+    app["contactless"]["fdda"] = False  # fDDA signs with the ICC key this variant lacks
     app["cvm_list"]["rules"] = [r for r in app["cvm_list"]["rules"] if r["method"] != "offline_enciphered_pin"]
     for f in app["afl"]:
         f["records"] = [r for r in f["records"] if "9F46" not in r["data"]]

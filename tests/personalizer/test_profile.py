@@ -67,7 +67,7 @@ def test_mastercard_sample_cda() -> None:
     p = load_profile(MC)
     (app,) = p.applications
     assert app.cvn == 16 and app.oda == ("CDA",)
-    assert app.aip == bytes.fromhex("1D00")
+    assert app.aip == bytes.fromhex("1D80")  # byte 2 b8: EMV mode for its kernel 2 section (Book C-2)
     assert app.cvm_list is not None
     # 8E: X = 5000 (00001388), Y = 0, rules 5F06 (no CVM if under X, next), 4403, 4203, 5E03, 0000
     assert app.cvm_list.encode().hex().upper() == "00001388000000005F06440342035E030000"

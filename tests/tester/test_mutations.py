@@ -126,6 +126,7 @@ def drop_record(app_i: int, sfi: int, rec: int) -> Callable[[Apps], None]:
             return encode(0x82, items[0x82]) + encode(0x94, new)
 
         replace_dgi(app_i, 0x9104, fix)(apps)
+        replace_dgi(app_i, 0x9207, fix)(apps)  # the contactless AFL (DGI 9207) names it too
 
     return mutate
 

@@ -7,7 +7,9 @@ One built-in load file with two modules:
   the directory = 01, 5F2D, 9F11, BF0C}}; READ RECORD SFI 1 answers
   70 {61 {4F, 50, 9F12, 87}…} records, 6A83 after the last.
 * PPSE (instance AID ``2PAY.SYS.DDF01``): FCI 6F {84, A5 {BF0C {61 {4F, 50,
-  87}…}}}.
+  87, 9F2A}…}}}: 9F2A (Kernel Identifier, EMV Contactless Book B, PPSE directory entry) for an
+  application with a contactless section (DGI 0D03); on the contactless interface
+  the contact-only applications are left out.
 
 Both are *computed* at SELECT / READ RECORD time from the card's registry, so
 they always match the payment applications on the card: every EMV instance
@@ -52,12 +54,16 @@ def directory_entries(ctx: Context, *, contactless: bool) -> list[bytes]:
             continue
         if rec.lifecycle == lifecycle.AppLife.INSTALLED or lifecycle.app_is_locked(rec.lifecycle):
             continue
+        if contactless and not app.data.kernel and ctx.card.interface == "contactless":
+            continue  # a contact-only application is not reachable over the air
         try:
             fci = tlv.to_dict(fci_proprietary(app, contactless=contactless))
         except tlv.TlvError:
             fci = {}
         tags = (0x50, 0x9F12, 0x87) if not contactless else (0x50, 0x87)
         body = tlv.encode(0x4F, rec.aid) + b"".join(tlv.encode(t, fci[t]) for t in tags if t in fci)
+        if contactless and app.data.kernel:
+            body += tlv.encode(0x9F2A, bytes([app.data.kernel]))  # Kernel Identifier (Book B, PPSE directory entry)
         out.append(tlv.encode(0x61, body))
     return out
 

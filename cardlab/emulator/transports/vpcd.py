@@ -119,9 +119,23 @@ class _Link:
             raise _Disconnected(str(exc)) from exc
 
 
+def _reader(card: CardLike) -> Callable[[bytes], bytes | None] | None:
+    """On the contactless interface the PC/SC reader answers its own pseudo-APDUs (GET DATA
+    UID, PC/SC Part 3 §3.2.2.1): :func:`cardlab.emulator.contactless.reader_command`."""
+    from cardlab.emulator import Card
+
+    if not isinstance(card, Card) or card.interface != "contactless":
+        return None
+    from cardlab.emulator.contactless import reader_command
+
+    state = card.state
+    return lambda command: reader_command(state, command)
+
+
 def _session(link: _Link, card: CardLike) -> None:
     """Answer vpcd until the connection ends (raises _Disconnected or _Stopped)."""
     atr: bytes | None = None
+    reader = _reader(card)
     while True:
         payload = link.receive()
         if len(payload) == 1:
@@ -141,7 +155,8 @@ def _session(link: _Link, card: CardLike) -> None:
         elif payload:
             if atr is None:  # a command without power-on: power the card first
                 atr = card.power_on()
-            link.send(card.transmit(payload))
+            answer = reader(payload) if reader is not None else None
+            link.send(answer if answer is not None else card.transmit(payload))
         else:
             log.warning("vpcd: empty message ignored")
 
@@ -163,14 +178,16 @@ def _connect(host: str, port: int, stop_event: threading.Event) -> socket.socket
             backoff = min(backoff * 2, BACKOFF_MAX)
 
 
-def _open_card(card_or_path: CardLike | str | os.PathLike[str]) -> tuple[CardLike, Path | None]:
+def _open_card(
+    card_or_path: CardLike | str | os.PathLike[str], interface: str = "contact"
+) -> tuple[CardLike, Path | None]:
     if isinstance(card_or_path, (str, os.PathLike)):
         from cardlab.emulator import Card
 
         from cardlab.emulator.journal import ImageJournal
 
         path = Path(card_or_path)
-        card = Card.load(path)
+        card = Card.load(path, interface=interface)
         ImageJournal.attach(card, path)  # each change journaled, synced, before the answer leaves
         return card, path
     return card_or_path, None
@@ -183,6 +200,7 @@ def serve(
     stop_event: threading.Event | None = None,
     *,
     on_connect: Callable[[], None] | None = None,
+    interface: str = "contact",
 ) -> None:
     """Serve a card to pcscd's vpcd driver until ``stop_event`` is set.
 
@@ -190,10 +208,11 @@ def serve(
     path of a card image: it is then loaded, every persistent change journaled
     (synced) before the answer, and the image saved whole on return. Lost connections (pcscd
     restarting) are retried with backoff. Without ``stop_event`` this runs until
-    the process ends.
+    the process ends. ``interface`` (for an image path) is the card's interface: ``contactless``
+    presents the PC/SC contactless ATR and answers the reader's GET DATA UID (issue 16).
     """
     stop = stop_event if stop_event is not None else threading.Event()
-    card, path = _open_card(card_or_path)
+    card, path = _open_card(card_or_path, interface)
     try:
         while not stop.is_set():
             try:
@@ -221,7 +240,10 @@ def serve(
     log.info("vpcd server stopped")
 
 
-def run(image_path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def run(
+    image_path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+    *, interface: str = "contact",
+) -> None:
     """Blocking entry point for ``cardlab card serve IMAGE --vpcd``: serve the
     image until SIGINT or SIGTERM, then save it and return."""
     stop = threading.Event()
@@ -236,7 +258,7 @@ def run(image_path: str | os.PathLike[str], host: str = DEFAULT_HOST, port: int 
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
-        serve(image_path, host, port, stop)
+        serve(image_path, host, port, stop, interface=interface)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -249,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("image", help="card image (JSON); saved as the card changes")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--interface", choices=("contact", "contactless"), default="contact")
     parser.add_argument("--create", action="store_true", help="create a fresh card image if the file is missing")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(argv)
@@ -259,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         from cardlab.emulator import Card
 
         Card.create().save(args.image)
-    run(args.image, args.host, args.port)
+    run(args.image, args.host, args.port, interface=args.interface)
     return 0
 
 

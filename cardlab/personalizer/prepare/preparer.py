@@ -280,6 +280,7 @@ class CardPreparer:
         ]
         if ctx.dgi_0d02:
             dgis.append((0x0D02, ctx.dgi_0d02))
+        dgis += cps.contactless_dgis(app, record.language)
         if app.offline_pin:
             dgis.append((0x9010, ctx.dgi_9010))
         dgis += secret_dgis

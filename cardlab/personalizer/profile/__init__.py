@@ -13,6 +13,7 @@ Modules, each importing only those above it:
 ``keyrefs``     the ``keys`` section: key names and issuer certificates
 ``model``       the frozen dataclasses (:class:`Profile`, :class:`Application`, …)
 ``sections``    one reader per section of an application (DOLs, AFL, CVM list, …)
+``contactless`` the ``contactless`` section (EMV Contactless kernels 3 and 2)
 ``validate``    consistency rules across the sections of an application
 ``parse``       the whole document: :func:`parse_profile`, :func:`load_profile`
 ==============  ===============================================================
@@ -25,6 +26,7 @@ from .derive import encode_dol
 from .keyrefs import ISSUER_CERTIFICATE_FORMAT, IssuerCertificateRef, KeyRefs
 from .model import (
     Application,
+    Contactless,
     ConversionRate,
     CvmList,
     CvmRule,
@@ -61,6 +63,7 @@ __all__ = [
     "ODA_METHODS",
     "TAGS",
     "Application",
+    "Contactless",
     "ConversionRate",
     "CvmList",
     "CvmRule",

@@ -34,9 +34,14 @@ def encode_dol(dol: Iterable[DolItem]) -> bytes:
     return b"".join(tag_bytes(e.tag) + bytes((e.length,)) for e in dol)
 
 
-def derive_aip(oda: Sequence[str], cardholder_verification: bool, trm: bool, issuer_auth: bool) -> bytes:
+def derive_aip(
+    oda: Sequence[str], cardholder_verification: bool, trm: bool, issuer_auth: bool, *, emv_mode: bool = False
+) -> bytes:
     """AIP byte 1 (Book 3 Annex C1): b7 SDA, b6 DDA, b5 cardholder verification, b4 terminal risk
-    management, b3 issuer authentication, b1 CDA. Byte 2 is RFU for contact (00).
+    management, b3 issuer authentication, b1 CDA. Byte 2 is RFU for contact (00); with
+    ``emv_mode`` (a kernel 2 contactless section) byte 2 b8 "EMV mode supported" (EMV Contactless
+    Book C-2; Book 3 reserves that bit for the contactless books, contact terminals ignore it),
+    so that one AIP — and one signed static data — serves both interfaces.
 
     >>> derive_aip(("SDA",), True, True, True).hex().upper()
     '5C00'
@@ -48,7 +53,7 @@ def derive_aip(oda: Sequence[str], cardholder_verification: bool, trm: bool, iss
     b1 |= 0x08 if trm else 0
     b1 |= 0x04 if issuer_auth else 0
     b1 |= 0x01 if "CDA" in oda else 0
-    return bytes((b1, 0))
+    return bytes((b1, 0x80 if emv_mode else 0))
 
 
 def encode_afl(records: Iterable[tuple[int, int, bool]]) -> bytes:

@@ -138,6 +138,26 @@ class IccKey:
 
 
 @dataclass(frozen=True)
+class Contactless:
+    """The ``contactless`` section of an application: how it answers on the contactless
+    interface (EMV Contactless Book C-3 qVSDC for kernel 3, Book C-2 EMV mode for kernel 2)."""
+
+    kernel: int  # 9F2A kernel identifier: 3 (Visa-like) or 2 (Mastercard-like)
+    pdol: tuple[DolEntry, ...]
+    ctq: bytes | None = None  # kernel 3: 9F6C Card Transaction Qualifiers (2 bytes)
+    fdda: bool = False  # kernel 3: fDDA version 01 (9F69, 9F4B in the GPO answer)
+    #: AFL entries (SFI, first, last, #ODA) on the contactless interface; None: the contact AFL
+    afl: tuple[tuple[int, int, int, int], ...] | None = None
+    third_party_data: bytes | None = None  # kernel 2: 9F6E
+
+    def afl_value(self, contact_afl: bytes) -> bytes:
+        """Value of 94 on the contactless interface (Book 3 §10.2 encoding)."""
+        if self.afl is None:
+            return contact_afl
+        return b"".join(bytes((sfi << 3, first, last, oda)) for sfi, first, last, oda in self.afl)
+
+
+@dataclass(frozen=True)
 class Application:
     """One EMV application template on the card."""
 
@@ -173,6 +193,8 @@ class Application:
     service_code: str
     sda_tag_list: tuple[int, ...]
     extra_data: tuple[tuple[int, bytes], ...] = field(default=())
+    #: the ``contactless`` section (None: a contact-only application)
+    contactless: Contactless | None = None
 
     @property
     def language_preference(self) -> bytes:

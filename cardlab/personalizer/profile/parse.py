@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from .checker import Checker, ProfileError, kind, seq
+from .contactless import parse_contactless
 from .derive import derive_aip
 from .keyrefs import parse_keys
 from .model import Application, GpDetails, Profile
@@ -55,7 +56,7 @@ _APP_KEYS = (
     "pdol", "oda", "aip", "cvn", "afl", "cdol1", "cdol2", "ddol", "tdol", "iac", "cvm_list", "auc",
     "country", "currency", "currency_exponent", "version", "risk", "pin_try_limit", "log",
     "response_format", "icc_key", "keys", "service_code", "sda_tag_list", "data",
-    "terminal_risk_management", "issuer_authentication",
+    "terminal_risk_management", "issuer_authentication", "contactless",
 )  # fmt: skip
 _LABEL = re.compile(r"^[\x20-\x7E]{1,16}$")
 
@@ -110,7 +111,9 @@ def _application(ck: Checker, raw: object, p: str) -> Application:
     cvm = parse_cvm(ck, m.get("cvm_list"), f"{p}.cvm_list")
     trm = ck.boolean(m, "terminal_risk_management", p, default=True)
     issuer_auth = ck.boolean(m, "issuer_authentication", p, default=True)
-    derived = derive_aip(oda, cvm is not None, trm, issuer_auth)
+    raw_cl = m.get("contactless")
+    emv_mode = isinstance(raw_cl, dict) and raw_cl.get("kernel") == 2
+    derived = derive_aip(oda, cvm is not None, trm, issuer_auth, emv_mode=emv_mode)
     aip = ck.hexbytes(m, "aip", p, (2,), default=derived)
     if m.get("aip") is not None and len(aip) == 2:
         for bit, meth in ((0x40, "SDA"), (0x20, "DDA"), (0x01, "CDA")):
@@ -146,6 +149,7 @@ def _application(ck: Checker, raw: object, p: str) -> Application:
     sda_tag_list = parse_sda_tag_list(ck, m, p)
     extra = parse_data(ck, m.get("data", {}), f"{p}.data")
     records = parse_records(ck, m, p, extra)
+    contactless = parse_contactless(ck, raw_cl, f"{p}.contactless", records, aip, icc is not None)
 
     app = Application(
         name=name, aid=aid, label=label, preferred_name=preferred, issuer_code_table_index=cti,
@@ -154,6 +158,7 @@ def _application(ck: Checker, raw: object, p: str) -> Application:
         country=country, currency=currency, currency_exponent=cexp, version=version, risk=risk,
         pin_try_limit=pin_try_limit, log=log, response_format=response_format, icc_key=icc, keys=keys,
         service_code=service_code, sda_tag_list=sda_tag_list, extra_data=tuple(sorted(extra.items())),
+        contactless=contactless,
     )  # fmt: skip
     cross_check(ck, app, p)
     return app

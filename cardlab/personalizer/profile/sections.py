@@ -55,8 +55,8 @@ _CONVERSION_ENTRIES = 8
 _CONVERSION_MANTISSA = 99_999_999
 _CONVERSION_EXPONENT = 12
 _RATE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
-#: records whose DGI number is a card-internal DGI (0D01, 0D02, 0E01; docs/dgi-map.md)
-_INTERNAL_RECORDS = {(13, 1): "0D01", (13, 2): "0D02", (14, 1): "0E01"}
+#: records whose DGI number is a card-internal DGI (0D01, 0D02, 0D03, 0E01; docs/dgi-map.md)
+_INTERNAL_RECORDS = {(13, 1): "0D01", (13, 2): "0D02", (13, 3): "0D03", (14, 1): "0E01"}
 
 
 def parse_dol(ck: Checker, value: object, p: str, *, allow_profile: bool = False) -> tuple[DolEntry, ...]:
@@ -464,3 +464,4 @@ def parse_data(ck: Checker, raw: object, p: str) -> dict[int, bytes]:
             continue
         extra[tag] = ck.hexvalue(v, tp, (info.length,) if info.length else range(1, 253))
     return extra
+

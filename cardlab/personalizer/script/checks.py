@@ -42,6 +42,8 @@ def expected_dgis(profile: Mapping[str, Any]) -> dict[str, set[int]] | None:
             dgis.add(0x0D02)
         if app.offline_pin:
             dgis |= {0x8010, 0x9010}
+        if app.contactless is not None:
+            dgis |= {0x9207, 0x0D03}
         if app.icc_key is not None or any(m in ("DDA", "CDA") for m in app.oda):
             dgis |= {0x8201, 0x8202, 0x8203, 0x8204, 0x8205}
         out[app.name] = dgis

@@ -426,7 +426,8 @@ def _answer(
     """Cryptogram, IAD and the response (Book 3 §6.5.5.4), with CDA (Book 2 §6.6)."""
     d, tx = app.data, app.tx
     kind = cid & TYPE_MASK
-    cda = bool(cmd.p1 & P1_CDA) and kind != AAC and bool(d.aip[:1] and d.aip[0] & AIP_CDA)
+    aip = tx.aip or d.aip  # the AIP of this interface's GPO (contactless: DGI 9207)
+    cda = bool(cmd.p1 & P1_CDA) and kind != AAC and bool(aip[:1] and aip[0] & AIP_CDA)
     facts.cda_performed = cda
     try:
         prof = cvn.profile(d.risk.cvn)
@@ -436,7 +437,7 @@ def _answer(
     cvr = prof.encode_cvr(facts)
     iad = prof.issuer_application_data(cvr, d.risk.dki, _iad_counters(app))
     un = values.get(0x9F37, tx.unpredictable_number)
-    ac = prof.application_cryptogram(d.mk_ac, atc, un, prof.ac_input(dict(values), d.aip, atc, iad, cvr))
+    ac = prof.application_cryptogram(d.mk_ac, atc, un, prof.ac_input(dict(values), aip, atc, iad, cvr))
     if cda:
         if d.icc_key is None:
             raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "CDA without an ICC key")

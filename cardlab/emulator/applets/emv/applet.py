@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from ...apdu import Command
 from ...applet import INTERINDUSTRY, PROPRIETARY, Applet, Context, command
-from . import ac, core, issuer, perso
+from . import ac, core, issuer, perso, qvsdc
 from .state import EmvData, Transaction
 
 PERSONALIZED = 0x0F  # application specific life cycle state (GP §5.3.1)
@@ -57,6 +57,8 @@ class EmvApplet(Applet):
     # -- core ----------------------------------------------------------------
     @command(PROPRIETARY, 0xA8)
     def get_processing_options(self, ctx: Context, cmd: Command) -> bytes:
+        if core.on_contactless(ctx):
+            return qvsdc.get_processing_options(self, ctx, cmd)
         return core.get_processing_options(self, ctx, cmd)
 
     @command(INTERINDUSTRY, 0xB2)

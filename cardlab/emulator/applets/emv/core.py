@@ -42,10 +42,16 @@ def fci_proprietary(app: EmvInstance, *, contactless: bool = False) -> bytes:
     return app.data.fci_proprietary
 
 
-def pdol(app: EmvInstance) -> bytes:
-    """The PDOL (9F38) of the FCI proprietary template, empty without one."""
-    found = tlv.find(app.data.fci_proprietary, 0x9F38) if app.data.fci_proprietary else None
+def pdol(app: EmvInstance, *, contactless: bool = False) -> bytes:
+    """The PDOL (9F38) of the FCI proprietary template of the interface, empty without one."""
+    fci = fci_proprietary(app, contactless=contactless)
+    found = tlv.find(fci, 0x9F38) if fci else None
     return found.value if found is not None else b""
+
+
+def on_contactless(ctx: Context) -> bool:
+    """Whether the command came over the contactless interface (the card's session says)."""
+    return ctx.card.interface == "contactless"
 
 
 # -- SELECT ------------------------------------------------------------------------
@@ -58,23 +64,40 @@ def select(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
     offered (6A86). SELECT works before personalization (the A5 template is
     then empty); the transaction commands refuse. A blocked application
     answers its FCI with 6283.
+
+    On the contactless interface the A5 is DGI 9103's (the contactless PDOL); a
+    personalized application without a contactless section is not there (6A82).
     """
     answer = cmd.p2 & 0x0C
     if answer not in (0x00, 0x0C):
         raise StatusError(SW.INCORRECT_P1P2, "only FCI or no response data")
+    contactless = on_contactless(ctx)
+    if contactless and app.data.personalized and not app.data.kernel:
+        raise StatusError(SW.FILE_NOT_FOUND, "no contactless interface")
     if app.data.blocked:
         ctx.notes["sw"] = BLOCKED_SW
     if answer == 0x0C:
         return b""
-    return tlv.encode(0x6F, tlv.encode(0x84, app.aid) + tlv.encode(0xA5, fci_proprietary(app)))
+    return tlv.encode(0x6F, tlv.encode(0x84, app.aid) + tlv.encode(0xA5, fci_proprietary(app, contactless=contactless)))
 
 
 # -- GET PROCESSING OPTIONS ---------------------------------------------------------
 
 
 def get_processing_options(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
-    """GPO (EMV Book 3 §6.5.8): data 83 {PDOL data}; the ATC is incremented
-    here, once per transaction, and never wraps (Book 3 §7.1)."""
+    """GPO on the contact interface (EMV Book 3 §6.5.8): answer 80 {AIP ‖ AFL} or
+    77 {82, 94} (DGI 9104). The contactless GPO is :func:`.qvsdc.get_processing_options`."""
+    pdol_data = gpo_data(app, ctx, cmd)
+    data = app.data
+    start_transaction(app, pdol_data, data.aip)
+    if data.risk.response_format == 1:
+        return tlv.encode(0x80, data.aip + data.afl)
+    return tlv.encode(0x77, tlv.encode(0x82, data.aip) + tlv.encode(0x94, data.afl))
+
+
+def gpo_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
+    """The checks of a GPO command (EMV Book 3 §6.5.8) on either interface: its PDOL data,
+    the value of 83, with exactly the length the interface's PDOL asks for (else 6700)."""
     if cmd.p1 or cmd.p2:
         raise StatusError(SW.INCORRECT_P1P2)
     require_personalized(app)
@@ -89,8 +112,14 @@ def get_processing_options(app: EmvInstance, ctx: Context, cmd: Command) -> byte
     if len(items) != 1 or items[0].tag != 0x83 or items[0].encode() != cmd.data:
         raise StatusError(SW.WRONG_LENGTH, "GPO data is not a 83 template")
     pdol_data = items[0].value
-    if len(pdol_data) != dol_length(pdol(app)):  # checked at personalization
+    if len(pdol_data) != dol_length(pdol(app, contactless=on_contactless(ctx))):  # checked at perso
         raise StatusError(SW.WRONG_LENGTH, "PDOL data length")
+    return pdol_data
+
+
+def start_transaction(app: EmvInstance, pdol_data: bytes, aip: bytes) -> None:
+    """The ATC goes up, once per transaction and never wrapping (Book 3 §7.1): one ATC
+    for both interfaces (issue 16); 6985 at the maximum ATC."""
     data = app.data
     if data.atc >= data.risk.max_atc:
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "ATC at its maximum")
@@ -98,9 +127,7 @@ def get_processing_options(app: EmvInstance, ctx: Context, cmd: Command) -> byte
     app.mark_dirty()
     app.tx.gpo_done = True
     app.tx.pdol_data = pdol_data
-    if data.risk.response_format == 1:
-        return tlv.encode(0x80, data.aip + data.afl)
-    return tlv.encode(0x77, tlv.encode(0x82, data.aip) + tlv.encode(0x94, data.afl))
+    app.tx.aip = aip
 
 
 # -- READ RECORD -------------------------------------------------------------------

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 DGI_FCI = 0x9102
 DGI_FCI_CONTACTLESS = 0x9103
 DGI_GPO = 0x9104
+DGI_GPO_CONTACTLESS = 0x9207
+DGI_CONTACTLESS = 0x0D03
 DGI_MASTER_KEYS = 0x8000
 DGI_KCV = 0x9000
 DGI_PIN_BLOCK = 0x8010
@@ -35,8 +37,10 @@ DGI_PIN_TRY = 0x9010
 DGI_RISK = 0x0D01
 DGI_CONVERSION = 0x0D02
 DGI_DATA_OBJECTS = 0x0E01
-#: card-internal DGIs in the record range: they take the place of records 13/1, 13/2, 14/1
-INTERNAL_DGIS = (DGI_RISK, DGI_CONVERSION, DGI_DATA_OBJECTS)
+#: card-internal DGIs in the record range: they take the place of records 13/1, 13/2, 13/3, 14/1
+INTERNAL_DGIS = (DGI_RISK, DGI_CONVERSION, DGI_CONTACTLESS, DGI_DATA_OBJECTS)
+#: contactless kernels (EMV Contactless Book B kernel identifiers): 2 Book C-2, 3 Book C-3
+KERNELS = (2, 3)
 #: DGI 0D02 (docs/dgi-map.md): BER-TLV, tag DF18 = entries of currency n3 (2 bytes BCD) ‖
 #: mantissa n8 (4 bytes BCD) ‖ exponent (1 byte)
 TAG_CONVERSION = 0xDF18
@@ -136,8 +140,16 @@ def _apply(work: _Work, dgi: int, value: bytes) -> None:
                 raise _bad("malformed PDOL") from exc
     elif dgi == DGI_FCI_CONTACTLESS:
         data.fci_proprietary_contactless = _ber(value, "9103")
+        found = tlv.find(value, 0x9F38)
+        if found is not None:
+            try:
+                dol_length(found.value)
+            except ValueError as exc:
+                raise _bad("malformed contactless PDOL") from exc
     elif dgi == DGI_GPO:
         data.aip, data.afl = _gpo_data(value)
+    elif dgi == DGI_GPO_CONTACTLESS:
+        data.aip_contactless, data.afl_contactless = _gpo_data(value, "9207")
     elif dgi == DGI_MASTER_KEYS:
         if len(value) != 48:
             raise _bad("DGI 8000 holds three 16-byte keys")
@@ -171,6 +183,9 @@ def _internal(data: EmvData, dgi: int, value: bytes) -> None:
     if dgi == DGI_CONVERSION:
         data.currency_conversion = conversion_table(value)
         return
+    if dgi == DGI_CONTACTLESS:
+        _contactless(data, value)
+        return
     try:
         data.data_objects.update({t.tag: t.value for t in tlv.iterate(value)})
     except tlv.TlvError as exc:
@@ -197,15 +212,47 @@ def _record(value: bytes) -> bytes:
     return value
 
 
-def _gpo_data(value: bytes) -> tuple[bytes, bytes]:
-    """DGI 9104: 82 AIP ‖ 94 AFL (EMV Book 3 §10.2: AFL entries of 4 bytes)."""
+def _contactless(data: EmvData, value: bytes) -> None:
+    """DGI 0D03 (cardlab, docs/dgi-map.md): 9F2A kernel identifier (02 or 03, EMV Contactless
+    Book B), 9F6C CTQ (2 bytes, kernel 3), DF22 fDDA version (01, kernel 3), 9F6E Third Party
+    Data (5..32 bytes, kernel 2)."""
+    try:
+        items = tlv.parse(value)
+    except tlv.TlvError as exc:
+        raise _bad("DGI 0D03 is not BER-TLV") from exc
+    found = {t.tag: t.value for t in items}
+    if len(found) != len(items) or set(found) - {0x9F2A, 0x9F6C, 0xDF22, 0x9F6E}:
+        raise _bad("DGI 0D03: only 9F2A, 9F6C, DF22, 9F6E, each once")
+    kernel = found.get(0x9F2A, b"")
+    if len(kernel) != 1 or kernel[0] not in KERNELS:
+        raise _bad("DGI 0D03: 9F2A kernel identifier 02 or 03")
+    k = kernel[0]
+    ctq, fdda, third = found.get(0x9F6C), found.get(0xDF22), found.get(0x9F6E)
+    if k == 2 and (ctq is not None or fdda is not None):
+        raise _bad("DGI 0D03: 9F6C and DF22 are kernel 3 data")
+    if k == 3 and third is not None:
+        raise _bad("DGI 0D03: 9F6E is kernel 2 data")
+    if ctq is not None and len(ctq) != 2:
+        raise _bad("DGI 0D03: 9F6C is 2 bytes")
+    if fdda is not None and fdda != b"\x01":
+        raise _bad("DGI 0D03: DF22 fDDA version 01 only")
+    if third is not None and not 5 <= len(third) <= 32:
+        raise _bad("DGI 0D03: 9F6E is 5..32 bytes")
+    data.kernel = k
+    data.ctq = ctq or (b"\x00\x00" if k == 3 else b"")
+    data.fdda_version = 1 if fdda else 0
+    data.third_party_data = third or b""
+
+
+def _gpo_data(value: bytes, name: str = "9104") -> tuple[bytes, bytes]:
+    """DGI 9104 (9207 contactless): 82 AIP ‖ 94 AFL (EMV Book 3 §10.2: AFL entries of 4 bytes)."""
     try:
         items = tlv.to_dict(value)
     except tlv.TlvError as exc:
-        raise _bad("DGI 9104 is not BER-TLV") from exc
+        raise _bad(f"DGI {name} is not BER-TLV") from exc
     aip, afl = items.get(0x82), items.get(0x94)
     if aip is None or afl is None or len(aip) != 2 or not afl or len(afl) % 4:
-        raise _bad("DGI 9104 needs 82 (2 bytes) and 94 (4n bytes)")
+        raise _bad(f"DGI {name} needs 82 (2 bytes) and 94 (4n bytes)")
     for sfi, first, last in afl_entries(afl):
         if not 1 <= sfi <= 30 or first == 0 or last < first:
             raise _bad("invalid AFL entry")
@@ -412,10 +459,11 @@ def _complete(work: _Work) -> None:
         raise _bad("DGI 0D02 converts the application currency (9F42) into itself")
     if any(d in work.parts for d in (*ICC_KEY_DGIS, *PIN_KEY_DGIS)):
         raise _bad("incomplete RSA key")
-    for sfi, first, last in afl_entries(data.afl):
+    for sfi, first, last in afl_entries(data.afl) + afl_entries(data.afl_contactless):
         for rec in range(first, last + 1):
             if (sfi, rec) not in data.records:
                 raise _bad(f"record {sfi}/{rec} named by the AFL is missing")
+    _complete_contactless(data)
     cvms = cvm_codes(data)
     offline_pin = cvms & (OFFLINE_PLAIN_PIN_CVMS | OFFLINE_ENCIPHERED_PIN_CVMS)
     if offline_pin and (not data.pin_block or DGI_PIN_TRY not in data.received):
@@ -425,6 +473,47 @@ def _complete(work: _Work) -> None:
     if cvms & OFFLINE_ENCIPHERED_PIN_CVMS and data.pin_key is None and data.icc_key is None:
         raise _bad("enciphered PIN in the CVM list without a key to decipher it")
     _check_public_exponent(data)
+
+
+def _complete_contactless(data: EmvData) -> None:
+    """The contactless DGIs 9103, 9207, 0D03 come together; kernel 3 needs TTQ in its
+    PDOL (Book C-3), fDDA an ICC key and DDA in the AIP, kernel 2 the AIP's EMV mode
+    bit (byte 2 b8, Book C-2)."""
+    parts = {DGI_FCI_CONTACTLESS, DGI_GPO_CONTACTLESS, DGI_CONTACTLESS}
+    got = parts & data.received
+    if got and got != parts:
+        raise _bad("contactless DGIs 9103, 9207 and 0D03 go together: missing " +
+                   " ".join(f"{d:04X}" for d in sorted(parts - got)))
+    if not got:
+        return
+    pdol = tlv.find(data.fci_proprietary_contactless, 0x9F38)
+    tags = {t for t, _ in _dol_tags(pdol.value)} if pdol is not None else set()
+    if data.kernel == 3:
+        if 0x9F66 not in tags:
+            raise _bad("kernel 3: the contactless PDOL (DGI 9103) must ask for 9F66 (TTQ)")
+        if data.fdda_version:
+            if data.icc_key is None or not data.aip_contactless[0] & AIP_DDA:
+                raise _bad("fDDA without the ICC key or without DDA in the contactless AIP")
+            if not {0x9F37, 0x9F02, 0x5F2A} <= tags:
+                raise _bad("fDDA v01 needs 9F37, 9F02, 5F2A in the contactless PDOL")
+    elif not data.aip_contactless[1] & 0x80:
+        raise _bad("kernel 2: the contactless AIP (DGI 9207) lacks EMV mode (byte 2 b8)")
+
+
+def _dol_tags(dol: bytes) -> list[tuple[int, int]]:
+    """(tag, length) of a DOL whose encoding :func:`dol_length` accepted."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(dol):
+        start = i
+        i += 1
+        if dol[start] & 0x1F == 0x1F:
+            while dol[i] & 0x80:
+                i += 1
+            i += 1
+        out.append((int.from_bytes(dol[start:i], "big"), dol[i]))
+        i += 1
+    return out
 
 
 def record_tag(data: EmvData, tag: int) -> bytes | None:

@@ -116,13 +116,14 @@ class Transaction:
     cdol1_data: bytes = b""
     pdol_data: bytes = b""  # value of 83 in GET PROCESSING OPTIONS (hashed by CDA, EMV Book 2 §6.6.1)
     dda_performed: bool = False  # INTERNAL AUTHENTICATE answered (EMV Book 2 §6.5)
+    aip: bytes = b""  # the AIP the GPO answered on this interface (covered by the AC)
 
 
 @dataclass
 class EmvData:
     # --- personalization (see docs/dgi-map.md) --------------------------------
     fci_proprietary: bytes = b""  # DGI 9102: value of A5 (50, 87, 9F38, 5F2D, 9F11, 9F12, BF0C)
-    fci_proprietary_contactless: bytes = b""  # DGI 9103 (kept, not used by the contact interface)
+    fci_proprietary_contactless: bytes = b""  # DGI 9103: A5 on the contactless interface
     aip: bytes = b""  # DGI 9104 tag 82
     afl: bytes = b""  # DGI 9104 tag 94
     records: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (SFI, record) → 70 template
@@ -135,6 +136,13 @@ class EmvData:
     icc_key: RsaCrtKey | None = None  # DGI 8201–8205
     pin_key: RsaCrtKey | None = None  # DGI 8101–8105 (ICC PIN encipherment key; else the ICC key)
     risk: RiskParameters = field(default_factory=RiskParameters)
+    # --- contactless interface (DGIs 9207 and 0D03; empty: a contact-only application) ---
+    aip_contactless: bytes = b""  # DGI 9207 tag 82
+    afl_contactless: bytes = b""  # DGI 9207 tag 94
+    kernel: int = 0  # DGI 0D03 9F2A: 3 qVSDC (Book C-3), 2 EMV mode (Book C-2), 0 none
+    ctq: bytes = b""  # DGI 0D03 9F6C (kernel 3)
+    fdda_version: int = 0  # DGI 0D03 DF22: 1 = fDDA version 01 (kernel 3), 0 none
+    third_party_data: bytes = b""  # DGI 0D03 9F6E (kernel 2)
     #: DGI 0D02: currency conversion table for the cumulative offline amount (empty: none)
     currency_conversion: tuple[ConversionRate, ...] = ()
     #: other data objects for GET DATA / PUT DATA (cardlab DGI 0E01, BER-TLV), tag → value
@@ -194,6 +202,11 @@ class EmvData:
                 "blocked": self.blocked,
             },
             "log": [h(e) for e in self.log],
+            # only a dual-interface application carries it (images of contact-only ones are as before)
+            **({"contactless": {
+                "aip": h(self.aip_contactless), "afl": h(self.afl_contactless), "kernel": self.kernel,
+                "ctq": h(self.ctq), "fdda_version": self.fdda_version, "third_party_data": h(self.third_party_data),
+            }} if self.kernel or self.aip_contactless else {}),
         }
 
     @classmethod
@@ -212,6 +225,7 @@ class EmvData:
             log_records=r["log_records"], log_format=u(r["log_format"]),
         )
         flags = d["flags"]
+        cl = d.get("contactless", {})  # absent from images saved before the contactless interface
         return cls(
             fci_proprietary=u(d["fci_proprietary"]),
             fci_proprietary_contactless=u(d["fci_proprietary_contactless"]),
@@ -224,6 +238,12 @@ class EmvData:
             icc_key=RsaCrtKey.load(d["icc_key"]) if d["icc_key"] else None,
             pin_key=RsaCrtKey.load(d["pin_key"]) if d["pin_key"] else None,
             risk=risk,
+            aip_contactless=u(cl.get("aip", "")),
+            afl_contactless=u(cl.get("afl", "")),
+            kernel=cl.get("kernel", 0),
+            ctq=u(cl.get("ctq", "")),
+            fdda_version=cl.get("fdda_version", 0),
+            third_party_data=u(cl.get("third_party_data", "")),
             # absent from card images saved before DGI 0D02 existed
             currency_conversion=tuple(ConversionRate(*e) for e in d.get("currency_conversion", [])),
             data_objects={int(t, 16): u(v) for t, v in d["data_objects"].items()},

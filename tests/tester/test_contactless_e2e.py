@@ -120,3 +120,23 @@ def test_certify_both_interfaces(prepared: Any) -> None:
     assert not bad
     assert any(r.verdict == "pass" for r in cl.values())
     assert rep.verdict == "pass", [(r.rule, r.evidence) for r in rep.failed]
+
+
+def test_cli_contactless_on_an_image_then_certify(prepared: Any, tmp_path: Path) -> None:
+    """Through the command line and cardlab's image opener (pyscard plug-in): a contactless
+    transaction, then certification of both interfaces of the same image."""
+    from cardlab.cli import main
+
+    image = tmp_path / "card.json"
+    certkit.card_from_dgis(prepared.clear(0)).save(image)
+    term = str(TERMINALS_DIR / f"{prepared.profile_path.stem}.yaml")
+    assert main(["test", "transaction", "--contactless", "--card", str(image), "--terminal", term,
+                 "--amount", "6000", "--keys", str(prepared.keys_path), "--seed", "1"]) == 0
+    rc = main(["test", "certify", "--profile", str(prepared.profile_path), "--records", str(certkit.SAMPLE),
+               "--keys", str(prepared.keys_path), "--card", str(image), "--terminal", term, "--contactless",
+               "--report-dir", str(tmp_path / "reports"), "--today", "2026-01-15", "--details", "all"])
+    text = (tmp_path / "reports" / "certification.txt").read_text()
+    for rule in ("CL-ATC-001", "CL-ODA-001", "CL-AC-001", "CL-PPSE-001"):
+        assert f"{rule} · {prepared.cards[0].apps[0].aid.hex().upper()} · " in text
+        assert any(rule in ln and ln.rstrip().endswith("pass") for ln in text.splitlines()), rule
+    assert rc == 0, text

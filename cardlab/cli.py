@@ -218,6 +218,9 @@ def cmd_card_show(args: argparse.Namespace, out: Console) -> int:
 
     for line in describe_atr(st.atr):
         out.print(f"    {line}", markup=False, highlight=False)
+    from cardlab.emulator import contactless
+
+    out.print(f"  contactless     ATR {contactless.atr(st).hex().upper()}, UID {contactless.uid(st).hex().upper()}")
     out.print(f"  KDD             {st.kdd.hex().upper()}")
     out.print(f"  SCP03 i         {st.scp_i:02X}   next sequence counter {st.sequence_counter}")
     keys = Table(title="Keys (check values only)")
@@ -278,6 +281,10 @@ def _emv_counters(card: Card) -> list[tuple[str, list[str]]]:
              f"{d.cumulative_offline} (limits {r.lower_cumulative_offline}/{r.upper_cumulative_offline}, minor units)"),
             ("log entries", f"{len(d.log)}{log_capacity}"),
         ]
+        if d.kernel:  # dual interface: one ATC and one set of counters for both (issue 16)
+            kind = {3: "kernel 3, qVSDC" + (", fDDA v01" if d.fdda_version else "") + f", CTQ {d.ctq.hex().upper()}",
+                    2: "kernel 2, EMV mode"}.get(d.kernel, f"kernel {d.kernel}")
+            facts.append(("interfaces", f"contact + contactless ({kind})"))
         sections.append((f"EMV application {rec.aid.hex().upper()}", [f"{k:<24}{v}" for k, v in facts]))
     return sections
 

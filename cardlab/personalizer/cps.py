@@ -176,7 +176,7 @@ def fci_9102(app: Application, languages: str | None = None) -> bytes:
 
 def fci_9103(app: Application, languages: str | None = None) -> bytes:
     """DGI 9103: the A5 template on the contactless interface (CPS §5.4): as 9102 with the
-    contactless PDOL (which carries 9F66 TTQ for kernel 3, EMV Contactless Book C-3 §5.2);
+    contactless PDOL (which carries 9F66 TTQ for kernel 3, EMV Contactless Book C-3, the PDOL);
     empty for a contact-only application (the DGI is then not sent)."""
     cl = app.contactless
     if cl is None:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: top to bottom; a module may import only those after it
 LAYERS = {
-    "cardlab/personalizer/profile": ["parse", "sections", "atr", "validate", "model", "keyrefs", "checker", "derive", "tables"],
+    "cardlab/personalizer/profile": ["parse", "contactless", "sections", "atr", "validate", "model", "keyrefs", "checker", "derive", "tables"],
     "cardlab/personalizer/keys": ["opening", "pkcs11_token", "software", "store", "crypto", "model"],
 }
 MAX_LINES = 600

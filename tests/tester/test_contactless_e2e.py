@@ -23,12 +23,14 @@ from cardlab.tester.contactless import run_contactless
 from cardlab.tester.issuer_host import IssuerHost
 from cardlab.tester.kernel import run_transaction
 from cardlab.tester.rules import CL_RULE_IDS
-from cardlab.tester.terminal import TERMINALS_DIR, load_terminal
+from cardlab.tester.terminal import load_terminal
 
 pytestmark = pytest.mark.skipif("interface" not in inspect.signature(Card.__init__).parameters,
                                 reason="the card has no contactless interface yet (issue 16, card side)")
 
 WHEN = datetime(2026, 1, 15, 12, 0, 0)
+#: the checkout's terminal profiles (the installed cardlab.vectors may be another checkout's)
+TERMINALS_DIR = Path(__file__).resolve().parents[2] / "vectors" / "terminals"
 
 
 class Interface:
@@ -59,9 +61,9 @@ def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def _host(prepared: Any, app: Any) -> IssuerHost:
     keys = certkit.sources.load_keystore(prepared.keys_path)
-    imk = keys.symmetric_key(app.keys.get("imk_ac"), "IMK-AC")
-    assert imk is not None
-    return IssuerHost(imk)
+    found = keys.symmetric_key(app.keys.get("imk_ac"), "IMK-AC")
+    assert found is not None
+    return IssuerHost(found[1])
 
 
 def _atc(state: Any) -> int:
@@ -118,3 +120,23 @@ def test_certify_both_interfaces(prepared: Any) -> None:
     assert not bad
     assert any(r.verdict == "pass" for r in cl.values())
     assert rep.verdict == "pass", [(r.rule, r.evidence) for r in rep.failed]
+
+
+def test_cli_contactless_on_an_image_then_certify(prepared: Any, tmp_path: Path) -> None:
+    """Through the command line and cardlab's image opener (pyscard plug-in): a contactless
+    transaction, then certification of both interfaces of the same image."""
+    from cardlab.cli import main
+
+    image = tmp_path / "card.json"
+    certkit.card_from_dgis(prepared.clear(0)).save(image)
+    term = str(TERMINALS_DIR / f"{prepared.profile_path.stem}.yaml")
+    assert main(["test", "transaction", "--contactless", "--card", str(image), "--terminal", term,
+                 "--amount", "6000", "--keys", str(prepared.keys_path), "--seed", "1"]) == 0
+    rc = main(["test", "certify", "--profile", str(prepared.profile_path), "--records", str(certkit.SAMPLE),
+               "--keys", str(prepared.keys_path), "--card", str(image), "--terminal", term, "--contactless",
+               "--report-dir", str(tmp_path / "reports"), "--today", "2026-01-15", "--details", "all"])
+    text = (tmp_path / "reports" / "certification.txt").read_text()
+    for rule in ("CL-ATC-001", "CL-ODA-001", "CL-AC-001", "CL-PPSE-001"):
+        assert f"{rule} · {prepared.cards[0].apps[0].aid.hex().upper()} · " in text
+        assert any(rule in ln and ln.rstrip().endswith("pass") for ln in text.splitlines()), rule
+    assert rc == 0, text

@@ -7,7 +7,7 @@ One built-in load file with two modules:
   the directory = 01, 5F2D, 9F11, BF0C}}; READ RECORD SFI 1 answers
   70 {61 {4F, 50, 9F12, 87}…} records, 6A83 after the last.
 * PPSE (instance AID ``2PAY.SYS.DDF01``): FCI 6F {84, A5 {BF0C {61 {4F, 50,
-  87, 9F2A}…}}}: 9F2A (Kernel Identifier, EMV Contactless Book B §3.3.2) for an
+  87, 9F2A}…}}}: 9F2A (Kernel Identifier, EMV Contactless Book B, PPSE directory entry) for an
   application with a contactless section (DGI 0D03); on the contactless interface
   the contact-only applications are left out.
 
@@ -63,7 +63,7 @@ def directory_entries(ctx: Context, *, contactless: bool) -> list[bytes]:
         tags = (0x50, 0x9F12, 0x87) if not contactless else (0x50, 0x87)
         body = tlv.encode(0x4F, rec.aid) + b"".join(tlv.encode(t, fci[t]) for t in tags if t in fci)
         if contactless and app.data.kernel:
-            body += tlv.encode(0x9F2A, bytes([app.data.kernel]))  # Kernel Identifier (Book B §3.3.2)
+            body += tlv.encode(0x9F2A, bytes([app.data.kernel]))  # Kernel Identifier (Book B, PPSE directory entry)
         out.append(tlv.encode(0x61, body))
     return out
 

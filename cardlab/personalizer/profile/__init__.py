@@ -13,6 +13,7 @@ Modules, each importing only those above it:
 ``keyrefs``     the ``keys`` section: key names and issuer certificates
 ``model``       the frozen dataclasses (:class:`Profile`, :class:`Application`, …)
 ``sections``    one reader per section of an application (DOLs, AFL, CVM list, …)
+``contactless`` the ``contactless`` section (EMV Contactless kernels 3 and 2)
 ``validate``    consistency rules across the sections of an application
 ``parse``       the whole document: :func:`parse_profile`, :func:`load_profile`
 ==============  ===============================================================

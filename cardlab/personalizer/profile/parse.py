@@ -28,12 +28,12 @@ from typing import Any
 import yaml
 
 from .checker import Checker, ProfileError, kind, seq
+from .contactless import parse_contactless
 from .derive import derive_aip
 from .keyrefs import parse_keys
 from .model import Application, GpDetails, Profile
 from .sections import (
     parse_card,
-    parse_contactless,
     parse_cvm,
     parse_data,
     parse_dol,

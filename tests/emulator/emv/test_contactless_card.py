@@ -4,7 +4,7 @@ mode (Book C-2) — and one ATC / one set of counters shared with the contact in
 
 Cryptograms are checked with pyemv under the key store's IMK; the fDDA signature is recovered
 with the ICC public key (the card's modulus, exponent 9F47 from its records) and its hash
-recomputed over the data Book C-3 Annex C names.
+recomputed over the data Book C-3 names for fDDA.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ MC_RECORD = {"pan": "5413330089010012", "psn": "01", "expiry": "2035-12", "name"
 VISA_AID = bytes.fromhex("A0000000031010")
 MC_AID = bytes.fromhex("A0000000041010")
 AC_TAGS = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
-#: TTQ 9F66 (Book C-3 Annex A): qVSDC + contact chip + online PIN + signature, online capable
+#: TTQ 9F66 (Book C-3 data dictionary): qVSDC + contact chip + online PIN + signature, online capable
 TTQ_ONLINE_CAPABLE = bytes.fromhex("36000000")
 TTQ_ONLINE_REQUIRED = bytes.fromhex("37800000")  # + ODA for online, online cryptogram required
 TTQ_OFFLINE_ONLY = bytes.fromhex("3E000000")
@@ -104,7 +104,10 @@ def oracle(keystore: SoftwareKeyStore, record: dict[str, str], cvn: int) -> Any:
     return klass(*imk, record["pan"], record["psn"])
 
 
-def qvsdc(card: Card, ttq: bytes, amount: int = 1000, un: bytes = b"\x12\x34\x56\x78") -> tuple[dict[int, bytes], dict[int, bytes], int]:
+Answer = tuple[dict[int, bytes], dict[int, bytes], int]
+
+
+def qvsdc(card: Card, ttq: bytes, amount: int = 1000, un: bytes = b"\x12\x34\x56\x78") -> Answer:
     card.interface = "contactless"
     card.power_on()
     select(card, VISA_AID)
@@ -274,6 +277,8 @@ def _doc(path: Path) -> dict[str, Any]:
         (VISA, {"third_party_data": "0102030405"}, "applications[0].contactless.third_party_data: kernel 2 only"),
         (VISA, {"afl": [[1, 1, 2, 0]]}, "applications[0].contactless.afl[0]: SFI 1 record 2 is not in the afl layout"),
         (VISA, {"afl": [[1, 1]]}, "applications[0].contactless.afl[0]: [1, 1] is not [SFI, first, last, #ODA]"),
+        (VISA, {"afl": [[2, 1, 2, 2]]}, "applications[0].contactless.afl: no record read on the contactless "
+                                        "interface holds 57"),
         (VISA, {"colour": "red"}, "applications[0].contactless.colour: unknown field"),
         (MC, {"fdda": True}, "applications[0].contactless.fdda: kernel 3 only"),
         (MC, {"pdol": "9F02:6 8C:2"}, "applications[0].contactless.pdol[1]: tag 8C"),
@@ -318,3 +323,30 @@ def test_contactless_atr_and_uid_pseudo_apdu() -> None:
     assert cl.reader_command(card.state, bytes.fromhex("00A4040000")) is None
     other = Card.create(kdd=bytes(range(10)))
     assert cl.uid(other.state) != uid and len(uid) == 7
+
+
+def test_card_show_names_the_interfaces(visa: Card, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cardlab.cli import main
+
+    image = tmp_path / "visa.json"
+    visa.save(image)
+    assert main(["card", "show", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "contact + contactless (kernel 3, qVSDC, fDDA v01, CTQ 2000)" in out
+    assert cl.uid(visa.state).hex().upper() in out and cl.atr(visa.state).hex().upper() in out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ttq=st.binary(min_size=4, max_size=4), amount=st.integers(0, 10**12 - 1), un=st.binary(min_size=4, max_size=4))
+def test_any_ttq_ends_in_a_valid_answer(visa: Card, ttq: bytes, amount: int, un: bytes) -> None:
+    """Whatever TTQ a reader sends: 9000 with a cryptogram (the ATC moved by one) or 6985
+    without qVSDC support (the ATC did not move); never an internal error."""
+    data = visa.applets[VISA_AID].data  # type: ignore[attr-defined]
+    before = data.atc
+    r, _, sw = qvsdc(visa, ttq, amount, un)
+    if ttq[0] & 0x20:
+        assert sw == 0x9000 and int.from_bytes(r[0x9F36], "big") == data.atc == before + 1
+        assert r[0x9F27][0] & 0xC0 in (0x00, 0x40, 0x80)
+        assert (0x9F4B in r) == (r[0x9F27][0] & 0xC0 == 0x40 or (r[0x9F27][0] & 0xC0 == 0x80 and bool(ttq[0] & 1)))
+    else:
+        assert sw == 0x6985 and data.atc == before

@@ -477,7 +477,7 @@ def _complete(work: _Work) -> None:
 
 def _complete_contactless(data: EmvData) -> None:
     """The contactless DGIs 9103, 9207, 0D03 come together; kernel 3 needs TTQ in its
-    PDOL (Book C-3 §5.2), fDDA an ICC key and DDA in the AIP, kernel 2 the AIP's EMV mode
+    PDOL (Book C-3), fDDA an ICC key and DDA in the AIP, kernel 2 the AIP's EMV mode
     bit (byte 2 b8, Book C-2)."""
     parts = {DGI_FCI_CONTACTLESS, DGI_GPO_CONTACTLESS, DGI_CONTACTLESS}
     got = parts & data.received

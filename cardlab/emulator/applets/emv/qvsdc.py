@@ -5,13 +5,13 @@ Both interfaces share one application instance: one ATC, one PIN try counter, on
 offline counters (issue 16). The qVSDC transaction is complete after the GPO answer: the
 cryptogram, the card's risk decision and (with fDDA) the signature are in it, so GENERATE AC
 is refused afterwards (6985). Kernel 2 in EMV mode goes on with READ RECORD and GENERATE AC
-exactly as the contact path (CDA, Book C-2 §3.8); Mag-stripe mode (COMPUTE CRYPTOGRAPHIC
+exactly as the contact path (CDA, Book C-2); Mag-stripe mode (COMPUTE CRYPTOGRAPHIC
 CHECKSUM) is out of scope.
 
-Card decisions from the Terminal Transaction Qualifiers (9F66, Book C-3 Annex A "TTQ"):
+Card decisions from the Terminal Transaction Qualifiers (9F66, Book C-3 data dictionary):
 
 * byte 1 b6 (EMV mode / qVSDC supported) clear, or no TTQ: the card cannot transact
-  contactless: 6985, which the reader turns into "Select Next" (Book C-3 §5.2.2);
+  contactless: 6985, which the reader turns into "Select Next" (Book C-3, GPO response handling);
 * byte 1 b4 offline-only reader: TC if card risk management allows an offline approval, AAC
   when an upper limit is reached (the reader cannot go online);
 * byte 2 b8 online cryptogram required: ARQC (or AAC when the card declines);
@@ -22,7 +22,7 @@ Card decisions from the Terminal Transaction Qualifiers (9F66, Book C-3 Annex A 
   reader the card approves only if the CTQ allows signature (b7) and the reader supports it
   (TTQ byte 1 b2), else AAC.
 
-fDDA version 01 (Book C-3 Annex C): Card Authentication Related Data 9F69 = 01 ‖ Card
+fDDA version 01 (Book C-3, fDDA): Card Authentication Related Data 9F69 = 01 ‖ Card
 Unpredictable Number (4 random bytes) ‖ CTQ; ICC Dynamic Data = 02 ‖ ATC; terminal dynamic
 data hashed = 9F37 ‖ 9F02 ‖ 5F2A ‖ 9F69. The SDAD is produced with a TC, and with an ARQC
 when the reader supports ODA for online authorisations (TTQ byte 1 b1); never with an AAC.
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ...applet import Context
     from .instance import EmvInstance
 
-#: TTQ (9F66) bits, Book C-3 Annex A
+#: TTQ (9F66) bits, Book C-3 data dictionary
 TTQ_QVSDC = (0, 0x20)  # byte 1 b6 EMV mode (qVSDC) supported
 TTQ_OFFLINE_ONLY = (0, 0x08)  # byte 1 b4 offline-only reader
 TTQ_ONLINE_PIN = (0, 0x04)  # byte 1 b3 online PIN supported
@@ -51,11 +51,11 @@ TTQ_SIGNATURE = (0, 0x02)  # byte 1 b2 signature supported
 TTQ_ODA_ONLINE = (0, 0x01)  # byte 1 b1 ODA for online authorisations supported
 TTQ_ONLINE_REQUIRED = (1, 0x80)  # byte 2 b8 online cryptogram required
 TTQ_CVM_REQUIRED = (1, 0x40)  # byte 2 b7 CVM required
-#: CTQ (9F6C) bits, Book C-3 Annex A
+#: CTQ (9F6C) bits, Book C-3 data dictionary
 CTQ_ONLINE_PIN = (0, 0x80)  # byte 1 b8 online PIN required
 CTQ_SIGNATURE = (0, 0x40)  # byte 1 b7 signature required
 FDDA_VERSION_01 = 0x01
-CARD_UN_LENGTH = 4  # Card Unpredictable Number in 9F69 (Book C-3 Annex A)
+CARD_UN_LENGTH = 4  # Card Unpredictable Number in 9F69 (Book C-3 data dictionary)
 
 
 def _bit(value: bytes, bit: tuple[int, int]) -> bool:
@@ -108,7 +108,7 @@ def _decide(app: EmvInstance, ttq: bytes, checks: ac._Checks) -> int:
 
 
 def qvsdc_gpo(app: EmvInstance, ctx: Context, values: dict[int, bytes]) -> bytes:
-    """The qVSDC GPO answer, format 2 (Book C-3 §5.2.3): 77 {82, 94, 9F36, 9F26, 9F10, 9F27,
+    """The qVSDC GPO answer, format 2 (Book C-3): 77 {82, 94, 9F36, 9F26, 9F10, 9F27,
     9F6C, 57, 5F34, [9F69, 9F4B]}. The ATC was incremented by the caller."""
     d, tx = app.data, app.tx
     ttq = values[0x9F66]
@@ -128,7 +128,7 @@ def qvsdc_gpo(app: EmvInstance, ctx: Context, values: dict[int, bytes]) -> bytes
     facts.dda_performed = fdda
     cvr = prof.encode_cvr(facts)
     iad = prof.issuer_application_data(cvr, d.risk.dki, ac._iad_counters(app))
-    # the qVSDC cryptogram covers the same data as the contact one, from the PDOL (Book C-3 §5.2.3)
+    # the qVSDC cryptogram covers the same data as the contact one, from the PDOL (Book C-3)
     cryptogram = prof.application_cryptogram(d.mk_ac, atc, un, prof.ac_input(values, aip, atc, iad, cvr))
     items: list[tuple[int, bytes]] = [
         (0x82, aip), (0x94, d.afl_contactless), (0x9F36, atc), (0x9F26, cryptogram), (0x9F10, iad),
@@ -140,7 +140,7 @@ def qvsdc_gpo(app: EmvInstance, ctx: Context, values: dict[int, bytes]) -> bytes
             items.append((tag, value))
     if fdda:
         card_un = ctx.card.random(CARD_UN_LENGTH)
-        cad = bytes([FDDA_VERSION_01]) + card_un + d.ctq  # 9F69, Book C-3 Annex A
+        cad = bytes([FDDA_VERSION_01]) + card_un + d.ctq  # 9F69, Book C-3 data dictionary
         terminal = un + values.get(0x9F02, bytes(6)) + values.get(0x5F2A, bytes(2)) + cad
         sdad = core.sign_dynamic_data(app, bytes([len(atc)]) + atc, terminal)
         items += [(0x9F69, cad), (0x9F4B, sdad)]
@@ -160,7 +160,7 @@ def qvsdc_gpo(app: EmvInstance, ctx: Context, values: dict[int, bytes]) -> bytes
 
 
 def emv_mode_gpo(app: EmvInstance) -> bytes:
-    """Kernel 2 GPO answer in EMV mode (Book C-2 §3.5): 77 {82 AIP (byte 2 b8 EMV mode), 94
+    """Kernel 2 GPO answer in EMV mode (Book C-2): 77 {82 AIP (byte 2 b8 EMV mode), 94
     contactless AFL, [9F6E Third Party Data]}; GENERATE AC follows as on the contact side."""
     d = app.data
     items: list[tuple[int, bytes]] = [(0x82, d.aip_contactless), (0x94, d.afl_contactless)]

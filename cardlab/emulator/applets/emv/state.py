@@ -189,10 +189,6 @@ class EmvData:
                 "max_atc": r.max_atc, "response_format": r.response_format, "log_sfi": r.log_sfi,
                 "log_records": r.log_records, "log_format": h(r.log_format),
             },
-            "contactless": {
-                "aip": h(self.aip_contactless), "afl": h(self.afl_contactless), "kernel": self.kernel,
-                "ctq": h(self.ctq), "fdda_version": self.fdda_version, "third_party_data": h(self.third_party_data),
-            },
             "currency_conversion": [[c.currency, c.mantissa, c.exponent] for c in self.currency_conversion],
             "data_objects": {f"{t:X}": h(v) for t, v in sorted(self.data_objects.items())},
             "received": sorted(self.received),
@@ -208,6 +204,11 @@ class EmvData:
                 "blocked": self.blocked,
             },
             "log": [h(e) for e in self.log],
+            # only a dual-interface application carries it (images of contact-only ones are as before)
+            **({"contactless": {
+                "aip": h(self.aip_contactless), "afl": h(self.afl_contactless), "kernel": self.kernel,
+                "ctq": h(self.ctq), "fdda_version": self.fdda_version, "third_party_data": h(self.third_party_data),
+            }} if self.kernel or self.aip_contactless else {}),
         }
 
     @classmethod

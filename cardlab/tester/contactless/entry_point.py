@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .. import tlv
 from ..channel import CardChannel
 from ..exchange import case4, event, send
+from ..kernel.selection import _entries  # the 61 directory entries of a BF0C (Book 1 §12.2.3; the PPSE alike)
 from ..state import TransactionState
 from . import qualifiers as Q
 from .outcome import END_APPLICATION, TRY_ANOTHER_INTERFACE, Outcome
@@ -115,19 +116,6 @@ def pre_processing(state: TransactionState, reader: ContactlessReader) -> list[P
         event(state, S_PRE, REF_PRE, "check",
               f"{combo.aid.hex().upper()} kernel {combo.kernel}: "
               f"{'; '.join(p.why) if p.why else 'within every limit'}{ttq}")
-    return out
-
-
-def _entries(data: bytes) -> list[dict[int, bytes]]:
-    out: list[dict[int, bytes]] = []
-    for item in tlv.parse(data):
-        if item.tag == 0x61:
-            entry: dict[int, bytes] = {}
-            for child in item.children():
-                entry.setdefault(child.tag, child.value)
-            out.append(entry)
-        elif item.constructed:
-            out.extend(_entries(item.value))
     return out
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from cardlab.cardspec import tlv
 from cardlab.personalizer.profile import CVN_CODES, Application, RecordLayout, encode_dol
+from cardlab.personalizer.profile.model import DolEntry
 
 __all__ = [
     "EMV_LOAD_FILE_AID",
@@ -155,13 +156,12 @@ def static_data(
     return bytes(out)
 
 
-def fci_9102(app: Application, languages: str | None = None) -> bytes:
-    """DGI 9102: the contents of the FCI proprietary template A5 (Book 1 §11.3.4):
-    50, 87, 9F38, 5F2D, 9F11, 9F12, BF0C {9F4D}. ``languages`` (e.g. ``"fren"``)
-    replaces the profile's language preference."""
+def _fci_a5(app: Application, pdol: Sequence[DolEntry], languages: str | None, log: bool) -> bytes:
+    """The A5 template's contents: 50, 87, 9F38 (``pdol``), 5F2D, 9F11, 9F12 and, with ``log``,
+    BF0C {9F4D}."""
     items: list[tuple[int, bytes]] = [(0x50, app.label.encode("ascii")), (0x87, bytes((app.priority,)))]
-    if app.pdol:
-        items.append((0x9F38, encode_dol(app.pdol)))
+    if pdol:
+        items.append((0x9F38, encode_dol(pdol)))
     lang = languages.encode("ascii") if languages else app.language_preference
     if lang:
         items.append((0x5F2D, lang))
@@ -169,29 +169,25 @@ def fci_9102(app: Application, languages: str | None = None) -> bytes:
         items.append((0x9F11, bytes((app.issuer_code_table_index,))))
     if app.preferred_name:
         items.append((0x9F12, app.preferred_name.encode("ascii")))
-    if app.log is not None:
+    if log and app.log is not None:
         items.append((0xBF0C, tlv.encode(0x9F4D, app.log.log_entry)))
     return tlv.encode_all(items)
 
 
+def fci_9102(app: Application, languages: str | None = None) -> bytes:
+    """DGI 9102: the contents of the FCI proprietary template A5 (Book 1 §11.3.4):
+    50, 87, 9F38, 5F2D, 9F11, 9F12, BF0C {9F4D}. ``languages`` (e.g. ``"fren"``)
+    replaces the profile's language preference."""
+    return _fci_a5(app, app.pdol, languages, log=True)
+
+
 def fci_9103(app: Application, languages: str | None = None) -> bytes:
     """DGI 9103: the A5 template on the contactless interface (CPS §5.4): as 9102 with the
-    contactless PDOL (which carries 9F66 TTQ for kernel 3, EMV Contactless Book C-3, the PDOL);
-    empty for a contact-only application (the DGI is then not sent)."""
-    cl = app.contactless
-    if cl is None:
+    contactless PDOL (which carries 9F66 TTQ for kernel 3, EMV Contactless Book C-3, the PDOL)
+    and no log entry; empty for a contact-only application (the DGI is then not sent)."""
+    if app.contactless is None:
         return b""
-    items: list[tuple[int, bytes]] = [(0x50, app.label.encode("ascii")), (0x87, bytes((app.priority,)))]
-    if cl.pdol:
-        items.append((0x9F38, encode_dol(cl.pdol)))
-    lang = languages.encode("ascii") if languages else app.language_preference
-    if lang:
-        items.append((0x5F2D, lang))
-    if app.issuer_code_table_index is not None:
-        items.append((0x9F11, bytes((app.issuer_code_table_index,))))
-    if app.preferred_name:
-        items.append((0x9F12, app.preferred_name.encode("ascii")))
-    return tlv.encode_all(items)
+    return _fci_a5(app, app.contactless.pdol, languages, log=False)
 
 
 def gpo_9207(app: Application) -> bytes:

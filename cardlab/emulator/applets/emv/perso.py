@@ -131,21 +131,9 @@ def _apply(work: _Work, dgi: int, value: bytes) -> None:
     elif 1 <= hi <= 30 and lo >= 1:
         data.records[(hi, lo)] = _record(value)
     elif dgi == DGI_FCI:
-        data.fci_proprietary = _ber(value, "9102")
-        found = tlv.find(value, 0x9F38)
-        if found is not None:
-            try:
-                dol_length(found.value)
-            except ValueError as exc:
-                raise _bad("malformed PDOL") from exc
+        data.fci_proprietary = _fci(value, "9102", "PDOL")
     elif dgi == DGI_FCI_CONTACTLESS:
-        data.fci_proprietary_contactless = _ber(value, "9103")
-        found = tlv.find(value, 0x9F38)
-        if found is not None:
-            try:
-                dol_length(found.value)
-            except ValueError as exc:
-                raise _bad("malformed contactless PDOL") from exc
+        data.fci_proprietary_contactless = _fci(value, "9103", "contactless PDOL")
     elif dgi == DGI_GPO:
         data.aip, data.afl = _gpo_data(value)
     elif dgi == DGI_GPO_CONTACTLESS:
@@ -498,6 +486,18 @@ def _complete_contactless(data: EmvData) -> None:
                 raise _bad("fDDA v01 needs 9F37, 9F02, 5F2A in the contactless PDOL")
     elif not data.aip_contactless[1] & 0x80:
         raise _bad("kernel 2: the contactless AIP (DGI 9207) lacks EMV mode (byte 2 b8)")
+
+
+def _fci(value: bytes, dgi: str, what: str) -> bytes:
+    """An A5 template's contents (DGI 9102 / 9103) whose PDOL, if any, is well formed."""
+    out = _ber(value, dgi)
+    found = tlv.find(value, 0x9F38)
+    if found is not None:
+        try:
+            dol_length(found.value)
+        except ValueError as exc:
+            raise _bad(f"malformed {what}") from exc
+    return out
 
 
 def _dol_tags(dol: bytes) -> list[tuple[int, int]]:

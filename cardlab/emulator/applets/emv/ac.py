@@ -53,7 +53,7 @@ from cardlab.cardspec.signed_data import CDA_DYNAMIC_DATA
 
 from ...apdu import SW, Command, StatusError
 from . import core, cvn
-from .perso import record_tag
+from .perso import parse_dol, record_tag
 from .cvn import CvrFacts
 from .state import ConversionRate
 
@@ -106,31 +106,6 @@ class Ada(IntFlag):
 
 
 # -- Data Object Lists (Book 3 §5.4) -------------------------------------------------
-
-
-def parse_dol(dol: bytes) -> list[tuple[int, int]]:
-    """Tag and length pairs of a DOL (Book 3 §5.4).
-
-    >>> [(hex(t), n) for t, n in parse_dol(bytes.fromhex("9F02069A03"))]
-    [('0x9f02', 6), ('0x9a', 3)]
-    """
-    out: list[tuple[int, int]] = []
-    i = 0
-    while i < len(dol):
-        start = i
-        first = dol[i]
-        i += 1
-        if first & 0x1F == 0x1F:
-            while i < len(dol) and dol[i] & 0x80:
-                i += 1
-            i += 1
-        if i >= len(dol):
-            raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "malformed DOL")
-        tag = int.from_bytes(dol[start:i], "big")
-        length = dol[i]
-        i += 1
-        out.append((tag, length))
-    return out
 
 
 def split_dol(dol: list[tuple[int, int]], data: bytes) -> dict[int, bytes]:
@@ -429,10 +404,7 @@ def _answer(
     aip = tx.aip or d.aip  # the AIP of this interface's GPO (contactless: DGI 9207)
     cda = bool(cmd.p1 & P1_CDA) and kind != AAC and bool(aip[:1] and aip[0] & AIP_CDA)
     facts.cda_performed = cda
-    try:
-        prof = cvn.profile(d.risk.cvn)
-    except KeyError:
-        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "unsupported cryptogram version") from None
+    prof = cvn_profile(app)
     atc = d.atc.to_bytes(2, "big")
     cvr = prof.encode_cvr(facts)
     iad = prof.issuer_application_data(cvr, d.risk.dki, _iad_counters(app))
@@ -453,6 +425,14 @@ def _answer(
         return _Answer(tlv.encode(0x80, bytes([cid]) + atc + ac + iad), ac, iad)
     body = tlv.encode_all([(0x9F27, bytes([cid])), (0x9F36, atc), (0x9F26, ac), (0x9F10, iad)])
     return _Answer(tlv.encode(0x77, body), ac, iad)
+
+
+def cvn_profile(app: EmvInstance) -> cvn.CvnProfile:
+    """The application's cryptogram version (CVN), or 6985 for one the card does not implement."""
+    try:
+        return cvn.profile(app.data.risk.cvn)
+    except KeyError:
+        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "unsupported cryptogram version") from None
 
 
 def _iad_counters(app: EmvInstance) -> dict[str, int]:

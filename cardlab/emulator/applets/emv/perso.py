@@ -475,7 +475,7 @@ def _complete_contactless(data: EmvData) -> None:
     if not got:
         return
     pdol = tlv.find(data.fci_proprietary_contactless, 0x9F38)
-    tags = {t for t, _ in _dol_tags(pdol.value)} if pdol is not None else set()
+    tags = {t for t, _ in parse_dol(pdol.value)} if pdol is not None else set()
     if data.kernel == 3:
         if 0x9F66 not in tags:
             raise _bad("kernel 3: the contactless PDOL (DGI 9103) must ask for 9F66 (TTQ)")
@@ -500,20 +500,30 @@ def _fci(value: bytes, dgi: str, what: str) -> bytes:
     return out
 
 
-def _dol_tags(dol: bytes) -> list[tuple[int, int]]:
-    """(tag, length) of a DOL whose encoding :func:`dol_length` accepted."""
+def parse_dol(dol: bytes) -> list[tuple[int, int]]:
+    """Tag and length pairs of a DOL (Book 3 §5.4).
+
+    >>> [(hex(t), n) for t, n in parse_dol(bytes.fromhex("9F02069A03"))]
+    [('0x9f02', 6), ('0x9a', 3)]
+    """
     out: list[tuple[int, int]] = []
     i = 0
     while i < len(dol):
         start = i
+        first = dol[i]
         i += 1
-        if dol[start] & 0x1F == 0x1F:
-            while dol[i] & 0x80:
+        if first & 0x1F == 0x1F:
+            while i < len(dol) and dol[i] & 0x80:
                 i += 1
             i += 1
-        out.append((int.from_bytes(dol[start:i], "big"), dol[i]))
+        if i >= len(dol):
+            raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "malformed DOL")
+        tag = int.from_bytes(dol[start:i], "big")
+        length = dol[i]
         i += 1
+        out.append((tag, length))
     return out
+
 
 
 def record_tag(data: EmvData, tag: int) -> bytes | None:

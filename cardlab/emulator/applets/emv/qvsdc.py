@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING
 from cardlab.cardspec import tlv
 
 from ...apdu import SW, Command, StatusError
-from . import ac, core, cvn
+from . import ac, core
 from .cvn import CvrFacts
-from .perso import record_tag
+from .perso import parse_dol, record_tag
 
 if TYPE_CHECKING:
     from ...applet import Context
@@ -84,7 +84,7 @@ def get_processing_options(app: EmvInstance, ctx: Context, cmd: Command) -> byte
 
 def check_ttq(app: EmvInstance, pdol_data: bytes) -> dict[int, bytes]:
     """The PDOL values of a kernel 3 GPO; 6985 without qVSDC in the TTQ (before the ATC moves)."""
-    values = ac.split_dol(ac.parse_dol(contactless_pdol(app)), pdol_data)
+    values = ac.split_dol(parse_dol(contactless_pdol(app)), pdol_data)
     ttq = values.get(0x9F66, b"")
     if len(ttq) < 2 or not _bit(ttq, TTQ_QVSDC):
         raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "no TTQ with qVSDC support (Book C-3: select next)")
@@ -117,10 +117,7 @@ def qvsdc_gpo(app: EmvInstance, ctx: Context, values: dict[int, bytes]) -> bytes
     cid = _decide(app, ttq, checks)
     kind = cid & ac.TYPE_MASK
     facts.first_ac = kind
-    try:
-        prof = cvn.profile(d.risk.cvn)
-    except KeyError:
-        raise StatusError(SW.CONDITIONS_NOT_SATISFIED, "unsupported cryptogram version") from None
+    prof = ac.cvn_profile(app)
     atc = d.atc.to_bytes(2, "big")
     aip = d.aip_contactless
     un = values.get(0x9F37, bytes(4))

@@ -28,7 +28,7 @@ from cardlab.personalizer.engine.progress import ProgressBar
 from cardlab.personalizer.engine.reconcile import reconcile, reconcile_one
 from cardlab.personalizer.engine.sources import CardSource, ImageSource, ReaderSource
 from cardlab.personalizer.engine.stations import batch_lock, run_stations
-from cardlab.personalizer.jobdb import JobDbError, open_jobdb, station_name
+from cardlab.personalizer.jobdb import JobDb, JobDbError, open_jobdb, station_name
 from cardlab.personalizer.jobstore import JobStoreError
 from cardlab.personalizer.stock import holder, list_images
 
@@ -160,10 +160,31 @@ def run(
                 if all(db.image_used(str(p)) or holder(p) not in (None, owner) for p in list_images(stock.directory)):
                     errors.append(f"card stock used up: {pending} records still pending; add blank cards to "
                                   f"{stock.directory} and run the batch again to resume")
-            unaccounted, elsewhere = db.unaccounted(), []
+            unaccounted, elsewhere = db.unaccounted(), list[tuple[int, str]]()
             if db.shared:  # a record another machine's running station holds is accounted for
-                live = {a.record_index: a.station for a in db.open_attempts() if db.station_alive(a.station)}
-                elsewhere = sorted(live.items())
-                unaccounted = [u for u in unaccounted if u[0] not in live]
+                unaccounted, elsewhere = _held_elsewhere(db, unaccounted)
             return RunReport(db.input_count(), db.counts(), unaccounted, db.failures(), reconciled,
                              time.perf_counter() - started, processed, db.stage_summary(), errors, elsewhere)
+
+
+def _held_elsewhere(db: JobDb, unaccounted: list[tuple[int, str, str]]
+                    ) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]]]:
+    """Split the records left unfinished into those still unaccounted for and those a running
+    station (on any machine) holds. Asked record by record after the list was read, so a record
+    another station finished or claimed in between is judged by what the store says now."""
+    left: list[tuple[int, str, str]] = []
+    held: list[tuple[int, str]] = []
+    for index, card_id, _status in unaccounted:
+        row = db.db.execute("SELECT status FROM records WHERE record_index = ?", (index,)).fetchone()
+        status = str(row[0]) if row else "pending"
+        if status in ("done", "failed", "rejected"):
+            continue  # finished by another station meanwhile
+        stations = [str(s) for (s,) in db.db.execute(
+            "SELECT station FROM attempts WHERE record_index = ? AND outcome IS NULL", (index,))]
+        alive = [s for s in stations if db.station_alive(s)]
+        if status == "in_progress" and alive:
+            held.append((index, alive[0]))
+        else:
+            left.append((index, card_id, status))
+    return left, held
+

@@ -52,7 +52,7 @@ class ImageChannel(PyscardChannel):
                     pyscard_reader.remove(f"{self.reader_name} (contactless)")
         finally:
             try:
-                self.journal.close()  # the image file alone holds the card again
+                self.journal.close()  # synced: the image (snapshot and journal) holds the card
             finally:
                 pyscard_reader.remove(self.reader_name)
 

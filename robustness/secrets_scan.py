@@ -185,7 +185,9 @@ def run(out: Path, cards: int = 4, demo_cards: int = 200) -> Result:
     for path in sorted(out.rglob("*")):
         if not path.is_file() or path.resolve() in skip:
             continue
-        if path.suffix == ".json" and (path.parent.name in ("cards", "stock") or path.name == "trace-card.json"):
+        # an image is its snapshot and its journal (cardlab.emulator.journal): both are the card's storage
+        name = path.name.removesuffix(".journal")
+        if name.endswith(".json") and (path.parent.name in ("cards", "stock") or name == "trace-card.json"):
             continue
         data = path.read_bytes()
         texts[str(path.relative_to(out))] = data.decode("latin-1")

@@ -399,6 +399,7 @@ def _trace(out: Console, run: ProfileRun, keys: Path, work: Path) -> bool:
     from cardlab.tester.trace import print_rich
 
     from ..cardio import open_image_channel
+    from ..emulator.image import copy_image
 
     from cardlab.tester.certify import map_images
 
@@ -408,7 +409,7 @@ def _trace(out: Console, run: ProfileRun, keys: Path, work: Path) -> bool:
         return False
     image, index, _cid = mapped[0]
     copy = work / "trace-card.json"
-    shutil.copyfile(image, copy)
+    copy_image(image, copy)  # the snapshot and its journal
     record = next(r for r in read_records(run.records) if r.index == index)
     prof = load_profile(run.profile)
     ks = load_keystore(keys)

@@ -10,6 +10,7 @@ changes of each command are appended to the image's journal (:mod:`.journal`);
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -210,3 +211,27 @@ def load_state(path: str | os.PathLike[str]) -> CardState:
         raise ImageError(f"{path}: not a card image (not UTF-8 text at byte {exc.start})") from None
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from None
+
+
+def copy_image(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy a card image: its snapshot and, when there is one, its journal (the changes since the
+    snapshot, :mod:`cardlab.emulator.journal`), both private (they hold keys); a journal left at
+    ``dst`` by an earlier copy is removed (it would name another snapshot anyway)."""
+    source, target = Path(src), Path(dst)
+    _write_private(target, source.read_bytes())
+    try:
+        journal = journal_path(source).read_bytes()
+    except FileNotFoundError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(journal_path(target))
+        return
+    _write_private(journal_path(target), journal)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT keeps the mode of a file that was there
+        os.write(fd, data)
+    finally:
+        os.close(fd)

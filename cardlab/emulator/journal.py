@@ -4,15 +4,19 @@ A card image (:mod:`cardlab.emulator.image`) is a snapshot of the whole state. R
 after every state-changing APDU costs the whole card each time; instead :class:`ImageJournal`
 appends, after each command that changed the card and before its response leaves, one entry
 holding only what that command changed, and syncs the journal file alone (one ``fdatasync``
-per command). Every ``compact_every`` entries, and when the card is closed, the snapshot is
-rewritten atomically and durably and the journal removed.
+per command). Every ``compact_every`` entries the snapshot is rewritten atomically and durably
+and the journal removed. Closing the card syncs the journal and leaves it: an image is its
+snapshot ``IMAGE.json`` and, next to it, ``IMAGE.json.journal`` (copy both:
+:func:`cardlab.emulator.image.copy_image`); the next load replays it and the next
+:meth:`ImageJournal.attach` appends to it, so a card used for a few commands at a time (a perso
+station, a certification, a terminal) never pays for rewriting the whole card.
 
 Entries that only build what personalization writes — a new application's registration, and the
 state and registry entry of an instance not yet personalized (its ``personalized`` flag still
 false) — are *lazy*:
 written before the response but not synced. A power cut may lose them (the card is then as
-before those commands: the perso engine reconciles it, and the final snapshot of a personalized
-card is durable before the job database says *done*); everything else — the SCP03 sequence
+before those commands: the perso engine reconciles it, and closing the card syncs them before
+the job database says *done*); everything else — the SCP03 sequence
 counter, life cycles, keys, and every change to a personalized application (ATC, PIN try counter,
 offline counters, PIN, log) — is synced before its response, and syncs the lazy entries before it.
 A personalization then pays three syncs (two sequence counters and the life cycle) instead of
@@ -48,7 +52,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .image import to_json
-from .journalfile import FORMAT, VERSION, Op, diff, frame, journal_path, lazy_entry, snapshot_id, view
+from .journalfile import (
+    FORMAT, VERSION, Op, diff, frame, journal_path, lazy_entry, snapshot_id, view, whole_entries,
+)
 from .state import CardState
 
 if TYPE_CHECKING:
@@ -96,6 +102,8 @@ class ImageJournal:
     _shadow: dict[str, Any] = field(default_factory=dict)
     _image_id: str = ""
     _dir_synced: bool = False
+    #: lazy entries written since the last sync
+    _unsynced: bool = False
 
     @classmethod
     def attach(
@@ -111,11 +119,40 @@ class ImageJournal:
                 os.chmod(j.path, 0o600)
         card.on_commit = j.commit
         card.journal = j
-        if journal_path(j.path).exists() or not j.path.exists():
+        if not j.path.exists():
             j.compact()
+        elif journal_path(j.path).exists():
+            if not j._resume():
+                j.compact()
         else:
             j._start()
         return j
+
+    def _resume(self) -> bool:
+        """Go on appending to the journal an earlier process left whole (every line a whole entry
+        for the current snapshot, under :attr:`compact_every` entries): the card was loaded from
+        this snapshot and journal, so the state is what they hold. ``False`` when it must be
+        folded into the snapshot first (a torn or damaged tail, another snapshot's journal, full)."""
+        snap = self.path.read_bytes()
+        try:
+            entries = whole_entries(journal_path(self.path).read_bytes(), snap)
+        except FileNotFoundError:
+            return False
+        if entries is None or entries >= self.compact_every:
+            return False
+        self._image_id = snapshot_id(snap)
+        state = self.card.state
+        self._shadow = {
+            "card": _card_part(state),
+            "registry": _registry(state),
+            "states": {rec.aid.hex().upper(): rec.state for rec in state.instances},
+            "fs": state.filesystem,
+        }
+        fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)
+        self.entries = entries
+        return True
 
     def _start(self) -> None:
         """Remember the state as saved in the snapshot (the base of the next entries; the
@@ -190,11 +227,18 @@ class ImageJournal:
             entry = frame({"format": FORMAT, "version": VERSION, "image": self._image_id}) + entry
         os.write(fd, entry)
         if self.durable and not lazy:
-            os.fdatasync(fd)
-            if not self._dir_synced:
-                _sync_dir(self.path.parent)  # the journal's name survives a power cut too
-                self._dir_synced = True
+            self._sync()
+        else:
+            self._unsynced = True
         self.entries += 1
+
+    def _sync(self) -> None:
+        assert self._fd is not None
+        os.fdatasync(self._fd)
+        self._unsynced = False
+        if not self._dir_synced:
+            _sync_dir(self.path.parent)  # the journal's name survives a power cut too
+            self._dir_synced = True
 
     def compact(self) -> None:
         """Write the whole state as the snapshot (atomic, durable), then drop the journal."""
@@ -209,11 +253,17 @@ class ImageJournal:
                 self._start()
 
     def close(self) -> None:
-        """Fold the journal into the snapshot and stop journaling."""
+        """Stop journaling, everything written durable: the journal is synced (its lazy entries,
+        e.g. a whole personalization, with it) and stays next to the snapshot, to be replayed by
+        the next load and appended to by the next :meth:`attach`; a journal of
+        :attr:`compact_every` entries or more is folded into the snapshot instead. A torn write
+        cannot happen after this returns: the image is whole on disk."""
         if self.card.journal is self:
             self.card.journal = None
-        if self.entries:
+        if self.entries >= self.compact_every:
             self.card.save(self.path)
+        elif self._fd is not None and self.durable and self._unsynced:
+            self._sync()
         self._close_fd()
         if self.card.on_commit == self.commit:
             self.card.on_commit = None
@@ -224,6 +274,7 @@ class ImageJournal:
             self._finalizer = None
         self._fd = None
         self._dir_synced = False
+        self._unsynced = False
         self.entries = 0
 
 

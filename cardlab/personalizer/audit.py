@@ -43,7 +43,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 GENESIS = "00" * 32
 
@@ -73,11 +73,6 @@ class Connection(Protocol):
     (:mod:`cardlab.personalizer.jobstore`, which speaks ``?`` placeholders to PostgreSQL too)."""
 
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> _Rows: ...
-
-
-@runtime_checkable
-class _ChainLocking(Protocol):
-    def lock_chain(self) -> None: ...
 
 
 class AuditError(ValueError):
@@ -125,22 +120,38 @@ def append(db: Connection, event: str, details: Mapping[str, Any]) -> int:
     transaction the only writer; on PostgreSQL the store's :meth:`lock_chain` (a transaction-level
     advisory lock, released at commit) does. It works in autocommit mode for a single writer.
     """
-    _check_masked(dict(details), "details")
-    if isinstance(db, _ChainLocking):  # many writers (PostgreSQL): one append at a time, to commit
-        db.lock_chain()
-    text = json.dumps(dict(details), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return append_many(db, [(event, details)])
+
+
+def append_many(db: Connection, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> int:
+    """Append ``entries`` (event, details) in order, each chained to the one before exactly as
+    :func:`append` would, reading the chain's head once and moving it once (a card's stage
+    entries: one read and one head update instead of one per stage). Returns the last sequence
+    number (0 when ``entries`` is empty). The same transaction rules as :func:`append` apply."""
+    if not entries:
+        return 0
+    texts = []
+    for event, details in entries:
+        _check_masked(dict(details), "details")
+        texts.append((event, json.dumps(dict(details), sort_keys=True, separators=(",", ":"), ensure_ascii=False)))
+    lock_chain = getattr(db, "lock_chain", None)  # a store that serializes appends itself
+    if lock_chain is not None:  # many writers (PostgreSQL): one append at a time, to commit
+        lock_chain()
     row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (1, GENESIS) if row is None else (int(row[0]) + 1, str(row[1]))
+    seq, prev = (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
     when = now()
-    digest = entry_hash(prev, seq, when, event, text)
-    db.execute(
-        "INSERT INTO audit (seq, time, event, details, prev, hash) VALUES (?, ?, ?, ?, ?, ?)",
-        (seq, when, event, text, prev, digest),
-    )
+    for event, text in texts:
+        seq += 1
+        digest = entry_hash(prev, seq, when, event, text)
+        db.execute(
+            "INSERT INTO audit (seq, time, event, details, prev, hash) VALUES (?, ?, ?, ?, ?, ?)",
+            (seq, when, event, text, prev, digest),
+        )
+        prev = digest
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('audit_head', ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (f"{seq}:{digest}",),
+        (f"{seq}:{prev}",),
     )
     return seq
 

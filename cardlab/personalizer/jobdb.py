@@ -356,9 +356,9 @@ class JobDb:
         attempt_outcome = {"refused": "redo", "fault": "spoiled", "untouched": "redo"}.get(outcome, outcome)
         card_status = card_status or {"done": "personalized", "refused": "unusable"}.get(outcome, "spoiled")
         with self.transaction() as db:
-            for name, seconds in stages:
-                audit.append(db, "stage", {"record": claim.record_index, "attempt": claim.attempt,
-                                           "stage": safe_reason(name, 80), "ms": round(seconds * 1000, 3)})
+            audit.append_many(db, [("stage", {"record": claim.record_index, "attempt": claim.attempt,
+                                               "stage": safe_reason(name, 80), "ms": round(seconds * 1000, 3)})
+                                   for name, seconds in stages])
             db.execute(
                 "UPDATE attempts SET ended = ?, outcome = ?, reason = ?, stages = ? WHERE id = ? AND outcome IS NULL",
                 (stamp, attempt_outcome, reason or None, json.dumps([[n, round(s, 6)] for n, s in stages]),

@@ -227,10 +227,18 @@ def _open_contactless(open_image: Callable[..., CardChannel], image: str) -> Car
 
 
 def _digest(path: str) -> bytes | None:
+    """The image as stored: its snapshot and the journal next to it (the emulator's IMAGE.journal,
+    where a card's changes go between two snapshots)."""
+    h = hashlib.sha256()
     try:
-        return hashlib.sha256(Path(path).read_bytes()).digest()
+        h.update(Path(path).read_bytes())
     except OSError:
         return None
+    try:
+        h.update(b"\0journal\0" + Path(path + ".journal").read_bytes())
+    except OSError:
+        pass
+    return h.digest()
 
 
 def run(args: argparse.Namespace, open_image: Callable[[str], CardChannel], console: Any = None) -> int:

@@ -37,7 +37,17 @@ def test_changes_are_journaled_not_rewritten_and_replayed_on_load(tmp_path: Path
     assert len(entry) < 200  # only what changed: the sequence counter
     assert Card.load(image).state.sequence_counter == 8
     journal.close()
-    assert not journal_path(image).exists() and json.loads(image.read_text())["scp"]["sequence_counter"] == 8
+    # closing syncs the journal and leaves it: the snapshot is not rewritten for three small changes
+    assert image.read_bytes() == before and journal_path(image).exists()
+    assert load_state(image).sequence_counter == 8
+    # the next session appends to it (no second header), and a load replays both sessions
+    again = Card.load(image)
+    j2 = ImageJournal.attach(again, image)
+    assert j2.entries == 3 and image.read_bytes() == before
+    _init_update(again)
+    j2.close()
+    assert len(journal_path(image).read_bytes().splitlines()) == 1 + 4
+    assert load_state(image).sequence_counter == 9
 
 
 def test_a_torn_last_entry_is_ignored_whole(tmp_path: Path) -> None:
@@ -78,16 +88,45 @@ def test_a_journal_of_another_snapshot_is_ignored(tmp_path: Path) -> None:
     assert load_state(image).sequence_counter == 40
 
 
-def test_an_image_without_journal_loads_and_attach_folds_a_left_journal(tmp_path: Path) -> None:
+def test_attach_resumes_a_whole_journal_and_folds_a_torn_one(tmp_path: Path) -> None:
     card, journal, image = _journaled(tmp_path)
-    _init_update(card)  # the process "dies" here: journal left behind
+    _init_update(card)  # the process "dies" here: a whole journal left behind
     again = Card.load(image)
     assert again.state.sequence_counter == 6
     j2 = ImageJournal.attach(again, image)
-    assert not journal_path(image).exists() and json.loads(image.read_text())["scp"]["sequence_counter"] == 6
+    assert j2.entries == 1 and json.loads(image.read_text())["scp"]["sequence_counter"] == 5
     _init_update(again)
     assert Card.load(image).state.sequence_counter == 7
     j2.close()
+    jp = journal_path(image)
+    jp.write_bytes(jp.read_bytes()[:-3])  # a torn last entry: new entries must not follow it
+    third = Card.load(image)
+    assert third.state.sequence_counter == 6
+    j3 = ImageJournal.attach(third, image)
+    assert not jp.exists() and json.loads(image.read_text())["scp"]["sequence_counter"] == 6
+    _init_update(third)
+    assert Card.load(image).state.sequence_counter == 7
+    j3.close()
+
+
+def test_a_full_journal_is_folded_on_close_and_a_copy_takes_both_files(tmp_path: Path) -> None:
+    from cardlab.emulator.image import copy_image
+
+    card, journal, image = _journaled(tmp_path, compact_every=3)
+    _init_update(card)
+    journal.close()
+    copy = tmp_path / "copy.json"
+    copy_image(image, copy)
+    assert load_state(copy).sequence_counter == 6 and (copy.stat().st_mode & 0o777) == 0o600
+    assert (journal_path(copy).stat().st_mode & 0o777) == 0o600
+    again = Card.load(image)
+    j2 = ImageJournal.attach(again, image, compact_every=3)
+    _init_update(again)
+    _init_update(again)
+    j2.close()  # three entries: folded into the snapshot
+    assert not journal_path(image).exists() and json.loads(image.read_text())["scp"]["sequence_counter"] == 8
+    copy_image(image, copy)  # the copy's old journal goes: it names another snapshot
+    assert not journal_path(copy).exists() and load_state(copy).sequence_counter == 8
 
 
 def test_compaction_every_n_entries(tmp_path: Path) -> None:
@@ -124,7 +163,7 @@ def test_a_full_save_while_journaling_starts_a_new_journal(tmp_path: Path) -> No
     _init_update(card)  # journaled again, against the new snapshot
     assert Card.load(image).state.sequence_counter == 7
     journal.close()
-    assert json.loads(image.read_text())["scp"]["sequence_counter"] == 7
+    assert load_state(image).sequence_counter == 7
 
 
 def test_a_journal_left_with_another_mode_never_stays_readable(tmp_path: Path) -> None:

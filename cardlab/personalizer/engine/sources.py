@@ -106,7 +106,7 @@ class ImageSource:
 
         def finish() -> None:
             channel.close()
-            journal.close()  # the snapshot rewritten once, durably; the journal removed
+            journal.close()  # synced: the personalized card is whole on disk before the job DB says so
             pyscard_reader.remove(self.reader_name)
 
         return CardInHand("image", str(path), channel, finish=finish)

@@ -27,6 +27,10 @@ from .model import (
 )
 
 
+#: diversified card keys kept by a key store (one per station's card in hand, and some)
+_CARD_KEYS_KEPT = 8
+
+
 class KeyStore(abc.ABC):
     """Named issuer keys and the operations on them.
 
@@ -128,8 +132,17 @@ class KeyStore(abc.ABC):
             )
         if len(kdd) != 10:
             raise ValueError(f"key diversification data is 10 bytes, not {len(kdd)}")
-        enc, mac, dek = self._diversify(kmc_name, scheme, kdd)
-        return CardKeys(enc=enc, mac=mac, dek=dek, scheme=scheme)
+        # the card in hand asks twice (the blank check's session, then the script's): the last few
+        # cards' keys are kept, in memory only, for the life of this key store
+        cache: dict[tuple[str, str, bytes], CardKeys] = self.__dict__.setdefault("_card_keys", {})
+        found = cache.get((kmc_name, scheme, kdd))
+        if found is None:
+            enc, mac, dek = self._diversify(kmc_name, scheme, kdd)
+            found = CardKeys(enc=enc, mac=mac, dek=dek, scheme=scheme)
+            if len(cache) >= _CARD_KEYS_KEPT:
+                del cache[next(iter(cache))]
+            cache[(kmc_name, scheme, kdd)] = found
+        return found
 
     @abc.abstractmethod
     def _diversify(self, kmc_name: str, scheme: str, kdd: bytes) -> tuple[bytes, bytes, bytes]:

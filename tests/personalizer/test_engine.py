@@ -99,8 +99,21 @@ def _poison(path: Path, keys: Path, aid: bytes) -> None:
     card.save(path)
 
 
+EMV_CPS = Path(__file__).resolve().parents[2] / "vectors" / "scripts" / "emv-cps.yaml"
+#: the stand-in executor (the check opens its own session before the script), or the shipped script
+#: through the interpreter (the check runs in the script's first session: one session per card)
+HOW = pytest.mark.parametrize("real", [False, True], ids=["own-session", "script-session"])
+
+
+def _run(b: Path, cards: Path, keys: Path, real: bool) -> Any:
+    if real:
+        return engine.run(b, cards=cards, keys=str(keys), script=EMV_CPS)
+    return engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+
+
+@HOW
 def test_a_card_that_refuses_before_any_data_is_set_aside_and_the_record_goes_on(
-        batch: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        batch: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], real: bool) -> None:
     """A card that is not blank (it holds an instance of the record's application) is refused by the
     check before the first write (GET STATUS over SCP03): the card is set aside — not spoiled: it
     holds nothing of the record — and the record is personalized on the next card (issue 13: no
@@ -109,7 +122,8 @@ def test_a_card_that_refuses_before_any_data_is_set_aside_and_the_record_goes_on
     cards = make_cards(tmp_path, keys, 6)
     aid = next(iter_cards(b)).apps[0].aid
     _poison(cards / "card-000002.json", keys, aid)
-    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    before = Card.load(cards / "card-000002.json").state
+    rep = _run(b, cards, keys, real)
     assert rep.counts["failed"] == 0 and rep.counts["done"] == 5 and rep.counts["rejected"] == 1
     assert rep.exit_code == 0
     with JobDb(b / "jobs.sqlite") as db:
@@ -121,9 +135,12 @@ def test_a_card_that_refuses_before_any_data_is_set_aside_and_the_record_goes_on
     assert cmd_status(_ns(batch=str(b))) == 0
     out = capsys.readouterr().out
     assert "card card-000002.json set aside" in out and "card not blank" in out
+    after = Card.load(cards / "card-000002.json").state  # nothing written to it
+    assert after.instances == before.instances and after.lifecycle == before.lifecycle
 
 
-def test_a_card_past_its_stock_life_cycle_is_set_aside(batch: tuple[Path, Path], tmp_path: Path) -> None:
+@HOW
+def test_a_card_past_its_stock_life_cycle_is_set_aside(batch: tuple[Path, Path], tmp_path: Path, real: bool) -> None:
     """The check before the first write reads the card's life cycle (GET STATUS 80 over SCP03): a
     SECURED card without any application is not blank; it is set aside with that reason and the
     image is left as it was."""
@@ -135,7 +152,7 @@ def test_a_card_past_its_stock_life_cycle_is_set_aside(batch: tuple[Path, Path],
     card.state.lifecycle = CardLife.SECURED
     card.save(cards / "card-000003.json")
     before = Card.load(cards / "card-000003.json").state
-    rep = engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)
+    rep = _run(b, cards, keys, real)
     assert rep.counts["done"] == 5 and rep.exit_code == 0
     with JobDb(b / "jobs.sqlite") as db:
         status, reason = db.db.execute("SELECT status, reason FROM cards WHERE location LIKE '%card-000003.json'"
@@ -353,15 +370,19 @@ def test_cli_parser_registers_commands(tmp_path: Path) -> None:
 
 def test_real_emv_cps_script(batch: tuple[Path, Path], tmp_path: Path) -> None:
     """The shipped EMV CPS script through cardlab.personalizer.script, on stock cards."""
-    script = Path(__file__).resolve().parents[2] / "vectors" / "scripts" / "emv-cps.yaml"
-    if not script.exists():
-        pytest.skip("no EMV CPS script shipped yet")
+    script = EMV_CPS
     b, keys = batch
     cards = make_cards(tmp_path, keys, 6)
+    counters = {image: Card.load(image).state.sequence_counter for image in cards.glob("card-*.json")}
     rep = engine.run(b, cards=cards, keys=str(keys), script=script)
     assert rep.counts["done"] == 5 and rep.exit_code == 0, rep.failures
     stage_names = {name for name, _, _ in rep.stages}
     assert {"identify", "claim", "save"} <= stage_names and len(stage_names) > 4
+    # the blank check ran inside the script's own session (no stage of its own): one INITIALIZE
+    # UPDATE per card, so each card's SCP03 sequence counter moved once
+    assert "check blank" not in stage_names
+    moved = sorted(Card.load(image).state.sequence_counter - before for image, before in counters.items())
+    assert moved == [0, 1, 1, 1, 1, 1]  # five cards personalized in one session each, one left in stock
 
 
 def test_stock_keyed_with_another_kmc_is_refused_before_the_first_card(tmp_path: Path,
@@ -529,3 +550,33 @@ def test_a_card_pulled_between_detection_and_connect_is_waited_for(monkeypatch: 
     hand = source.next_card(Db(), "station 1")  # type: ignore[arg-type]
     assert hand is not None and connects["n"] == 2
     assert any("went away before it could be used (NoCardException)" in s for s in said)
+
+
+def test_the_blank_check_joins_the_script_session_only_when_nothing_can_be_written_before_it(
+        batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """in_session_check: the shipped script (SELECT ISD, then open_scp03) yes; a script that sends
+    anything else first, selects another application, or opens the session conditionally: no (the
+    check then opens its own session before the script, as before)."""
+    from cardlab.personalizer import script as script_mod
+    from cardlab.personalizer.engine.flow import Job, in_session_check
+    from cardlab.personalizer.engine.gp import GpAccess
+
+    b, _keys = batch
+    data = next(iter_cards(b))
+    job = Job(b, EMV_CPS, "", GpAccess(bytes.fromhex("A000000151000000"), "KMC", "KDF3", 0x30, None))
+    shipped = script_mod.load_script(EMV_CPS)
+    assert in_session_check(job, shipped, script_mod.execute, data)
+    assert not in_session_check(job, shipped, stand_in_execute, data)
+    text = EMV_CPS.read_text()
+    variants = {
+        "put data first": text.replace("steps:\n  - name: select ISD",
+                                       "steps:\n  - name: early\n    apdu: {hex: 80DA9F7F00}\n  - name: select ISD", 1),
+        "another application": text.replace('select: {aid: "${profile.card.isd_aid}"}', "select: {aid: A0000000031010}", 1),
+        "conditional session": text.replace("  - name: open secure channel\n",
+                                            "  - name: open secure channel\n    when: \"${profile.card.kmc}\"\n", 1),
+    }
+    for name, variant in variants.items():
+        assert variant != text, name
+        path = tmp_path / f"{name.replace(' ', '-')}.yaml"
+        path.write_text(variant)
+        assert not in_session_check(job, script_mod.load_script(path), script_mod.execute, data), name

@@ -201,13 +201,16 @@ def _personalize(
     data = db.card_data(claim.record_index, claim.offset)
     watch = _WriteWatch(hand.channel.transmit)
     try:
-        not_blank = check_blank(hand.channel.transmit, job, keystore, data, ident.cin)
-        lap("check blank")
-        if not_blank:
-            with contextlib.suppress(Exception):
-                hand.finish()
-            db.finish(claim, "refused", not_blank, stages, station=station)
-            return Outcome(claim.record_index, "refused", not_blank, stages)
+        options: dict[str, Any] = {}
+        if in_session_check(job, script, executor, data):
+            # the blank check inside the script's own first session, before its first write:
+            # one secure channel per card instead of two (issue 14)
+            options["on_session"] = _SessionCheck(job, data, ident.cin)
+        else:
+            not_blank = check_blank(hand.channel.transmit, job, keystore, data, ident.cin)
+            lap("check blank")
+            if not_blank:
+                raise NotBlank(not_blank)
         step_count = 0
 
         def on_step(*args: Any, **kwargs: Any) -> None:
@@ -215,10 +218,15 @@ def _personalize(
             step_count += 1
             lap(_step_name(args, kwargs, step_count))
 
-        executor(script, data, watch.transmit, keystore, profile=job.profile, on_step=on_step)
+        executor(script, data, watch.transmit, keystore, profile=job.profile, on_step=on_step, **options)
         lap("script")
         hand.finish()
         lap("save")
+    except NotBlank as exc:
+        with contextlib.suppress(Exception):
+            hand.finish()
+        db.finish(claim, "refused", exc.reason, stages, station=station)
+        return Outcome(claim.record_index, "refused", exc.reason, stages)
     except Exception as exc:  # noqa: BLE001 - this card fails, the batch goes on
         reason = failure_reason(exc)
         if transport_fault(exc):
@@ -238,13 +246,75 @@ def _personalize(
     return Outcome(claim.record_index, "done", "", stages)
 
 
+class NotBlank(Exception):
+    """The card is not blank (or refused the check) before any data was written: ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def in_session_check(job: Job, script: Any, executor: Executor, data: Any) -> bool:
+    """Whether the blank check can run inside the script's first secure channel: the built-in
+    interpreter, a card without a badge layout, and a script whose first steps are SELECTs of the
+    ISD then ``open_scp03`` (nothing can be written before the session opens, and GET STATUS
+    reaches the ISD through it). Otherwise the check opens its own session first."""
+    from cardlab.personalizer.engine.cardstate import badge_layout
+
+    try:
+        from cardlab.personalizer import script as script_mod
+    except ImportError:
+        return False
+    if executor is not script_mod.execute or badge_layout(job.profile, data) is not None:
+        return False
+    isd = job.gp.isd_aid.hex().upper()
+    for step in getattr(script, "steps", ()):
+        if step.foreach or step.when is not None or step.op is None:
+            return False
+        if step.op == "select":
+            aid = step.args.get("aid")
+            source = getattr(aid, "source", aid)
+            if set(step.args) != {"aid"} or not isinstance(source, str) \
+                    or source.upper() not in ("${PROFILE.CARD.ISD_AID}", isd):
+                return False
+            continue
+        return step.op == "open_scp03" and tuple(step.expect) == ("9000",)
+    return False
+
+
+class _SessionCheck:
+    """The blank check (:func:`check_blank`'s findings, in its words) through the script's first
+    session, once: the CIN read in the session, the card's and the record's applications' life
+    cycles by GET STATUS."""
+
+    def __init__(self, job: Job, data: Any, cin: str) -> None:
+        self.job, self.data, self.cin, self.done = job, data, cin, False
+
+    def __call__(self, session: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        from cardlab.personalizer.engine.gp import session_cin, session_view
+
+        try:
+            cin = session_cin(session.send)
+            view = session_view(session.send, self.job.gp, [a.aid for a in self.data.apps], cin)
+        except Exception as exc:  # noqa: BLE001 - a refusal is the finding; a lost reader is a fault
+            if transport_fault(exc):
+                raise
+            raise NotBlank(f"card refused before any data: {failure_reason(exc)}") from None
+        reason = blank_verdict(view, self.job, self.data, self.cin)
+        if reason:
+            raise NotBlank(reason)
+
+
 def check_blank(transmit: Callable[[bytes], bytes], job: Job, keystore: KeyStore, data: Any, cin: str) -> str:
     """Before the first write (issue 13): the card is still blank — the CIN claimed, a stock life
     cycle (OP_READY/INITIALIZED, GP §5.1.1), no instance of the record's applications (GET STATUS
     over SCP03, GP §11.4; a badge: no badge DF). Returns why not ('' when blank); the reader
     going away is raised (a transport fault)."""
-    from cardlab.personalizer.engine.cardstate import badge_layout, decide
-    from cardlab.personalizer.engine.gp import CARD_LIFE, inspect_card
+    from cardlab.personalizer.engine.cardstate import badge_layout
+    from cardlab.personalizer.engine.gp import inspect_card
 
     try:
         layout = badge_layout(job.profile, data)
@@ -259,6 +329,15 @@ def check_blank(transmit: Callable[[bytes], bytes], job: Job, keystore: KeyStore
         if transport_fault(exc):
             raise
         return f"card refused before any data: {failure_reason(exc)}"
+    return blank_verdict(view, job, data, cin, badge)
+
+
+def blank_verdict(view: Any, job: Job, data: Any, cin: str, badge: Any = None) -> str:
+    """Why the card seen in the session (:class:`~.gp.CardView`) is not a blank card for ``data``
+    ('' when it is)."""
+    from cardlab.personalizer.engine.cardstate import decide
+    from cardlab.personalizer.engine.gp import CARD_LIFE
+
     if view.cin != cin:
         return f"card not as claimed: CIN {view.cin} in the session, {cin} identified"
     if decide(view, data, job.gp, badge=badge) == "untouched":

@@ -100,13 +100,29 @@ def inspect_card(
 ) -> tuple[CardView, Any]:
     """Read the card's life cycle and the life cycles of ``aids`` (GET STATUS
     P1 80 and 40, TLV format, GP §11.4) inside an SCP03 session."""
-    from cardlab.cardspec import tlv
-
     ident = read_identity(transmit, gp.isd_aid)
     hs = open_session(transmit, gp, keystore)
+    return session_view(hs.send, gp, aids, ident.cin), hs
+
+
+def session_cin(send: Transmit) -> str:
+    """The CIN (GET DATA 45, GP §11.3) read inside an open session, hex ('' if the card has none)."""
+    from cardlab.cardspec import tlv
+
+    resp = send(b"\x80\xCA\x00\x45\x00")
+    if status_word(resp) != SW_OK:
+        return ""
+    found = tlv.find(resp[:-2], 0x45)
+    return (found.value if found is not None else resp[:-2]).hex().upper()
+
+
+def session_view(send: Transmit, gp: GpAccess, aids: Sequence[bytes], cin: str) -> CardView:
+    """The card's life cycle and those of ``aids`` by GET STATUS (P1 80 and 40, TLV format,
+    GP §11.4) over ``send``, a session's."""
+    from cardlab.cardspec import tlv
 
     def status(p1: int, aid: bytes) -> int | None:
-        resp = hs.send(bytes((0x80, 0xF2, p1, 0x02, 2 + len(aid), 0x4F, len(aid))) + aid + b"\x00")
+        resp = send(bytes((0x80, 0xF2, p1, 0x02, 2 + len(aid), 0x4F, len(aid))) + aid + b"\x00")
         if status_word(resp) == 0x6A88:
             return None
         if status_word(resp) not in (SW_OK, 0x6310):
@@ -122,4 +138,4 @@ def inspect_card(
     if life is None:
         raise CardError("GET STATUS: the card does not list its ISD")
     apps = {aid: lc for aid in aids if (lc := status(0x40, aid)) is not None}
-    return CardView(ident.cin, life, apps), hs
+    return CardView(cin, life, apps)

@@ -139,6 +139,8 @@ class Runner(Walker):
         self.env.session = session
         self.channel_open = True
         self.kdd = session.kdd
+        if self.on_session is not None:
+            self.on_session(session)
         return desc, 0x9000
 
     def op_install(self, step: Step) -> tuple[str, int | None]:

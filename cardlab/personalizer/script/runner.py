@@ -43,12 +43,17 @@ def execute(
     *,
     profile: dict[str, Any] | None = None,
     on_step: Callable[[StepEvent], None] | None = None,
+    on_session: Callable[[Any], None] | None = None,
 ) -> ScriptResult:
     """Run every step of ``script`` for ``card`` over ``transmit`` (command
     APDU → response APDU). Raises :class:`StepFailed` at the first step whose
-    status word is not expected (or that cannot be carried out)."""
+    status word is not expected (or that cannot be carried out). ``on_session`` is called with
+    each secure channel the script opens (its :class:`~cardlab.cardspec.scp03.HostSession`),
+    before the next step: the perso engine checks there that the card is blank; what it
+    raises ends the script."""
     env = Env(card, profile, keystore)
     runner = Runner(script, env, transmit, on_step, pan_masker(card))
+    runner.on_session = on_session
     runner.run(script.steps)
     return ScriptResult(script.name, card.card_id, runner.apdus, runner.steps_run, tuple(runner.events), runner.kdd)
 

@@ -48,6 +48,8 @@ class Walker:
         self.block_counter = 0
         self.channel_open = False
         self.kdd = b""
+        #: called with each secure channel opened (:func:`.runner.execute`'s ``on_session``)
+        self.on_session: Callable[[Any], None] | None = None
 
     # -- walking
     def run(self, steps: Sequence[Step]) -> None:

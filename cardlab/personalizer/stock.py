@@ -123,20 +123,26 @@ def holder(image: str | Path) -> str | None:
 def note_record(image: str | Path, owner: str, record: int, card_id: str) -> None:
     """Write into ``image``'s claim marker the record the batch ``owner`` puts on it (the batch's
     name stays the first line, so :func:`holder` reads it the same); a marker another batch holds
-    is left alone. The card id is the issuer's reference of the record, never a PAN."""
-    from cardlab.personalizer.files import write_private
-
+    is left alone. The card id is the issuer's reference of the record, never a PAN. The line is
+    appended (one small write, no file replaced: replacing a file by rename costs a flush of it
+    on ext4); the last whole ``record`` line is the card's (:func:`claim_of`)."""
     if holder(image) != owner:
         return
     marker = Path(image).parent / CLAIMS / Path(image).name
-    write_private(marker, f"{owner}\nrecord {record} {card_id}\n".encode())
+    fd = os.open(marker, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, f"record {record} {card_id}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def claim_of(image: str | Path) -> tuple[str, int | None]:
     """(batch, record) of ``image``'s claim marker (record None: claimed, no record started yet)."""
     marker = Path(image).parent / CLAIMS / Path(image).name
-    lines = marker.read_text(encoding="utf-8").splitlines()
+    lines = marker.read_text(encoding="utf-8").split("\n")
     record = None
-    if len(lines) > 1 and lines[1].startswith("record "):
-        record = int(lines[1].split()[1])
+    for line in lines[1:-1]:  # whole lines only: a torn last note is not a record
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "record" and parts[1].isdigit():
+            record = int(parts[1])
     return lines[0].strip(), record

@@ -91,3 +91,23 @@ def test_stock_for_the_badge_profile(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad.write_text("card:\n  isd_aid: A0\n  kmc: KMC\n")
     assert main(["perso", "stock", str(tmp_path / "s2"), "--count", "1", "--keys", str(keys), "--profile", str(bad)]) == 2
     assert "card.isd_aid" in capsys.readouterr().err
+
+
+def test_a_claim_marker_names_the_last_whole_record_noted(tmp_path: Path) -> None:
+    """The perso engine appends the record it puts on a claimed stock card to the card's claim
+    marker (a card freed after a fault that wrote nothing takes another record later): the last
+    whole line names it; a line torn by a crash is not a record; another batch's marker is left alone."""
+    from cardlab.personalizer.stock import claim_of, holder, note_record, reserve
+
+    image = tmp_path / "card-000001.json"
+    image.write_text("{}")
+    assert reserve(image, "batch-A") and not reserve(image, "batch-B")
+    assert claim_of(image) == ("batch-A", None)
+    note_record(image, "batch-A", 3, "CARD-3")
+    note_record(image, "batch-A", 7, "CARD-7")
+    note_record(image, "batch-B", 9, "CARD-9")  # not its marker
+    assert claim_of(image) == ("batch-A", 7) and holder(image) == "batch-A"
+    marker = tmp_path / ".claims" / image.name
+    marker.write_text(marker.read_text() + "record 11 CA")  # torn: no line feed
+    assert claim_of(image) == ("batch-A", 7)
+    assert marker.stat().st_mode & 0o777 == 0o600

@@ -17,6 +17,7 @@ logged and answered with 6F00.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -56,6 +57,7 @@ _CLASS_OK = [
 ]
 
 
+@functools.lru_cache(maxsize=64)  # every power-on asks; a batch has a handful of ATRs
 def offered_protocols(atr: bytes) -> tuple[int, ...]:
     """The protocols ``atr`` offers, first the default (ISO/IEC 7816-3 §8.2.3); an ATR too broken
     to parse (only with ``--allow-non-emv-atr``) leaves the card on T=1, as before ATRs were chosen."""

@@ -15,6 +15,7 @@ shorter than the data → 6C xx (the length it would give), Le = 00 → all of i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -47,15 +48,25 @@ def uid(state: CardState) -> bytes:
 
 def historical_bytes(state: CardState) -> bytes:
     """The historical bytes of the card's contact ATR (its default ones when that does not parse)."""
+    return _historical(state.atr)
+
+
+@functools.lru_cache(maxsize=64)  # every power-on asks; a batch has a handful of ATRs
+def _historical(contact_atr: bytes) -> bytes:
     try:
-        return atrspec.parse(state.atr).historical
+        return atrspec.parse(contact_atr).historical
     except atrspec.AtrError:
         return atrspec.DEFAULT_HISTORICAL
 
 
 def atr(state: CardState) -> bytes:
     """The PC/SC contactless ATR for the card (PC/SC Part 3 §3.1.3.2.3)."""
-    return atrspec.contactless(historical_bytes(state))
+    return _contactless_atr(state.atr)
+
+
+@functools.lru_cache(maxsize=64)
+def _contactless_atr(contact_atr: bytes) -> bytes:
+    return atrspec.contactless(_historical(contact_atr))
 
 
 def reader_command(state: CardState, command: bytes) -> bytes | None:

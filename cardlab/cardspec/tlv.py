@@ -156,7 +156,31 @@ def encode_dgi(dgi: int, value: bytes) -> bytes:
 
 
 def parse_dgis(data: bytes) -> list[tuple[int, bytes]]:
-    """The (DGI, value) pairs of concatenated DGIs; TlvError when one is cut short."""
+    """The (DGI, value) pairs of concatenated DGIs; TlvError when one is cut short.
+
+    Every personalization command parses its DGIs: the well-formed case is read by hand (the
+    layout of :data:`DGI`: two bytes, a length of one byte or FF and two bytes, the value); any
+    other input goes to the construct, which says what is wrong."""
+    out: list[tuple[int, bytes]] = []
+    i, end = 0, len(data)
+    while i < end:
+        if end - i < 3:
+            break
+        n, head = data[i + 2], 3
+        if n == 0xFF:
+            if end - i < 5:
+                break
+            n, head = (data[i + 3] << 8) | data[i + 4], 5
+        if i + head + n > end:
+            break
+        out.append(((data[i] << 8) | data[i + 1], bytes(data[i + head:i + head + n])))
+        i += head + n
+    else:
+        return out
+    return _parse_dgis_construct(data)
+
+
+def _parse_dgis_construct(data: bytes) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     stream = io.BytesIO(data)
     while stream.tell() < len(data):

@@ -125,9 +125,9 @@ class JobDb:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self) -> AbstractContextManager[Store]:
-        """One write transaction (rolled back on any exception)."""
-        return self.store.transaction()
+    def transaction(self, durable: bool = True) -> AbstractContextManager[Store]:
+        """One write transaction (rolled back on any exception); see :meth:`.jobstore.Store.transaction`."""
+        return self.store.transaction(durable)
 
     # -- meta ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -237,8 +237,12 @@ class JobDb:
         """Reserve the first image of ``images`` no station has used yet and ``reserve`` grants
         (the stock's own claim, shared by every batch: :func:`cardlab.personalizer.stock.reserve`).
         One indexed lookup per image passed over: a caller that remembers where its last claim was
-        keeps a big stock linear, see ``ImageSource``."""
-        with self.transaction() as db:
+        keeps a big stock linear, see ``ImageSource``.
+
+        Not a durable commit: nothing is written to the card before :meth:`start`, whose durable
+        commit makes this one durable too; a power cut in between loses only the claim, and the
+        image (its stock marker still this batch's) is claimed again."""
+        with self.transaction(durable=False) as db:
             for path in images:
                 if not self.image_used(path) and reserve(path):
                     # another machine's station may claim the same image at the same moment: the

@@ -142,7 +142,10 @@ class Store:
         raise NotImplementedError
 
     @contextmanager
-    def transaction(self) -> Iterator[Store]:
+    def transaction(self, durable: bool = True) -> Iterator[Store]:
+        """One write transaction. ``durable=False``: its commit does not wait for the disk — the
+        next durable commit of this connection makes it durable with it (the log is written in
+        order), and a power cut before that loses it, never a later one."""
         raise NotImplementedError
         yield self  # pragma: no cover
 
@@ -200,22 +203,29 @@ class SqliteStore(Store):
         return self.db.execute(sql, tuple(params))
 
     @contextmanager
-    def transaction(self) -> Iterator[Store]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any exception)."""
-        for delay in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 0.0):
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or not delay:
-                    raise
-                time.sleep(delay)
+    def transaction(self, durable: bool = True) -> Iterator[Store]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any exception); not ``durable``: the
+        commit under ``synchronous=NORMAL`` (WAL: no fsync; the next FULL commit syncs it too)."""
+        if not durable:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            for delay in (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 0.0):
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or not delay:
+                        raise
+                    time.sleep(delay)
+            try:
+                yield self
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        finally:
+            if not durable:
+                self.db.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         self.db.close()
@@ -286,8 +296,10 @@ class PostgresStore(Store):
         return cur
 
     @contextmanager
-    def transaction(self) -> Iterator[Store]:
+    def transaction(self, durable: bool = True) -> Iterator[Store]:
         self._raw("BEGIN")
+        if not durable:
+            self._raw("SET LOCAL synchronous_commit TO OFF")  # flushed by the next synchronous commit
         try:
             yield self
         except BaseException:

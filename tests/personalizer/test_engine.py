@@ -580,3 +580,33 @@ def test_the_blank_check_joins_the_script_session_only_when_nothing_can_be_writt
         path = tmp_path / f"{name.replace(' ', '-')}.yaml"
         path.write_text(variant)
         assert not in_session_check(job, script_mod.load_script(path), script_mod.execute, data), name
+
+
+def test_only_the_image_claim_commits_without_a_sync(batch: tuple[Path, Path], tmp_path: Path) -> None:
+    """JobDb.claim_image commits under synchronous=NORMAL (nothing reaches the card before the
+    durable commit of start(), which syncs it too); every other transaction stays FULL, also after
+    a claim that raised."""
+    b, keys = batch
+    cards = make_cards(tmp_path, keys, 3)
+    engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)  # loads the batch
+    with JobDb(b / "jobs.sqlite") as db:
+        seen: list[int] = []
+
+        def reserve(path: str) -> bool:
+            seen.append(int(db.db.execute("PRAGMA synchronous").fetchone()[0]))
+            return True
+
+        spare = tmp_path / "spare.json"
+        Card.create().save(spare)
+        assert db.claim_image("test:1:station-1", [str(spare)], reserve) is not None
+        assert seen == [1]  # NORMAL inside the claim
+        assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+
+        def broken(path: str) -> bool:
+            raise OSError("stock unreadable")
+
+        with pytest.raises(OSError):
+            db.claim_image("test:1:station-1", [str(tmp_path / "other.json")], broken)
+        assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        with db.transaction():
+            assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2

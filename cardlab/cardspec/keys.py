@@ -31,7 +31,8 @@ not the 3DES one the GlobalPlatformPro vectors list.
 from __future__ import annotations
 
 from Crypto.Cipher import AES, DES3
-from Crypto.Hash import CMAC
+
+from cardlab.cardspec.scp03 import aes_cmac  # OpenSSL's AES-CMAC (SP 800-38B)
 
 #: key types in the diversification data
 KEY_TYPES = {"ENC": 0x01, "MAC": 0x02, "DEK": 0x03}
@@ -67,7 +68,7 @@ def diversify_key(scheme: str, master: bytes, kdd: bytes, key_type: int) -> byte
         counter = 1
         while len(out) < len(master):
             data = bytes((counter, 0, 0, 0, key_type, 0)) + kdd
-            out += bytes(CMAC.new(master, data, ciphermod=AES).digest())
+            out += aes_cmac(master, data)
             counter += 1
         return out[: len(master)]
     raise ValueError(f"unknown diversification scheme {scheme!r} (one of {', '.join(SCHEMES)})")

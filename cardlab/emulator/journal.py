@@ -44,7 +44,6 @@ compared key by key, so an ATC increment journals one small value, not the appli
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from .image import to_json
 from .journalfile import (
-    FORMAT, VERSION, Op, diff, frame, journal_path, lazy_entry, snapshot_id, view, whole_entries,
+    FORMAT, VERSION, Op, diff, frame, journal_path, lazy_entry, snapshot_id, whole_entries,
 )
 from .state import CardState
 
@@ -81,6 +80,17 @@ def _registry(state: CardState) -> dict[str, Any]:
             "install_params": r.install_params.hex().upper(),
         }
         for r in state.instances
+    }
+
+
+def _shadow_of(state: CardState) -> dict[str, Any]:
+    """The journal view of ``state`` as the card holds it (the card was loaded from, or just
+    saved to, its image: this is what the snapshot and journal on disk hold)."""
+    return {
+        "card": _card_part(state),
+        "registry": _registry(state),
+        "states": {rec.aid.hex().upper(): rec.state for rec in state.instances},
+        "fs": state.filesystem,
     }
 
 
@@ -141,13 +151,7 @@ class ImageJournal:
         if entries is None or entries >= self.compact_every:
             return False
         self._image_id = snapshot_id(snap)
-        state = self.card.state
-        self._shadow = {
-            "card": _card_part(state),
-            "registry": _registry(state),
-            "states": {rec.aid.hex().upper(): rec.state for rec in state.instances},
-            "fs": state.filesystem,
-        }
+        self._shadow = _shadow_of(self.card.state)
         fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
         self._fd = fd
         self._finalizer = weakref.finalize(self, os.close, fd)
@@ -157,10 +161,8 @@ class ImageJournal:
     def _start(self) -> None:
         """Remember the state as saved in the snapshot (the base of the next entries; the
         instances' states and the file system are compared with it at the first commit)."""
-        snap = self.path.read_bytes()
-        self._image_id = snapshot_id(snap)
-        self._shadow = view(json.loads(snap))
-        self._shadow["card"] = _card_part(self.card.state)
+        self._image_id = snapshot_id(self.path.read_bytes())
+        self._shadow = _shadow_of(self.card.state)
         self.entries = 0
 
     def commit(self, card: Card) -> None:

@@ -87,7 +87,67 @@ def whole_image_saves(durable: bool) -> Iterator[None]:
         journal_mod.ImageJournal.attach = saved  # type: ignore[method-assign]
 
 
-def run(work: Path, cards: int, legacy: bool = False) -> dict[str, float]:
+class Breakdown:
+    """Where a stage's time goes, measured by wrapping (no profiler: the figures are the run's own):
+    durable syncs (``os.fsync``/``os.fdatasync``: the card image journal, snapshots, stock
+    markers), the job store (every JobDb call, its SQLite commits and their syncs included), the
+    emulated card (``Card.transmit``, its journal syncs excluded), and the rest: the host side
+    (perso script runner, SCP03 host, key store) or the terminal (tester kernel, rules, issuer
+    host), the pyscard plug-in and the card image loads."""
+
+    def __init__(self) -> None:
+        self.syncs = self.sync_s = self.store_s = self.card_s = 0.0
+        self._depth = 0
+        self._card_sync = 0.0
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        from cardlab.emulator.card import Card
+        from cardlab.personalizer.jobdb import JobDb
+
+        saved: list[tuple[Any, str, Any]] = []
+
+        def wrap(owner: Any, name: str, account: str) -> None:
+            fn = getattr(owner, name)
+            saved.append((owner, name, fn))
+
+            def timed(*args: Any, **kwargs: Any) -> Any:
+                t = time.perf_counter()
+                outer = self._depth == 0
+                self._depth += 1
+                sync_before = self.sync_s
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self._depth -= 1
+                    dt = time.perf_counter() - t
+                    if account == "sync":
+                        self.syncs += 1
+                        self.sync_s += dt
+                    elif outer:  # a store call or a card command, its own syncs taken out
+                        setattr(self, account, getattr(self, account) + dt - (self.sync_s - sync_before))
+
+            setattr(owner, name, timed)
+
+        for name in ("fsync", "fdatasync"):
+            wrap(os, name, "sync")
+        wrap(Card, "transmit", "card_s")
+        for name in ("claim_image", "start", "finish", "card_data", "known_card", "pending_left", "release_card"):
+            wrap(JobDb, name, "store_s")
+        try:
+            yield
+        finally:
+            for owner, name, fn in reversed(saved):
+                setattr(owner, name, fn)
+
+    def line(self, cards: float, seconds: float) -> str:
+        ms = 1000 / cards
+        rest = seconds - self.sync_s - self.store_s - self.card_s
+        return (f"{self.syncs / cards:4.1f} syncs {self.sync_s * ms:4.1f} ms, job store {self.store_s * ms:4.1f} ms, "
+                f"card {self.card_s * ms:4.1f} ms, host/terminal and plug-in {rest * ms:4.1f} ms")
+
+
+def run(work: Path, cards: int, legacy: bool = False, breakdown: dict[str, Breakdown] | None = None) -> dict[str, float]:
     """Seconds per stage for ``cards`` SDA records through the demo's path."""
     from cardlab.personalizer import engine
     from cardlab.personalizer.profile import load_profile
@@ -112,7 +172,9 @@ def run(work: Path, cards: int, legacy: bool = False) -> dict[str, float]:
     pipeline._stock_worker((str(stock), str(keys), card.kmc, card.diversification.upper(), accepted))
     out["stock"] = time.perf_counter() - t
 
-    with whole_image_saves(durable=False) if legacy else contextlib.nullcontext():
+    perso_bd, certify_bd = Breakdown(), Breakdown()
+    with whole_image_saves(durable=False) if legacy else perso_bd.measuring() if breakdown is not None \
+            else contextlib.nullcontext():
         t = time.perf_counter()
         rep = engine.run(batch, cards=stock, stations=1, keys=str(keys))
         out["perso"] = time.perf_counter() - t
@@ -120,7 +182,8 @@ def run(work: Path, cards: int, legacy: bool = False) -> dict[str, float]:
         raise SystemExit(f"perso failed: {rep.failures[:3]} {rep.unaccounted[:3]} {rep.errors[:3]}")
 
     images = [(str(img), idx, cid) for img, idx, cid in map_images(batch)]
-    with whole_image_saves(durable=True) if legacy else contextlib.nullcontext():
+    with whole_image_saves(durable=True) if legacy else certify_bd.measuring() if breakdown is not None \
+            else contextlib.nullcontext():
         t = time.perf_counter()
         passed = 0
         for k in range(0, len(images), 50):
@@ -129,6 +192,8 @@ def run(work: Path, cards: int, legacy: bool = False) -> dict[str, float]:
         out["certify"] = time.perf_counter() - t
     if passed != len(images) or len(images) != accepted:
         raise SystemExit(f"certify: {passed} of {len(images)} cards pass ({accepted} prepared)")
+    if breakdown is not None:
+        breakdown.update(perso=perso_bd, certify=certify_bd)
     return out
 
 
@@ -146,11 +211,14 @@ def run_kind(work: Path, kind: str, cards: int, cores: int) -> dict[str, float]:
     work.mkdir(parents=True)
     keys = pipeline.demo_keystore(work / "keys.json")
     sample, profile_name = (("visa-cvn18", "visa-cvn18"), ("mastercard-cvn16", "mastercard-cvn16"))[kind == "cda"]
-    doc = yaml.safe_load((ROOT / "vectors" / "profiles" / f"{profile_name}.yaml").read_text())
-    if kind == "dda":
-        doc["applications"] = doc["applications"][:1]  # the credit application: SDA + DDA, one ICC key
-    profile = work / f"{kind}.yaml"
-    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    if kind == "sda":
+        profile = sda_profile(work)
+    else:
+        doc = yaml.safe_load((ROOT / "vectors" / "profiles" / f"{profile_name}.yaml").read_text())
+        if kind == "dda":
+            doc["applications"] = doc["applications"][:1]  # the credit application: SDA + DDA, one ICC key
+        profile = work / f"{kind}.yaml"
+        profile.write_text(yaml.safe_dump(doc, sort_keys=False))
     bin_, languages = records_gen.BINS[sample]
     records = records_gen.write_csv(work / "records.csv", bin_, cards, seed=1, languages=languages)
     batch, stock = work / "batch", work / "stock"
@@ -208,6 +276,7 @@ def main() -> int:
     ap.add_argument("--baseline-cards", type=int, default=200, help="0: no baseline")
     ap.add_argument("--rsa-cards", type=int, default=200, help="DDA and CDA records (0: skip)")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="the all-cores run (default: every CPU)")
+    ap.add_argument("--profile-cards", type=int, default=200, help="cards of the time breakdown run (0: none)")
     args = ap.parse_args()
     from cryptography.utils import CryptographyDeprecationWarning
 
@@ -219,6 +288,10 @@ def main() -> int:
             # the same size for a like-for-like ratio (the job database grows with the batch)
             same = rates(run(Path(d) / "same", args.baseline_cards))
         s = run(Path(d) / "run", args.cards)
+        bd: dict[str, Breakdown] = {}
+        if args.profile_cards:
+            prof = run(Path(d) / "profile", args.profile_cards, breakdown=bd)
+        many = rates(run_kind(Path(d) / "sda-many", "sda", args.cards, args.cores)) if args.cores > 1 else None
     r = rates(s)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"cardlab demo's path, SDA profile (Visa sample credit app, SDA only), one core, {int(s['cards'])} cards:")
@@ -233,6 +306,14 @@ def main() -> int:
             line += (f"  | {args.baseline_cards} cards: {same[stage]:7.1f} vs {base[stage]:7.1f} with whole-image "
                      f"saves per APDU = x{same[stage] / base[stage]:.2f}")
         print(line)
+    if many is not None:
+        print(f"  {args.cores} cores (prepare --workers {args.cores}, {args.cores} perso stations, {args.cores} certify "
+              f"processes): end to end {many['end to end']:.1f} cards/s (x{many['end to end'] / r['end to end']:.2f}"
+              f" of one core; prepare {many['prepare']:.0f}, perso {many['perso']:.0f}, certify {many['certify']:.0f})")
+    if bd:
+        print(f"  where the time goes, per card ({args.profile_cards} more cards, measured by wrapping):")
+        for stage in ("perso", "certify"):
+            print(f"    {stage:<8} {1000 * prof[stage] / prof['cards']:5.1f} ms: {bd[stage].line(prof['cards'], prof[stage])}")
     print(f"  peak RSS {rss:.0f} MB (goal < {GOAL_RSS_MB:.0f}: {'met' if rss < GOAL_RSS_MB else 'MISSED'})")
     ok = r["end to end"] >= GOAL_END_TO_END and rss < GOAL_RSS_MB
     if args.rsa_cards:

@@ -95,6 +95,13 @@ def canonical(seq: int, when: str, event: str, details: str) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _canonical_of_own(seq: int, when: str, event: str, text: str) -> bytes:
+    """:func:`canonical` of an entry whose ``text`` this module just wrote (already sorted, compact
+    JSON): the same bytes, put together without parsing ``text`` again."""
+    return ('{"details":' + text + ',"event":' + json.dumps(event, ensure_ascii=False) + ',"seq":' + str(seq)
+            + ',"time":' + json.dumps(when, ensure_ascii=False) + "}").encode()
+
+
 def entry_hash(prev: str, seq: int, when: str, event: str, details: str) -> str:
     """``SHA-256(prev ‖ canonical entry)`` in hex (``prev`` as its 32 bytes)."""
     return hashlib.sha256(bytes.fromhex(prev) + canonical(seq, when, event, details)).hexdigest()
@@ -142,7 +149,7 @@ def append_many(db: Connection, entries: Sequence[tuple[str, Mapping[str, Any]]]
     when = now()
     for event, text in texts:
         seq += 1
-        digest = entry_hash(prev, seq, when, event, text)
+        digest = hashlib.sha256(bytes.fromhex(prev) + _canonical_of_own(seq, when, event, text)).hexdigest()
         db.execute(
             "INSERT INTO audit (seq, time, event, details, prev, hash) VALUES (?, ?, ?, ?, ?, ?)",
             (seq, when, event, text, prev, digest),

@@ -8,8 +8,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cardlab.personalizer import audit
 
@@ -148,3 +151,19 @@ def test_verify_streams_a_million_entries(tmp_path: Path) -> None:
     before_kb, after_kb = int(out[2]), int(out[3])
     assert after_kb < 100 * 1024, f"peak {after_kb} KB (before verify: {before_kb} KB)"
     assert after_kb - before_kb < 20 * 1024, f"verify grew the process by {after_kb - before_kb} KB"
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), _JSONISH, max_size=5), st.text(max_size=12), st.integers(1, 10**9))
+def test_appends_hash_the_canonical_entry(details: dict[str, Any], event: str, seq: int) -> None:
+    """append_many puts the canonical bytes together without parsing its own JSON again: they are
+    the bytes canonical() gives, which verification uses."""
+    text = json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    when = audit.now()
+    assert audit._canonical_of_own(seq, when, event, text) == audit.canonical(seq, when, event, text)

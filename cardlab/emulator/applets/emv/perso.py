@@ -104,7 +104,8 @@ def store_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
             raise _bad(f"DGI {dgi:04X} must be encrypted")
         _apply(work, dgi, value)
         work.data.received.add(dgi)
-    _check_master_keys(app, work)
+    if any(dgi in (DGI_MASTER_KEYS, DGI_KCV) for dgi, _ in dgis):  # checked once both are in
+        _check_master_keys(app, work)
     last = bool(cmd.p1 & 0x80)
     if last:
         _complete(work)

@@ -7,6 +7,7 @@ card's and the personalizer's code.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ class Tlv:
 
     @property
     def constructed(self) -> bool:
-        first = self.tag.to_bytes(max(1, (self.tag.bit_length() + 7) // 8), "big")[0]
+        first = self.tag >> (8 * ((self.tag.bit_length() - 1) // 8)) if self.tag else 0
         return bool(first & 0x20)
 
     def children(self) -> list[Tlv]:
@@ -64,7 +65,15 @@ def _items(data: bytes) -> Iterator[Tlv]:
 
 
 def parse(data: bytes) -> list[Tlv]:
-    return list(_items(data))
+    """The objects of ``data`` (TlvError when malformed). A certification reads the same
+    responses many times (records, FCI, GPO, by rule after rule): the last few hundred parses
+    are kept (objects are immutable; the list is the caller's own)."""
+    return list(_parse(bytes(data)))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(data: bytes) -> tuple[Tlv, ...]:
+    return tuple(_items(data))
 
 
 def flatten(data: bytes) -> dict[int, bytes]:

@@ -11,6 +11,7 @@ the reports depend on the result types and on nothing that produces them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..rules import CRITICAL, FAIL, INCOMPLETE, NA, NOT_RUN, PASS, RULES, Result
@@ -63,6 +64,9 @@ class CardReport:
 # -- collecting results ------------------------------------------------------------------
 
 
+_DIGIT = re.compile(r"\d").search
+
+
 class Collector:
     """Several checks may feed one rule; one Result per rule and application."""
 
@@ -78,7 +82,7 @@ class Collector:
         done = self._cleaned.get(text)
         if done is None:
             done = text.replace(self.pan, mask_pan(self.pan)) if self.pan else text
-            done = self._cleaned[text] = redact(done) if any(c.isdigit() for c in done) else done
+            done = self._cleaned[text] = redact(done) if _DIGIT(done) else done
         return done
 
     def check(self, rule: str, ok: bool, evidence: str, expected: str = "", found: str = "") -> bool:
@@ -98,14 +102,22 @@ class Collector:
 
     def results(self, rule_ids: list[str], unreached: str) -> list[Result]:
         out = []
+        unrun_prefix = f"{NOT_RUN}: "
         for rid in rule_ids:
             items = self.checks.get(rid)
             if not items:
                 out.append(Result(rid, NA, self._clean(unreached), app=self.app))
                 continue
-            fails = [i for i in items if i[0] is False]
-            unrun = [i for i in items if i[0] is None and i[1].startswith(f"{NOT_RUN}: ")]
-            passes = [i for i in items if i[0] is True]
+            fails: list[tuple[bool | None, str, str, str]] = []
+            unrun: list[tuple[bool | None, str, str, str]] = []
+            passes: list[tuple[bool | None, str, str, str]] = []
+            for i in items:  # one pass: most rules hold one check
+                if i[0] is False:
+                    fails.append(i)
+                elif i[0] is True:
+                    passes.append(i)
+                elif i[1].startswith(unrun_prefix):
+                    unrun.append(i)
             chosen = fails or unrun or passes or items  # a part that could not run is never hidden by a pass
             verdict = FAIL if fails else NOT_RUN if unrun else PASS if passes else NA
             ev = "; ".join(dict.fromkeys(i[1] for i in chosen))

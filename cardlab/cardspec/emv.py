@@ -29,8 +29,11 @@ Known answers (pyemv ``tests/test_cvn_hsm.py``, see ``vectors/emv_crypto.json``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+
+from typing import Any
 
 from Crypto.Cipher import DES
 
@@ -88,10 +91,17 @@ def adjust_parity(key: bytes) -> bytes:
     return bytes(b ^ (1 - b.bit_count() % 2) for b in key)
 
 
-def _des3(key: bytes) -> tuple[object, object, object]:
+@functools.lru_cache(maxsize=64)
+def _des_ecb(key: bytes) -> Any:
+    """A single-DES ECB object for an 8-byte key. ECB keeps no state between calls, so the
+    objects of the last few keys are kept: a transaction uses each session key several times."""
+    return DES.new(key, DES.MODE_ECB)
+
+
+def _des3(key: bytes) -> tuple[Any, Any, Any]:
     _check_key(key)
     k3 = key[16:24] if len(key) == 24 else key[:8]
-    return DES.new(key[:8], DES.MODE_ECB), DES.new(key[8:16], DES.MODE_ECB), DES.new(k3, DES.MODE_ECB)
+    return _des_ecb(bytes(key[:8])), _des_ecb(bytes(key[8:16])), _des_ecb(bytes(k3))
 
 
 def tdes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
@@ -103,7 +113,7 @@ def tdes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     if len(data) % BLOCK:
         raise ValueError("3DES data must be a multiple of 8 bytes")
     k1, k2, k3 = _des3(key)
-    return bytes(k3.encrypt(k2.decrypt(k1.encrypt(data))))  # type: ignore[attr-defined]
+    return bytes(k3.encrypt(k2.decrypt(k1.encrypt(data))))
 
 
 def tdes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
@@ -115,7 +125,7 @@ def tdes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
     if len(data) % BLOCK:
         raise ValueError("3DES data must be a multiple of 8 bytes")
     k1, k2, k3 = _des3(key)
-    return bytes(k1.decrypt(k2.encrypt(k3.decrypt(data))))  # type: ignore[attr-defined]
+    return bytes(k1.decrypt(k2.encrypt(k3.decrypt(data))))
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -206,8 +216,8 @@ def retail_mac(key: bytes, data: bytes, *, padding: int = 2, length: int = 8) ->
         raise ValueError("MAC length is 4 to 8 bytes")
     left = DES.new(key[:8], DES.MODE_CBC, iv=bytes(BLOCK))
     h = bytes(left.encrypt(padded)[-BLOCK:])
-    h = bytes(DES.new(key[8:16], DES.MODE_ECB).decrypt(h))
-    return bytes(DES.new(key[:8], DES.MODE_ECB).encrypt(h))[:length]
+    h = bytes(_des_ecb(bytes(key[8:16])).decrypt(h))
+    return bytes(_des_ecb(bytes(key[:8])).encrypt(h))[:length]
 
 
 def kcv(key: bytes, length: int = 3) -> bytes:

@@ -95,7 +95,13 @@ def make_stock(
 
 
 def reserve(image: str | Path, owner: str) -> bool:
-    """Reserve ``image`` for the batch ``owner``; False when another batch holds it."""
+    """Reserve ``image`` for the batch ``owner``; False when another batch holds it.
+
+    The marker is created exclusively (``O_EXCL``: two batches never both get it) but not synced:
+    a power cut may lose it, or leave it empty (an empty marker holds the card for nobody: it
+    stays taken). A lost marker lets another batch claim the card again, which is safe: the
+    card's claim is in this batch's job database, and no batch writes a card before its blank
+    check (a card holding data is set aside, :func:`cardlab.personalizer.engine.flow.check_blank`)."""
     image = Path(image)
     marker = image.parent / CLAIMS / image.name
     marker.parent.mkdir(mode=0o700, exist_ok=True)
@@ -103,10 +109,10 @@ def reserve(image: str | Path, owner: str) -> bool:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return holder(image) == owner
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(owner + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        os.write(fd, (owner + "\n").encode())
+    finally:
+        os.close(fd)
     return True
 
 

@@ -360,9 +360,10 @@ class JobDb:
         attempt_outcome = {"refused": "redo", "fault": "spoiled", "untouched": "redo"}.get(outcome, outcome)
         card_status = card_status or {"done": "personalized", "refused": "unusable"}.get(outcome, "spoiled")
         with self.transaction() as db:
-            audit.append_many(db, [("stage", {"record": claim.record_index, "attempt": claim.attempt,
-                                               "stage": safe_reason(name, 80), "ms": round(seconds * 1000, 3)})
-                                   for name, seconds in stages])
+            if stages:  # one entry with the card's stages in order, [name, ms] each
+                audit.append(db, "stages", {"record": claim.record_index, "attempt": claim.attempt,
+                                            "stages": [[safe_reason(name, 80), round(seconds * 1000, 3)]
+                                                       for name, seconds in stages]})
             db.execute(
                 "UPDATE attempts SET ended = ?, outcome = ?, reason = ?, stages = ? WHERE id = ? AND outcome IS NULL",
                 (stamp, attempt_outcome, reason or None, json.dumps([[n, round(s, 6)] for n, s in stages]),

@@ -20,6 +20,7 @@ keeps the batch and the report there).
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import os
 import shutil
 import subprocess
@@ -53,7 +54,7 @@ def status_kb(pid: int, field: str) -> int:
 def certify(work: Path, profile: Path, records: Path, keys: Path, batch: Path, cards: int) -> int:
     cmd = [sys.executable, "-m", "cardlab", "test", "certify", "--profile", str(profile), "--records", str(records),
            "--keys", str(keys), "--cards", str(batch), "--contactless", "--quiet",
-           "--report-dir", str(work / "report")]
+           "--report-dir", str(work / "report"), "--force"]  # the benchmark's own directory
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t = time.perf_counter()
     child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -85,6 +86,8 @@ def main() -> int:
     ap.add_argument("--cards", type=int, default=100_000)
     ap.add_argument("--stations", type=int, default=1)
     ap.add_argument("--keep", type=Path, help="work here and keep the batch and the report")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep: certify the batch a former run left there (no prepare, no perso)")
     args = ap.parse_args()
     from cardlab.personalizer import engine
     from cardlab.personalizer.profile import load_profile
@@ -92,6 +95,11 @@ def main() -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="cardlab-bench-certify-memory-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
+        if args.reuse and args.keep and (work / "batch" / "jobs.sqlite").exists():
+            with sqlite3.connect(work / "batch" / "jobs.sqlite") as con:
+                n = con.execute("SELECT count(*) FROM cards WHERE kind = 'image' AND status = 'personalized'").fetchone()[0]
+            print(f"  reusing the personalized batch in {work} ({n} cards)", flush=True)
+            return certify(work, work / "visa-sda.yaml", work / "records.csv", work / "keys.json", work / "batch", n)
         keys = pipeline.demo_keystore(work / "keys.json")
         profile = sda_profile(work)
         bin_, languages = records_gen.BINS["visa-cvn18"]

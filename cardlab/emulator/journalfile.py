@@ -39,8 +39,7 @@ Op = list[Any]
 
 def journal_path(image: str | os.PathLike[str]) -> Path:
     """``card-0001.json`` → ``card-0001.json.journal`` (not matched by a stock's ``card-*.json``)."""
-    p = Path(image)
-    return p.with_name(p.name + SUFFIX)
+    return Path(os.fspath(image) + SUFFIX)
 
 
 def snapshot_id(data: bytes) -> str:

@@ -387,7 +387,10 @@ def test_ctrl_c_is_one_line_and_130(inputs: Inputs, tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code, "perso", "run", str(batch), "--cards", str(stock),
                              "--stations", "2", "--keys", inputs.good["keys"], "--quiet"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # a shell's background job ignores SIGINT, and Python keeps an ignored SIGINT
+                            # ignored: Ctrl-C's default, whoever started pytest
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(3)
     os.killpg(proc.pid, signal.SIGINT)
     _out, err = proc.communicate(timeout=60)

@@ -27,14 +27,14 @@ from .results import CardReport
 CardItem = tuple[Callable[[], CardChannel], int, str, str]
 
 
-def map_images(directory: Path) -> list[tuple[Path, int, str]]:
+def map_images(directory: Path) -> list[tuple[str, int, str]]:
     """(image, record index, card id) for the emulated cards of a batch directory:
     from the job database (jobs.sqlite: cards.location ↔ records), else images whose
     name holds a card_id of cards.jsonl, else images in name order with record 0 (no claim: the
-    card's own PAN and PSN find its record, :mod:`.match`)."""
-    images = sorted(p for p in directory.glob("card-*.json") if not p.name.startswith("."))
+    card's own PAN and PSN find its record, :mod:`.match`). Paths as strings: a batch can
+    hold 100,000 cards, and a ``Path`` costs five times the bytes (its parts are kept)."""
     db = directory / "jobs.sqlite"
-    out: list[tuple[Path, int, str]] = []
+    out: list[tuple[str, int, str]] = []
     if db.exists():
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
@@ -44,11 +44,12 @@ def map_images(directory: Path) -> list[tuple[Path, int, str]]:
             ).fetchall()
         finally:
             con.close()
+        base = str(directory)
         for loc, idx, cid in rows:
-            p = Path(loc)
-            out.append((p if p.is_absolute() else directory / p, int(idx), str(cid or f"{idx:06d}")))
+            out.append((loc if os.path.isabs(loc) else os.path.join(base, loc), int(idx), str(cid or f"{idx:06d}")))
         if out:
             return out
+    images = sorted(p for p in directory.glob("card-*.json") if not p.name.startswith("."))
     ids: dict[str, int] = {}
     cards = directory / "cards.jsonl"
     if cards.exists():
@@ -59,12 +60,13 @@ def map_images(directory: Path) -> list[tuple[Path, int, str]]:
     if not images:
         images = sorted(p for p in directory.iterdir() if p.suffix in (".json", ".img") and p.name not in ("manifest.json",) and not p.name.startswith("."))
     for n, img in enumerate(images, 1):
-        match = [(cid, idx) for cid, idx in ids.items() if cid in img.stem]
+        exact = img.stem.removeprefix("card-")  # the perso engine's own name: one lookup, not a scan of every id
+        match = [(exact, ids[exact])] if exact in ids else [(cid, idx) for cid, idx in ids.items() if cid in img.stem]
         if match:
             cid, idx = max(match, key=lambda m: len(m[0]))
-            out.append((img, idx, cid))
+            out.append((str(img), idx, cid))
         elif not ids:  # name order is no claim about the record: 0, the card's PAN decides (.match)
-            out.append((img, 0, f"{n:06d}"))
+            out.append((str(img), 0, f"{n:06d}"))
     return out
 
 

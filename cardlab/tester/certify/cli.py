@@ -12,6 +12,7 @@ would make ``import cardlab.tester.report`` re-enter a half-initialized module.
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -173,7 +174,7 @@ def _record_number(value: str) -> int:
 
 
 def _opener(open_image: Callable[[str], CardChannel], path: str) -> Callable[[], CardChannel]:
-    return lambda: open_image(path)
+    return functools.partial(open_image, path)  # a third of a closure's bytes, 100,000 times
 
 
 def image_items(a: argparse.Namespace, open_image: Callable[[str], CardChannel]) -> list[CardItem] | None:
@@ -189,7 +190,7 @@ def image_items(a: argparse.Namespace, open_image: Callable[[str], CardChannel])
             mapped = [m for m in mapped if m[1] == a.record]
         # the batch's record numbers are hints only for the records file it was prepared from
         same = prepared_from(Path(a.cards), a.records)
-        return [(_opener(open_image, str(img)), idx if same else 0, cid, str(img)) for img, idx, cid in mapped]
+        return [(_opener(open_image, img), idx if same else 0, cid, img) for img, idx, cid in mapped]
     return None
 
 

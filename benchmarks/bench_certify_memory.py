@@ -20,7 +20,6 @@ keeps the batch and the report there).
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import os
 import shutil
 import subprocess
@@ -96,8 +95,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         if args.reuse and args.keep and (work / "batch" / "jobs.sqlite").exists():
-            with sqlite3.connect(work / "batch" / "jobs.sqlite") as con:
-                n = con.execute("SELECT count(*) FROM cards WHERE kind = 'image' AND status = 'personalized'").fetchone()[0]
+            from cardlab.tester.certify import map_images
+
+            n = len(map_images(work / "batch"))
             print(f"  reusing the personalized batch in {work} ({n} cards)", flush=True)
             return certify(work, work / "visa-sda.yaml", work / "records.csv", work / "keys.json", work / "batch", n)
         keys = pipeline.demo_keystore(work / "keys.json")

@@ -32,7 +32,7 @@ def map_images(directory: Path) -> list[tuple[str, int, str]]:
     from the job database (jobs.sqlite: cards.location ↔ records), else images whose
     name holds a card_id of cards.jsonl, else images in name order with record 0 (no claim: the
     card's own PAN and PSN find its record, :mod:`.match`). Paths as strings: a batch can
-    hold 100,000 cards, and a ``Path`` costs five times the bytes (its parts are kept)."""
+    hold 100,000 cards, and a ``Path`` keeps its parts too: twice the bytes."""
     db = directory / "jobs.sqlite"
     out: list[tuple[str, int, str]] = []
     if db.exists():

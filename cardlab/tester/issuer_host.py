@@ -381,10 +381,11 @@ class IssuerHost:
         obj = self._crypto.get(key)
         if obj is None:
             ac, smi, smc = self.__keys
-            # a key the issuer did not share: pyemv gets IMK-AC in its place, and the
-            # derived key is dropped below (can_send keeps scripts from reaching it)
-            obj = version.factory(ac, smi or ac, smc or ac, pan, psn)
-            # the derivation option is the host's choice, whatever the pyemv class defaults to
+            # pyemv's __init__ does nothing but derive the three ICC MKs with the option its
+            # class defaults to; the host chooses the option, so the object is made without it
+            # (test_issuer_host checks that is all __init__ sets). A key the issuer did not
+            # share stays None: can_send keeps scripts from reaching it.
+            obj = version.factory.__new__(version.factory)
             obj.icc_mk_ac = derive_icc_mk(ac, pan, psn, self.derivation)
             obj.icc_mk_smi = None if smi is None else derive_icc_mk(smi, pan, psn, self.derivation)
             obj.icc_mk_smc = None if smc is None else derive_icc_mk(smc, pan, psn, self.derivation)

@@ -19,7 +19,10 @@ from cardlab.emulator import Card
 from cardlab.tester import tlv
 from cardlab.tester.channel import RecordingChannel
 from cardlab.tester.issuer_host import (
+    MASTERCARD,
+    VISA,
     AuthorizationRequest,
+    CryptogramVersion,
     HostError,
     IssuerHost,
     Policy,
@@ -121,6 +124,30 @@ def test_option_a_and_b() -> None:
     assert derive_icc_mk(IMK_AC, long_pan, "01") == kd.derive_icc_mk_b(IMK_AC, long_pan, "01")
     assert derive_icc_mk(IMK_AC, long_pan, "01", "A") != derive_icc_mk(IMK_AC, long_pan, "01")
     assert mask_pan("4761739001010010") == "476173******0010"
+
+
+@pytest.mark.parametrize("version", [*VISA.values(), *MASTERCARD.values()], ids=lambda v: v.name)
+def test_pyemv_classes_made_without_their_init_compute_the_same(version: CryptogramVersion) -> None:
+    """The host makes pyemv's objects without ``__init__`` (which only derives the ICC MKs with the
+    class's own option) and sets the keys itself: that must stay all ``__init__`` does."""
+    pan, psn = "4761739001010010", "01"
+    made = version.factory(IMK_AC, IMK_SMI, IMK_SMC, pan, psn)
+    assert set(vars(made)) == {"icc_mk_ac", "icc_mk_smi", "icc_mk_smc"}
+    bare = version.factory.__new__(version.factory)
+    for name in ("icc_mk_ac", "icc_mk_smi", "icc_mk_smc"):
+        setattr(bare, name, getattr(made, name))
+    args = dict(tag_9f02=b"\x00" * 5 + b"\x01", tag_9f03=b"\x00" * 6, tag_9f1a=b"\x08\x40", tag_95=b"\x00" * 5,
+                tag_5f2a=b"\x08\x40", tag_9a=b"\x26\x12\x05", tag_9c=b"\x00", tag_9f37=b"\x12\x34\x56\x78",
+                tag_82=b"\x18\x00", tag_9f36=b"\x00\x01")
+    suffix = bytes.fromhex("06011203A00000") if version.cvn == 0x0A else bytes(32)
+    assert bare.generate_ac(**args, **_iad_arg(version, suffix)) == made.generate_ac(**args, **_iad_arg(version, suffix))
+
+
+def _iad_arg(version: CryptogramVersion, data: bytes) -> dict[str, bytes]:
+    import inspect
+
+    last = list(inspect.signature(version.factory.generate_ac).parameters)[-1]
+    return {last: version.ac_suffix(data)}
 
 
 # -- ARQC verification against emulated cards ------------------------------------------------------

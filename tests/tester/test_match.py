@@ -104,3 +104,27 @@ def test_missing_extra_and_duplicate_each_one_finding(prepared: certkit.Prepared
     extra = [c for c in reps if c["source"] == "records file"]
     assert len(extra) == 1 and extra[0]["results"][0]["rule"] == "MATCH-003"
     assert str(extra[0]["pan"]).endswith(_pan(others[0])[-4:])
+
+
+def test_identity_reading_stops_once_pan_and_psn_are_read(prepared: certkit.Prepared) -> None:
+    """read_identity reads the AFL's records in order and stops at the one that completes the
+    PAN and PSN (the certification reads every record again); the key is what the card holds."""
+    from cardlab.tester.certify.match import key_of, read_identity
+
+    profile, record, _keys = certkit.sources_for(prepared)
+    ch = certkit.channel(certkit.card_from_dgis(prepared.clear(0)))
+    key, why = read_identity(ch, profile)
+    assert key == key_of(record.pan, record.psn) and why == ""
+    reads = [x for x in ch.log if x.command[1] == 0xB2]
+    afl = profile.applications[0].afl()
+    every = sum(afl[i + 2] - afl[i + 1] + 1 for i in range(0, len(afl) - 3, 4))
+    assert 0 < len(reads) <= every
+    # the last record read is the first that held what was still missing
+    from cardlab.tester.tlv import flatten
+
+    seen: set[int] = set()
+    for n, x in enumerate(reads):
+        found = set(flatten(x.response[:-2])) & {0x5A, 0x5F34}
+        assert n == len(reads) - 1 or not (seen | found) >= {0x5A, 0x5F34}
+        seen |= found
+    assert seen >= {0x5A, 0x5F34}

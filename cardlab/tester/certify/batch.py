@@ -7,6 +7,8 @@ perso batch directory to their records (the job database, else
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -97,10 +99,23 @@ def iter_certify(
     to its record by the PAN and PSN it holds (:mod:`.match`; the item's record index is only a
     hint to compare with). ``whole_batch``: the records no card matched follow as findings."""
     m = matcher if matcher is not None else Matcher(list(read_records(records_path)))
-    for item in cards:
-        yield certify_item(m, item, profile, keys, **kw)
+    with _run_lived():
+        for item in cards:
+            yield certify_item(m, item, profile, keys, **kw)
     if whole_batch:
         yield from records_without_card(m, profile)
+
+
+@contextlib.contextmanager
+def _run_lived() -> Iterator[None]:
+    """What is alive now (the records and their index, the profile, the keys) lives as long as
+    the run: kept out of the cyclic collector's sight until the run ends (:func:`gc.freeze`),
+    so that its collections do not walk every record again while cards are certified."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def certify_item(m: Matcher, item: CardItem, profile: IssuerProfile, keys: KeyStore, **kw: Any) -> CardReport:

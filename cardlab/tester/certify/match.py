@@ -39,7 +39,8 @@ def key_of(pan: str, psn: str | None) -> Key:
 
 
 def read_identity(channel: CardChannel, profile: IssuerProfile) -> tuple[Key | None, str]:
-    """(PAN, PSN) as the card holds them, read by SELECT + READ RECORD per the profile's AFL;
+    """(PAN, PSN) as the card holds them, read by SELECT + READ RECORD per the profile's AFL
+    (the first 5A and 5F34 in AFL order; the reading stops once both are found);
     (None, why) when no application of the profile gives a PAN."""
     why = "no application of the profile answers SELECT"
     for app in profile.applications:
@@ -57,6 +58,8 @@ def read_identity(channel: CardChannel, profile: IssuerProfile) -> tuple[Key | N
         for i in range(0, len(afl) - 3, 4):
             sfi, first, last = afl[i] >> 3, afl[i + 1], afl[i + 2]
             for n in range(first, last + 1):
+                if pan is not None and psn is not None:
+                    break  # both found: the certification reads every record again anyway
                 cmd = bytes((0x00, 0xB2, n, (sfi << 3) | 4, 0x00))
                 try:
                     data, sw = answer(cmd, channel.transmit(cmd))

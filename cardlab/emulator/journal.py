@@ -14,9 +14,11 @@ station, a certification, a terminal) never pays for rewriting the whole card.
 Entries that only build what personalization writes — a new application's registration, and the
 state and registry entry of an instance not yet personalized (its ``personalized`` flag still
 false) — are *lazy*:
-written before the response but not synced. A power cut may lose them (the card is then as
-before those commands: the perso engine reconciles it, and closing the card syncs them before
-the job database says *done*); everything else — the SCP03 sequence
+kept in memory and written, with one ``write``, just before the next synced entry, or when the
+card is closed (or dropped): neither written nor synced on their own. A power cut, or a kill of
+the process, may lose them (the card is then as before those commands: the perso engine
+reconciles it, and closing the card writes and syncs them before the job database says *done*);
+everything else — the SCP03 sequence
 counter, life cycles, keys, and every change to a personalized application (ATC, PIN try counter,
 offline counters, PIN, log) — is synced before its response, and syncs the lazy entries before it.
 A personalization then pays three syncs (two sequence counters and the life cycle) instead of
@@ -114,6 +116,8 @@ class ImageJournal:
     _dir_synced: bool = False
     #: lazy entries written since the last sync
     _unsynced: bool = False
+    #: lazy entries not yet written (framed); written before the next synced entry, or at close
+    _pending: list[bytes] = field(default_factory=list)
 
     @classmethod
     def attach(
@@ -154,7 +158,7 @@ class ImageJournal:
         self._shadow = _shadow_of(self.card.state)
         fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
         self._fd = fd
-        self._finalizer = weakref.finalize(self, os.close, fd)
+        self._finalizer = weakref.finalize(self, _write_and_close, fd, self._pending)
         self.entries = entries
         return True
 
@@ -215,8 +219,8 @@ class ImageJournal:
         return True
 
     def _append(self, ops: list[Op], *, lazy: bool = False) -> None:
-        """One entry, synced before the response leaves (a lazy one: written, synced by the next
-        synced entry or the snapshot)."""
+        """One entry, synced before the response leaves, after the lazy entries held until now
+        (a lazy one: held, written and synced with the next synced entry, or at close)."""
         entry = frame(lazy_entry(ops) if lazy else ops)
         fd = self._fd
         if fd is None:
@@ -224,15 +228,34 @@ class ImageJournal:
             fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
             os.fchmod(fd, 0o600)  # before any byte: O_CREAT keeps the mode of a journal a killed run left
             self._fd = fd
-            # closed with the journal, also when a caller drops the card without close()
-            self._finalizer = weakref.finalize(self, os.close, fd)
+            # closed with the journal (its held entries written), also when a caller drops the
+            # card without close()
+            self._pending.clear()
+            self._finalizer = weakref.finalize(self, _write_and_close, fd, self._pending)
             entry = frame({"format": FORMAT, "version": VERSION, "image": self._image_id}) + entry
+            if lazy:
+                os.write(fd, entry)  # the header is on disk from the first entry on
+                self._unsynced = True
+                self.entries += 1
+                return
+        self.entries += 1
+        if lazy:
+            self._pending.append(entry)
+            return
+        if self._pending:
+            entry = b"".join(self._pending) + entry
+            self._pending.clear()
         os.write(fd, entry)
-        if self.durable and not lazy:
+        if self.durable:
             self._sync()
         else:
             self._unsynced = True
-        self.entries += 1
+
+    def _write_pending(self) -> None:
+        if self._pending and self._fd is not None:
+            os.write(self._fd, b"".join(self._pending))
+            self._pending.clear()
+            self._unsynced = True
 
     def _sync(self) -> None:
         assert self._fd is not None
@@ -264,13 +287,18 @@ class ImageJournal:
             self.card.journal = None
         if self.entries >= self.compact_every:
             self.card.save(self.path)
-        elif self._fd is not None and self.durable and self._unsynced:
-            self._sync()
+        else:
+            self._write_pending()
+            if self._fd is not None and self.durable and self._unsynced:
+                self._sync()
         self._close_fd()
         if self.card.on_commit == self.commit:
             self.card.on_commit = None
 
     def _close_fd(self) -> None:
+        """Close the journal file; lazy entries still held are dropped (a snapshot holding them
+        was just written) — :meth:`close` writes them first."""
+        self._pending.clear()
         if self._finalizer is not None:
             self._finalizer()  # os.close, once
             self._finalizer = None
@@ -278,6 +306,17 @@ class ImageJournal:
         self._dir_synced = False
         self._unsynced = False
         self.entries = 0
+
+
+def _write_and_close(fd: int, pending: list[bytes]) -> None:
+    """The journal's finalizer: the lazy entries still held written, then the file closed (a card
+    dropped without :meth:`ImageJournal.close` keeps what its commands did, unsynced)."""
+    try:
+        if pending:
+            os.write(fd, b"".join(pending))
+            pending.clear()
+    finally:
+        os.close(fd)
 
 
 def _sync_dir(directory: Path) -> None:

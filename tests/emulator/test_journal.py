@@ -270,3 +270,56 @@ def test_personalization_pays_three_syncs_a_card_and_a_power_cut_loses_only_unsy
     per_card_lazy = sum(1 for lazy, _ in entries if lazy) / 2
     assert per_card_synced <= 3 and per_card_lazy >= 5, synced_paths
     assert syncs == sum(1 for lazy, _ in entries if not lazy)
+
+
+def test_lazy_entries_are_held_then_written_with_the_next_synced_one_or_at_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lazy entry after the first is held in memory: no write of its own; the next synced entry
+    writes the held ones before it in one write (file order = command order), and close() or a
+    dropped card writes them too. A kill loses only held lazy entries, as a power cut would."""
+    import gc
+    import os
+
+    from cardlab.emulator import journal as journal_mod
+
+    writes: list[int] = []
+    real_write = os.write
+
+    def spy(fd: int, data: bytes) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_mod.os, "write", spy)
+    card, journal, image = _journaled(tmp_path)
+    lines = lambda: journal_path(image).read_bytes().splitlines()  # noqa: E731
+    journal._append([[["card", "scp", "sequence_counter"], 40]], lazy=True)  # the first: header + entry
+    assert len(writes) == 1 and len(lines()) == 2
+    journal._append([[["card", "scp", "sequence_counter"], 41]], lazy=True)
+    journal._append([[["card", "scp", "sequence_counter"], 42]], lazy=True)
+    assert len(writes) == 1 and len(lines()) == 2 and journal.entries == 3
+    assert load_state(image).sequence_counter == 40  # what a kill now would leave
+    _init_update(card)  # synced: the held entries, then its own, in one write
+    assert len(writes) == 2 and len(lines()) == 5 and journal.entries == 4
+    assert load_state(image).sequence_counter == 6
+    journal._append([[["card", "scp", "sequence_counter"], 50]], lazy=True)
+    journal.close()  # written and synced
+    assert len(lines()) == 6 and load_state(image).sequence_counter == 50
+
+    # a card dropped without close(): its journal's finalizer writes what it held
+    card = Card.load(image)
+    journal = ImageJournal.attach(card, image)
+    journal._append([[["card", "scp", "sequence_counter"], 60]], lazy=True)
+    journal._append([[["card", "scp", "sequence_counter"], 61]], lazy=True)
+    assert load_state(image).sequence_counter == 50
+    del card, journal
+    gc.collect()
+    assert load_state(image).sequence_counter == 61
+
+    # a snapshot written over the image makes held entries moot: they are dropped, not appended
+    card = Card.load(image)
+    journal = ImageJournal.attach(card, image)
+    journal._append([[["card", "scp", "sequence_counter"], 70]], lazy=True)
+    card.save(image)
+    journal.close()
+    assert load_state(image).sequence_counter == card.state.sequence_counter == 61

@@ -198,6 +198,35 @@ def test_clear_kcv_mismatch_and_malformed(soft: SoftwareKeyStore) -> None:
         SoftwareKeyStore.from_json({"keys": {}})
 
 
+def test_an_inconsistent_rsa_key_is_refused(soft: SoftwareKeyStore) -> None:
+    """The store checks each RSA key's parts for consistency when it loads (n = p·q, d against
+    e, the CRT exponents and coefficient), not primality (OpenSSL's check, tens of ms a key):
+    a key with any part damaged is refused, naming the key and never a value."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    good = serialization.load_der_private_key(bytes.fromhex(soft.to_json()["keys"]["ISSUER"]["value"]), None)
+    assert isinstance(good, rsa.RSAPrivateKey)
+    k = good.private_numbers()
+    pub = k.public_numbers
+    damaged = {
+        "iqmp": rsa.RSAPrivateNumbers(k.p, k.q, k.d, k.dmp1, k.dmq1, k.iqmp + 1, pub),
+        "dmp1": rsa.RSAPrivateNumbers(k.p, k.q, k.d, k.dmp1 ^ 2, k.dmq1, k.iqmp, pub),
+        "d": rsa.RSAPrivateNumbers(k.p, k.q, k.d + 2, k.dmp1, k.dmq1, k.iqmp, pub),
+    }
+    for what, numbers in damaged.items():
+        der = numbers.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        doc = soft.to_json()
+        doc["keys"]["ISSUER"]["value"] = der.hex().upper()
+        with pytest.raises(KeyStoreFormatError, match="'ISSUER': not a valid RSA private key") as err:
+            SoftwareKeyStore.from_json(doc)
+        assert der.hex().upper()[-40:] not in str(err.value), what
+    # and the consistent key loads and signs as before
+    assert SoftwareKeyStore.from_json(soft.to_json()).rsa_sign_raw("ISSUER", b"\x01" * (good.key_size // 8)) \
+        == soft.rsa_sign_raw("ISSUER", b"\x01" * (good.key_size // 8))
+
+
 def test_usage_and_type_rules() -> None:
     store = SoftwareKeyStore(test_only=True)
     with pytest.raises(KeyStoreError, match="'X': usage KEK needs a key of type AES, not DES3"):

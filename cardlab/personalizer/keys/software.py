@@ -164,7 +164,9 @@ class SoftwareKeyStore(KeyStore):
         return crt.private(int.from_bytes(block, "big")).to_bytes(size, "big")
 
     def _private_key(self, name: str) -> rsa.RSAPrivateKey:
-        key = serialization.load_der_private_key(self._entry(name).value, password=None)
+        # the entry was made by add_rsa from a key OpenSSL or _consistent_rsa checked
+        key = serialization.load_der_private_key(self._entry(name).value, password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
         if not isinstance(key, rsa.RSAPrivateKey):  # pragma: no cover - add_rsa only stores RSA
             raise KeyStoreFormatError(f"key {name!r} is not an RSA key")
         return key
@@ -301,10 +303,7 @@ class SoftwareKeyStore(KeyStore):
             raise KeyStoreFormatError(f"{where}: value is not hex") from None
         try:
             if key_type == "RSA":
-                key = serialization.load_der_private_key(value, password=None)
-                if not isinstance(key, rsa.RSAPrivateKey):
-                    raise ValueError
-                info = self.add_rsa(name, usage, key)
+                info = self.add_rsa(name, usage, _consistent_rsa(value))
                 pub = self._entries[name].public
                 assert pub is not None
                 if kd.get("modulus", "").upper() != pub.modulus_bytes.hex().upper() or (
@@ -321,6 +320,28 @@ class SoftwareKeyStore(KeyStore):
             raise KeyStoreFormatError(f"{source}: {exc}") from None
         except ValueError:
             raise KeyStoreFormatError(f"{where}: not a valid RSA private key") from None
+
+
+def _consistent_rsa(der: bytes) -> rsa.RSAPrivateKey:
+    """The RSA private key ``der`` (PKCS #1 or #8), its parts checked for consistency: n = p·q,
+    d·e ≡ 1 modulo p−1 and q−1, the CRT exponents d mod (p−1) and d mod (q−1), and
+    q·qInv ≡ 1 mod p. That is what a damaged or mismatched key would break. OpenSSL's own check at
+    load also tests p and q for primality, 13–25 ms a key (a whole run's start for a key store
+    of four issuer and CA keys); the keys were checked that way when they were made or imported
+    (``ValueError``: not a consistent RSA key)."""
+    key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("not an RSA key")
+    k = key.private_numbers()
+    n, e = k.public_numbers.n, k.public_numbers.e
+    p, q, d = k.p, k.q, k.d
+    if not (
+        p > 1 and q > 1 and p != q and p * q == n and e > 1
+        and d * e % (p - 1) == 1 and d * e % (q - 1) == 1
+        and k.dmp1 == d % (p - 1) and k.dmq1 == d % (q - 1) and q * k.iqmp % p == 1
+    ):
+        raise ValueError("inconsistent RSA key")
+    return key
 
 
 def _open_kdf(doc: Mapping[str, Any], passphrase: str | None, source: str) -> AESGCM:

@@ -38,9 +38,12 @@ from .t0 import T0Layer
 
 
 class SaveListener(Protocol):
-    """Told of every whole save (an image journal starts anew on the new snapshot)."""
+    """Told of every whole save (an image journal starts anew on the new snapshot); asked
+    whether a command that changed only these applications may be journaled later."""
 
     def saved(self, path: str | os.PathLike[str]) -> None: ...
+
+    def defers(self, applets: list[Applet]) -> bool: ...
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +208,16 @@ class Card:
         return out
 
     # -- pipeline -----------------------------------------------------------------
-    def _commit(self) -> None:
+    def _commit(self, *, defer: bool = True) -> None:
+        """After each command: the live objects that changed dumped into :attr:`state`, then
+        :attr:`on_commit` (the image journal) told, before the response leaves. A command that
+        changed only applications its journal defers (being personalized, see
+        :meth:`cardlab.emulator.journal.ImageJournal.defers`) is dumped with the next command
+        that changes anything else, or when the journal closes (``defer=False``)."""
+        if defer and not self._dirty and not self.fs.dirty and self.journal is not None:
+            changed = [a for a in self.applets.values() if a.record.dirty]
+            if changed and self.journal.defers(changed):
+                return
         dirty = self._dirty
         for applet in self.applets.values():
             if applet.record.dirty:

@@ -59,6 +59,7 @@ from .journalfile import (
 from .state import CardState
 
 if TYPE_CHECKING:
+    from .applet import Applet
     from .card import Card
 
 #: entries between two snapshots of a long-lived card (a terminal's card, vpcd)
@@ -118,6 +119,8 @@ class ImageJournal:
     _unsynced: bool = False
     #: lazy entries not yet written (framed); written before the next synced entry, or at close
     _pending: list[bytes] = field(default_factory=list)
+    #: commands whose changes the card has not dumped yet (:meth:`defers`)
+    _deferred: bool = False
 
     @classmethod
     def attach(
@@ -168,9 +171,11 @@ class ImageJournal:
         self._image_id = snapshot_id(self.path.read_bytes())
         self._shadow = _shadow_of(self.card.state)
         self.entries = 0
+        self._deferred = False  # a snapshot was just written from the card: it holds them
 
     def commit(self, card: Card) -> None:
         """``Card.on_commit``: journal what the command changed, synced, before the response."""
+        self._deferred = False  # the card dumped every changed application before it called
         state = card.state
         ops: list[Op] = []
         shadow = self._shadow
@@ -201,6 +206,23 @@ class ImageJournal:
             return
         self._append(ops, lazy=self._lazy(ops))
         self._shadow = {"card": new_card, "registry": new_registry, "states": new_states, "fs": state.filesystem}
+
+    def defers(self, applets: list[Applet]) -> bool:
+        """Whether a command that changed only ``applets`` may be dumped and journaled later,
+        with the next command that changes anything else or at :meth:`close`: true when each is
+        an instance not yet personalized (its journaled state says ``personalized: false``), so
+        that what it changed would be a lazy entry anyway (:meth:`_lazy`). Dumping and comparing
+        a growing application after every STORE DATA cost a personalization most of its journal
+        time; the entry that finally holds the changes keeps them in command order with the rest."""
+        if self.card.on_commit != self.commit:
+            return False
+        states = self._shadow["states"]
+        for applet in applets:
+            old = states.get(applet.record.aid.hex().upper())
+            if not (isinstance(old, dict) and old.get("personalized") is False):
+                return False
+        self._deferred = True
+        return True
 
     def _lazy(self, ops: list[Op]) -> bool:
         """Whether every operation only builds what personalization writes: a new registration,
@@ -283,6 +305,8 @@ class ImageJournal:
         the next load and appended to by the next :meth:`attach`; a journal of
         :attr:`compact_every` entries or more is folded into the snapshot instead. A torn write
         cannot happen after this returns: the image is whole on disk."""
+        if self._deferred and self.card.journal is self:
+            self.card._commit(defer=False)  # what the deferred commands changed, journaled now
         if self.card.journal is self:
             self.card.journal = None
         if self.entries >= self.compact_every:

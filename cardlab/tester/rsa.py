@@ -15,6 +15,7 @@ want the expiry, the serial number or whether the remainder was needed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,9 +52,12 @@ def key_length(modulus: int) -> int:
     return (modulus.bit_length() + 7) // 8
 
 
+@functools.lru_cache(maxsize=256)
 def recover(data: bytes, modulus: int, exponent: int) -> bytes:
     """The RSA public operation on ``data`` (Book 2 Annex A2.1): ``data`` must
-    be exactly as long as the modulus and smaller than it."""
+    be exactly as long as the modulus and smaller than it. Remembered for the last few inputs:
+    a batch's cards share their issuer certificate, and a card's certificates are recovered again
+    on the contactless interface (the same bytes give the same result; other bytes are computed)."""
     n = key_length(modulus)
     if len(data) != n:
         raise RsaError(f"{len(data)} bytes where the key is {n} bytes long")
@@ -120,7 +124,7 @@ class Recovered:
     def _frame(self, data: bytes, modulus: int, exponent: int, fmt: int, what: str) -> bool:
         """Steps 1–4 of every recovery: length, RSA, trailer, header, format."""
         try:
-            self.recovered = recover(data, modulus, exponent)
+            self.recovered = recover(bytes(data), modulus, exponent)
         except RsaError as exc:
             self.fail("length", f"{what}: {exc}")
             return False

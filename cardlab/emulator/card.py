@@ -208,12 +208,17 @@ class Card:
         return out
 
     # -- pipeline -----------------------------------------------------------------
+    def flush(self) -> None:
+        """Dump and report (:attr:`on_commit`) what deferred commands changed: the image journal
+        calls it when it closes."""
+        self._commit(defer=False)
+
     def _commit(self, *, defer: bool = True) -> None:
         """After each command: the live objects that changed dumped into :attr:`state`, then
         :attr:`on_commit` (the image journal) told, before the response leaves. A command that
         changed only applications its journal defers (being personalized, see
         :meth:`cardlab.emulator.journal.ImageJournal.defers`) is dumped with the next command
-        that changes anything else, or when the journal closes (``defer=False``)."""
+        that changes anything else, or when the journal closes (:meth:`flush`)."""
         if defer and not self._dirty and not self.fs.dirty and self.journal is not None:
             changed = [a for a in self.applets.values() if a.record.dirty]
             if changed and self.journal.defers(changed):

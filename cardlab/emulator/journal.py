@@ -22,7 +22,9 @@ everything else — the SCP03 sequence
 counter, life cycles, keys, and every change to a personalized application (ATC, PIN try counter,
 offline counters, PIN, log) — is synced before its response, and syncs the lazy entries before it.
 A personalization then pays three syncs (two sequence counters and the life cycle) instead of
-one per command.
+one per command. The commands that change only an application not yet personalized (its STORE
+DATA) are not even dumped one by one: the card leaves them to the next command that changes
+anything else, or to :meth:`ImageJournal.close`, whose entry holds them all (:meth:`ImageJournal.defers`).
 
 The guarantees of ARCHITECTURE.md ("a power cut can never give the card a second try") hold:
 
@@ -306,7 +308,7 @@ class ImageJournal:
         :attr:`compact_every` entries or more is folded into the snapshot instead. A torn write
         cannot happen after this returns: the image is whole on disk."""
         if self._deferred and self.card.journal is self:
-            self.card._commit(defer=False)  # what the deferred commands changed, journaled now
+            self.card.flush()  # what the deferred commands changed, journaled now
         if self.card.journal is self:
             self.card.journal = None
         if self.entries >= self.compact_every:

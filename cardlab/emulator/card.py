@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cardlab.cardspec.atr import AtrError
 from cardlab.cardspec.atr import parse as parse_atr
@@ -34,6 +34,9 @@ from .applet import Applet, Channel, Context, Security
 from .gp import lifecycle
 from .state import CardState
 from .t0 import T0Layer
+
+if TYPE_CHECKING:
+    from .image import ImageRead
 
 
 
@@ -101,6 +104,8 @@ class Card:
         self.on_commit = on_commit
         #: the image journal keeping this card's image (cardlab.emulator.journal), told of full saves
         self.journal: SaveListener | None = None
+        #: what :meth:`load` read of the image (a journal attached next need not read it again)
+        self.image_read: ImageRead | None = None
         self.fs = FileSystem.load(state.filesystem)
         #: ``state.filesystem`` describes :attr:`fs` (it was loaded from it, or dumped since the
         #: last change): a save need not rebuild every FCP (about 1.5 ms a card)
@@ -128,9 +133,12 @@ class Card:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, interface: str = "contact") -> Card:
-        from .image import load_state
+        from .image import load_image
 
-        return cls(load_state(path), interface=interface)
+        state, read = load_image(path)
+        card = cls(state, interface=interface)
+        card.image_read = read
+        return card
 
     def save(self, path: str | os.PathLike[str]) -> None:
         from .image import save_state

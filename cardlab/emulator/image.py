@@ -14,12 +14,13 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cardlab.cardspec.atr import DEFAULT as DEFAULT_ATR
 
-from .journalfile import JournalError, journal_path, replay
+from .journalfile import JournalError, journal_path, replay_data, snapshot_id
 from .state import CardState, InstanceRecord, KeyEntry, LoadFileRecord
 
 FORMAT = "cardlab-card-image"
@@ -196,15 +197,70 @@ def save_state(state: CardState, path: str | os.PathLike[str]) -> None:
         pass
 
 
+FileId = tuple[int, int, int]  # inode, size, modification time (ns)
+
+
+@dataclass(frozen=True)
+class ImageRead:
+    """What :func:`load_image` read, so that a journal attached right after need not read the
+    files again (:meth:`cardlab.emulator.journal.ImageJournal.attach`): valid while both files
+    are as they were (:meth:`still`)."""
+
+    path: str
+    snapshot: FileId
+    image_id: str  # the snapshot's id, as a journal header names it
+    journal: FileId | None  # None: there was no journal
+    whole: int | None  # entries of a journal whole for this snapshot (a writer may append), else None
+
+    def still(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is the image read, its snapshot and journal unchanged since."""
+        if os.fspath(path) != self.path:
+            return False
+        try:
+            if _file_id(os.stat(self.path)) != self.snapshot:
+                return False
+            return _file_id(os.stat(journal_path(self.path))) == self.journal
+        except FileNotFoundError:
+            return self.journal is None and os.path.exists(self.path)
+
+
+def _file_id(st: os.stat_result) -> FileId:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def load_state(path: str | os.PathLike[str]) -> CardState:
     """The state saved in ``path``, with the changes its journal holds (:mod:`.journal`);
     ``ImageError("PATH: …")`` when it is not a card image."""
+    return load_image(path)[0]
+
+
+def load_image(path: str | os.PathLike[str]) -> tuple[CardState, ImageRead]:
+    """:func:`load_state`, and what was read (:class:`ImageRead`)."""
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
+            snap = _file_id(os.fstat(f.fileno()))
         doc = _parse(raw.decode("utf-8"))
-        state = from_json(doc)  # the snapshot's own errors first
-        journaled = replay(path, raw, doc)
-        return state if journaled is None else from_json(journaled)
+        try:
+            with open(journal_path(path), "rb") as f:
+                data: bytes | None = f.read()
+                journal: FileId | None = _file_id(os.fstat(f.fileno()))
+        except FileNotFoundError:
+            data, journal = None, None
+        try:
+            journaled, whole = replay_data(data, raw, doc) if data is not None else (None, None)
+        except JournalError:
+            from_json(doc)  # the snapshot's own errors first
+            raise
+        if journaled is None:
+            state = from_json(doc)
+        else:
+            try:
+                state = from_json(journaled)
+            except ImageError:
+                from_json(doc)  # the snapshot's own errors first
+                raise
+        return state, ImageRead(os.fspath(path), snap, snapshot_id(raw), journal, whole)
     except JournalError as exc:
         raise ImageError(f"{path}: {exc}") from None
     except UnicodeDecodeError as exc:

@@ -138,7 +138,14 @@ class ImageJournal:
                 os.chmod(j.path, 0o600)
         card.on_commit = j.commit
         card.journal = j
-        if not j.path.exists():
+        read, card.image_read = card.image_read, None
+        if read is not None and read.still(j.path):
+            # loaded from these very files just now: what the load read decides, not a second read
+            if read.journal is None:
+                j._start(read.image_id)
+            elif read.whole is None or read.whole >= j.compact_every or not j._resume(read.image_id, read.whole):
+                j.compact()
+        elif not j.path.exists():
             j.compact()
         elif journal_path(j.path).exists():
             if not j._resume():
@@ -147,30 +154,39 @@ class ImageJournal:
             j._start()
         return j
 
-    def _resume(self) -> bool:
+    def _resume(self, image_id: str = "", entries: int | None = None) -> bool:
         """Go on appending to the journal an earlier process left whole (every line a whole entry
         for the current snapshot, under :attr:`compact_every` entries): the card was loaded from
         this snapshot and journal, so the state is what they hold. ``False`` when it must be
-        folded into the snapshot first (a torn or damaged tail, another snapshot's journal, full)."""
-        snap = self.path.read_bytes()
+        folded into the snapshot first (a torn or damaged tail, another snapshot's journal, full).
+        ``image_id`` and ``entries``: what the card's load read of them (else they are read)."""
+        if entries is None:
+            snap = self.path.read_bytes()
+            try:
+                entries = whole_entries(journal_path(self.path).read_bytes(), snap)
+            except FileNotFoundError:
+                return False
+            if entries is None:
+                return False
+            image_id = snapshot_id(snap)
+        if entries >= self.compact_every:
+            return False
+        self._image_id = image_id
+        self._shadow = _shadow_of(self.card.state)
         try:
-            entries = whole_entries(journal_path(self.path).read_bytes(), snap)
+            fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
             return False
-        if entries is None or entries >= self.compact_every:
-            return False
-        self._image_id = snapshot_id(snap)
-        self._shadow = _shadow_of(self.card.state)
-        fd = os.open(journal_path(self.path), os.O_WRONLY | os.O_APPEND)
         self._fd = fd
         self._finalizer = weakref.finalize(self, _write_and_close, fd, self._pending)
         self.entries = entries
         return True
 
-    def _start(self) -> None:
+    def _start(self, image_id: str = "") -> None:
         """Remember the state as saved in the snapshot (the base of the next entries; the
-        instances' states and the file system are compared with it at the first commit)."""
-        self._image_id = snapshot_id(self.path.read_bytes())
+        instances' states and the file system are compared with it at the first commit).
+        ``image_id``: the snapshot's, as the card's load read it (else it is read)."""
+        self._image_id = image_id or snapshot_id(self.path.read_bytes())
         self._shadow = _shadow_of(self.card.state)
         self.entries = 0
         self._deferred = False  # a snapshot was just written from the card: it holds them

@@ -138,19 +138,25 @@ def _synced_after(lines: list[bytes]) -> bool:
 
 def read_entries(data: bytes, snapshot: bytes) -> list[list[Op]]:
     """The whole entries of journal ``data`` if it applies to ``snapshot`` (else none)."""
+    return _read(data, snapshot)[0]
+
+
+def _read(data: bytes, snapshot: bytes) -> tuple[list[list[Op]], bool]:
+    """:func:`read_entries`, and whether the journal is whole as :func:`whole_entries` means it
+    (a writer may append to it)."""
     lines = data.split(b"\n")
     lines.pop()  # after the last LF: empty, or a torn entry never acknowledged
     if not lines:
-        return []
+        return [], False
     header = _unframe(lines[0])
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         if len(lines) == 1 or not _synced_after(lines[1:]):
-            return []  # torn header, and nothing after it was synced: nothing is owed
+            return [], False  # torn header, and nothing after it was synced: nothing is owed
         raise JournalError("card journal: damaged header")
     if header.get("version") not in READS:
         raise JournalError(f"card journal: unsupported version {header.get('version')!r}")
     if header.get("image") != snapshot_id(snapshot):
-        return []  # a journal of an older snapshot: its changes are in this one
+        return [], False  # a journal of an older snapshot: its changes are in this one
     entries: list[list[Op]] = []
     for i, line in enumerate(lines[1:], 1):
         ops = _ops(_unframe(line))
@@ -158,9 +164,9 @@ def read_entries(data: bytes, snapshot: bytes) -> list[list[Op]]:
             if _synced_after(lines[i + 1:]):
                 raise JournalError(f"card journal: entry {i} damaged before later entries")
             # the end of what was synced: a torn tail, or holes among lazy entries a power cut left
-            break
+            return entries, False
         entries.append(ops)
-    return entries
+    return entries, data.endswith(b"\n") and header.get("version") == VERSION
 
 
 def whole_entries(data: bytes, snapshot: bytes) -> int | None:
@@ -187,9 +193,20 @@ def replay(path: str | os.PathLike[str], snapshot: bytes, doc: dict[str, Any]) -
         data = journal_path(path).read_bytes()
     except FileNotFoundError:
         return None
-    entries = read_entries(data, snapshot)
+    return replay_data(data, snapshot, doc)[0]
+
+
+def replay_data(data: bytes, snapshot: bytes, doc: dict[str, Any]) -> tuple[dict[str, Any] | None, int | None]:
+    """:func:`replay` of the journal bytes ``data``; and how many entries it holds when it is
+    whole for this snapshot (:func:`whole_entries`), else ``None``."""
+    entries, whole = _read(data, snapshot)
+    count = len(entries) if whole else None
     if not entries:
-        return None
+        return None, count
+    return _applied(doc, entries), count
+
+
+def _applied(doc: dict[str, Any], entries: list[list[Op]]) -> dict[str, Any]:
     try:
         v = view(doc)
         for ops in entries:

@@ -144,3 +144,20 @@ def test_selecting_a_file_keeps_the_application_and_its_session(card: Card) -> N
     # selecting an application (or a DF by name) ends the session
     assert sw(send(card, "00A4040008" + ISD)) == 0x9000
     assert card.channels[0].session is None
+
+
+@pytest.mark.parametrize("text", ["{}", '{"format": "cardlab-card-image", "version": 99}', "[1]",
+                                  '{"format": "cardlab-card-image", "version": 1}'])
+def test_a_bad_snapshot_is_named_before_its_journal(tmp_path: Path, text: str) -> None:
+    """A journal beside a bad snapshot does not change the error: the snapshot's own comes first."""
+    from cardlab.emulator.journalfile import FORMAT, VERSION, frame, journal_path, snapshot_id
+
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ImageError) as alone:
+        load_state(path)
+    journal_path(path).write_bytes(frame({"format": FORMAT, "version": VERSION, "image": snapshot_id(text.encode())})
+                                   + frame([[["card", "lifecycle"], "SECURED"]]))
+    with pytest.raises(ImageError) as with_journal:
+        load_state(path)
+    assert str(with_journal.value) == str(alone.value)

@@ -405,3 +405,47 @@ def test_a_personalized_application_is_never_deferred_and_a_close_journals_what_
     journal.close()
     assert journal.entries == 0 and not emv.record.dirty  # dumped and journaled by close()
     assert len(journal_path(image).read_bytes().splitlines()) == 1 + entries + 1
+
+
+def test_attach_after_load_uses_what_the_load_read_unless_the_files_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Card.load reads the snapshot and journal once; ImageJournal.attach right after goes on from
+    what that read saw (no second read). If either file changed in between (another process
+    appended, or a torn tail), attach reads them again and decides as before."""
+    from cardlab.emulator import journal as journal_mod
+
+    card, journal, image = _journaled(tmp_path)
+    for _ in range(2):
+        _init_update(card)
+    journal.close()
+
+    calls: list[str] = []
+    real_whole = journal_mod.whole_entries
+    monkeypatch.setattr(journal_mod, "whole_entries", lambda *a: (calls.append("whole"), real_whole(*a))[1])
+    again = Card.load(image)
+    assert again.image_read is not None and again.image_read.whole == 2
+    j2 = ImageJournal.attach(again, image)
+    assert calls == [] and j2.entries == 2 and again.image_read is None
+    _init_update(again)
+    j2.close()
+    assert load_state(image).sequence_counter == 8 and len(journal_path(image).read_bytes().splitlines()) == 1 + 3
+
+    # the journal grew after the load (another writer): attach reads it again
+    third = Card.load(image)
+    other = ImageJournal.attach(Card.load(image), image)
+    _init_update(other.card)
+    other.close()
+    j3 = ImageJournal.attach(third, image)
+    assert calls == ["whole"] and j3.entries == 4
+    j3.close()
+
+    # a torn tail after the load: not appended to, folded into a new snapshot
+    fourth = Card.load(image)
+    jp = journal_path(image)
+    jp.write_bytes(jp.read_bytes() + b"0000")
+    snapshot_before = image.read_bytes()
+    j4 = ImageJournal.attach(fourth, image)
+    assert j4.entries == 0 and image.read_bytes() != snapshot_before and not jp.exists()
+    j4.close()
+    assert load_state(image).sequence_counter == 9

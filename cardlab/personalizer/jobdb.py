@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,8 @@ class JobDb:
             batch = batch or Path(path).parent
         self.batch = batch
         self.path = Path(self.store.where)
+        #: a commit without its own sync since the last durable one (:meth:`close` syncs it)
+        self._unsynced = False
         #: statements go through the store (kept under this name for callers that query directly)
         self.db = self.store
 
@@ -117,7 +119,21 @@ class JobDb:
         return self.store.dialect == "postgresql"
 
     def close(self) -> None:
-        self.store.close()
+        """Close the store; a commit made without its own sync (``durable=False``) since the
+        last durable one is made durable first."""
+        try:
+            if self._unsynced:
+                self.sync()
+        except Exception:  # noqa: BLE001 - closing after the store failed: its own error was raised
+            pass
+        finally:
+            self.store.close()
+
+    def sync(self) -> None:
+        """Make every commit so far durable: one durable write transaction (its sync covers the
+        commits before it, SQLite's WAL as PostgreSQL's)."""
+        with self.transaction() as db:
+            db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
 
     def __enter__(self) -> JobDb:
         return self
@@ -125,9 +141,13 @@ class JobDb:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def transaction(self, durable: bool = True) -> AbstractContextManager[Store]:
-        """One write transaction (rolled back on any exception); see :meth:`.jobstore.Store.transaction`."""
-        return self.store.transaction(durable)
+    @contextmanager
+    def transaction(self, durable: bool = True) -> Iterator[Store]:
+        """One write transaction (rolled back on any exception); see :meth:`.jobstore.Store.transaction`.
+        Not ``durable``: remembered, so that :meth:`close` makes it durable if nothing else did."""
+        with self.store.transaction(durable) as db:
+            yield db
+        self._unsynced = not durable
 
     # -- meta ---------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -324,9 +344,13 @@ class JobDb:
         stages: Sequence[tuple[str, float]] = (),
         *,
         station: str = "",
+        durable: bool = True,
     ) -> None:
         """Close an attempt (the stage entries and the result go to the audit log in the same
-        transaction):
+        transaction). Not ``durable``: the commit has no sync of its own; the next durable one (the
+        next card's :meth:`start`, or :meth:`close`) makes it durable. Only for a card that can be
+        read again after a power cut (an image, synced before this): reconciliation then settles
+        the attempt from the card. A reader's card may be gone by then.
 
         * ``done`` — record done, card personalized;
         * ``failed`` — the record's own data was refused: record failed, card spoiled;
@@ -351,15 +375,15 @@ class JobDb:
                 card_status = "unusable" if outcome == "refused" else "spoiled"
                 return self._finish(claim, "failed", safe_reason(f"{reason} (after {tries} attempts)"), stages,
                                     station, stamp, card_status)  # fmt: skip
-        self._finish(claim, outcome, reason, stages, station, stamp, None)
+        self._finish(claim, outcome, reason, stages, station, stamp, None, durable)
 
     def _finish(self, claim: Claim, outcome: str, reason: str, stages: Sequence[tuple[str, float]], station: str,
-                stamp: str, card_status: str | None) -> None:
+                stamp: str, card_status: str | None, durable: bool = True) -> None:
         record_status = {"done": "done", "failed": "failed"}.get(outcome, "pending")
         # the attempt's outcome in the words reconciliation uses: the card untouched (redo) or spoiled
         attempt_outcome = {"refused": "redo", "fault": "spoiled", "untouched": "redo"}.get(outcome, outcome)
         card_status = card_status or {"done": "personalized", "refused": "unusable"}.get(outcome, "spoiled")
-        with self.transaction() as db:
+        with self.transaction(durable) as db:
             if stages:  # one entry with the card's stages in order, [name, ms] each
                 audit.append(db, "stages", {"record": claim.record_index, "attempt": claim.attempt,
                                             "stages": [[safe_reason(name, 80), round(seconds * 1000, 3)]

@@ -49,3 +49,50 @@ def test_a_lock_held_past_the_timeout_is_a_clear_error_and_nothing_is_left_open(
     assert store.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL again after a non-durable one
     other.close()
     store.close()
+
+
+def test_an_image_stations_done_is_committed_without_its_own_sync_and_made_durable_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An emulated card's 'done' needs no sync of its own (the image was synced by its close, and
+    reconciliation settles a lost 'done' from it): the next card's start makes it durable, and
+    closing the job database makes the last one durable."""
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from enginekit import make_batch, make_cards  # type: ignore[import-not-found]
+
+    from cardlab.demo import pipeline
+    from cardlab.personalizer import engine
+    from cardlab.personalizer.jobdb import JobDb
+
+    batch, keys = make_batch(tmp_path, count=3, bad=())
+    shutil.copyfile(pipeline.SCRIPT, batch / "script.yaml")
+    cards = make_cards(tmp_path, keys, 3)
+    kinds: list[bool] = []
+    real = SqliteStore.transaction
+
+    def spy(self: SqliteStore, durable: bool = True):  # type: ignore[no-untyped-def]
+        kinds.append(durable)
+        return real(self, durable)
+
+    closing: list[list[bool]] = []
+    real_close = JobDb.close
+
+    def close(self: JobDb) -> None:
+        closing.append(list(kinds))
+        real_close(self)
+
+    monkeypatch.setattr(SqliteStore, "transaction", spy)
+    monkeypatch.setattr(JobDb, "close", close)
+    rep = engine.run(batch, cards=cards, keys=str(keys), stations=1)
+    assert rep.exit_code == 0
+    db = JobDb(batch / "jobs.sqlite")
+    assert [r[0] for r in db.db.execute("SELECT status FROM records ORDER BY record_index")] == ["done"] * 3
+    db.close()
+    # per card: the image claim and 'done' without a sync, the start with one; and a durable
+    # transaction after the last 'done' (the station's close) before the database was closed
+    assert kinds.count(False) >= 6 and True in kinds
+    station_close = next(c for c in closing if c.count(False) >= 6)
+    assert station_close[-1] is False and kinds[len(station_close)] is True

@@ -242,7 +242,10 @@ def _personalize(
         outcome = classify(exc, watch.accepted_data)
         db.finish(claim, outcome, reason, stages, station=station)
         return Outcome(claim.record_index, outcome, reason, stages)
-    db.finish(claim, "done", "", stages, station=station)
+    # an image was synced by its close (hand.finish): its finish needs no sync of its own (the next
+    # card's start, or the run's end, makes it durable; a power cut in between leaves an open
+    # attempt that reconciliation settles from the image). A reader's card leaves after this.
+    db.finish(claim, "done", "", stages, station=station, durable=hand.kind != "image")
     return Outcome(claim.record_index, "done", "", stages)
 
 

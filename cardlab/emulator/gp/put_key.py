@@ -7,7 +7,7 @@ channel first and marks the state to be saved after.
 
 from __future__ import annotations
 
-from Crypto.Cipher import AES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from cardlab.cardspec.keys import kcv
 
@@ -23,7 +23,8 @@ def decrypt_under_dek(key: bytes, data: bytes) -> bytes:
     """AES-CBC with a zero ICV: how PUT KEY and encrypted STORE DATA carry secrets (GP §11.8.2.3, §11.11.2)."""
     if not data or len(data) % 16:
         raise StatusError(SW.WRONG_DATA, "encrypted data is not a multiple of the block size")
-    return bytes(AES.new(key, AES.MODE_CBC, iv=bytes(16)).decrypt(data))
+    dec = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).decryptor()  # OpenSSL: a context is cheap
+    return dec.update(data) + dec.finalize()
 
 
 def _keys(data: bytes, dek: bytes) -> list[bytes]:

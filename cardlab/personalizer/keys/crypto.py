@@ -16,6 +16,7 @@ import hashlib
 import re
 
 from Crypto.Cipher import AES, DES3
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .model import KeyType, Option, TargetMode
 
@@ -121,15 +122,18 @@ def icc_mk_block(y: bytes) -> bytes:
 
 
 def aes_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(16)) -> bytes:
-    """AES-CBC without padding (``data`` a multiple of 16 bytes)."""
+    """AES-CBC without padding (``data`` a multiple of 16 bytes), through OpenSSL (a cipher
+    context costs a fraction of pycryptodome's; a card's perso unseals a dozen values)."""
     check_blocks(data, 16, "data to encrypt")
-    return bytes(AES.new(key, AES.MODE_CBC, iv=iv).encrypt(data))
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    return enc.update(data) + enc.finalize()
 
 
 def aes_cbc_decrypt(key: bytes, data: bytes, iv: bytes = bytes(16)) -> bytes:
     """Inverse of :func:`aes_cbc_encrypt`."""
     check_blocks(data, 16, "data to decrypt")
-    return bytes(AES.new(key, AES.MODE_CBC, iv=iv).decrypt(data))
+    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return dec.update(data) + dec.finalize()
 
 
 def reencrypt(clear: bytes, target_key: bytes, target: TargetMode) -> bytes:

@@ -67,6 +67,13 @@ def recover(data: bytes, modulus: int, exponent: int) -> bytes:
     return pow(value, exponent, modulus).to_bytes(n, "big")
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(layout: Any, recovered: bytes) -> Any:
+    """``recovered`` parsed by ``layout``: remembered like :func:`recover` (the same certificate
+    bytes come back for every card of a batch and on the card's second interface; read only)."""
+    return layout.parse(recovered, n=len(recovered))
+
+
 def _sha1(data: bytes) -> bytes:
     return hashlib.sha1(data).digest()
 
@@ -145,7 +152,7 @@ class Recovered:
         """The recovered block's fields by ``layout`` (``cardlab.tester.formats``),
         None after a "format" failure when they do not fit in the block."""
         try:
-            return layout.parse(self.recovered, n=len(self.recovered))
+            return _parsed(layout, self.recovered)
         except ConstructError:
             self.fail("format", too_short or f"{what}: {len(self.recovered)} recovered bytes are too few for "
                       f"format {self.format:02X}")

@@ -11,6 +11,8 @@ and the script MAC through the issuer host (cardlab.tester.issuer_host, cardlab.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -127,6 +129,7 @@ def hex_or_dash(b: bytes | None) -> str:
     return "-" if b is None else b.hex().upper()
 
 
+@functools.lru_cache(maxsize=1024)
 def tagname(tag: int) -> str:
     try:
         from ..dictionary import name

@@ -11,10 +11,9 @@ reader, its CIN and CPLC hash, status claimed | in_use | personalized | spoiled 
 record it holds), ``attempts`` (one row per record started on a card, its outcome and stage
 times), ``audit`` and ``meta``.
 
-Invariants (checked by :meth:`JobDb.check`): every record has exactly one
-status; a done record names a card whose status is personalized and which
-names it back; no card holds two records; an in-progress record has exactly
-one open attempt; only open attempts have no outcome.
+Invariants (checked by :meth:`JobDb.check`): every record has exactly one status; a done record
+names a card whose status is personalized and which names it back; no card holds two records; an
+in-progress record has exactly one open attempt; only open attempts have no outcome.
 """
 
 from __future__ import annotations
@@ -29,14 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from cardlab.personalizer import audit
-from cardlab.personalizer.batch import (
-    CardPersoData,
-    iter_lines,
-    iter_rejections,
-    manifest_mismatch,
-    read_card_at,
-    sha256_file,
-)
+from cardlab.personalizer.batch import (CardPersoData, iter_lines, iter_rejections, manifest_mismatch, read_card_at,
+                                       sha256_file)
 from cardlab.personalizer.jobstore import JobStoreError, PostgresStore, SqliteStore, Store, is_postgres, schema_for
 from cardlab.personalizer.masking import redact_pans
 
@@ -119,21 +112,16 @@ class JobDb:
         return self.store.dialect == "postgresql"
 
     def close(self) -> None:
-        """Close the store; a commit made without its own sync (``durable=False``) since the
-        last durable one is made durable first."""
+        """Close the store; a commit made without its own sync (``durable=False``) since the last
+        durable one is made durable first: one durable write, whose sync covers the commits before it."""
         try:
             if self._unsynced:
-                self.sync()
-        except Exception:  # noqa: BLE001 - closing after the store failed: its own error was raised
+                with self.transaction() as db:
+                    db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+        except Exception:  # noqa: BLE001, S110 - the store failed: its own error was raised already
             pass
         finally:
             self.store.close()
-
-    def sync(self) -> None:
-        """Make every commit so far durable: one durable write transaction (its sync covers the
-        commits before it, SQLite's WAL as PostgreSQL's)."""
-        with self.transaction() as db:
-            db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
 
     def __enter__(self) -> JobDb:
         return self
@@ -143,8 +131,8 @@ class JobDb:
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[Store]:
-        """One write transaction (rolled back on any exception); see :meth:`.jobstore.Store.transaction`.
-        Not ``durable``: remembered, so that :meth:`close` makes it durable if nothing else did."""
+        """One write transaction (rolled back on any exception), :meth:`.jobstore.Store.transaction`;
+        one not ``durable`` is remembered, for :meth:`close` to sync."""
         with self.store.transaction(durable) as db:
             yield db
         self._unsynced = not durable
@@ -347,10 +335,8 @@ class JobDb:
         durable: bool = True,
     ) -> None:
         """Close an attempt (the stage entries and the result go to the audit log in the same
-        transaction). Not ``durable``: the commit has no sync of its own; the next durable one (the
-        next card's :meth:`start`, or :meth:`close`) makes it durable. Only for a card that can be
-        read again after a power cut (an image, synced before this): reconciliation then settles
-        the attempt from the card. A reader's card may be gone by then.
+        transaction). Not ``durable`` (an image, synced before this, that reconciliation can read
+        again after a power cut): no sync of its own; the next :meth:`start` or :meth:`close` syncs it.
 
         * ``done`` — record done, card personalized;
         * ``failed`` — the record's own data was refused: record failed, card spoiled;

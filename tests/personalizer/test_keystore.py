@@ -525,3 +525,23 @@ def test_open_keystore_by_name(
         open_keystore("pkcs11:token=cardlab-test")
     with pytest.raises(KeyStoreError, match="expected token="):
         open_keystore("pkcs11:slot=1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8),
+       st.sampled_from(["two-key", "three-key", "single"]), st.integers(min_value=1, max_value=4))
+def test_3des_through_openssl_is_3des(k1: bytes, k2: bytes, k3: bytes, shape: str, blocks: int) -> None:
+    """des3_ecb_encrypt (OpenSSL) equals E(K1) D(K2) E(K3) block by block with single DES from
+    pycryptodome, for two-key, three-key and degenerate (single-DES) keys."""
+    from Crypto.Cipher import DES
+
+    from cardlab.personalizer.keys.crypto import des3_ecb_encrypt
+
+    key = {"two-key": k1 + k2, "three-key": k1 + k2 + k3, "single": k1 + k1}[shape]
+    data = (k3 + k2 + k1 + k3)[: 8 * blocks]
+    third = key[16:24] if len(key) == 24 else key[:8]
+    want = b"".join(
+        DES.new(third, DES.MODE_ECB).encrypt(DES.new(key[8:16], DES.MODE_ECB).decrypt(
+            DES.new(key[:8], DES.MODE_ECB).encrypt(data[i:i + 8])))
+        for i in range(0, len(data), 8))
+    assert des3_ecb_encrypt(key, data) == want

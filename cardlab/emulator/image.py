@@ -237,14 +237,15 @@ def load_state(path: str | os.PathLike[str]) -> CardState:
 def load_image(path: str | os.PathLike[str]) -> tuple[CardState, ImageRead]:
     """:func:`load_state`, and what was read (:class:`ImageRead`)."""
     try:
+        # each file's identity taken before its bytes: a change in between makes them differ at attach
         with open(path, "rb") as f:
-            raw = f.read()
             snap = _file_id(os.fstat(f.fileno()))
+            raw = f.read()
         doc = _parse(raw.decode("utf-8"))
         try:
             with open(journal_path(path), "rb") as f:
-                data: bytes | None = f.read()
                 journal: FileId | None = _file_id(os.fstat(f.fileno()))
+                data: bytes | None = f.read()
         except FileNotFoundError:
             data, journal = None, None
         try:

@@ -173,17 +173,11 @@ def whole_entries(data: bytes, snapshot: bytes) -> int | None:
     """How many entries journal ``data`` holds if it is whole — a header for ``snapshot`` and
     every line a whole entry, ending with a line feed — so that a writer may append to it;
     ``None`` otherwise (it must be folded into a new snapshot first)."""
-    if not data.endswith(b"\n"):
+    try:
+        entries, whole = _read(data, snapshot)
+    except JournalError:
         return None
-    lines = data.split(b"\n")[:-1]
-    header = _unframe(lines[0])
-    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION \
-            or header.get("image") != snapshot_id(snapshot):
-        return None
-    for line in lines[1:]:
-        if _ops(_unframe(line)) is None:
-            return None
-    return len(lines) - 1
+    return len(entries) if whole else None
 
 
 def replay(path: str | os.PathLike[str], snapshot: bytes, doc: dict[str, Any]) -> dict[str, Any] | None:

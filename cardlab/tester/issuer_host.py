@@ -27,6 +27,7 @@ a reason, an event or a response.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -111,9 +112,14 @@ def cryptogram_version(iad: bytes, aid: bytes = b"") -> tuple[CryptogramVersion 
     return None, f"IAD {iad.hex().upper()} names no cryptogram version the host supports"
 
 
+@functools.lru_cache(maxsize=16)
 def derive_icc_mk(imk: bytes, pan: str, psn: str, option: str = "auto") -> bytes:
     """ICC master key (Book 2 A1.4): Option A for PANs of up to 16 digits,
-    Option B above (``option`` "A" or "B" forces one), through pyemv."""
+    Option B above (``option`` "A" or "B" forces one), through pyemv.
+
+    Remembered for the last few cards: a certification makes a host per transaction (contact,
+    then each contactless one), and each would otherwise derive the same three keys again. The
+    values stay in this process's memory, as the IMKs themselves do."""
     use_b = option == "B" or (option == "auto" and len(pan) > 16)
     return bytes(pyemv_kd.derive_icc_mk_b(imk, pan, psn) if use_b else pyemv_kd.derive_icc_mk_a(imk, pan, psn))
 

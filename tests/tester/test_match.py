@@ -12,8 +12,12 @@ from pathlib import Path
 
 import certkit  # type: ignore[import-not-found]
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cardlab.cli import main
+from cardlab.tester.certify.match import Matcher, key_of
+from cardlab.tester.sources import Record
 
 HEADER = "pan,psn,expiry,effective,name,pin,service_code,language,discretionary\n"
 
@@ -128,3 +132,22 @@ def test_identity_reading_stops_once_pan_and_psn_are_read(prepared: certkit.Prep
         assert n == len(reads) - 1 or not (seen | found) >= {0x5A, 0x5F34}
         seen |= found
     assert seen >= {0x5A, 0x5F34}
+
+
+def _record(index: int) -> Record:
+    return Record(index=index, pan=f"47617390{index:08d}", psn="01", expiry=(2030, 12), effective=None, name="A",
+                  pin="1234", service_code=None, language=None, discretionary="")  # fmt: skip
+
+
+@given(st.lists(st.integers(min_value=1, max_value=60), unique=True), st.booleans(), st.integers(min_value=-2, max_value=63))
+def test_the_hinted_record_is_found_by_its_index_in_any_order(indexes: list[int], in_order: bool, hint: int) -> None:
+    """Matcher.record (the batch's hint) names the record at that position of the file, whether the
+    records come in file order (binary search) or not (a dict), and None when no record has it."""
+    records = [_record(i) for i in (sorted(indexes) if in_order else indexes)]
+    m = Matcher(records)
+    want = next((r for r in records if r.index == hint), None)
+    assert m.record(hint) is want
+    key = key_of(records[0].pan, "01") if records else None
+    if records and hint == records[0].index:
+        rec, found = m.match(key, "", "card-1", hint)
+        assert rec is records[0] and [r.verdict for r in found] == ["pass", "pass"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +240,7 @@ class JobDb:
         row = self.db.execute("SELECT 1 FROM cards WHERE kind = 'image' AND location = ?", (path,)).fetchone()
         return row is not None
 
-    def claim_image(self, station: str, images: Sequence[str],
+    def claim_image(self, station: str, images: Iterable[str],
                     reserve: Callable[[str], bool] = lambda path: True) -> tuple[int, str] | None:  # fmt: skip
         """Reserve the first image of ``images`` no station has used yet and ``reserve`` grants
         (the stock's own claim, shared by every batch: :func:`cardlab.personalizer.stock.reserve`).

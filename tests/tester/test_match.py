@@ -151,3 +151,33 @@ def test_the_hinted_record_is_found_by_its_index_in_any_order(indexes: list[int]
     if records and hint == records[0].index:
         rec, found = m.match(key, "", "card-1", hint)
         assert rec is records[0] and [r.verdict for r in found] == ["pass", "pass"]
+
+
+def test_a_key_held_by_two_or_three_records_names_them_all() -> None:
+    """The index holds a record per key, and a tuple when the records file holds a key more than
+    once: MATCH-001 names every record that has it."""
+    import dataclasses
+
+    one, two, three = _record(1), _record(2), _record(3)
+    twice = dataclasses.replace(two, pan=one.pan)
+    thrice = dataclasses.replace(three, pan=one.pan)
+    for records, ids in (([one, twice, three], "1, 2"), ([one, twice, thrice], "1, 2, 3")):
+        rec, found = Matcher(records).match(key_of(one.pan, "01"), "", "card-1", None)
+        assert rec is None and [r.rule for r in found] == ["MATCH-001"] and found[0].verdict == "fail"
+        assert f"records {ids} all have it" in found[0].evidence
+    rec, _found = Matcher([one, twice, three]).match(key_of(three.pan, "01"), "", "card-3", None)
+    assert rec is three
+
+
+def test_values_that_repeat_are_held_once_per_file(tmp_path: Path) -> None:
+    """read_records keeps one copy of what repeats from record to record (PSN, dates, service
+    code, language); each record's own values are read as they are."""
+    from cardlab.tester.sources import read_records
+
+    rows = [f"47617390{i:08d},01,2030-12,2025-01,NAME {i},{1000 + i},201,en,DD{i}" for i in range(5)]
+    recs = list(read_records(_records(tmp_path, rows)))
+    assert [r.pan for r in recs] == [row.split(",")[0] for row in rows] and [r.pin for r in recs] == [str(1000 + i) for i in range(5)]
+    assert [r.discretionary for r in recs] == [f"DD{i}" for i in range(5)]
+    for attr in ("psn", "expiry", "effective", "service_code", "language"):
+        assert len({id(getattr(r, attr)) for r in recs}) == 1, attr
+    assert recs[0].expiry == (2030, 12) and recs[0].effective == (2025, 1) and recs[0].language == "en"

@@ -91,7 +91,9 @@ class Matcher:
     """The records of one run, looked up by what each card says; thread-safe (several readers)."""
 
     records: list[Record]
-    by_key: dict[Key, list[Record]] = field(default_factory=dict)
+    # key → its record, or a tuple of them when the records file holds the key twice (one record
+    # per key is the rule: no list for it, as the index holds every record of the batch)
+    by_key: dict[Key, Record | tuple[Record, ...]] = field(default_factory=dict)
     seen: dict[Key, str] = field(default_factory=dict)  # key → the first card (id) that held it
     matched: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,8 +101,12 @@ class Matcher:
     _by_index: dict[int, Record] | None = None  # only when the records are not in file order
 
     def __post_init__(self) -> None:
+        by_key = self.by_key
         for r in self.records:
-            self.by_key.setdefault(key_of(r.pan, r.psn), []).append(r)
+            key = key_of(r.pan, r.psn)
+            had = by_key.setdefault(key, r)
+            if had is not r:
+                by_key[key] = (*had, r) if isinstance(had, tuple) else (had, r)
         if any(a.index >= b.index for a, b in zip(self.records, self.records[1:])):
             self._by_index = {r.index: r for r in self.records}
 
@@ -118,7 +124,8 @@ class Matcher:
         if key is None:
             return None, [Result("MATCH-001", FAIL, f"the card's PAN could not be read: {why}", "a PAN and PSN", "-")]
         hinted = self.record(hint) if hint is not None else None
-        found = self.by_key.get(key, [])
+        hit = self.by_key.get(key)
+        found = [] if hit is None else list(hit) if isinstance(hit, tuple) else [hit]
         said = _psn_text(key)
         if not found:
             extra = f"; the batch named record {hinted.index} ({hinted.masked}, PSN {hinted.psn})" if hinted else ""

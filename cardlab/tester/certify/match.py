@@ -94,8 +94,9 @@ class Matcher:
     # key → its record, or a tuple of them when the records file holds the key twice (one record
     # per key is the rule: no list for it, as the index holds every record of the batch)
     by_key: dict[Key, Record | tuple[Record, ...]] = field(default_factory=dict)
-    seen: dict[Key, str] = field(default_factory=dict)  # key → the first card (id) that held it
-    matched: set[int] = field(default_factory=set)
+    # record index → the first card (id) that held its PAN and PSN: a key the run reaches here names
+    # exactly one record, so the index stands for the key (no copy of the card's PAN per card)
+    seen: dict[int, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     _by_index: dict[int, Record] | None = None  # only when the records are not in file order
@@ -145,8 +146,7 @@ class Matcher:
             out.append(Result("MATCH-001", PASS, f"the card holds {said}: record {rec.index}", "one record",
                               f"record {rec.index}"))  # fmt: skip
         with self._lock:
-            first = self.seen.setdefault(key, card_id)
-            self.matched.add(rec.index)
+            first = self.seen.setdefault(rec.index, card_id)
         if first != card_id:
             out.append(Result("MATCH-002", FAIL, f"card {first} holds the same {said} (record {rec.index}): two cards, "
                               "one record", "one card per record", f"also card {first}"))  # fmt: skip
@@ -156,4 +156,4 @@ class Matcher:
 
     def without_card(self) -> list[Record]:
         """The records no card of the run matched, in file order."""
-        return [r for r in self.records if r.index not in self.matched]
+        return [r for r in self.records if r.index not in self.seen]

@@ -26,6 +26,7 @@ bench: deps
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_prepare_parallel.py
 	$(BIN)/python benchmarks/bench_rsa.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 deps: debs $(VENV)/.installed
 

@@ -174,10 +174,11 @@ def test_values_that_repeat_are_held_once_per_file(tmp_path: Path) -> None:
     code, language); each record's own values are read as they are."""
     from cardlab.tester.sources import read_records
 
-    rows = [f"47617390{i:08d},01,2030-12,2025-01,NAME {i},{1000 + i},201,en,DD{i}" for i in range(5)]
+    n = 600  # more records than distinct values kept per field: the discretionary data is each record's own
+    rows = [f"47617390{i:08d},01,2030-12,2025-01,NAME {i},{1000 + i},201,en,DD{i}" for i in range(n)]
     recs = list(read_records(_records(tmp_path, rows)))
-    assert [r.pan for r in recs] == [row.split(",")[0] for row in rows] and [r.pin for r in recs] == [str(1000 + i) for i in range(5)]
-    assert [r.discretionary for r in recs] == [f"DD{i}" for i in range(5)]
+    assert [r.pan for r in recs] == [row.split(",")[0] for row in rows] and [r.pin for r in recs] == [str(1000 + i) for i in range(n)]
+    assert [r.discretionary for r in recs] == [f"DD{i}" for i in range(n)]
     for attr in ("psn", "expiry", "effective", "service_code", "language"):
         assert len({id(getattr(r, attr)) for r in recs}) == 1, attr
     assert recs[0].expiry == (2030, 12) and recs[0].effective == (2025, 1) and recs[0].language == "en"

@@ -98,8 +98,7 @@ class Matcher:
     # exactly one record, so the index stands for the key (no copy of the card's PAN per card)
     seen: dict[int, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    _by_index: dict[int, Record] | None = None  # only when the records are not in file order
+    _by_index: dict[int, Record] | None = field(default=None, init=False, repr=False)  # records not in file order
 
     def __post_init__(self) -> None:
         by_key = self.by_key

@@ -301,3 +301,48 @@ def test_script_encipherment_agrees_with_pyemv(key: bytes, data: bytes) -> None:
     enc = pyemv.sm.encrypt_command_data(key, data, pyemv.sm.EncryptionType.EMV)
     assert emv.encipher_cbc(key, data, always_pad=True) == enc
     assert emv.decipher_cbc(key, enc, padded=True) == data
+
+
+def _single_des_chain(key: bytes, data: bytes, iv: bytes | None) -> bytes:
+    """3DES-EDE built from pycryptodome's single DES, block by block (the reference the OpenSSL
+    implementation replaced): K1 K2 K3, K3 = K1 for a double-length key."""
+    from Crypto.Cipher import DES
+
+    k1, k2 = DES.new(key[:8], DES.MODE_ECB), DES.new(key[8:16], DES.MODE_ECB)
+    k3 = DES.new(key[16:24], DES.MODE_ECB) if len(key) == 24 else k1
+    out, chain = b"", iv
+    for i in range(0, len(data), 8):
+        block = data[i : i + 8]
+        if chain is not None:
+            block = bytes(a ^ b for a, b in zip(block, chain, strict=True))
+        enc = k3.encrypt(k2.decrypt(k1.encrypt(block)))
+        out += enc
+        chain = enc if chain is not None else None
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    half=st.binary(min_size=8, max_size=8),
+    other=st.binary(min_size=8, max_size=16),
+    shape=st.sampled_from(["two-key", "three-key", "equal halves", "K2 = K3"]),
+    blocks=st.integers(1, 5),
+    iv=st.binary(min_size=8, max_size=8),
+    data=st.binary(min_size=40, max_size=40),
+)
+def test_3des_agrees_with_single_des_for_every_key_shape(half: bytes, other: bytes, shape: str, blocks: int,
+                                                          iv: bytes, data: bytes) -> None:
+    """OpenSSL's 3DES (ECB and CBC, both ways) gives what single DES chained gives, also for keys
+    that degenerate to single DES (test keys with equal halves), which an HSM takes as such."""
+    k2 = (other + bytes(16))[:8]
+    key = {"two-key": half + k2, "three-key": half + k2 + (other + bytes(16))[8:16],
+           "equal halves": half + half, "K2 = K3": half + k2 + k2}[shape]
+    data = data[: 8 * blocks]
+    ecb = _single_des_chain(key, data, None)
+    cbc = _single_des_chain(key, data, iv)
+    assert emv.tdes_ecb_encrypt(key, data) == ecb and emv.tdes_ecb_decrypt(key, ecb) == data
+    assert emv.tdes_cbc_encrypt(key, data, iv) == cbc and emv.tdes_cbc_decrypt(key, cbc, iv) == data
+    if shape == "equal halves":
+        from Crypto.Cipher import DES
+
+        assert ecb == DES.new(half, DES.MODE_ECB).encrypt(data)

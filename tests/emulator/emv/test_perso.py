@@ -3,7 +3,11 @@ real SCP03 sessions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from emvkit import AID_CREDIT, MK, Personalizer, Profile, Terminal, crt_dgis, h, new_card, rsa_key
 
 from cardlab.cardspec import tlv
@@ -233,3 +237,54 @@ def test_install_parameters_refused() -> None:
     perso = Personalizer(card)
     assert perso.install(AID_CREDIT, params=h("01")) == 0x6A80
     assert perso.install(AID_CREDIT) == 0x9000
+
+
+# -- record_tag: the one-pass index of a personalized application's records ----------------------
+
+_TAGS = [0x5A, 0x57, 0x8C, 0x9F10, 0x70, 0xA5, 0xBF0C, 0x9F4B]
+
+
+def _tlv_tree(draw: Any, depth: int = 0) -> bytes:
+    from hypothesis import strategies as st
+
+    tag = draw(st.sampled_from(_TAGS))
+    if tag in (0x70, 0xA5, 0xBF0C) and depth < 2:
+        value = b"".join(_tlv_tree(draw, depth + 1) for _ in range(draw(st.integers(0, 3))))
+    else:
+        value = draw(st.binary(max_size=6))
+    if draw(st.integers(0, 9)) == 0:  # now and then a malformed value: cut short
+        value = value[: max(0, len(value) - 2)] + b"\x9f"
+    return tlv.encode(tag, value)
+
+
+def _record_bytes() -> Any:
+    from hypothesis import strategies as st
+
+    @st.composite
+    def one(draw: Any) -> bytes:
+        body = b"".join(_tlv_tree(draw) for _ in range(draw(st.integers(0, 4))))
+        return body if draw(st.booleans()) else tlv.encode(0x70, body)
+
+    return one()
+
+
+@given(records=st.dictionaries(st.tuples(st.integers(1, 3), st.integers(1, 4)), _record_bytes(), max_size=6),
+       extra=st.binary(max_size=4))
+def test_the_records_index_finds_what_a_scan_finds(records: dict[tuple[int, int], bytes], extra: bytes) -> None:
+    """record_tag on a personalized application (one pass, every tag indexed) answers as tlv.find
+    over the records in order does, also with malformed records and nested objects; before
+    personalization it scans each time; an issuer script's UPDATE RECORD clears the index."""
+    from cardlab.emulator.applets.emv.perso import _scan, record_tag
+    from cardlab.emulator.applets.emv.state import EmvData
+
+    data = EmvData(records=dict(records))
+    want = {t: _scan(data, t) for t in [*_TAGS, 0x9F99]}
+    assert {t: record_tag(data, t) for t in want} == want  # not personalized: no cache
+    assert not data.tag_cache
+    data.personalized = True
+    assert {t: record_tag(data, t) for t in want} == want
+    if records:  # what issuer.py does after an UPDATE RECORD
+        first = min(records)
+        data.records[first] = tlv.encode(0x70, tlv.encode(0x5A, extra))
+        data.tag_cache.clear()
+        assert record_tag(data, 0x5A) == _scan(data, 0x5A)

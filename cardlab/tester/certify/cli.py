@@ -136,14 +136,22 @@ def _report_dir_taken(a: argparse.Namespace) -> bool:
 
 def certify_stream(rounds: Iterable[list[CardItem]], certify_one: Callable[[CardItem], CardReport],
                    workers: int = 1) -> Iterator[CardReport]:
-    """Each round's cards certified (in parallel with ``workers`` > 1, one per reader), reports in round order."""
+    """Each round's cards certified (in parallel with ``workers`` > 1), reports in round order. The
+    k-th card of a round is the k-th reader's (:func:`.readers.reader_rounds`), and it goes to that
+    reader's own worker thread: a reader is used from one thread only (PC/SC asks for a context
+    per thread), and a quick card cannot leave another reader's card waiting behind it."""
     if workers <= 1:
         for items in rounds:
             yield from (certify_one(i) for i in items)
         return
-    with ThreadPoolExecutor(workers, thread_name_prefix="reader") as pool:
+    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"reader{k}") for k in range(workers)]
+    try:
         for items in rounds:
-            yield from pool.map(certify_one, items)
+            futures = [pools[k % workers].submit(certify_one, item) for k, item in enumerate(items)]
+            yield from (f.result() for f in futures)
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_stream(a: argparse.Namespace, reports: Iterable[CardReport], total: int, prov: dict[str, Any]) -> int:

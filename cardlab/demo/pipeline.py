@@ -159,13 +159,12 @@ def _certify_worker(job: CertifyJob) -> list[Any]:
     """Certify some cards of one batch through the PC/SC code path (pyscard plug-in)."""
     from cardlab.emulator.transports import pyscard_reader
     from cardlab.tester.certify import certify_batch
-    from cardlab.tester.certify.match import Matcher
     from cardlab.tester.channel import CardChannel
 
     from ..cardio import open_image_channel
 
     profile, records, keys, images = job
-    prof, ks, recs = _certify_sources(profile, records, keys)
+    prof, ks, matcher = _certify_sources(profile, records, keys)
 
     def opener(path: str) -> Callable[[], CardChannel]:
         return lambda: open_image_channel(path)
@@ -174,7 +173,8 @@ def _certify_worker(job: CertifyJob) -> list[Any]:
     try:
         # the demo's cards are KMC-keyed: life cycles and privileges are read over SCP03 too; the
         # dual-interface ones are certified on their contactless interface as well (issue 16)
-        return certify_batch(items, prof, records, ks, matcher=Matcher(list(recs)), gp_status=True, contactless=True)
+        # each chunk is a run of its own (MATCH-002 within the chunk), over the index built once
+        return certify_batch(items, prof, records, ks, matcher=matcher.fresh(), gp_status=True, contactless=True)
     finally:
         for img, _idx, _cid in images:
             with contextlib.suppress(Exception):
@@ -182,21 +182,24 @@ def _certify_worker(job: CertifyJob) -> list[Any]:
 
 
 #: what this certify worker process read for the batch it certifies: each chunk of cards would
-#: otherwise parse the profile and every record again (about 0.4 ms a card for 1,000 records)
-_SOURCES: dict[tuple[tuple[str, int, int, int], ...], tuple[Any, Any, tuple[Any, ...]]] = {}
+#: otherwise parse the profile and every record again (about 0.4 ms a card for 1,000 records), and
+#: index every record again (a pass over the batch per chunk of 50 cards: quadratic in the batch)
+_SOURCES: dict[tuple[tuple[str, int, int, int], ...], tuple[Any, Any, Any]] = {}
 
 
-def _certify_sources(profile: str, records: str, keys: str) -> tuple[Any, Any, tuple[Any, ...]]:
-    """The tester's profile, key store and records of these files, read once per process while
-    the files stay the same (path, inode, size and modification time); each chunk still gets its
-    own matcher, as before."""
+def _certify_sources(profile: str, records: str, keys: str) -> tuple[Any, Any, Any]:
+    """The tester's profile, key store and a matcher over the records of these files (its index
+    built), read once per process while the files stay the same (path, inode, size and
+    modification time); each chunk takes a :meth:`~cardlab.tester.certify.match.Matcher.fresh`
+    copy of the matcher, so that a chunk's MATCH-002 sees only its own cards, as before."""
+    from cardlab.tester.certify.match import Matcher
     from cardlab.tester.sources import load_keystore, load_profile, read_records
 
     ident = tuple((p, st.st_ino, st.st_size, st.st_mtime_ns) for p in (profile, records, keys) for st in [os.stat(p)])
     got = _SOURCES.get(ident)
     if got is None:
         _SOURCES.clear()  # one batch at a time: the records of the one before are let go
-        got = _SOURCES[ident] = (load_profile(profile), load_keystore(keys), tuple(read_records(records)))
+        got = _SOURCES[ident] = (load_profile(profile), load_keystore(keys), Matcher(list(read_records(records))))
     return got
 
 

@@ -20,6 +20,7 @@ Annex A: the PSN is optional; Book 2 A1.4.1 derives with 00 then).
 from __future__ import annotations
 
 import bisect
+import copy
 import threading
 from dataclasses import dataclass, field
 
@@ -109,6 +110,13 @@ class Matcher:
                 by_key[key] = (*had, r) if isinstance(had, tuple) else (had, r)
         if any(a.index >= b.index for a, b in zip(self.records, self.records[1:])):
             self._by_index = {r.index: r for r in self.records}
+
+    def fresh(self) -> Matcher:
+        """A matcher over the same records and index that has seen no card yet (another run over the
+        same batch: building the index again is a pass over every record)."""
+        m = copy.copy(self)
+        m.seen, m._lock = {}, threading.Lock()
+        return m
 
     def record(self, index: int) -> Record | None:
         """The record at position ``index`` of the records file (None: no such record, e.g. one

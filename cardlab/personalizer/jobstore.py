@@ -26,6 +26,7 @@ older database by the first connection that sees it (under a lock in PostgreSQL)
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -206,10 +207,12 @@ class SqliteStore(Store):
 
     @contextmanager
     def transaction(self, durable: bool = True) -> Iterator[Store]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any exception); not ``durable``: the
-        commit under ``synchronous=NORMAL`` (WAL: no fsync; the next FULL commit syncs it too)."""
-        if not durable:
-            self.db.execute("PRAGMA synchronous=NORMAL")
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any exception). The commit itself runs
+        under ``synchronous=NORMAL`` (WAL: no fsync while the write lock is held); a ``durable`` one
+        then syncs the WAL before this returns, after the lock is let go, so that another station
+        writes while this one waits for the disk. A commit not ``durable`` is made durable by the
+        next durable one (the WAL is synced as a whole)."""
+        self.db.execute("PRAGMA synchronous=NORMAL")
         try:
             self._begin_immediate()
             try:
@@ -219,8 +222,23 @@ class SqliteStore(Store):
                 raise
             self.db.execute("COMMIT")
         finally:
-            if not durable:
-                self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA synchronous=FULL")
+        if durable:
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        """fdatasync of the WAL, which holds every commit not yet checkpointed. The commits it does
+        not hold any more are in the database file, which SQLite syncs when a checkpoint completes
+        (and it syncs the WAL's header before reusing the file); a WAL that is gone was checkpointed
+        whole by the last connection closing."""
+        try:
+            fd = os.open(self.where + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def _begin_immediate(self) -> None:
         """``BEGIN IMMEDIATE``, waiting for another station's write transaction in short steps

@@ -582,31 +582,37 @@ def test_the_blank_check_joins_the_script_session_only_when_nothing_can_be_writt
         assert not in_session_check(job, script_mod.load_script(path), script_mod.execute, data), name
 
 
-def test_only_the_image_claim_commits_without_a_sync(batch: tuple[Path, Path], tmp_path: Path) -> None:
-    """JobDb.claim_image commits under synchronous=NORMAL (nothing reaches the card before the
-    durable commit of start(), which syncs it too); every other transaction stays FULL, also after
-    a claim that raised."""
+def test_only_the_image_claim_commits_without_a_sync(batch: tuple[Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """JobDb.claim_image commits without syncing the WAL (nothing reaches the card before the
+    durable commit of start(), which syncs it too); every other transaction syncs it, also after a
+    claim that raised; statements outside a transaction run under synchronous=FULL."""
+    from cardlab.personalizer.jobstore import SqliteStore
+
     b, keys = batch
     cards = make_cards(tmp_path, keys, 3)
     engine.run(b, cards=cards, keys=str(keys), executor=stand_in_execute)  # loads the batch
+    syncs: list[str] = []
+    real_sync = SqliteStore._sync_wal
+
+    def counted(self: SqliteStore) -> None:
+        syncs.append(self.where)
+        real_sync(self)
+
+    monkeypatch.setattr(SqliteStore, "_sync_wal", counted)
     with JobDb(b / "jobs.sqlite") as db:
-        seen: list[int] = []
-
-        def reserve(path: str) -> bool:
-            seen.append(int(db.db.execute("PRAGMA synchronous").fetchone()[0]))
-            return True
-
         spare = tmp_path / "spare.json"
         Card.create().save(spare)
-        assert db.claim_image("test:1:station-1", [str(spare)], reserve) is not None
-        assert seen == [1]  # NORMAL inside the claim
-        assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        assert db.claim_image("test:1:station-1", [str(spare)], lambda path: True) is not None
+        assert syncs == []
+        assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL outside a transaction
 
         def broken(path: str) -> bool:
             raise OSError("stock unreadable")
 
         with pytest.raises(OSError):
             db.claim_image("test:1:station-1", [str(tmp_path / "other.json")], broken)
-        assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert syncs == [] and db.db.execute("PRAGMA synchronous").fetchone()[0] == 2
         with db.transaction():
-            assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+            pass
+        assert syncs == [str(b / "jobs.sqlite")]

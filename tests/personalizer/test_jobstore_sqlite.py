@@ -96,3 +96,41 @@ def test_an_image_stations_done_is_committed_without_its_own_sync_and_made_durab
     assert kinds.count(False) >= 6 and True in kinds
     station_close = next(c for c in closing if c.count(False) >= 6)
     assert station_close[-1] is False and kinds[len(station_close)] is True
+
+
+def test_a_durable_commit_syncs_the_wal_after_the_lock_is_let_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A durable transaction commits without a sync under the write lock, then syncs the WAL that
+    holds the commit: while it waits for the disk another station can already write. A transaction
+    that is not durable syncs nothing; the next durable one syncs the WAL as a whole."""
+    import os
+
+    from cardlab.personalizer import jobstore
+
+    path = tmp_path / "jobs.sqlite"
+    store = SqliteStore(str(path))
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    seen: list[tuple[str, bool, tuple[str, ...] | None]] = []
+    real = os.fdatasync
+
+    def watch(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        try:  # the lock is free while the WAL is synced
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            free = True
+        except sqlite3.OperationalError:
+            free = False
+        row = other.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone()  # the commit is visible
+        seen.append((os.path.basename(name), free, row))
+        real(fd)
+
+    monkeypatch.setattr(jobstore.os, "fdatasync", watch)
+    with store.transaction(durable=False):
+        store.execute("INSERT INTO meta (key, value) VALUES ('probe', 'lazy')")
+    assert seen == []
+    with store.transaction():
+        store.execute("UPDATE meta SET value = 'durable' WHERE key = 'probe'")
+    assert seen == [("jobs.sqlite-wal", True, ("durable",))]
+    assert store.execute("PRAGMA synchronous").fetchone() == (2,)
+    other.close()
+    store.close()

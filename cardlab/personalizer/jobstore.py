@@ -193,6 +193,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str, *, timeout: float = 60.0) -> None:
         self.where = path
+        self._file = os.path.abspath(path)  # the files synced after a durable commit, whatever the cwd later
         self.timeout = timeout
         self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -229,12 +230,13 @@ class SqliteStore(Store):
     def _sync_wal(self) -> None:
         """fdatasync of the WAL, which holds every commit not yet checkpointed. The commits it does
         not hold any more are in the database file, which SQLite syncs when a checkpoint completes
-        (and it syncs the WAL's header before reusing the file); a WAL that is gone was checkpointed
-        whole by the last connection closing."""
+        (and it syncs the WAL's header before reusing the file). Should the WAL be gone (SQLite
+        removes it only when the last connection closes, after a checkpoint of everything), the
+        database file is synced instead."""
         try:
-            fd = os.open(self.where + "-wal", os.O_RDONLY)
+            fd = os.open(self._file + "-wal", os.O_RDONLY)
         except FileNotFoundError:
-            return
+            fd = os.open(self._file, os.O_RDONLY)
         try:
             os.fdatasync(fd)
         finally:

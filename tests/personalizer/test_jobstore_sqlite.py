@@ -107,7 +107,9 @@ def test_a_durable_commit_syncs_the_wal_after_the_lock_is_let_go(tmp_path: Path,
     from cardlab.personalizer import jobstore
 
     path = tmp_path / "jobs.sqlite"
-    store = SqliteStore(str(path))
+    monkeypatch.chdir(tmp_path)
+    store = SqliteStore("jobs.sqlite")  # a relative path, and the process moves on: the right WAL is synced
+    monkeypatch.chdir("/")
     other = sqlite3.connect(path, isolation_level=None, timeout=0)
     seen: list[tuple[str, bool, tuple[str, ...] | None]] = []
     real = os.fdatasync
@@ -121,7 +123,7 @@ def test_a_durable_commit_syncs_the_wal_after_the_lock_is_let_go(tmp_path: Path,
         except sqlite3.OperationalError:
             free = False
         row = other.execute("SELECT value FROM meta WHERE key = 'probe'").fetchone()  # the commit is visible
-        seen.append((os.path.basename(name), free, row))
+        seen.append((name, free, row))
         real(fd)
 
     monkeypatch.setattr(jobstore.os, "fdatasync", watch)
@@ -130,7 +132,7 @@ def test_a_durable_commit_syncs_the_wal_after_the_lock_is_let_go(tmp_path: Path,
     assert seen == []
     with store.transaction():
         store.execute("UPDATE meta SET value = 'durable' WHERE key = 'probe'")
-    assert seen == [("jobs.sqlite-wal", True, ("durable",))]
+    assert seen == [(f"{path}-wal", True, ("durable",))]
     assert store.execute("PRAGMA synchronous").fetchone() == (2,)
     other.close()
     store.close()

@@ -288,3 +288,27 @@ def test_the_records_index_finds_what_a_scan_finds(records: dict[tuple[int, int]
         data.records[first] = tlv.encode(0x70, tlv.encode(0x5A, extra))
         data.tag_cache.clear()
         assert record_tag(data, 0x5A) == _scan(data, 0x5A)
+
+
+def test_the_working_copy_of_a_store_data_equals_the_dump_and_load_round_trip(card: Card) -> None:
+    """EmvData.copy (what a STORE DATA works on) equals load(dump()) and shares no container with
+    the application: changing the copy's records, data objects, DGIs received, log or risk
+    parameters leaves the application as it was."""
+    import dataclasses
+
+    from cardlab.emulator.applets.emv.state import EmvData
+
+    data = app(card).data
+    data.log.append(b"\x01\x02")
+    data.tag_cache[0x5A] = b"cached"
+    before = EmvData.load(data.dump())
+    copy = data.copy()
+    assert copy == before and copy.dump() == data.dump() and not copy.tag_cache
+    copy.records[(1, 1)] = b"\x70\x00"
+    copy.data_objects[0x9F99] = b"\x00"
+    copy.received.add(0x7777)
+    copy.log.append(b"\x03")
+    copy.risk.cvn = 0x0A
+    assert data == before and data.dump() == before.dump()
+    assert all(getattr(copy, f.name) is getattr(data, f.name) for f in dataclasses.fields(EmvData)
+               if f.name in ("icc_key", "pin_key", "mk_ac", "currency_conversion"))

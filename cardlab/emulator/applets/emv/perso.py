@@ -98,7 +98,7 @@ def store_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
         dgis = tlv.parse_dgis(cmd.data)
     except tlv.TlvError as exc:
         raise _bad("malformed DGI") from exc
-    work = _Work(EmvData.load(app.data.dump()), dict(app.perso_parts))
+    work = _Work(app.data.copy(), dict(app.perso_parts))
     for dgi, value in dgis:
         if is_secret(dgi) and not decrypted:
             raise _bad(f"DGI {dgi:04X} must be encrypted")
@@ -108,7 +108,13 @@ def store_data(app: EmvInstance, ctx: Context, cmd: Command) -> bytes:
         _check_master_keys(app, work)
     last = bool(cmd.p1 & 0x80)
     if last:
-        _complete(work)
+        # the records are final: the completeness checks' lookups (CVM list, exponents) share one pass
+        _index_records(work.data.records, work.data.tag_cache)
+        try:
+            _complete(work)
+        except BaseException:
+            work.data.tag_cache.clear()
+            raise
         app.record.lifecycle = lifecycle.app_transition(
             app.record.lifecycle, app.PERSONALIZED_STATE, app.SPECIFIC_STATES
         )
@@ -535,11 +541,13 @@ def record_tag(data: EmvData, tag: int) -> bytes | None:
     """Value of ``tag`` in the personalized records (the first one found, depth first, records in
     order: :func:`tlv.find` on each). Once personalized, the first lookup indexes every tag of the
     records in ``data.tag_cache`` in one pass (GENERATE AC and the issuer's scripts look up CDOL1,
-    CDOL2, the PAN … in every transaction, and a card is loaded afresh for each certification)."""
-    if not data.personalized:
-        return _scan(data, tag)
+    CDOL2, the PAN … in every transaction, and a card is loaded afresh for each certification).
+    Whoever changes the records clears the cache (an issuer script's UPDATE RECORD); the last
+    STORE DATA indexes the final records for its completeness checks."""
     cache = data.tag_cache
     if _INDEXED not in cache:
+        if not data.personalized:
+            return _scan(data, tag)
         _index_records(data.records, cache)
     return cache.get(tag)
 

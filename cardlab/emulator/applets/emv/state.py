@@ -10,7 +10,7 @@ every SELECT and never saved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cardlab.cardspec.rsa import CrtKey
@@ -165,6 +165,14 @@ class EmvData:
     #: record data objects looked up since personalization (not saved; cleared
     #: by whatever changes a record after personalization)
     tag_cache: dict[int, bytes | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def copy(self) -> EmvData:
+        """A copy equal to ``EmvData.load(self.dump())`` without the round trip through hex: new
+        containers (records, data objects, DGIs received, log, risk parameters), the immutable
+        values shared (bytes, ints, the RSA keys, which nothing changes in place), no cache. A
+        STORE DATA works on one, so that a refused command leaves the application as it was."""
+        return replace(self, records=dict(self.records), data_objects=dict(self.data_objects),
+                       received=set(self.received), log=list(self.log), risk=replace(self.risk), tag_cache={})
 
     def dump(self) -> dict[str, Any]:
         h = _hex

@@ -89,8 +89,8 @@ def whole_image_saves(durable: bool) -> Iterator[None]:
 
 class Breakdown:
     """Where a stage's time goes, measured by wrapping (no profiler: the figures are the run's own):
-    durable syncs (``os.fsync``/``os.fdatasync``: the card image journal, snapshots, stock
-    markers), the job store (every JobDb call, its SQLite commits and their syncs included), the
+    durable syncs (``os.fsync``/``os.fdatasync``: the card image journal, snapshots, the job
+    database's WAL after a durable commit), the job store (every JobDb call, its syncs taken out), the
     emulated card (``Card.transmit``, its journal syncs excluded), and the rest: the host side
     (perso script runner, SCP03 host, key store) or the terminal (tester kernel, rules, issuer
     host), the pyscard plug-in and the card image loads."""

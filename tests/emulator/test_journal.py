@@ -259,9 +259,9 @@ def test_personalization_pays_three_syncs_a_card_and_a_power_cut_loses_only_unsy
     syncs = 0
     real_sync = os.fdatasync
 
-    def count(fd: int) -> None:
+    def count(fd: int) -> None:  # the journals' syncs (the job database syncs its WAL as well)
         nonlocal syncs
-        syncs += 1
+        syncs += os.readlink(f"/proc/self/fd/{fd}").endswith(".journal")
         real_sync(fd)
 
     monkeypatch.setattr(journal_mod.ImageJournal, "_append", spy)

@@ -274,7 +274,8 @@ def test_the_records_index_finds_what_a_scan_finds(records: dict[tuple[int, int]
     """record_tag on a personalized application (one pass, every tag indexed) answers as tlv.find
     over the records in order does, also with malformed records and nested objects; before
     personalization it scans each time; an issuer script's UPDATE RECORD clears the index."""
-    from cardlab.emulator.applets.emv.perso import _scan, record_tag
+    from cardlab.emulator.applets.emv.records import record_tag
+    from cardlab.emulator.applets.emv.records import scan as _scan
     from cardlab.emulator.applets.emv.state import EmvData
 
     data = EmvData(records=dict(records))

@@ -53,7 +53,8 @@ from cardlab.cardspec.signed_data import CDA_DYNAMIC_DATA
 
 from ...apdu import SW, Command, StatusError
 from . import core, cvn
-from .perso import parse_dol, record_tag
+from .perso import parse_dol
+from .records import record_tag
 from .cvn import CvrFacts
 from .state import ConversionRate
 

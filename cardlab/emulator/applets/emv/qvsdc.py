@@ -37,7 +37,8 @@ from cardlab.cardspec import tlv
 from ...apdu import SW, Command, StatusError
 from . import ac, core
 from .cvn import CvrFacts
-from .perso import parse_dol, record_tag
+from .perso import parse_dol
+from .records import record_tag
 
 if TYPE_CHECKING:
     from ...applet import Context

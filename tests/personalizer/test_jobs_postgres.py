@@ -258,8 +258,25 @@ def test_cli_two_stations_real_script_then_certify(tmp_path: Path, pg_url: str) 
     assert rc == 0, text
     env = {**os.environ, "CARDLAB_JOBS": pg_url, "COLUMNS": "200"}
     run = [sys.executable, "-m", "cardlab", "perso", "run", str(batch), "--cards", str(stock), "--quiet"]
+    # both machines start at once: the batch is loaded, and the records stay locked until both
+    # stations wait for their first record (else the first to start may do the 6 cards alone)
+    import psycopg
+
+    with open_jobdb(batch, pg_url) as db:
+        assert db.load_batch(batch)
+    schema = "batch_" + json.loads((batch / "manifest.json").read_text())["cards_sha256"][:24]
+    gate = psycopg.connect(pg_url)
+    gate.execute(f"LOCK TABLE {schema}.records IN EXCLUSIVE MODE")  # type: ignore[arg-type]
     procs = [subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while _psql(pg_url, "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND application_name LIKE '%:station-%'")[0][0] < 2:
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+            [p.communicate()[1][-2000:] for p in procs if p.poll() is not None]
+        time.sleep(0.05)
+    gate.commit()
+    gate.close()
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert not (batch / "jobs.sqlite").exists()

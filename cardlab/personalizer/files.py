@@ -32,11 +32,16 @@ def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        sync_path(path.parent)
+
+
+def sync_path(path: str | os.PathLike[str], *, data_only: bool = False) -> None:
+    """fsync (``data_only``: fdatasync) of a file or a directory by its path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (os.fdatasync if data_only else os.fsync)(fd)
+    finally:
+        os.close(fd)
 
 
 def process_alive(pid: int) -> bool:

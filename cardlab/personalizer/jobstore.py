@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from .files import sync_path
+
 
 class JobStoreError(RuntimeError):
     """The job store cannot be used (bad address, server gone, schema too new)."""
@@ -234,13 +236,9 @@ class SqliteStore(Store):
         removes it only when the last connection closes, after a checkpoint of everything), the
         database file is synced instead."""
         try:
-            fd = os.open(self._file + "-wal", os.O_RDONLY)
+            sync_path(self._file + "-wal", data_only=True)
         except FileNotFoundError:
-            fd = os.open(self._file, os.O_RDONLY)
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+            sync_path(self._file, data_only=True)
 
     def _begin_immediate(self) -> None:
         """``BEGIN IMMEDIATE``, waiting for another station's write transaction in short steps

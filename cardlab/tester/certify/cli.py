@@ -139,7 +139,8 @@ def certify_stream(rounds: Iterable[list[CardItem]], certify_one: Callable[[Card
     """Each round's cards certified (in parallel with ``workers`` > 1), reports in round order. The
     k-th card of a round is the k-th reader's (:func:`.readers.reader_rounds`), and it goes to that
     reader's own worker thread: a reader is used from one thread only (PC/SC asks for a context
-    per thread), and a quick card cannot leave another reader's card waiting behind it."""
+    per thread), and the readers' cards run at once (a shared pool let one worker take two cards
+    in turn when the first was quick)."""
     if workers <= 1:
         for items in rounds:
             yield from (certify_one(i) for i in items)

@@ -1,5 +1,5 @@
-"""Data objects of a personalized EMV application's records, looked up by tag (EMV Book 3 §10.5:
-CDOL1/CDOL2 for GENERATE AC, the CVM list, the ICC public key exponent …): the first value found
+"""Data objects of a personalized EMV application's records, looked up by tag (CDOL1 and CDOL2 for
+GENERATE AC, EMV Book 3 §5.4; the CVM list; the ICC public key exponent …): the first value found
 depth first through the records in order, as :func:`cardlab.cardspec.tlv.find` finds it in each."""
 
 from __future__ import annotations

@@ -18,10 +18,7 @@ import re
 from Crypto.Cipher import AES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-try:  # cryptography 43 and later keep 3DES here
-    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES as _TripleDES
-except ImportError:  # pragma: no cover - older cryptography
-    _TripleDES = algorithms.TripleDES  # type: ignore[misc]
+from cardlab.cardspec.emv import tdes_ecb_encrypt
 
 from .model import KeyType, Option, TargetMode
 
@@ -57,8 +54,7 @@ def des3_ecb_encrypt(key: bytes, data: bytes) -> bytes:
     single DES) is computed as such, as EMV test keys may be."""
     if len(key) not in (16, 24):
         raise ValueError(f"a 3DES key is 16 or 24 bytes, not {len(key)}")
-    enc = Cipher(_TripleDES(key + key[:8] if len(key) == 16 else key), modes.ECB()).encryptor()  # K1 K2 K1
-    return enc.update(data) + enc.finalize()
+    return tdes_ecb_encrypt(key, data)  # cardlab.cardspec.emv: OpenSSL, K1 K2 K1
 
 
 def _digits(value: str, what: str, low: int, high: int) -> str:
